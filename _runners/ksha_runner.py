@@ -1,0 +1,255 @@
+"""ksha runner: inventory validation, import and fleet status, on the Salt master.
+
+The checks themselves live in the ``ksha`` Python package (``ksha.inventory``),
+shared with the CLI; install it into the master's Python (``pip install -e``
+of a checkout, or ``salt-pip install`` on a onedir master).
+
+The file is not named ``ksha.py`` on purpose: Salt's loader puts this
+module's directory first on ``sys.path`` while loading it, so a runner file
+named ``ksha.py`` would import itself instead of the ``ksha`` package.
+"""
+
+import json
+import logging
+
+import salt.key
+import salt.pillar
+import salt.utils.minions
+
+try:
+    from ksha import importer, inventory
+
+    HAS_KSHA = True
+except ImportError:
+    HAS_KSHA = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "ksha"
+
+
+def __virtual__():
+    if not HAS_KSHA:
+        return (
+            False,
+            "ksha runner: the 'ksha' Python package is not importable by the salt-master; "
+            "install it into the master's Python (pip install -e /path/to/ksha, or salt-pip install)",
+        )
+    return __virtualname__
+
+
+def _accepted_minions():
+    return salt.key.get_key(__opts__).list_status("accepted").get("minions", [])
+
+
+def _compile_pillar(minion_id):
+    """The pillar the master compiles for `minion_id`, as ``pillar.show_pillar`` does."""
+    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, __opts__)
+    pillar = salt.pillar.get_pillar(
+        __opts__,
+        grains or {},
+        minion_id,
+        saltenv=__opts__.get("saltenv") or "base",
+        pillarenv=__opts__.get("pillarenv"),
+    )
+    return pillar.compile_pillar()
+
+
+def _fleet(minion=None):
+    """(ksha pillar value, fleet findings, {minion: has ksha pillar}).
+
+    Compiles the pillar of every accepted minion (or just `minion`); the ones
+    that get a ``ksha`` key must all get the same one.
+    """
+    findings = []
+    accepted = _accepted_minions()
+    ids = [minion] if minion else accepted
+    seen = {}
+    for minion_id in ids:
+        compiled = _compile_pillar(minion_id)
+        for error in compiled.get("_errors") or []:
+            findings.append(
+                inventory.Finding("ERROR", "ksha", f"pillar of minion {minion_id!r} failed to render: {error}")
+            )
+        if compiled.get("ksha") is not None:
+            seen[minion_id] = compiled["ksha"]
+    if not seen:
+        where = f"minion {minion!r}" if minion else f"any of the {len(ids)} accepted minion(s)"
+        findings.append(
+            inventory.Finding(
+                "ERROR", "ksha", f"no 'ksha' pillar reaches {where}; assign it in the pillar top file (pillar/top.sls)"
+            )
+        )
+        return None, findings, seen
+    variants = {}
+    for minion_id, value in seen.items():
+        variants.setdefault(json.dumps(value, sort_keys=True, default=str), []).append(minion_id)
+    ksha = next(iter(seen.values()))
+    if len(variants) > 1:
+        groups = "; ".join(", ".join(sorted(ms)) for ms in variants.values())
+        findings.append(
+            inventory.Finding(
+                "ERROR", "ksha", f"minions get different 'ksha' pillars (groups: {groups}); they must agree"
+            )
+        )
+    for index, name in enumerate(inventory.host_names(ksha)):
+        if name not in accepted:
+            findings.append(
+                inventory.Finding(
+                    "ERROR",
+                    f"ksha:hosts:{index}:name",
+                    f"host {name!r} has no accepted minion key on this master (salt-key -L; accept with salt-key -a {name})",
+                )
+            )
+        elif not minion and name not in seen:
+            findings.append(
+                inventory.Finding(
+                    "ERROR",
+                    f"ksha:hosts:{index}:name",
+                    f"minion {name!r} does not get the 'ksha' pillar; fix the pillar top file",
+                )
+            )
+    return ksha, findings, seen
+
+
+def _report(findings):
+    lines = [str(f) for f in findings]
+    result = not inventory.has_errors(findings)
+    __context__["retcode"] = 0 if result else 1
+    return {"result": result, "findings": lines, "summary": inventory.summary(findings)}
+
+
+def validate(minion=None, pillar=None):
+    """Validate the ``ksha`` pillar; every problem is reported, one line each.
+
+    By default the pillar the master compiles for the accepted minions is
+    checked (and that they all get the same one, and every inventory host is
+    an accepted minion). Exit code 1 when there is an error.
+
+    minion
+        Check the pillar as compiled for this minion only.
+    pillar
+        Check this pillar dict instead (it must have a ``ksha`` key).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run ksha.validate
+        salt-run ksha.validate pillar='{"ksha": {...}}'
+    """
+    if pillar is not None:
+        if not isinstance(pillar, dict):
+            return _report(
+                [inventory.Finding("ERROR", "ksha", f"pillar= must be a dict with a 'ksha' key, got {pillar!r}")]
+            )
+        return _report(inventory.validate(pillar.get("ksha")))
+    ksha, fleet_findings, _ = _fleet(minion)
+    findings = fleet_findings if ksha is None else inventory.validate(ksha) + fleet_findings
+    return _report(sorted(findings, key=lambda f: f.level != "ERROR"))
+
+
+def targets(minion=None):
+    """Minion lists per role from the compiled ``ksha`` pillar (for orch/ksha.sls).
+
+    Returns ``{"all": [...], "kube-master": [...], "kube-node": [...], "etcd": [...]}``;
+    empty lists when there is no usable pillar (the preflight then fails).
+    """
+    ksha, _, _ = _fleet(minion)
+    ksha = ksha if isinstance(ksha, dict) else {}
+    hosts = inventory.host_names(ksha)
+    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
+    out = {"all": hosts}
+    for group in inventory.KNOWN_GROUPS:
+        members = groups.get(group) if isinstance(groups.get(group), list) else []
+        out[group] = [m for m in members if m in hosts]
+    return out
+
+
+def import_inventory(hosts_ini, common_yaml=None, roster_out=None):
+    """Import the seed installer's hosts.ini (and common.yaml) on the master.
+
+    Returns ``{"ksha": ...}``: with ``--out=yaml`` it is a pillar file. Notes and
+    validation findings go to the log (shown on the console); with
+    ``roster_out`` the salt-ssh roster (connection data) is written there,
+    mode 0600. Exit code 1 when the imported inventory is invalid, 2 when the
+    files cannot be read.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run ksha.import_inventory /srv/conf/hosts.ini common_yaml=/srv/conf/common.yaml --out=yaml
+    """
+    try:
+        ksha, roster, notes = importer.import_files(hosts_ini, common_yaml)
+    except importer.InputError as exc:
+        __context__["retcode"] = 2
+        return {"error": str(exc)}
+    for note in notes:
+        log.warning("NOTE %s", note)
+    if roster_out:
+        importer.write_roster(roster, roster_out)
+        log.warning("NOTE roster with connection data written to %s (mode 0600)", roster_out)
+    findings = inventory.validate(ksha)
+    for finding in findings:
+        log.warning("%s", finding)
+    __context__["retcode"] = 1 if inventory.has_errors(findings) else 0
+    return {"ksha": ksha}
+
+
+def _ping(hosts, timeout):
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    if not hosts:
+        return {}
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        return client.cmd(hosts, "test.ping", tgt_type="list", timeout=timeout)
+
+
+def status(output="table", timeout=5):
+    """The cluster at a glance: every inventory host, its address, roles and minion.
+
+    output
+        ``table`` (default): a text table; ``data``: a list of dicts.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run ksha.status
+    """
+    ksha, findings, _ = _fleet()
+    if ksha is None:
+        __context__["retcode"] = 1
+        return "\n".join(str(f) for f in findings)
+    names = inventory.host_names(ksha)
+    answered = _ping(names, timeout)
+    rows = []
+    for entry in ksha.get("hosts") or []:
+        if not isinstance(entry, dict) or entry.get("name") not in names:
+            continue
+        name = entry["name"]
+        rows.append(
+            {
+                "host": name,
+                "address": entry.get("ip"),
+                "roles": inventory.roles_of(ksha, name),
+                "minion": "up" if answered.get(name) is True else "DOWN",
+            }
+        )
+    if any(row["minion"] == "DOWN" for row in rows):
+        __context__["retcode"] = 1
+    if output == "data":
+        return rows
+    lb = ksha.get("loadbalancer") or {}
+    header = ("HOST", "ADDRESS", "ROLES", "MINION")
+    table = [header] + [(r["host"], str(r["address"]), ",".join(r["roles"]) or "-", r["minion"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines.append("")
+    lines.append(
+        f"API endpoint: {lb.get('domain', 'lb.kubesphere.local')}:{lb.get('port', 6443)} -> "
+        f"{lb.get('address') or 'first master'} (loadbalancer mode: {lb.get('mode', 'none')})"
+    )
+    return "\n".join(lines)

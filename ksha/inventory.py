@@ -1,0 +1,328 @@
+"""The ksha inventory: defaults, merging and the one validator.
+
+Every consumer (the orchestration's preflight state, ``salt-run ksha.validate``
+and the ``ksha`` CLI) calls :func:`validate` on the ``ksha`` pillar dict; none
+of them checks anything on its own.
+
+A finding names the pillar key it is about in Salt's colon notation, so
+``ksha:hosts:1:ip`` is what ``salt '*' pillar.get ksha:hosts:1:ip`` shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "salt" / "ksha" / "defaults.yaml"
+
+KNOWN_GROUPS = ("kube-master", "kube-node", "etcd")
+LB_MODES = ("keepalived", "external", "qingcloud", "none")
+# Modes the validator knows but this version cannot deploy yet.
+LB_MODES_NOT_IMPLEMENTED = ("qingcloud",)
+TOP_KEYS = (
+    "cluster_name",
+    "hosts",
+    "groups",
+    "loadbalancer",
+    "etcd",
+    "kubernetes",
+    "kubesphere",
+    "common",
+)
+HOST_KEYS = ("name", "ip", "addresses")
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    level: str  # "ERROR" or "WARNING"
+    key: str  # pillar key, e.g. "ksha:hosts:1:ip"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.key}: {self.message}"
+
+
+def load_defaults() -> dict:
+    """The formula's defaults.yaml: the same file map.jinja imports."""
+    with DEFAULTS_FILE.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Recursive dict merge where `over` wins and lists are replaced.
+
+    The same strategy as map.jinja's ``slsutil.merge(..., strategy='recurse')``.
+    """
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(base.get(key), value) if key in base else value
+        return out
+    return over
+
+
+def is_rfc1123_label(name: Any) -> bool:
+    return isinstance(name, str) and bool(_LABEL.match(name))
+
+
+def is_dns_name(name: Any) -> bool:
+    if not isinstance(name, str) or not name or len(name) > 253:
+        return False
+    return all(_DNS_LABEL.match(label) for label in name.rstrip(".").split("."))
+
+
+def parse_ip(value: Any):
+    """An ip_address, or None when `value` is not an IP address."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def host_names(ksha: dict) -> list[str]:
+    return [h["name"] for h in ksha.get("hosts") or [] if isinstance(h, dict) and isinstance(h.get("name"), str)]
+
+
+def roles_of(ksha: dict, host: str) -> list[str]:
+    """The groups a host belongs to, in KNOWN_GROUPS order, then any others."""
+    groups = ksha.get("groups") or {}
+    ordered = list(KNOWN_GROUPS) + sorted(g for g in groups if g not in KNOWN_GROUPS)
+    return [g for g in ordered if host in (groups.get(g) or [])]
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.findings.append(Finding("ERROR", key, message))
+
+    def warning(self, key: str, message: str) -> None:
+        self.findings.append(Finding("WARNING", key, message))
+
+
+def validate(pillar_ksha: Any, defaults: dict | None = None) -> list[Finding]:
+    """Check the ``ksha`` pillar value; return every problem found, errors first.
+
+    `pillar_ksha` is the value under the ``ksha`` key (not the whole pillar).
+    The defaults are merged first, so a missing optional key is never an error.
+    """
+    report = _Report()
+    if pillar_ksha is None:
+        report.error("ksha", "the pillar has no 'ksha' key; see pillar/ksha.sls.example")
+        return report.findings
+    if not isinstance(pillar_ksha, dict):
+        report.error("ksha", f"must be a mapping, got {type(pillar_ksha).__name__}")
+        return report.findings
+    for key in pillar_ksha:
+        if key not in TOP_KEYS:
+            report.warning(f"ksha:{key}", f"unknown key, ignored (known keys: {', '.join(TOP_KEYS)})")
+
+    ksha = merge(defaults if defaults is not None else load_defaults(), pillar_ksha)
+    hosts = _check_hosts(ksha.get("hosts"), report)
+    groups = _check_groups(ksha.get("groups"), hosts, report)
+    _check_etcd(ksha, groups, report)
+    _check_loadbalancer(ksha.get("loadbalancer"), groups, hosts, report)
+    _check_roleless(hosts, groups, report)
+    return sorted(report.findings, key=lambda f: f.level != "ERROR")
+
+
+def _check_hosts(hosts: Any, report: _Report) -> dict[str, dict]:
+    """Validate ksha:hosts; return the well-formed hosts by name."""
+    if not isinstance(hosts, list):
+        report.error("ksha:hosts", "must be a list of {name, ip} mappings")
+        return {}
+    if not hosts:
+        report.error("ksha:hosts", "is empty: the cluster needs at least one host")
+        return {}
+    by_name: dict[str, dict] = {}
+    ip_owner: dict[Any, str] = {}
+    for index, host in enumerate(hosts):
+        key = f"ksha:hosts:{index}"
+        if not isinstance(host, dict):
+            report.error(key, f"must be a mapping with 'name' and 'ip', got {host!r}")
+            continue
+        name = host.get("name")
+        label = f"host {name!r}" if isinstance(name, str) else f"host #{index}"
+        for extra in host:
+            if extra not in HOST_KEYS:
+                report.warning(f"{key}:{extra}", f"{label}: unknown key, ignored (known keys: {', '.join(HOST_KEYS)})")
+        if name is None:
+            report.error(f"{key}:name", "missing: every host needs a name (its Salt minion id)")
+        elif isinstance(name, str) and name in by_name:
+            report.error(f"{key}:name", f"duplicate host name {name!r} (also ksha:hosts:{by_name[name]['_index']})")
+        else:
+            if not is_rfc1123_label(name):
+                report.error(
+                    f"{key}:name",
+                    f"{name!r} is not an RFC 1123 label (lowercase letters, digits and '-', "
+                    "1-63 characters, starting and ending with a letter or digit); it becomes the Kubernetes node name",
+                )
+            if isinstance(name, str):  # still known to the groups: one error per problem, no cascade
+                by_name[name] = {**host, "_index": index}
+
+        addresses = [("ip", host.get("ip"))]
+        extras = host.get("addresses", [])
+        if not isinstance(extras, list):
+            report.error(f"{key}:addresses", f"{label}: must be a list of IP addresses")
+            extras = []
+        addresses += [(f"addresses:{i}", a) for i, a in enumerate(extras)]
+        for suffix, value in addresses:
+            if suffix == "ip" and value is None:
+                report.error(f"{key}:ip", f"{label}: missing: the address the cluster uses to reach this host")
+                continue
+            addr = parse_ip(value)
+            if addr is None:
+                report.error(f"{key}:{suffix}", f"{label}: {value!r} is not a valid IPv4 or IPv6 address")
+                continue
+            if addr in ip_owner and ip_owner[addr] != label:
+                report.error(f"{key}:{suffix}", f"{label}: address {addr} is also used by {ip_owner[addr]}")
+            ip_owner.setdefault(addr, label)
+    return by_name
+
+
+def _check_groups(groups: Any, hosts: dict[str, dict], report: _Report) -> dict[str, list[str]]:
+    if not isinstance(groups, dict):
+        report.error("ksha:groups", f"must be a mapping of group name to host names ({', '.join(KNOWN_GROUPS)})")
+        return {g: [] for g in KNOWN_GROUPS}
+    clean: dict[str, list[str]] = {}
+    for group, members in groups.items():
+        key = f"ksha:groups:{group}"
+        if group not in KNOWN_GROUPS:
+            report.warning(key, f"unknown group, ignored (known groups: {', '.join(KNOWN_GROUPS)})")
+        if members is None:
+            members = []
+        if not isinstance(members, list):
+            report.error(key, f"must be a list of host names, got {members!r}")
+            members = []
+        seen: list[str] = []
+        for index, member in enumerate(members):
+            if member in seen:
+                report.error(f"{key}:{index}", f"host {member!r} is listed twice")
+                continue
+            seen.append(member)
+            if hosts and member not in hosts:
+                report.error(
+                    f"{key}:{index}", f"host {member!r} is not defined in ksha:hosts (defined: {', '.join(hosts)})"
+                )
+        clean[group] = [m for m in seen if m in hosts]
+    for group in KNOWN_GROUPS:
+        clean.setdefault(group, [])
+    if not clean["kube-master"]:
+        report.error("ksha:groups:kube-master", "is empty: the cluster needs at least one master")
+    return clean
+
+
+def _check_etcd(ksha: dict, groups: dict[str, list[str]], report: _Report) -> None:
+    etcd = ksha.get("etcd") if isinstance(ksha.get("etcd"), dict) else {}
+    members = groups["etcd"]
+    count = len(members)
+    allow_even = etcd.get("allow_even_member_count", False)
+    if not isinstance(allow_even, bool):
+        report.error("ksha:etcd:allow_even_member_count", f"must be true or false, got {allow_even!r}")
+        allow_even = False
+    if count == 0:
+        report.error("ksha:groups:etcd", "is empty: the cluster needs etcd members (an odd number, usually 3)")
+    elif count == 1:
+        report.warning("ksha:groups:etcd", "has 1 member: etcd is not highly available (use 3 or 5)")
+    elif count % 2 == 0:
+        if allow_even:
+            report.warning(
+                "ksha:groups:etcd",
+                f"has {count} members (even), allowed by ksha:etcd:allow_even_member_count while a member is "
+                "replaced; an even count tolerates no more failures than one member fewer: set it back to false "
+                "once the replacement has joined",
+            )
+        else:
+            report.error(
+                "ksha:groups:etcd",
+                f"has {count} members; etcd needs an odd number (e.g. {count - 1} or {count + 1}). While replacing "
+                "a member, set ksha:etcd:allow_even_member_count: true for the transition",
+            )
+    workers_only = [m for m in members if m in groups["kube-node"] and m not in groups["kube-master"]]
+    for member in workers_only:
+        report.warning(
+            f"ksha:groups:etcd:{members.index(member)}",
+            f"host {member!r} is a kube-node but not a kube-master: etcd on workers competes with workloads "
+            "for memory and disk; the seed advises against it",
+        )
+
+
+def _check_loadbalancer(lb: Any, groups: dict[str, list[str]], hosts: dict[str, dict], report: _Report) -> None:
+    if not isinstance(lb, dict):
+        report.error("ksha:loadbalancer", "must be a mapping (mode, address, port, domain)")
+        return
+    mode = lb.get("mode")
+    if mode not in LB_MODES:
+        report.error("ksha:loadbalancer:mode", f"{mode!r} is not one of {', '.join(LB_MODES)}")
+        return
+    if mode in LB_MODES_NOT_IMPLEMENTED:
+        report.error(
+            "ksha:loadbalancer:mode",
+            f"{mode!r} is not supported by this version of ksha yet; use 'external' "
+            "with an LB you created, or 'keepalived'",
+        )
+    port = lb.get("port")
+    if not is_port(port):
+        report.error("ksha:loadbalancer:port", f"{port!r} is not a port: use an integer from 1 to 65535 (e.g. 6443)")
+    domain = lb.get("domain")
+    if not is_dns_name(domain):
+        report.error("ksha:loadbalancer:domain", f"{domain!r} is not a valid DNS name (e.g. lb.kubesphere.local)")
+    address = lb.get("address")
+    if mode == "none":
+        masters = groups["kube-master"]
+        if len(masters) > 1:
+            report.error(
+                "ksha:loadbalancer:mode",
+                f"is 'none' but there are {len(masters)} masters: the API would not be highly available; set "
+                "mode to 'keepalived' or 'external' and ksha:loadbalancer:address",
+            )
+        if address is not None and parse_ip(address) is None:
+            report.error("ksha:loadbalancer:address", f"{address!r} is not a valid IPv4 or IPv6 address")
+        return
+    if address is None:
+        report.error("ksha:loadbalancer:address", f"missing: mode {mode!r} needs the LB address (the VIP)")
+        return
+    vip = parse_ip(address)
+    if vip is None:
+        report.error("ksha:loadbalancer:address", f"{address!r} is not a valid IPv4 or IPv6 address")
+        return
+    if mode == "keepalived":
+        for name, host in hosts.items():
+            if parse_ip(host.get("ip")) == vip:
+                report.error(
+                    "ksha:loadbalancer:address",
+                    f"{vip} is host {name!r}'s address; the VIP must be a free address in the hosts' subnet",
+                )
+
+
+def _check_roleless(hosts: dict[str, dict], groups: dict[str, list[str]], report: _Report) -> None:
+    grouped = {m for g in KNOWN_GROUPS for m in groups[g]}
+    for name, host in hosts.items():
+        if name not in grouped:
+            report.warning(f"ksha:hosts:{host['_index']}:name", f"host {name!r} is in no group and gets no role")
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.level == "ERROR" for f in findings)
+
+
+def summary(findings: list[Finding]) -> str:
+    errors = sum(f.level == "ERROR" for f in findings)
+    warnings = len(findings) - errors
+    verdict = "invalid" if errors else "valid"
+    return f"inventory {verdict}: {errors} error(s), {warnings} warning(s)"

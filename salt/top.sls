@@ -1,0 +1,22 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- Roles come from the `ksha` pillar's groups, never from hand-set grains.
+    Each cluster host gets ksha.common plus the states of its roles. #}
+{%- import_yaml 'ksha/roles.yaml' as role_states %}
+{%- set groups = salt['pillar.get']('ksha:groups', {}) %}
+base:
+{%- for host in salt['pillar.get']('ksha:hosts', []) %}
+{%-   set states = [] %}
+{%-   for role in ['all'] + (groups | list) %}
+{%-     if role == 'all' or host.name in (groups[role] or []) %}
+{%-       for state in role_states.get(role) or [] if state not in states %}
+{%-         do states.append(state) %}
+{%-       endfor %}
+{%-     endif %}
+{%-   endfor %}
+  '{{ host.name }}':
+  {%- for state in states %}
+    - {{ state }}
+  {%- endfor %}
+{%- endfor %}

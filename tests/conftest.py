@@ -1,0 +1,36 @@
+"""Shared fixtures. The lab fixtures live in tests/lab/conftest.py."""
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "tests" / "data" / "seed"
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def _example_pillar():
+    return yaml.safe_load((REPO / "pillar" / "ksha.sls.example").read_text())["ksha"]
+
+
+@pytest.fixture
+def example_ksha(_example_pillar):
+    """The shipped pillar example (the seed's 6 hosts): a fresh copy per test."""
+    return copy.deepcopy(_example_pillar)
+
+
+def load_salt_module(kind, name="ksha"):
+    """Import _runners/ksha_runner.py etc. under a unique name (Salt calls them all 'ksha')."""
+    path = REPO / f"_{kind}" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"ksha_salt_{kind}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

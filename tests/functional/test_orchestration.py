@@ -1,0 +1,193 @@
+"""orch/ksha.sls and salt/top.sls through Salt itself: a real master and minion
+from pytest-salt-factories, Salt's renderers, the synced runner and states.
+
+The minion runs on this machine, so its pillar points ksha.common at a
+temporary hosts file and manages no packages: nothing outside tmp is touched.
+"""
+
+import copy
+
+import pytest
+import yaml
+
+from ksha.saltconf import FILE_IGNORE_REGEX
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def pillar_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pillar")
+    (path / "top.sls").write_text((REPO / "pillar" / "top.sls.example").read_text())
+    return path
+
+
+@pytest.fixture(scope="module")
+def hosts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("etc") / "hosts"
+    path.write_text("127.0.0.1 localhost\n# a line of the user's own\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def salt_master(salt_factories, pillar_dir):
+    overrides = {
+        "file_roots": {"base": [str(REPO), str(REPO / "salt")]},
+        "pillar_roots": {"base": [str(pillar_dir)]},
+        "file_ignore_regex": FILE_IGNORE_REGEX,
+        "open_mode": True,
+    }
+    factory = salt_factories.salt_master_daemon("ksha-func-master", overrides=overrides)
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def salt_minion(salt_master):
+    factory = salt_master.salt_minion_daemon("master1")
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def synced(salt_master, salt_minion):
+    ret = salt_master.salt_run_cli(timeout=120).run("saltutil.sync_all")
+    assert ret.returncode == 0, ret.stderr
+    assert "runners.ksha_runner" in ret.data["runners"]
+    assert "states.ksha" in ret.data["states"]
+    return ret
+
+
+@pytest.fixture
+def set_pillar(pillar_dir, salt_minion, hosts_file):
+    def _set(ksha):
+        ksha = copy.deepcopy(ksha)
+        ksha.setdefault("common", {}).update(hosts_file=str(hosts_file), pkgs=[])
+        (pillar_dir / "ksha.sls").write_text(yaml.safe_dump({"ksha": ksha}))
+        ret = salt_minion.salt_call_cli(timeout=120).run("saltutil.refresh_pillar", wait=True)
+        assert ret.returncode == 0, ret.stderr
+
+    return _set
+
+
+@pytest.fixture
+def one_host_ksha():
+    return {
+        "hosts": [{"name": "master1", "ip": "10.99.0.11"}],
+        "groups": {"kube-master": ["master1"], "kube-node": [], "etcd": ["master1"]},
+        "loadbalancer": {"mode": "none"},
+    }
+
+
+def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, synced, set_pillar, example_ksha):
+    set_pillar(example_ksha)
+    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate_show_sls", "orch.ksha")
+    assert ret.returncode == 0, ret.stderr
+    chunks = ret.data[salt_master.id]
+
+    def arg(state_id, name):
+        [fun_args] = [v for k, v in chunks[state_id].items() if not k.startswith("__")]
+        return next((a[name] for a in fun_args if isinstance(a, dict) and name in a), None)
+
+    # Each phase requires the one before it, and every one is failhard.
+    assert {state_id: arg(state_id, "require") for state_id in chunks} == {
+        "ksha-preflight-inventory-valid": None,
+        "ksha-preflight-every-host-minion-responds": [{"ksha": "ksha-preflight-inventory-valid"}],
+        "ksha-preflight-custom-modules-synced": [{"salt": "ksha-preflight-every-host-minion-responds"}],
+        "ksha-phase-common-applied": [{"salt": "ksha-preflight-custom-modules-synced"}],
+    }
+    assert all(arg(state_id, "failhard") is True for state_id in chunks)
+    common = chunks["ksha-phase-common-applied"]["salt"]
+    assert {"tgt": "master1,master2,master3,node1,node2,node3"} in common
+    assert {"tgt_type": "list"} in common
+
+
+def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar, example_ksha):
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
+    assert ret.returncode == 0, ret.stderr
+    assert ret.data == {"base": ["ksha.common"]}
+
+
+def test_top_gives_nothing_to_a_minion_outside_the_inventory(salt_minion, synced, set_pillar, example_ksha):
+    example_ksha["hosts"][0]["name"] = "master0"
+    example_ksha["groups"] = {
+        "kube-master": ["master0", "master2", "master3"],
+        "etcd": ["master0", "master2", "master3"],
+    }
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
+    assert ret.data == {}
+
+
+def test_common_state_renders_the_hosts_block_from_the_map(salt_minion, synced, set_pillar, example_ksha):
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.common")
+    assert ret.returncode == 0, ret.stderr
+    block = ret.data["ksha-common-hosts-file-cluster-names"]["file"]
+    content = next(arg["content"] for arg in block if isinstance(arg, dict) and "content" in arg)
+    assert content.splitlines() == [
+        "192.168.0.1 master1",
+        "192.168.0.2 master2",
+        "192.168.0.3 master3",
+        "192.168.0.4 node1",
+        "192.168.0.5 node2",
+        "192.168.0.6 node3",
+        "192.168.0.253 lb.kubesphere.local",
+    ]
+
+
+def test_bad_pillar_stops_orchestration_before_any_host_is_touched(
+    salt_master, synced, set_pillar, one_host_ksha, hosts_file
+):
+    before = hosts_file.read_text()
+    one_host_ksha["groups"]["etcd"] = []
+    one_host_ksha["loadbalancer"]["port"] = 70000
+    set_pillar(one_host_ksha)
+    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha")
+    assert ret.returncode != 0
+    states = next(iter(ret.data["data"].values()))
+    preflight = next(v for k, v in states.items() if "ksha-preflight-inventory-valid" in k)
+    assert preflight["result"] is False
+    assert preflight["comment"].splitlines() == [
+        "ERROR ksha:groups:etcd: is empty: the cluster needs etcd members (an odd number, usually 3)",
+        "ERROR ksha:loadbalancer:port: 70000 is not a port: use an integer from 1 to 65535 (e.g. 6443)",
+        "inventory invalid: 2 error(s), 0 warning(s)",
+    ]
+    # Nothing after the preflight ran.
+    assert not any(v.get("changes") for k, v in states.items() if "ksha-phase-common" in k)
+    assert hosts_file.read_text() == before
+
+
+def test_dry_run_validates_and_plans(salt_master, synced, set_pillar, one_host_ksha, hosts_file):
+    before = hosts_file.read_text()
+    set_pillar(one_host_ksha)
+    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", "test=True")
+    assert ret.returncode == 0, ret.stdout
+    states = next(iter(ret.data["data"].values()))
+    preflight = next(v for k, v in states.items() if "ksha-preflight-inventory-valid" in k)
+    assert preflight["result"] is True
+    assert preflight["comment"].splitlines() == [
+        "WARNING ksha:groups:etcd: has 1 member: etcd is not highly available (use 3 or 5)",
+        "inventory valid: 0 error(s), 1 warning(s)",
+    ]
+    assert hosts_file.read_text() == before
+
+
+def test_orchestration_applies_common_and_second_run_changes_nothing(
+    salt_master, synced, set_pillar, one_host_ksha, hosts_file
+):
+    set_pillar(one_host_ksha)
+    first = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha")
+    assert first.returncode == 0, first.stdout
+    text = hosts_file.read_text()
+    assert "# a line of the user's own" in text
+    assert "10.99.0.11 master1\n10.99.0.11 lb.kubesphere.local\n" in text
+    second = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha")
+    assert second.returncode == 0
+    assert hosts_file.read_text() == text
+    states = next(iter(second.data["data"].values()))
+    common = next(v for k, v in states.items() if "ksha-phase-common-applied" in k)
+    assert common["result"] is True
+    assert common["changes"] == {}, common["changes"]

@@ -1,0 +1,205 @@
+"""_runners/ksha_runner.py, _states/ksha.py and _modules/ksha.py under Salt's loader mock.
+
+The runner's two touch points with the master (accepted keys, pillar
+compilation) and its ping are replaced per test; the lab tests exercise the
+real ones.
+"""
+
+import pytest
+
+from tests.conftest import load_salt_module
+
+runner = load_salt_module("runners", "ksha_runner")
+state = load_salt_module("states")
+module = load_salt_module("modules")
+
+
+@pytest.fixture
+def context():
+    return {}
+
+
+@pytest.fixture
+def configure_loader_modules(context, example_ksha):
+    pillar = {"ksha": example_ksha}
+
+    def pillar_get(key, default=None):
+        return pillar.get(key, default)
+
+    return {
+        runner: {"__opts__": {"id": "saltmaster_master"}, "__context__": context},
+        state: {"__opts__": {"test": False}, "__salt__": {}},
+        module: {"__grains__": {"id": "master2"}, "__salt__": {"pillar.get": pillar_get}},
+    }
+
+
+@pytest.fixture
+def fleet(monkeypatch, example_ksha):
+    """Six accepted minions, all compiling the example pillar; tests edit it."""
+    minions = {name: {"ksha": example_ksha} for name in ["master1", "master2", "master3", "node1", "node2", "node3"]}
+    monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
+    monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
+    return minions
+
+
+def test_runner_virtual_needs_the_ksha_package():
+    assert runner.__virtual__() == "ksha"
+
+
+def test_validate_fleet_valid(fleet, context):
+    assert runner.validate() == {"result": True, "findings": [], "summary": "inventory valid: 0 error(s), 0 warning(s)"}
+    assert context["retcode"] == 0
+
+
+def test_validate_fleet_invalid_sets_retcode(fleet, context, example_ksha):
+    example_ksha["groups"]["etcd"] = ["master1", "master2"]
+    out = runner.validate()
+    assert out["result"] is False
+    assert out["findings"][0].startswith("ERROR ksha:groups:etcd: has 2 members")
+    assert context["retcode"] == 1
+
+
+def test_validate_reports_host_without_accepted_key(fleet, context):
+    del fleet["node3"]
+    out = runner.validate()
+    assert out["findings"] == [
+        "ERROR ksha:hosts:5:name: host 'node3' has no accepted minion key on this master "
+        "(salt-key -L; accept with salt-key -a node3)"
+    ]
+    assert context["retcode"] == 1
+
+
+def test_validate_reports_minions_that_disagree(fleet, example_ksha):
+    fleet["node1"] = {"ksha": {**example_ksha, "cluster_name": "other"}}
+    out = runner.validate()
+    assert out["findings"] == [
+        "ERROR ksha: minions get different 'ksha' pillars (groups: master1, master2, master3, node2, node3; node1); "
+        "they must agree"
+    ]
+
+
+def test_validate_reports_inventory_host_without_ksha_pillar(fleet):
+    fleet["node2"] = {}
+    assert runner.validate()["findings"] == [
+        "ERROR ksha:hosts:4:name: minion 'node2' does not get the 'ksha' pillar; fix the pillar top file"
+    ]
+
+
+def test_validate_without_any_ksha_pillar(fleet):
+    for name in fleet:
+        fleet[name] = {}
+    assert runner.validate()["findings"] == [
+        "ERROR ksha: no 'ksha' pillar reaches any of the 6 accepted minion(s); assign it in the pillar top file "
+        "(pillar/top.sls)"
+    ]
+
+
+def test_validate_reports_pillar_render_errors(fleet, example_ksha):
+    fleet["master1"] = {"ksha": example_ksha, "_errors": ["Rendering SLS 'ksha' failed: mapping values"]}
+    assert runner.validate()["findings"] == [
+        "ERROR ksha: pillar of minion 'master1' failed to render: Rendering SLS 'ksha' failed: mapping values"
+    ]
+
+
+def test_validate_given_pillar(context, example_ksha):
+    example_ksha["loadbalancer"]["port"] = "6443"
+    out = runner.validate(pillar={"ksha": example_ksha})
+    assert out["findings"] == [
+        "ERROR ksha:loadbalancer:port: '6443' is not a port: use an integer from 1 to 65535 (e.g. 6443)"
+    ]
+    assert context["retcode"] == 1
+
+
+def test_targets(fleet):
+    assert runner.targets() == {
+        "all": ["master1", "master2", "master3", "node1", "node2", "node3"],
+        "kube-master": ["master1", "master2", "master3"],
+        "kube-node": ["node1", "node2", "node3"],
+        "etcd": ["master1", "master2", "master3"],
+    }
+
+
+def test_targets_empty_without_pillar(fleet):
+    for name in fleet:
+        fleet[name] = {}
+    assert runner.targets() == {"all": [], "kube-master": [], "kube-node": [], "etcd": []}
+
+
+def test_import_inventory(context, tmp_path):
+    from tests.conftest import SEED
+
+    out = runner.import_inventory(str(SEED / "hosts.ini"), common_yaml=str(SEED / "common.yaml"))
+    assert out["ksha"]["loadbalancer"]["address"] == "192.168.0.253"
+    assert context["retcode"] == 0
+
+
+def test_import_inventory_unreadable(context, tmp_path):
+    out = runner.import_inventory(str(tmp_path / "missing.ini"))
+    assert out["error"].startswith("hosts.ini ")
+    assert context["retcode"] == 2
+
+
+def test_status_table(fleet, monkeypatch, context):
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts if h != "node2"})
+    table = runner.status()
+    lines = table.splitlines()
+    assert lines[0].split() == ["HOST", "ADDRESS", "ROLES", "MINION"]
+    assert lines[1].split() == ["master1", "192.168.0.1", "kube-master,etcd", "up"]
+    assert lines[5].split() == ["node2", "192.168.0.5", "kube-node", "DOWN"]
+    assert lines[-1] == "API endpoint: lb.kubesphere.local:6443 -> 192.168.0.253 (loadbalancer mode: external)"
+    assert context["retcode"] == 1
+
+
+def test_status_data(fleet, monkeypatch):
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    rows = runner.status(output="data")
+    assert rows[3] == {"host": "node1", "address": "192.168.0.4", "roles": ["kube-node"], "minion": "up"}
+
+
+# --- the orchestration's preflight state ----------------------------------------
+
+
+def _with_runner(report):
+    state.__salt__["saltutil.runner"] = lambda fun, **kwargs: report
+
+
+def test_inventory_valid_state_passes():
+    _with_runner({"result": True, "findings": [], "summary": "inventory valid: 0 error(s), 0 warning(s)"})
+    assert state.inventory_valid("preflight") == {
+        "name": "preflight",
+        "result": True,
+        "changes": {},
+        "comment": "inventory valid: 0 error(s), 0 warning(s)",
+    }
+
+
+def test_inventory_valid_state_fails_with_the_findings():
+    _with_runner(
+        {"result": False, "findings": ["ERROR ksha:groups:etcd: x"], "summary": "inventory invalid: 1 error(s)"}
+    )
+    ret = state.inventory_valid("preflight")
+    assert ret["result"] is False
+    assert ret["comment"] == "ERROR ksha:groups:etcd: x\ninventory invalid: 1 error(s)"
+
+
+def test_inventory_valid_state_validates_in_test_mode_too():
+    state.__opts__["test"] = True
+    _with_runner({"result": False, "findings": ["ERROR ksha: x"], "summary": "inventory invalid: 1 error(s)"})
+    assert state.inventory_valid("preflight")["result"] is False
+
+
+def test_inventory_valid_state_when_runner_is_missing():
+    _with_runner("'ksha.validate' is not available.")
+    ret = state.inventory_valid("preflight")
+    assert ret["result"] is False
+    assert "is it synced? salt-run saltutil.sync_all" in ret["comment"]
+
+
+# --- the minion-side execution module ----------------------------------------------
+
+
+def test_module_roles_and_host():
+    assert module.roles() == ["etcd", "kube-master"]
+    assert module.roles("node1") == ["kube-node"]
+    assert module.host() == {"name": "master2", "ip": "192.168.0.2"}
+    assert module.host("nobody") == {}
