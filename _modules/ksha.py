@@ -2,7 +2,13 @@
 
 Reads only this minion's pillar; the inventory is validated on the master
 (``salt-run ksha.validate``), not here.
+
+Salt 3008 masks pillar values at the output boundary, and ``pillar.get``
+called from a job returns the masked form; this module reads ``__pillar__``
+(plain values) and returns host entries, which hold no secret, exposed.
 """
+
+import salt.utils.secret
 
 __virtualname__ = "ksha"
 
@@ -12,7 +18,7 @@ def __virtual__():
 
 
 def _inventory():
-    return __salt__["pillar.get"]("ksha", {}) or {}
+    return __pillar__.get("ksha") or {}
 
 
 def host(minion_id=None):
@@ -27,7 +33,7 @@ def host(minion_id=None):
     name = minion_id or __grains__["id"]
     for entry in _inventory().get("hosts") or []:
         if isinstance(entry, dict) and entry.get("name") == name:
-            return entry
+            return salt.utils.secret.expose(entry)
     return {}
 
 

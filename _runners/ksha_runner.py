@@ -115,8 +115,9 @@ def _fleet(minion=None):
 def _report(findings):
     lines = [str(f) for f in findings]
     result = not inventory.has_errors(findings)
+    # __context__ makes an orchestration step fail; the "retcode" key sets salt-run's exit code.
     __context__["retcode"] = 0 if result else 1
-    return {"result": result, "findings": lines, "summary": inventory.summary(findings)}
+    return {"result": result, "findings": lines, "summary": inventory.summary(findings), "retcode": 0 if result else 1}
 
 
 def validate(minion=None, pillar=None):
@@ -169,11 +170,11 @@ def targets(minion=None):
 def import_inventory(hosts_ini, common_yaml=None, roster_out=None):
     """Import the seed installer's hosts.ini (and common.yaml) on the master.
 
-    Returns ``{"ksha": ...}``: with ``--out=yaml`` it is a pillar file. Notes and
-    validation findings go to the log (shown on the console); with
-    ``roster_out`` the salt-ssh roster (connection data) is written there,
-    mode 0600. Exit code 1 when the imported inventory is invalid, 2 when the
-    files cannot be read.
+    Returns ``{"ksha": ...}``: with ``--out=yaml`` it is a pillar file. Notes
+    go to the log (shown on the console); with ``roster_out`` the salt-ssh
+    roster (connection data) is written there, mode 0600. When the files
+    cannot be read (exit code 2) or the inventory is invalid (exit code 1) the
+    return says so instead: ``error`` or ``findings``, and ``retcode``.
 
     CLI Example:
 
@@ -185,16 +186,18 @@ def import_inventory(hosts_ini, common_yaml=None, roster_out=None):
         ksha, roster, notes = importer.import_files(hosts_ini, common_yaml)
     except importer.InputError as exc:
         __context__["retcode"] = 2
-        return {"error": str(exc)}
+        return {"error": str(exc), "retcode": 2}
     for note in notes:
         log.warning("NOTE %s", note)
     if roster_out:
         importer.write_roster(roster, roster_out)
         log.warning("NOTE roster with connection data written to %s (mode 0600)", roster_out)
     findings = inventory.validate(ksha)
+    if inventory.has_errors(findings):
+        return {"ksha": ksha, **_report(findings)}
     for finding in findings:
         log.warning("%s", finding)
-    __context__["retcode"] = 1 if inventory.has_errors(findings) else 0
+    __context__["retcode"] = 0
     return {"ksha": ksha}
 
 

@@ -22,14 +22,10 @@ def context():
 @pytest.fixture
 def configure_loader_modules(context, example_ksha):
     pillar = {"ksha": example_ksha}
-
-    def pillar_get(key, default=None):
-        return pillar.get(key, default)
-
     return {
         runner: {"__opts__": {"id": "saltmaster_master"}, "__context__": context},
         state: {"__opts__": {"test": False}, "__salt__": {}},
-        module: {"__grains__": {"id": "master2"}, "__salt__": {"pillar.get": pillar_get}},
+        module: {"__grains__": {"id": "master2"}, "__pillar__": pillar},
     }
 
 
@@ -47,7 +43,12 @@ def test_runner_virtual_needs_the_ksha_package():
 
 
 def test_validate_fleet_valid(fleet, context):
-    assert runner.validate() == {"result": True, "findings": [], "summary": "inventory valid: 0 error(s), 0 warning(s)"}
+    assert runner.validate() == {
+        "result": True,
+        "findings": [],
+        "summary": "inventory valid: 0 error(s), 0 warning(s)",
+        "retcode": 0,
+    }
     assert context["retcode"] == 0
 
 
@@ -56,7 +57,7 @@ def test_validate_fleet_invalid_sets_retcode(fleet, context, example_ksha):
     out = runner.validate()
     assert out["result"] is False
     assert out["findings"][0].startswith("ERROR ksha:groups:etcd: has 2 members")
-    assert context["retcode"] == 1
+    assert out["retcode"] == context["retcode"] == 1
 
 
 def test_validate_reports_host_without_accepted_key(fleet, context):
@@ -129,14 +130,24 @@ def test_import_inventory(context, tmp_path):
     from tests.conftest import SEED
 
     out = runner.import_inventory(str(SEED / "hosts.ini"), common_yaml=str(SEED / "common.yaml"))
+    assert list(out) == ["ksha"]  # with --out=yaml, a pillar file
     assert out["ksha"]["loadbalancer"]["address"] == "192.168.0.253"
     assert context["retcode"] == 0
+
+
+def test_import_inventory_invalid_reports_findings(context, tmp_path):
+    from tests.conftest import SEED
+
+    out = runner.import_inventory(str(SEED / "hosts.ini"))  # 3 masters, no LB
+    assert out["result"] is False
+    assert out["findings"][0].startswith("ERROR ksha:loadbalancer:mode: is 'none' but there are 3 masters")
+    assert out["retcode"] == context["retcode"] == 1
 
 
 def test_import_inventory_unreadable(context, tmp_path):
     out = runner.import_inventory(str(tmp_path / "missing.ini"))
     assert out["error"].startswith("hosts.ini ")
-    assert context["retcode"] == 2
+    assert out["retcode"] == context["retcode"] == 2
 
 
 def test_status_table(fleet, monkeypatch, context):

@@ -1,0 +1,503 @@
+"""The ksha lab: systemd-nspawn hosts booting real systemd on a private bridge,
+each with a salt-minion, and a salt-master on this machine bound to the
+bridge address only. Nothing routes off the machine: the hosts get no
+gateway and this machine no NAT.
+
+State lives in one place per machine (``/var/lib/ksha-lab``, or
+``$KSHA_LAB_STATE``), so ``down`` and the next ``up`` find and remove what an
+earlier lab left, whichever checkout started it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ksha import importer, inventory
+from ksha.lab import base
+from ksha.saltconf import FILE_IGNORE_REGEX, REPO, file_roots
+
+STATE = Path(os.environ.get("KSHA_LAB_STATE", "/var/lib/ksha-lab"))
+CACHE = Path(os.environ.get("KSHA_LAB_CACHE", "/var/cache/ksha-lab"))
+BRIDGE = os.environ.get("KSHA_LAB_BRIDGE", "ksha-br0")
+DEFAULT_SUBNET = "10.239.0.0/24"
+FIRST_HOST_OFFSET = 11  # .11, .12, ... in topology order
+VIP_OFFSET = 100
+CONTAINER_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+BIN = Path(sys.executable).parent
+
+TOPOLOGIES = {
+    # The seed's: 3 x (kube-master + etcd), 3 x kube-node.
+    "seed": [
+        ("master1", ["kube-master", "etcd"]),
+        ("master2", ["kube-master", "etcd"]),
+        ("master3", ["kube-master", "etcd"]),
+        ("node1", ["kube-node"]),
+        ("node2", ["kube-node"]),
+        ("node3", ["kube-node"]),
+    ],
+    # Enough for LB and etcd quorum work at half the memory.
+    "small": [
+        ("master1", ["kube-master", "etcd"]),
+        ("master2", ["kube-master", "etcd"]),
+        ("master3", ["kube-master", "etcd"]),
+    ],
+}
+
+
+LabError = base.LabError
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(cmd: list, check: bool = True, timeout: float | None = 120, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(str(c) for c in cmd)}: exit {proc.returncode}\n{proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def topology_from(spec: str) -> list[tuple[str, list[str]]]:
+    """A named topology, or a hosts.ini in the seed's format (its names and groups; the lab assigns addresses)."""
+    if spec in TOPOLOGIES:
+        return TOPOLOGIES[spec]
+    parsed = importer.parse_hosts_ini(importer.read_text(spec, "topology hosts.ini"), spec)
+    ksha, _ = importer.to_pillar(parsed)
+    return [(name, inventory.roles_of(ksha, name)) for name in parsed["order"]]
+
+
+@dataclass
+class Host:
+    name: str
+    ip: str
+    groups: list[str] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return STATE / "hosts" / self.name
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    @property
+    def veth(self) -> str:
+        # systemd-nspawn names the host side of --network-bridge "vb-" + machine name.
+        return ("vb-" + self.name)[:15]
+
+
+class Lab:
+    """The lab as recorded in STATE/lab.json."""
+
+    def __init__(self, subnet: str, hosts: list[Host], vip: str):
+        self.subnet = ipaddress.ip_network(subnet)
+        self.hosts = {h.name: h for h in hosts}
+        self.vip = vip
+
+    # --- addresses, files -------------------------------------------------
+
+    @property
+    def master_ip(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    @property
+    def master_dir(self) -> Path:
+        return STATE / "master"
+
+    @property
+    def pillar_dir(self) -> Path:
+        return STATE / "pillar"
+
+    @classmethod
+    def plan(cls, topology: str = "seed", subnet: str = DEFAULT_SUBNET) -> Lab:
+        net = ipaddress.ip_network(subnet)
+        if net.version != 4 or net.prefixlen > 24:
+            raise LabError(f"--subnet {subnet}: use an IPv4 network of /24 or larger")
+        hosts = [
+            Host(name, str(net.network_address + FIRST_HOST_OFFSET + i), groups)
+            for i, (name, groups) in enumerate(topology_from(topology))
+        ]
+        return cls(str(net), hosts, str(net.network_address + VIP_OFFSET))
+
+    @classmethod
+    def load(cls) -> Lab | None:
+        path = STATE / "lab.json"
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return cls(data["subnet"], [Host(**h) for h in data["hosts"]], data["vip"])
+
+    def save(self) -> None:
+        STATE.mkdir(parents=True, exist_ok=True)
+        data = {
+            "subnet": str(self.subnet),
+            "vip": self.vip,
+            "bridge": BRIDGE,
+            "master": self.master_ip,
+            "hosts": [{"name": h.name, "ip": h.ip, "groups": h.groups} for h in self.hosts.values()],
+        }
+        (STATE / "lab.json").write_text(json.dumps(data, indent=2))
+
+    def host(self, name: str) -> Host:
+        if name not in self.hosts:
+            raise LabError(f"no lab host {name!r} (hosts: {', '.join(self.hosts)})")
+        return self.hosts[name]
+
+    def hosts_ini(self) -> str:
+        """The lab's inventory in the seed's hosts.ini format (the demo imports it like a user would)."""
+        lines = ["[all]"]
+        lines += [f"{h.name}  ansible_host={h.ip}  ip={h.ip}" for h in self.hosts.values()]
+        for group in inventory.KNOWN_GROUPS:
+            lines += ["", f"[{group}]"] + [h.name for h in self.hosts.values() if group in h.groups]
+        lines += ["", "[k8s-cluster:children]", "kube-node", "kube-master", ""]
+        return "\n".join(lines)
+
+    def common_yaml(self) -> str:
+        return f"loadbalancer_apiserver:\n  address: {self.vip}\n  port: 6443\n"
+
+    def write_pillar(self) -> Path:
+        seed = STATE / "seed"
+        seed.mkdir(parents=True, exist_ok=True)
+        (seed / "hosts.ini").write_text(self.hosts_ini())
+        (seed / "common.yaml").write_text(self.common_yaml())
+        ksha, roster, _ = importer.import_files(seed / "hosts.ini", seed / "common.yaml")
+        self.pillar_dir.mkdir(parents=True, exist_ok=True)
+        (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - ksha\n")
+        header = f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml.\n"
+        (self.pillar_dir / "ksha.sls").write_text(header + importer.dump_yaml({"ksha": ksha}))
+        importer.write_roster(roster, STATE / "roster")
+        return self.pillar_dir / "ksha.sls"
+
+    # --- salt master ------------------------------------------------------
+
+    def master_config(self) -> str:
+        d = self.master_dir
+        config = {
+            "interface": self.master_ip,
+            "root_dir": str(d),
+            "pki_dir": str(d / "pki"),
+            "cachedir": str(d / "cache"),
+            "sock_dir": str(d / "sock"),
+            "pidfile": str(d / "salt-master.pid"),
+            "log_file": str(d / "master.log"),
+            "key_logfile": str(d / "key.log"),
+            "log_level_logfile": "info",
+            "user": "root",
+            "worker_threads": 4,
+            "auto_accept": False,
+            "timeout": 10,
+            "gather_job_timeout": 15,
+            "file_roots": file_roots(REPO),
+            "file_ignore_regex": FILE_IGNORE_REGEX,
+            "pillar_roots": {"base": [str(self.pillar_dir)]},
+        }
+        return json.dumps(config, indent=2)  # JSON is YAML
+
+    def salt_cmd(self, tool: str, *args: str) -> list[str]:
+        return [str(BIN / tool), "-c", str(self.master_dir), *args]
+
+    def start_master(self) -> None:
+        d = self.master_dir
+        (d / "pki" / "minions").mkdir(parents=True, exist_ok=True)
+        (d / "master").write_text(self.master_config())
+        run(self.salt_cmd("salt-master", "-d"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (d / "sock" / "master_event_pub.ipc").exists() or any((d / "sock").glob("master_event_pub*")):
+                if run(self.salt_cmd("salt-key", "-L", "--out=json"), check=False).returncode == 0:
+                    return
+            time.sleep(0.5)
+        raise LabError(f"salt-master did not come up in 60 s; see {d / 'master.log'}")
+
+    def preseed_minion_key(self, host: Host) -> None:
+        """Make the minion's key pair and accept it on the master before the host boots."""
+        import salt.crypt  # the lab runs in the project's venv, which has Salt
+
+        keydir = host.root / "etc/salt/pki/minion"
+        keydir.mkdir(parents=True, exist_ok=True)
+        salt.crypt.write_keys(str(keydir), "minion", 2048)
+        os.chmod(keydir / "minion.pem", 0o400)
+        shutil.copy(keydir / "minion.pub", self.master_dir / "pki" / "minions" / host.name)
+
+    # --- network ----------------------------------------------------------
+
+    def create_bridge(self) -> None:
+        prefix = self.subnet.prefixlen
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        run(["ip", "addr", "add", f"{self.master_ip}/{prefix}", "dev", BRIDGE])
+        run(["ip", "link", "set", BRIDGE, "up"])
+
+    # --- hosts ------------------------------------------------------------
+
+    def prepare_host(self, host: Host, base_root: Path) -> None:
+        for sub in ("upper", "work", "root"):
+            (host.dir / sub).mkdir(parents=True, exist_ok=True)
+        run(
+            [
+                "mount", "-t", "overlay", "overlay", "-o",
+                f"lowerdir={base_root},upperdir={host.dir / 'upper'},workdir={host.dir / 'work'}",
+                host.root,
+            ]
+        )  # fmt: skip
+        root = host.root
+        (root / "etc/hostname").write_text(host.name + "\n")
+        (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+        peers = "\n".join(f"{h.ip} {h.name}" for h in self.hosts.values())
+        (root / "etc/hosts").write_text(
+            f"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{self.master_ip} salt\n{peers}\n"
+        )
+        network = root / "etc/systemd/network/10-host0.network"
+        network.parent.mkdir(parents=True, exist_ok=True)
+        network.write_text(
+            "[Match]\nName=host0\n\n[Network]\n"
+            f"Address={host.ip}/{self.subnet.prefixlen}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        )
+        (root / "etc/salt/minion.d/lab.conf").write_text(f"id: {host.name}\nmaster: {self.master_ip}\n")
+        self.preseed_minion_key(host)
+
+    def boot(self, host: Host) -> int:
+        if self.init_pid(host):
+            return self.init_pid(host)
+        log = open(host.dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [
+                "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "-q",
+                "-D", str(host.root), f"--machine={host.name}", f"--hostname={host.name}",
+                f"--network-bridge={BRIDGE}", "--console=read-only",
+            ],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        (host.dir / "nspawn.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pid = self.init_pid(host)
+            if pid:
+                return pid
+            if proc.poll() is not None:
+                raise LabError(f"{host.name}: systemd-nspawn exited {proc.returncode}; see {host.dir / 'console.log'}")
+            time.sleep(0.1)
+        raise LabError(f"{host.name}: container init did not start in 30 s")
+
+    @staticmethod
+    def nspawn_pid(host: Host) -> int | None:
+        try:
+            pid = int((host.dir / "nspawn.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"systemd-nspawn" in cmdline and str(host.root).encode() in cmdline else None
+
+    def init_pid(self, host: Host) -> int | None:
+        """PID (on this machine) of the container's systemd: the nspawn process's child."""
+        pid = self.nspawn_pid(host)
+        if not pid:
+            return None
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            kids = children.read_text().split()
+            if kids:
+                return int(kids[0])
+        return None
+
+    def exec(self, host: Host, *cmd: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+        pid = self.init_pid(host)
+        if not pid:
+            raise LabError(f"{host.name} is not running (ksha lab start {host.name})")
+        return run(["nsenter", "-t", pid, "-a", "env", "-i", CONTAINER_PATH, *cmd], check=check, timeout=timeout)
+
+    def system_state(self, host: Host, wait: bool = False) -> str:
+        if not self.init_pid(host):
+            return "off"
+        args = ["systemctl", "is-system-running"] + (["--wait"] if wait else [])
+        try:
+            state = self.exec(host, *args, timeout=90).stdout.strip() or "unknown"
+        except subprocess.TimeoutExpired:
+            return "starting"
+        if state == "degraded":
+            failed = self.exec(host, "systemctl", "--failed", "--no-legend", "--plain").stdout.split("\n")
+            units = [line.split()[0] for line in failed if line.strip()]
+            state += f" (failed: {', '.join(units)})"
+        return state
+
+    def stop(self, host: Host, timeout: float = 30) -> None:
+        """Clean poweroff: SIGTERM to systemd-nspawn makes the container shut down."""
+        pid = self.nspawn_pid(host)
+        if not pid:
+            return
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            self.kill(host)
+
+    def kill(self, host: Host) -> None:
+        """Abrupt: SIGKILL to the container's init takes every process in it down at once."""
+        pid, init = self.nspawn_pid(host), self.init_pid(host)
+        for target in (init, pid):
+            if target:
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if pid:
+            _wait_gone(pid, 10)
+
+    def partition(self, host: Host) -> None:
+        run(["ip", "link", "set", host.veth, "down"])
+
+    def heal(self, host: Host) -> None:
+        run(["ip", "link", "set", host.veth, "up"])
+
+    # --- salt -------------------------------------------------------------
+
+    def salt_json(self, *args: str, timeout: float = 300) -> dict:
+        proc = run(self.salt_cmd("salt", "--out=json", "--static", *args), check=False, timeout=timeout)
+        try:
+            return json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            return {}
+
+    def ping(self, names: list[str], timeout: int = 5) -> dict[str, bool]:
+        out = self.salt_json("-L", ",".join(names), "test.ping", f"--timeout={timeout}")
+        return {name: out.get(name) is True for name in names}
+
+    def wait_minions(self, names: list[str], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        answered: dict[str, bool] = {}
+        while time.monotonic() < deadline:
+            answered = self.ping(names, timeout=3)
+            if all(answered.values()):
+                return
+            time.sleep(1)
+        missing = [n for n, ok in answered.items() if not ok]
+        raise LabError(f"minions did not answer within {timeout:.0f} s: {', '.join(missing)}")
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # Reap it if it is our child.
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+# --- whole-lab operations ----------------------------------------------------
+
+
+def up(topology: str = "seed", subnet: str = DEFAULT_SUBNET, log: Callable[[str], None] = _say) -> Lab:
+    """Bring a fresh lab up (cleaning whatever an earlier one left) and wait until it is ready."""
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    down(log=lambda m: None)
+    lab = Lab.plan(topology, subnet)
+    base_root = base.ensure_base(CACHE, log, os.environ.get("KSHA_LAB_MIRROR"))
+    timings["base"] = time.monotonic() - t0
+    STATE.mkdir(parents=True, exist_ok=True)
+    lab.save()
+    lab.write_pillar()
+    lab.create_bridge()
+    lab.start_master()
+    for host in lab.hosts.values():
+        lab.prepare_host(host, base_root)
+    t_boot = time.monotonic()
+    for host in lab.hosts.values():
+        lab.boot(host)
+    log(f"lab: {len(lab.hosts)} hosts booting on {BRIDGE} ({lab.subnet}); master {lab.master_ip}")
+    lab.wait_minions(list(lab.hosts))
+    timings["minions"] = time.monotonic() - t_boot
+    problems = []
+    for host in lab.hosts.values():
+        state = lab.system_state(host, wait=True)
+        if not state.startswith(("running", "degraded")):
+            problems.append(f"{host.name}: {state}")
+        elif state.startswith("degraded"):
+            log(f"lab: {host.name} is {state}")
+    if problems:
+        raise LabError("hosts not up: " + "; ".join(problems))
+    timings["total"] = time.monotonic() - t0
+    (STATE / "timings.json").write_text(json.dumps(timings))
+    log(
+        f"lab: up in {timings['total']:.1f} s (base {timings['base']:.1f} s, "
+        f"boot to all minions answering {timings['minions']:.1f} s)"
+    )
+    return lab
+
+
+def leftovers() -> dict[str, list]:
+    """What a lab (this one or an earlier one) left on this machine."""
+    procs = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = b" ".join(cmdline)
+        if str(STATE).encode() in text and (b"systemd-nspawn" in text or b"salt-master" in text):
+            procs.append(int(proc.name))
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(STATE) + "/")
+    ]
+    bridges = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
+    return {"processes": procs, "mounts": mounts, "bridges": bridges}
+
+
+def down(log: Callable[[str], None] = _say) -> dict[str, float]:
+    """Stop everything the lab started, unmount, delete the bridge and the lab state. Safe to run twice."""
+    t0 = time.monotonic()
+    lab = Lab.load()
+    if lab:
+        for host in lab.hosts.values():
+            if lab.nspawn_pid(host):
+                os.kill(lab.nspawn_pid(host), signal.SIGTERM)
+        for host in lab.hosts.values():
+            pid = lab.nspawn_pid(host)
+            if pid and not _wait_gone(pid, 20):
+                lab.kill(host)
+    left = leftovers()
+    for pid in left["processes"]:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pid in left["processes"]:
+        if not _wait_gone(pid, 10):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for mount in sorted(leftovers()["mounts"], key=len, reverse=True):
+        if run(["umount", mount], check=False).returncode != 0:
+            run(["umount", "-l", mount], check=False)
+    for bridge in leftovers()["bridges"]:
+        run(["ip", "link", "delete", bridge, "type", "bridge"], check=False)
+    left = leftovers()
+    if any(left.values()):
+        raise LabError(f"lab down: still left after cleanup: {left}")
+    if STATE.exists():
+        shutil.rmtree(STATE)
+    took = time.monotonic() - t0
+    log(f"lab: down in {took:.1f} s; no process, mount or bridge left")
+    return {"down_s": took}

@@ -1,0 +1,134 @@
+"""The lab itself and the foundation (issue 2) on it: real systemd hosts, real minions, orch.ksha."""
+
+import yaml
+
+from ksha.lab import core
+
+SEED_ROLES = {
+    "master1": ["etcd", "kube-master"],
+    "master2": ["etcd", "kube-master"],
+    "master3": ["etcd", "kube-master"],
+    "node1": ["kube-node"],
+    "node2": ["kube-node"],
+    "node3": ["kube-node"],
+}
+
+
+def _orch(lab_salt, *args):
+    rc, data, proc = lab_salt.run("state.orchestrate", "orch.ksha", *args)
+    assert data is not None, proc.stderr
+    states = next(iter(data["data"].values()))
+    return rc, {k.split("_|-")[1]: v for k, v in states.items()}
+
+
+def test_every_minion_answers_on_a_booted_systemd_host(lab, lab_salt):
+    assert lab.ping(list(lab.hosts)) == {name: True for name in SEED_ROLES}
+    grains = lab_salt.salt(",".join(lab.hosts), "grains.item", "init", "virtual", "os", "ip4_interfaces")
+    for name, host in lab.hosts.items():
+        assert grains[name]["init"] == "systemd"
+        assert grains[name]["virtual"] == "systemd-nspawn"
+        assert grains[name]["os"] == "Debian"
+        assert grains[name]["ip4_interfaces"]["host0"] == [host.ip]
+        assert lab.system_state(host) == "running"
+    providers = lab_salt.salt("master1", "test.provider", "service")
+    assert providers == {"master1": "systemd_service"}
+
+
+def test_nothing_routes_off_the_lab(lab):
+    for host in lab.hosts.values():
+        routes = lab.exec(host, "ip", "-4", "route", "show").stdout.strip().splitlines()
+        assert routes == [f"{lab.subnet} dev host0 proto kernel scope link src {host.ip}"], routes
+
+
+def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
+    rc, master_sync, proc = lab_salt.run("saltutil.sync_all")
+    assert rc == 0, proc.stderr
+    rc, targets, proc = lab_salt.run("ksha.targets")  # the synced runner answers
+    assert rc == 0, proc.stderr
+    assert targets["all"] == list(SEED_ROLES) and targets["etcd"] == ["master1", "master2", "master3"]
+    minion_sync = lab_salt.salt(",".join(lab.hosts), "saltutil.sync_all")
+    assert set(minion_sync) == set(SEED_ROLES)
+    roles = lab_salt.salt(",".join(lab.hosts), "ksha.roles")
+    assert roles == SEED_ROLES
+    states = lab_salt.salt("master1", "sys.list_state_functions", "ksha")
+    assert states == {"master1": ["ksha.inventory_valid"]}
+
+
+def test_lab_pillar_comes_from_the_importer_and_validates(lab, lab_salt):
+    pillar = yaml.safe_load((lab.pillar_dir / "ksha.sls").read_text())["ksha"]
+    assert [h["name"] for h in pillar["hosts"]] == list(SEED_ROLES)
+    assert pillar["loadbalancer"] == {"mode": "external", "address": lab.vip, "port": 6443}
+    rc, report, proc = lab_salt.run("ksha.validate")
+    assert rc == 0, proc.stdout
+    assert report == {
+        "result": True,
+        "findings": [],
+        "summary": "inventory valid: 0 error(s), 0 warning(s)",
+        "retcode": 0,
+    }
+
+
+def test_bad_pillar_fails_validation_and_stops_orchestration(lab, lab_salt, lab_pillar):
+    hosts_before = {n: lab.exec(h, "cat", "/etc/hosts").stdout for n, h in lab.hosts.items()}
+    pillar = yaml.safe_load((lab.pillar_dir / "ksha.sls").read_text())
+    pillar["ksha"]["groups"]["etcd"] = ["master1", "master2"]
+    pillar["ksha"]["hosts"][4]["ip"] = pillar["ksha"]["hosts"][3]["ip"]
+    lab_pillar(yaml.safe_dump(pillar))
+
+    rc, report, _ = lab_salt.run("ksha.validate")
+    assert rc == 1
+    assert [line.split(":")[0:3] for line in report["findings"]] == [
+        ["ERROR ksha", "hosts", "4"],
+        ["ERROR ksha", "groups", "etcd"],
+    ]
+    rc, states = _orch(lab_salt)
+    assert rc != 0
+    assert states["ksha-preflight-inventory-valid"]["result"] is False
+    assert "ERROR ksha:groups:etcd: has 2 members" in states["ksha-preflight-inventory-valid"]["comment"]
+    assert all(not s.get("changes") for s in states.values())
+    assert {n: lab.exec(h, "cat", "/etc/hosts").stdout for n, h in lab.hosts.items()} == hosts_before
+
+
+def test_orchestration_converges_every_host_then_changes_nothing(lab, lab_salt):
+    rc, states = _orch(lab_salt)
+    assert rc == 0, states
+    assert all(s["result"] is True for s in states.values())
+    for host in lab.hosts.values():
+        resolved = lab.exec(host, "getent", "hosts", "lb.kubesphere.local").stdout.split()
+        assert resolved == [lab.vip, "lb.kubesphere.local"]
+        peers = lab.exec(host, "getent", "hosts", "node3").stdout.split()
+        assert peers[0] == lab.hosts["node3"].ip
+    rc, again = _orch(lab_salt)
+    assert rc == 0
+    assert again["ksha-phase-common-applied"]["changes"] == {}
+
+
+def test_highstate_repairs_drift_and_then_reports_no_changes(lab, lab_salt):
+    node2 = lab.hosts["node2"]
+    _orch(lab_salt)
+    lab.exec(node2, "sed", "-i", "/# BEGIN ksha/,/# END ksha/d", "/etc/hosts", check=True)
+    lab.exec(node2, "sh", "-c", "echo '10.9.9.9 my-own-line' >> /etc/hosts", check=True)
+    assert "lb.kubesphere.local" not in lab.exec(node2, "cat", "/etc/hosts").stdout
+
+    first = lab_salt.salt("node2", "state.highstate")["node2"]
+    changed = [s["__id__"] for s in first.values() if s["changes"]]
+    assert changed == ["ksha-common-hosts-file-cluster-names"]
+    text = lab.exec(node2, "cat", "/etc/hosts").stdout
+    assert f"{lab.vip} lb.kubesphere.local" in text and "10.9.9.9 my-own-line" in text
+
+    second = lab_salt.salt("node2", "state.highstate")["node2"]
+    assert all(s["result"] is True and not s["changes"] for s in second.values())
+
+
+def test_status_runner_table(lab, lab_salt):
+    rc, table, proc = lab_salt.run("ksha.status")
+    assert rc == 0, proc.stderr
+    lines = table.splitlines()
+    assert lines[1].split() == ["master1", lab.hosts["master1"].ip, "kube-master,etcd", "up"]
+    assert lines[-1] == f"API endpoint: lb.kubesphere.local:6443 -> {lab.vip} (loadbalancer mode: external)"
+
+
+def test_lab_state_is_recorded(lab):
+    loaded = core.Lab.load()
+    assert list(loaded.hosts) == list(SEED_ROLES)
+    assert loaded.vip == lab.vip and loaded.vip not in {h.ip for h in loaded.hosts.values()}
