@@ -198,7 +198,8 @@ class Lab:
             "worker_threads": 4,
             "auto_accept": False,
             "timeout": 10,
-            "gather_job_timeout": 15,
+            # The CLI waits this long for absent minions after `timeout`; a local bridge needs little.
+            "gather_job_timeout": 5,
             "file_roots": file_roots(REPO),
             "file_ignore_regex": FILE_IGNORE_REGEX,
             "pillar_roots": {"base": [str(self.pillar_dir)]},
@@ -329,10 +330,15 @@ class Lab:
         except subprocess.TimeoutExpired:
             return "starting"
         if state == "degraded":
-            failed = self.exec(host, "systemctl", "--failed", "--no-legend", "--plain").stdout.split("\n")
-            units = [line.split()[0] for line in failed if line.strip()]
-            state += f" (failed: {', '.join(units)})"
+            state += f" (failed: {', '.join(self.failed_units(host))})"
         return state
+
+    def failed_units(self, host: Host) -> list[str]:
+        failed = self.exec(host, "systemctl", "--failed", "--no-legend", "--plain").stdout.split("\n")
+        return [line.split()[0] for line in failed if line.strip()]
+
+    def unit_log(self, host: Host, unit: str, lines: int = 6) -> str:
+        return self.exec(host, "journalctl", "-b", "-u", unit, "--no-pager", "-o", "cat", "-n", str(lines)).stdout
 
     def stop(self, host: Host, timeout: float = 30) -> None:
         """Clean poweroff: SIGTERM to systemd-nspawn makes the container shut down."""
@@ -427,12 +433,24 @@ def up(topology: str = "seed", subnet: str = DEFAULT_SUBNET, log: Callable[[str]
     lab.wait_minions(list(lab.hosts))
     timings["minions"] = time.monotonic() - t_boot
     problems = []
+    retried = []
     for host in lab.hosts.values():
         state = lab.system_state(host, wait=True)
+        if state.startswith("degraded"):
+            # Seen rarely (2 of ~30 boots, not reproduced on demand): one early-boot oneshot of
+            # systemd's own (tmpfiles-setup, sysctl, network-generator) failing. Show why, retry once.
+            for unit in lab.failed_units(host):
+                log(
+                    f"lab: {host.name}: {unit} failed at boot:\n  "
+                    + lab.unit_log(host, unit).strip().replace("\n", "\n  ")
+                )
+                lab.exec(host, "systemctl", "restart", unit)
+                retried.append(f"{host.name}:{unit}")
+            state = lab.system_state(host)
+            log(f"lab: {host.name} after one retry: {state}")
         if not state.startswith(("running", "degraded")):
             problems.append(f"{host.name}: {state}")
-        elif state.startswith("degraded"):
-            log(f"lab: {host.name} is {state}")
+    timings["boot_unit_retries"] = retried
     if problems:
         raise LabError("hosts not up: " + "; ".join(problems))
     timings["total"] = time.monotonic() - t0

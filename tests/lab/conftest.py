@@ -12,8 +12,6 @@ import pytest
 
 from ksha.lab import core
 
-pytestmark = pytest.mark.lab
-
 
 def pytest_collection_modifyitems(items):
     for item in items:
