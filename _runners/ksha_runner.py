@@ -153,7 +153,8 @@ def validate(minion=None, pillar=None):
 def targets(minion=None):
     """Minion lists per role from the compiled ``ksha`` pillar (for orch/ksha.sls).
 
-    Returns ``{"all": [...], "kube-master": [...], "kube-node": [...], "etcd": [...]}``;
+    Returns ``{"all": [...], "kube-master": [...], "kube-node": [...], "etcd": [...],
+    "loadbalancer": [...]}`` (the LB hosts in keepalived mode, else empty);
     empty lists when there is no usable pillar (the preflight then fails).
     """
     ksha, _, _ = _fleet(minion)
@@ -164,6 +165,8 @@ def targets(minion=None):
     for group in inventory.KNOWN_GROUPS:
         members = groups.get(group) if isinstance(groups.get(group), list) else []
         out[group] = [m for m in members if m in hosts]
+    lb = ksha.get("loadbalancer") if isinstance(ksha.get("loadbalancer"), dict) else {}
+    out["loadbalancer"] = [m for m in inventory.lb_hosts(ksha) if m in hosts] if lb.get("mode") == "keepalived" else []
     return out
 
 

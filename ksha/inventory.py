@@ -308,6 +308,62 @@ def _check_loadbalancer(lb: Any, groups: dict[str, list[str]], hosts: dict[str, 
                     "ksha:loadbalancer:address",
                     f"{vip} is host {name!r}'s address; the VIP must be a free address in the hosts' subnet",
                 )
+        _check_keepalived(lb, vip, groups, hosts, report)
+
+
+def lb_hosts(ksha: dict) -> list[str]:
+    """The hosts that run haproxy + keepalived: ksha:loadbalancer:hosts, else the masters."""
+    lb = ksha.get("loadbalancer") or {}
+    return list(lb.get("hosts") or (ksha.get("groups") or {}).get("kube-master") or [])
+
+
+def _check_keepalived(lb: dict, vip, groups: dict[str, list[str]], hosts: dict[str, dict], report: _Report) -> None:
+    key = "ksha:loadbalancer:keepalived"
+    ka = lb.get("keepalived") if isinstance(lb.get("keepalived"), dict) else {}
+    vrid = ka.get("virtual_router_id")
+    if not (isinstance(vrid, int) and not isinstance(vrid, bool) and 1 <= vrid <= 255):
+        report.error(f"{key}:virtual_router_id", f"{vrid!r} must be an integer from 1 to 255, unique on the LAN")
+    prefix = ka.get("prefixlen")
+    max_prefix = 32 if vip.version == 4 else 128
+    if not (isinstance(prefix, int) and not isinstance(prefix, bool) and 1 <= prefix <= max_prefix):
+        report.error(f"{key}:prefixlen", f"{prefix!r} must be the prefix length of the LB hosts' subnet (e.g. 24)")
+        prefix = None
+    interface = ka.get("interface")
+    if interface is not None and not (isinstance(interface, str) and re.match(r"^[A-Za-z0-9_.:@-]{1,15}$", interface)):
+        report.error(
+            f"{key}:interface", f"{interface!r} is not an interface name; null finds the one holding the host's ip"
+        )
+    advert = ka.get("advert_int")
+    auth = ka.get("auth_pass")
+    if not (isinstance(advert, (int, float)) and not isinstance(advert, bool) and 0.01 <= advert <= 255):
+        report.error(f"{key}:advert_int", f"{advert!r} must be seconds between 0.01 and 255")
+    elif auth is not None and advert < 1:
+        report.error(
+            f"{key}:advert_int",
+            f"{advert} s needs VRRPv3, which has no authentication; with auth_pass set use advert_int >= 1 "
+            "(VRRPv2, failover >= 3 s) or remove auth_pass",
+        )
+    if auth is not None and not (isinstance(auth, str) and 1 <= len(auth) <= 8):
+        report.error(f"{key}:auth_pass", "must be a string of 1 to 8 characters (VRRPv2 PASS authentication)")
+    members = lb.get("hosts") or groups["kube-master"]
+    if not isinstance(members, list):
+        report.error("ksha:loadbalancer:hosts", "must be a list of host names")
+        return
+    for index, name in enumerate(members):
+        if name not in hosts:
+            report.error(f"ksha:loadbalancer:hosts:{index}", f"host {name!r} is not defined in ksha:hosts")
+        elif prefix is not None:
+            ip = parse_ip(hosts[name].get("ip"))
+            if ip is not None and ip.version == vip.version:
+                net = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+                if vip not in net:
+                    report.error(
+                        "ksha:loadbalancer:address",
+                        f"{vip} is not in LB host {name!r}'s subnet {net}; keepalived can only move a VIP "
+                        "within the LB hosts' subnet",
+                    )
+    if len(members) == 1:
+        report.warning("ksha:loadbalancer:hosts", "has 1 LB host: the VIP has no failover")
 
 
 def _check_roleless(hosts: dict[str, dict], groups: dict[str, list[str]], report: _Report) -> None:

@@ -46,3 +46,17 @@ ksha-phase-common-applied:
     - failhard: True
     - require:
       - salt: ksha-preflight-custom-modules-synced
+
+# Phase 3, lb: haproxy + keepalived on the LB hosts (keepalived mode only;
+# in external mode the LB exists already and phase 2 pointed every host at it).
+{%- if targets.get('loadbalancer') %}
+ksha-phase-lb-keepalived-haproxy-applied:
+  salt.state:
+    - tgt: '{{ targets['loadbalancer'] | join(',') }}'
+    - tgt_type: list
+    - sls:
+      - ksha.loadbalancer
+    - failhard: True
+    - require:
+      - salt: ksha-phase-common-applied
+{%- endif %}

@@ -380,8 +380,18 @@ class Lab:
         out = self.salt_json("-L", ",".join(names), "test.ping", f"--timeout={timeout}")
         return {name: out.get(name) is True for name in names}
 
+    def minion_ready(self, host: Host) -> bool:
+        """The minion logged that it is connected and ready (read from the host's overlay)."""
+        try:
+            return b"Minion is ready to receive requests" in (host.root / "var/log/salt/minion").read_bytes()
+        except OSError:
+            return False
+
     def wait_minions(self, names: list[str], timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
+        # Cheap local signal first: a ping round with absent minions costs timeout + gather_job_timeout.
+        while time.monotonic() < deadline and not all(self.minion_ready(self.hosts[n]) for n in names):
+            time.sleep(0.2)
         answered: dict[str, bool] = {}
         while time.monotonic() < deadline:
             answered = self.ping(names, timeout=3)

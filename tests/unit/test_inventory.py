@@ -288,3 +288,72 @@ def test_merge_replaces_lists_and_recurses_dicts():
         "d": 1,
         "e": 2,
     }
+
+
+# --- keepalived mode (issue 4) ------------------------------------------------
+
+
+@pytest.fixture
+def keepalived_ksha(example_ksha):
+    example_ksha["loadbalancer"]["mode"] = "keepalived"
+    return example_ksha
+
+
+def test_keepalived_example_is_valid(keepalived_ksha):
+    assert inventory.validate(keepalived_ksha) == []
+
+
+@pytest.mark.parametrize("vrid", [0, 256, "51", True])
+def test_keepalived_router_id(keepalived_ksha, vrid):
+    keepalived_ksha["loadbalancer"]["keepalived"] = {"virtual_router_id": vrid}
+    [error] = errors(keepalived_ksha)
+    assert error.startswith(f"ERROR ksha:loadbalancer:keepalived:virtual_router_id: {vrid!r} must be an integer")
+
+
+def test_keepalived_vip_outside_lb_hosts_subnet(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["address"] = "192.168.1.253"
+    found = errors(keepalived_ksha)
+    assert found[0] == (
+        "ERROR ksha:loadbalancer:address: 192.168.1.253 is not in LB host 'master1''s subnet 192.168.0.0/24; "
+        "keepalived can only move a VIP within the LB hosts' subnet"
+    )
+    assert len(found) == 3  # one per LB host
+
+
+def test_keepalived_prefix_widens_the_subnet(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["address"] = "192.168.1.253"
+    keepalived_ksha["loadbalancer"]["keepalived"] = {"prefixlen": 16}
+    assert errors(keepalived_ksha) == []
+
+
+def test_keepalived_interface_name(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["keepalived"] = {"interface": "eth0; rm -rf /"}
+    [error] = errors(keepalived_ksha)
+    assert error.startswith("ERROR ksha:loadbalancer:keepalived:interface: 'eth0; rm -rf /' is not an interface name")
+
+
+def test_keepalived_auth_needs_vrrpv2_advert(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["keepalived"] = {"auth_pass": "s3cret"}
+    [error] = errors(keepalived_ksha)
+    assert error.startswith("ERROR ksha:loadbalancer:keepalived:advert_int: 0.2 s needs VRRPv3")
+    assert "s3cret" not in error
+
+
+def test_keepalived_auth_pass_too_long(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["keepalived"] = {"auth_pass": "much-too-long", "advert_int": 1}
+    assert errors(keepalived_ksha) == [
+        "ERROR ksha:loadbalancer:keepalived:auth_pass: must be a string of 1 to 8 characters (VRRPv2 PASS authentication)"
+    ]
+
+
+def test_keepalived_lb_hosts_must_exist_and_one_warns(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["hosts"] = ["lb9"]
+    assert errors(keepalived_ksha) == ["ERROR ksha:loadbalancer:hosts:0: host 'lb9' is not defined in ksha:hosts"]
+    keepalived_ksha["loadbalancer"]["hosts"] = ["node1"]
+    assert warnings(keepalived_ksha) == ["WARNING ksha:loadbalancer:hosts: has 1 LB host: the VIP has no failover"]
+
+
+def test_lb_hosts_default_to_masters(keepalived_ksha):
+    assert inventory.lb_hosts(keepalived_ksha) == ["master1", "master2", "master3"]
+    keepalived_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
+    assert inventory.lb_hosts(keepalived_ksha) == ["node1", "node2"]

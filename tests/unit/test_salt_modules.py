@@ -117,13 +117,21 @@ def test_targets(fleet):
         "kube-master": ["master1", "master2", "master3"],
         "kube-node": ["node1", "node2", "node3"],
         "etcd": ["master1", "master2", "master3"],
+        "loadbalancer": [],
     }
+
+
+def test_targets_loadbalancer_hosts_in_keepalived_mode(fleet, example_ksha):
+    example_ksha["loadbalancer"]["mode"] = "keepalived"
+    assert runner.targets()["loadbalancer"] == ["master1", "master2", "master3"]
+    example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
+    assert runner.targets()["loadbalancer"] == ["node1", "node2"]
 
 
 def test_targets_empty_without_pillar(fleet):
     for name in fleet:
         fleet[name] = {}
-    assert runner.targets() == {"all": [], "kube-master": [], "kube-node": [], "etcd": []}
+    assert runner.targets() == {"all": [], "kube-master": [], "kube-node": [], "etcd": [], "loadbalancer": []}
 
 
 def test_import_inventory(context, tmp_path):

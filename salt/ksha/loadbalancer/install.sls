@@ -1,0 +1,9 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+ksha-loadbalancer-packages-installed:
+  pkg.installed:
+    - pkgs:
+      - haproxy
+      - keepalived
+      - socat
