@@ -213,6 +213,19 @@ def _ping(hosts, timeout):
         return client.cmd(hosts, "test.ping", tgt_type="list", timeout=timeout)
 
 
+def _lb_view(lb_hosts, timeout):
+    """(hosts holding the VIP, backends as the holder's haproxy sees them)."""
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        held = client.cmd(lb_hosts, "ksha_lb.vip_holder", tgt_type="list", timeout=timeout)
+        holders = [h for h in lb_hosts if isinstance(held.get(h), dict) and held[h].get("held")]
+        if not holders:
+            return holders, []
+        out = client.cmd(holders[0], "ksha_lb.backends", timeout=timeout).get(holders[0]) or {}
+    return holders, out.get("backends", []) if isinstance(out, dict) else []
+
+
 def status(output="table", timeout=5):
     """The cluster at a glance: every inventory host, its address, roles and minion.
 
@@ -244,13 +257,20 @@ def status(output="table", timeout=5):
                 "minion": "up" if answered.get(name) is True else "DOWN",
             }
         )
-    if any(row["minion"] == "DOWN" for row in rows):
-        __context__["retcode"] = 1
-    if output == "data":
-        return rows
     lb = ksha.get("loadbalancer") or {}
-    header = ("HOST", "ADDRESS", "ROLES", "MINION")
-    table = [header] + [(r["host"], str(r["address"]), ",".join(r["roles"]) or "-", r["minion"]) for r in rows]
+    keepalived = lb.get("mode") == "keepalived"
+    holders, backends = _lb_view(inventory.lb_hosts(ksha), timeout) if keepalived else ([], [])
+    for row in rows:
+        row["vip"] = row["host"] in holders
+    unhealthy = any(row["minion"] == "DOWN" for row in rows) or (keepalived and len(holders) != 1)
+    __context__["retcode"] = 1 if unhealthy else 0
+    if output == "data":
+        return {"hosts": rows, "vip_holders": holders, "backends": backends}
+    header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
+    table = [header] + [
+        (r["host"], str(r["address"]), ",".join(r["roles"]) or "-", r["minion"], "held" if r["vip"] else "")
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.append("")
@@ -258,4 +278,13 @@ def status(output="table", timeout=5):
         f"API endpoint: {lb.get('domain', 'lb.kubesphere.local')}:{lb.get('port', 6443)} -> "
         f"{lb.get('address') or 'first master'} (loadbalancer mode: {lb.get('mode', 'none')})"
     )
+    if keepalived:
+        who = ", ".join(holders) or "NOBODY"
+        warn = "" if len(holders) == 1 else "  <-- expected exactly one holder"
+        lines.append(f"VIP {lb.get('address')} held by: {who}{warn}")
+        states = ", ".join(
+            f"{b['name']} {b['state']}" + ("" if b["state"].startswith("UP") else f" ({b['check']} {b['last_check']})")
+            for b in backends
+        )
+        lines.append(f"apiserver backends (haproxy on {holders[0] if holders else '-'}): {states or 'none seen'}")
     return "\n".join(lines)

@@ -23,16 +23,21 @@ def _orch(lab_salt):
     return rc, {k.split("_|-")[1]: v for k, v in states.items()}
 
 
+def stop_standin(lab, host):
+    lab.exec(host, "systemctl", "stop", "kube-apiserver-standin-*", check=True)
+
+
 def start_standin(lab, host):
-    lab.exec(host, "systemctl", "stop", "kube-apiserver-standin")
-    lab.exec(host, "systemctl", "reset-failed", "kube-apiserver-standin")
-    run = lab.exec(
-        host, "systemd-run", "--unit=kube-apiserver-standin", "--service-type=notify", "--property=NotifyAccess=all",
-        "/usr/bin/python3", "/usr/local/lib/ksha-standin/kube_apiserver.py",
+    stop_standin(lab, host)
+    # A fresh unit name each time: a stopped transient unit keeps its name loaded.
+    cmd = [
+        "systemd-run", f"--unit=kube-apiserver-standin-{time.monotonic_ns()}", "--collect", "--service-type=notify",
+        "--property=NotifyAccess=all", "/usr/bin/python3", "/usr/local/lib/ksha-standin/kube_apiserver.py",
         f"--bind-address={host.ip}", "--secure-port=6443",
         "--tls-cert-file=/etc/ksha-standin/apiserver.crt", "--tls-private-key-file=/etc/ksha-standin/apiserver.key",
         f"--expect-san={DOMAIN}", f"--expect-san={lab.vip}", f"--expect-san={host.ip}",
-    )  # fmt: skip
+    ]  # fmt: skip
+    run = lab.exec(host, *cmd)
     assert run.returncode == 0, run.stderr
 
 
@@ -184,3 +189,48 @@ def test_highstate_repairs_lb_drift_without_moving_the_vip(keepalived_lab):
 
     second = salt.salt(target, "state.highstate")[target]
     assert all(s["result"] is True and not s["changes"] for s in second.values())
+
+
+def test_status_shows_the_vip_holder_and_backend_states(keepalived_lab):
+    lab, salt = keepalived_lab
+    assert wait_for(lambda: len(vip_holders(lab, MASTERS)) == 1, 15)
+    rc, table, proc = salt.run("ksha.status")
+    assert rc == 0, table
+    [holder] = vip_holders(lab, MASTERS)
+    assert f"VIP {lab.vip} held by: {holder}" in table.splitlines()
+    assert table.splitlines()[-1] == (f"apiserver backends (haproxy on {holder}): master1 UP, master2 UP, master3 UP")
+
+
+def test_a_stopped_backend_is_marked_down_and_requests_keep_succeeding(keepalived_lab):
+    lab, salt = keepalived_lab
+    [holder] = wait_for(lambda: vip_holders(lab, MASTERS), 15)
+    victim = next(n for n in MASTERS if n != holder)
+    stop_standin(lab, lab.hosts[victim])
+    t0 = time.monotonic()
+
+    def victim_down():
+        out = salt.salt(holder, "ksha_lb.backends")[holder]
+        return any(b["name"] == victim and b["state"].startswith("DOWN") for b in out["backends"])
+
+    assert wait_for(victim_down, 10), "haproxy did not mark the stopped backend DOWN"
+    detected = time.monotonic() - t0
+    print(f"backend {victim} marked DOWN after {detected:.2f} s")
+    results = [request(lab, lab.hosts["node3"]) for _ in range(30)]
+    assert results == ["200"] * 30
+    start_standin(lab, lab.hosts[victim])
+    assert wait_for(lambda: not victim_down(), 10)
+
+
+def test_partitioned_vip_holder_leaves_exactly_one_holder_each_side_and_one_after_heal(keepalived_lab):
+    lab, _ = keepalived_lab
+    [holder] = wait_for(lambda: vip_holders(lab, MASTERS), 15)
+    connected = [n for n in MASTERS if n != holder]
+    lab.partition(lab.hosts[holder])
+    try:
+        assert wait_for(lambda: len(vip_holders(lab, connected)) == 1, 10), vip_holders(lab, connected)
+        assert wait_for(lambda: request(lab, lab.hosts["node1"]) == "200", 10)
+    finally:
+        lab.heal(lab.hosts[holder])
+    assert wait_for(lambda: len(vip_holders(lab, MASTERS)) == 1, 15), vip_holders(lab, MASTERS)
+    time.sleep(3)  # and it stays that way
+    assert len(vip_holders(lab, MASTERS)) == 1

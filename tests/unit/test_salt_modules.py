@@ -162,7 +162,7 @@ def test_status_table(fleet, monkeypatch, context):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts if h != "node2"})
     table = runner.status()
     lines = table.splitlines()
-    assert lines[0].split() == ["HOST", "ADDRESS", "ROLES", "MINION"]
+    assert lines[0].split() == ["HOST", "ADDRESS", "ROLES", "MINION", "VIP"]
     assert lines[1].split() == ["master1", "192.168.0.1", "kube-master,etcd", "up"]
     assert lines[5].split() == ["node2", "192.168.0.5", "kube-node", "DOWN"]
     assert lines[-1] == "API endpoint: lb.kubesphere.local:6443 -> 192.168.0.253 (loadbalancer mode: external)"
@@ -171,8 +171,31 @@ def test_status_table(fleet, monkeypatch, context):
 
 def test_status_data(fleet, monkeypatch):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
-    rows = runner.status(output="data")
-    assert rows[3] == {"host": "node1", "address": "192.168.0.4", "roles": ["kube-node"], "minion": "up"}
+    rows = runner.status(output="data")["hosts"]
+    assert rows[3] == {"host": "node1", "address": "192.168.0.4", "roles": ["kube-node"], "minion": "up", "vip": False}
+
+
+def test_status_shows_vip_holder_and_backends_in_keepalived_mode(fleet, monkeypatch, context, example_ksha):
+    example_ksha["loadbalancer"]["mode"] = "keepalived"
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    backends = [
+        {"name": "master1", "state": "UP", "check": "L7OK", "last_check": "200"},
+        {"name": "master2", "state": "DOWN", "check": "L4CON", "last_check": "Connection refused"},
+    ]
+    monkeypatch.setattr(runner, "_lb_view", lambda hosts, timeout: (["master2"], backends))
+    lines = runner.status().splitlines()
+    assert lines[2].split() == ["master2", "192.168.0.2", "kube-master,etcd", "up", "held"]
+    assert lines[-2] == "VIP 192.168.0.253 held by: master2"
+    assert lines[-1] == ("apiserver backends (haproxy on master2): master1 UP, master2 DOWN (L4CON Connection refused)")
+    assert context["retcode"] == 0
+
+
+def test_status_flags_no_or_two_vip_holders(fleet, monkeypatch, context, example_ksha):
+    example_ksha["loadbalancer"]["mode"] = "keepalived"
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    monkeypatch.setattr(runner, "_lb_view", lambda hosts, timeout: (["master1", "master3"], []))
+    assert "held by: master1, master3  <-- expected exactly one holder" in runner.status()
+    assert context["retcode"] == 1
 
 
 # --- the orchestration's preflight state ----------------------------------------

@@ -1,0 +1,122 @@
+"""_modules/ksha_lb.py under Salt's loader mock; probe() against the real stand-in over TLS."""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_salt_module
+from tests.standins import pki
+
+ksha_lb = load_salt_module("modules", "ksha_lb")
+
+# `show stat` as the lab's haproxy 2.6 wrote it: master3's apiserver (stand-in) stopped.
+STATS = (Path(__file__).resolve().parent.parent / "data" / "haproxy-2.6-show-stat.csv").read_text()
+
+
+@pytest.fixture
+def addrs():
+    return {"v4": ["10.239.0.11"], "v6": []}
+
+
+@pytest.fixture
+def configure_loader_modules(example_ksha, addrs):
+    return {
+        ksha_lb: {
+            "__pillar__": {"ksha": example_ksha},
+            "__salt__": {
+                "network.ip_addrs": lambda include_loopback=False: addrs["v4"],
+                "network.ip_addrs6": lambda: addrs["v6"],
+            },
+        }
+    }
+
+
+def test_vip_holder(addrs):
+    assert ksha_lb.vip_holder() == {"vip": "192.168.0.253", "held": False}
+    addrs["v4"].append("192.168.0.253")
+    assert ksha_lb.vip_holder() == {"vip": "192.168.0.253", "held": True}
+
+
+def test_parse_stats_lists_servers_with_state_and_last_check():
+    servers = ksha_lb.parse_stats(STATS)
+    assert [(b["name"], b["state"], b["check"]) for b in servers] == [
+        ("master1", "UP", "L7OK"),
+        ("master2", "UP", "L7OK"),
+        ("master3", "DOWN", "L4CON"),
+    ]
+    assert servers[2]["last_check"] == "Connection refused"
+    assert ksha_lb.parse_stats(STATS, backend="other") == []
+
+
+def test_backends_reads_a_real_unix_socket(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def serve():
+        conn, _ = server.accept()
+        assert conn.recv(100) == b"show stat\n"
+        conn.sendall(STATS.encode())
+        conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    out = ksha_lb.backends(socket_path=path)
+    thread.join(5)
+    server.close()
+    assert out["result"] is True and [b["state"] for b in out["backends"]] == ["UP", "UP", "DOWN"]
+
+
+def test_backends_without_haproxy(tmp_path):
+    out = ksha_lb.backends(socket_path=str(tmp_path / "missing.sock"))
+    assert out["result"] is False and "haproxy stats socket" in out["comment"]
+
+
+@pytest.fixture
+def standin(tmp_path):
+    ca_key, ca_cert = pki.make_ca()
+    key, cert = pki.make_server_cert(ca_key, ca_cert, "m1", ["lb.kubesphere.local", "127.0.0.1"])
+    (tmp_path / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
+    (tmp_path / "s.key").write_bytes(key)
+    (tmp_path / "s.crt").write_bytes(cert)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "tests/standins/kube_apiserver.py", "--bind-address=127.0.0.1", f"--secure-port={port}",
+         f"--tls-cert-file={tmp_path / 's.crt'}", f"--tls-private-key-file={tmp_path / 's.key'}"]
+    )  # fmt: skip
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield port, tmp_path / "ca.crt"
+    proc.terminate()
+    proc.wait(5)
+
+
+def test_probe_verifies_the_lb_domain_against_the_ca(standin):
+    port, ca = standin
+    out = ksha_lb.probe(address="127.0.0.1", port=port, cafile=str(ca))
+    assert (out["ok"], out["status"], out["verified"]) == (True, 200, True)
+
+
+def test_probe_fails_on_a_name_the_certificate_does_not_cover(standin):
+    port, ca = standin
+    out = ksha_lb.probe(address="127.0.0.1", port=port, domain="api.example.com", cafile=str(ca))
+    assert out["ok"] is False and "certificate" in out["error"].lower()
+
+
+def test_probe_unverified_and_refused(standin):
+    port, _ = standin
+    assert ksha_lb.probe(address="127.0.0.1", port=port)["verified"] is False
+    out = ksha_lb.probe(address="127.0.0.1", port=1, timeout=1)
+    assert out["ok"] is False and out["status"] is None
