@@ -2,6 +2,7 @@
 
 import copy
 import importlib.util
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,22 @@ def load_salt_module(kind, name="ksha"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def standin_certs(tmp_path):
+    """A test CA and a serving certificate for lb.kubesphere.local and 127.0.0.1 (ca.crt, s.key, s.crt)."""
+    from tests.standins import pki
+
+    ca_key, ca_cert = pki.make_ca()
+    key, cert = pki.make_server_cert(ca_key, ca_cert, "master1", ["lb.kubesphere.local", "127.0.0.1"])
+    (tmp_path / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
+    (tmp_path / "s.key").write_bytes(key)
+    (tmp_path / "s.crt").write_bytes(cert)
+    return tmp_path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

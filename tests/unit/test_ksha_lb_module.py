@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import load_salt_module
-from tests.standins import pki
+from tests.conftest import free_port, load_salt_module
 
 ksha_lb = load_salt_module("modules", "ksha_lb")
 
@@ -79,15 +78,9 @@ def test_backends_without_haproxy(tmp_path):
 
 
 @pytest.fixture
-def standin(tmp_path):
-    ca_key, ca_cert = pki.make_ca()
-    key, cert = pki.make_server_cert(ca_key, ca_cert, "m1", ["lb.kubesphere.local", "127.0.0.1"])
-    (tmp_path / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
-    (tmp_path / "s.key").write_bytes(key)
-    (tmp_path / "s.crt").write_bytes(cert)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def standin(standin_certs):
+    tmp_path = standin_certs
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "tests/standins/kube_apiserver.py", "--bind-address=127.0.0.1", f"--secure-port={port}",
          f"--tls-cert-file={tmp_path / 's.crt'}", f"--tls-private-key-file={tmp_path / 's.key'}"]

@@ -1,6 +1,5 @@
 """The kube-apiserver stand-in checks what it can: flags, certificate names, TLS only."""
 
-import socket
 import ssl
 import subprocess
 import sys
@@ -9,25 +8,14 @@ import urllib.request
 
 import pytest
 
-from tests.standins import pki
+from tests.conftest import free_port
 
 STANDIN = "tests/standins/kube_apiserver.py"
 
 
 @pytest.fixture
-def certs(tmp_path):
-    ca_key, ca_cert = pki.make_ca()
-    key, cert = pki.make_server_cert(ca_key, ca_cert, "master1", ["lb.kubesphere.local", "127.0.0.1"])
-    (tmp_path / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
-    (tmp_path / "s.key").write_bytes(key)
-    (tmp_path / "s.crt").write_bytes(cert)
-    return tmp_path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def certs(standin_certs):
+    return standin_certs
 
 
 def standin(certs, port, *extra):
