@@ -54,11 +54,7 @@ def cmd_exec(args) -> int:
     if not args.cmd:
         raise core.LabError("usage: ksha lab exec HOST -- CMD [ARGS...]")
     lab = _lab()
-    pid = lab.init_pid(lab.host(args.host))
-    if not pid:
-        raise core.LabError(f"{args.host} is not running")
-    cmd = ["nsenter", "-t", str(pid), "-a", "env", "-i", core.CONTAINER_PATH, *args.cmd]
-    return subprocess.call(cmd)
+    return subprocess.call(lab.exec_argv(lab.host(args.host), *args.cmd))
 
 
 def _one(action):

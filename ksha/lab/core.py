@@ -315,11 +315,15 @@ class Lab:
                 return int(kids[0])
         return None
 
-    def exec(self, host: Host, *cmd: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    def exec_argv(self, host: Host, *cmd: str) -> list[str]:
+        """The command line that runs `cmd` inside the host, with the host's environment, not ours."""
         pid = self.init_pid(host)
         if not pid:
             raise LabError(f"{host.name} is not running (ksha lab start {host.name})")
-        return run(["nsenter", "-t", pid, "-a", "env", "-i", CONTAINER_PATH, *cmd], check=check, timeout=timeout)
+        return ["nsenter", "-t", str(pid), "-a", "env", "-i", CONTAINER_PATH, *cmd]
+
+    def exec(self, host: Host, *cmd: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+        return run(self.exec_argv(host, *cmd), check=check, timeout=timeout)
 
     def system_state(self, host: Host, wait: bool = False) -> str:
         if not self.init_pid(host):

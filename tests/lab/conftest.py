@@ -42,6 +42,14 @@ class LabSalt:
     def run(self, fun, *args, timeout=600):
         return self._json("salt-run", fun, *args, timeout=timeout)
 
+    def orchestrate(self, *args):
+        """state.orchestrate orch.ksha: (exit code, {state ID: state return})."""
+        rc, data, proc = self.run("state.orchestrate", "orch.ksha", *args)
+        assert data is not None and isinstance(data["data"], dict), (data, proc.stderr[-2000:])
+        states = next(iter(data["data"].values()))
+        assert isinstance(states, dict), states  # a list is a render error
+        return rc, {key.split("_|-")[1]: value for key, value in states.items()}
+
 
 def _lab_ready():
     lab = core.Lab.load()

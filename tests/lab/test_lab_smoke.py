@@ -14,13 +14,6 @@ SEED_ROLES = {
 }
 
 
-def _orch(lab_salt, *args):
-    rc, data, proc = lab_salt.run("state.orchestrate", "orch.ksha", *args)
-    assert data is not None, proc.stderr
-    states = next(iter(data["data"].values()))
-    return rc, {k.split("_|-")[1]: v for k, v in states.items()}
-
-
 def test_every_minion_answers_on_a_booted_systemd_host(lab, lab_salt):
     assert lab.ping(list(lab.hosts)) == {name: True for name in SEED_ROLES}
     grains = lab_salt.salt(",".join(lab.hosts), "grains.item", "init", "virtual", "os", "ip4_interfaces")
@@ -81,7 +74,7 @@ def test_bad_pillar_fails_validation_and_stops_orchestration(lab, lab_salt, lab_
         ["ERROR ksha", "hosts", "4"],
         ["ERROR ksha", "groups", "etcd"],
     ]
-    rc, states = _orch(lab_salt)
+    rc, states = lab_salt.orchestrate()
     assert rc != 0
     assert states["ksha-preflight-inventory-valid"]["result"] is False
     assert "ERROR ksha:groups:etcd: has 2 members" in states["ksha-preflight-inventory-valid"]["comment"]
@@ -90,7 +83,7 @@ def test_bad_pillar_fails_validation_and_stops_orchestration(lab, lab_salt, lab_
 
 
 def test_orchestration_converges_every_host_then_changes_nothing(lab, lab_salt):
-    rc, states = _orch(lab_salt)
+    rc, states = lab_salt.orchestrate()
     assert rc == 0, states
     assert all(s["result"] is True for s in states.values())
     for host in lab.hosts.values():
@@ -98,14 +91,14 @@ def test_orchestration_converges_every_host_then_changes_nothing(lab, lab_salt):
         assert resolved == [lab.vip, "lb.kubesphere.local"]
         peers = lab.exec(host, "getent", "hosts", "node3").stdout.split()
         assert peers[0] == lab.hosts["node3"].ip
-    rc, again = _orch(lab_salt)
+    rc, again = lab_salt.orchestrate()
     assert rc == 0
     assert again["ksha-phase-common-applied"]["changes"] == {}
 
 
 def test_highstate_repairs_drift_and_then_reports_no_changes(lab, lab_salt):
     node2 = lab.hosts["node2"]
-    _orch(lab_salt)
+    lab_salt.orchestrate()
     lab.exec(node2, "sed", "-i", "/# BEGIN ksha/,/# END ksha/d", "/etc/hosts", check=True)
     lab.exec(node2, "sh", "-c", "echo '10.9.9.9 my-own-line' >> /etc/hosts", check=True)
     assert "lb.kubesphere.local" not in lab.exec(node2, "cat", "/etc/hosts").stdout

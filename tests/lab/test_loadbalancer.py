@@ -16,13 +16,6 @@ STANDIN = Path(__file__).resolve().parent.parent / "standins" / "kube_apiserver.
 DOMAIN = "lb.kubesphere.local"
 
 
-def _orch(lab_salt):
-    rc, data, proc = lab_salt.run("state.orchestrate", "orch.ksha")
-    assert data is not None, proc.stderr
-    states = next(iter(data["data"].values()))
-    return rc, {k.split("_|-")[1]: v for k, v in states.items()}
-
-
 def stop_standin(lab, host):
     lab.exec(host, "systemctl", "stop", "kube-apiserver-standin-*", check=True)
 
@@ -97,7 +90,7 @@ def keepalived_lab(_lab_session):
     pillar["ksha"]["loadbalancer"]["mode"] = "keepalived"
     path.write_text(yaml.safe_dump(pillar))
     salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
-    rc, states = _orch(salt)
+    rc, states = salt.orchestrate()
     assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
     yield lab, salt
     path.write_text(original)
@@ -127,7 +120,7 @@ def test_deployed_configs_pass_the_daemons_own_checks(keepalived_lab):
 
 def test_second_orchestration_changes_nothing(keepalived_lab):
     lab, salt = keepalived_lab
-    rc, states = _orch(salt)
+    rc, states = salt.orchestrate()
     assert rc == 0
     assert states["ksha-phase-lb-keepalived-haproxy-applied"]["changes"] == {}
     assert states["ksha-phase-common-applied"]["changes"] == {}
