@@ -89,8 +89,13 @@ def parse_ip(value: Any):
         return None
 
 
+def is_int_in(value: Any, low: int, high: int) -> bool:
+    """An int (YAML's true/false are not) from low to high."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def is_port(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+    return is_int_in(value, 1, 65535)
 
 
 def host_names(ksha: dict) -> list[str]:
@@ -321,11 +326,11 @@ def _check_keepalived(lb: dict, vip, groups: dict[str, list[str]], hosts: dict[s
     key = "ksha:loadbalancer:keepalived"
     ka = lb.get("keepalived") if isinstance(lb.get("keepalived"), dict) else {}
     vrid = ka.get("virtual_router_id")
-    if not (isinstance(vrid, int) and not isinstance(vrid, bool) and 1 <= vrid <= 255):
+    if not is_int_in(vrid, 1, 255):
         report.error(f"{key}:virtual_router_id", f"{vrid!r} must be an integer from 1 to 255, unique on the LAN")
     prefix = ka.get("prefixlen")
     max_prefix = 32 if vip.version == 4 else 128
-    if not (isinstance(prefix, int) and not isinstance(prefix, bool) and 1 <= prefix <= max_prefix):
+    if not is_int_in(prefix, 1, max_prefix):
         report.error(f"{key}:prefixlen", f"{prefix!r} must be the prefix length of the LB hosts' subnet (e.g. 24)")
         prefix = None
     interface = ka.get("interface")

@@ -34,9 +34,9 @@ class LabSalt:
             data = None
         return proc.returncode, data, proc
 
-    def salt(self, target, fun, *args, tgt_type="list", timeout=600):
-        flag = {"list": "-L", "glob": "", "compound": "-C"}[tgt_type]
-        rc, data, proc = self._json("salt", "--static", *(filter(None, [flag])), target, fun, *args, timeout=timeout)
+    def salt(self, targets, fun, *args, timeout=600):
+        """`fun` on a comma-separated list of minions: {minion: return}."""
+        rc, data, proc = self._json("salt", "--static", "-L", targets, fun, *args, timeout=timeout)
         return data or {}
 
     def run(self, fun, *args, timeout=600):
