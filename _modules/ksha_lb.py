@@ -73,8 +73,11 @@ def parse_stats(text, backend=BACKEND):
     return out
 
 
-def backends(socket_path=None):
-    """The apiserver backends as this host's haproxy sees them (from its stats socket).
+def backends(socket_path=None, backend=BACKEND):
+    """The servers of an haproxy backend as this host's haproxy sees them (from its stats socket).
+
+    backend
+        ``ksha-apiserver`` (default), or ``ksha-console`` for the console frontend's nodes.
 
     CLI Example:
 
@@ -84,9 +87,40 @@ def backends(socket_path=None):
     """
     path = socket_path or (_lb().get("haproxy") or {}).get("stats_socket") or DEFAULT_SOCKET
     try:
-        return {"result": True, "backends": parse_stats(_stats(path))}
+        return {"result": True, "backends": parse_stats(_stats(path), backend)}
     except OSError as exc:
         return {"result": False, "backends": [], "comment": f"haproxy stats socket {path}: {exc}"}
+
+
+def reach(address=None, port=None, timeout=3):
+    """Whether the LB address answers on its port from this host, at the TCP level.
+
+    ``answered`` is true when a connection was accepted or actively refused:
+    the address is routed and not silently firewalled. ``listening`` is true
+    only for an accepted connection.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ksha_lb.reach
+    """
+    lb = _lb()
+    address = address or lb.get("address")
+    port = int(port or lb.get("port") or 6443)
+    start = time.monotonic()
+    out = {"address": address, "port": port}
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            pass
+    except ConnectionRefusedError as exc:
+        out.update(answered=True, listening=False, error=str(exc))
+    except OSError as exc:
+        out.update(answered=False, listening=False, error=str(exc) or type(exc).__name__)
+    else:
+        out.update(answered=True, listening=True)
+    out["seconds"] = round(time.monotonic() - start, 3)
+    return out
 
 
 def probe(address=None, port=None, domain=None, cafile=None, path="/readyz", timeout=3):

@@ -24,6 +24,8 @@ KNOWN_GROUPS = ("kube-master", "kube-node", "etcd")
 LB_MODES = ("keepalived", "external", "qingcloud", "none")
 # Modes the validator knows but this version cannot deploy yet.
 LB_MODES_NOT_IMPLEMENTED = ("qingcloud",)
+# ksha:loadbalancer:external:check (see _states/ksha_lb.py, reachable)
+EXTERNAL_CHECKS = ("answer", "listen", "ready")
 TOP_KEYS = (
     "cluster_name",
     "hosts",
@@ -314,12 +316,61 @@ def _check_loadbalancer(lb: Any, groups: dict[str, list[str]], hosts: dict[str, 
                     f"{vip} is host {name!r}'s address; the VIP must be a free address in the hosts' subnet",
                 )
         _check_keepalived(lb, vip, groups, hosts, report)
+        _check_haproxy(lb, report)
+    if mode == "external":
+        external = lb.get("external") if isinstance(lb.get("external"), dict) else {}
+        check = external.get("check", "answer")
+        if check not in EXTERNAL_CHECKS:
+            report.error("ksha:loadbalancer:external:check", f"{check!r} is not one of {', '.join(EXTERNAL_CHECKS)}")
+
+
+def _check_haproxy(lb: dict, report: _Report) -> None:
+    haproxy = lb.get("haproxy") if isinstance(lb.get("haproxy"), dict) else {}
+    limits = {
+        "maxconn": (1, 1_000_000),
+        "check_inter_ms": (50, 60_000),
+        "check_fall": (1, 100),
+        "check_rise": (1, 100),
+        "connect_timeout_ms": (50, 60_000),
+        "retries": (0, 10),
+    }
+    for key, (low, high) in limits.items():
+        if key in haproxy and not is_int_in(haproxy[key], low, high):
+            report.error(
+                f"ksha:loadbalancer:haproxy:{key}", f"{haproxy[key]!r} must be an integer from {low} to {high}"
+            )
+    console = lb.get("console") if isinstance(lb.get("console"), dict) else {}
+    if "enabled" in console and not isinstance(console["enabled"], bool):
+        report.error("ksha:loadbalancer:console:enabled", f"{console['enabled']!r} must be true or false")
+    if "port" in console and not is_port(console["port"]):
+        report.error("ksha:loadbalancer:console:port", f"{console['port']!r} is not a port (e.g. 30880)")
+    if console.get("enabled") is True and console.get("port", 30880) == lb.get("port"):
+        report.error("ksha:loadbalancer:console:port", "is the API's port (ksha:loadbalancer:port); use another")
 
 
 def lb_hosts(ksha: dict) -> list[str]:
     """The hosts that run haproxy + keepalived: ksha:loadbalancer:hosts, else the masters."""
     lb = ksha.get("loadbalancer") or {}
     return list(lb.get("hosts") or (ksha.get("groups") or {}).get("kube-master") or [])
+
+
+def lb_targets(ksha: dict) -> dict[str, list[str]]:
+    """Which hosts get which load-balancer states (orch phase `lb`; top.sls does the same in Jinja).
+
+    ``loadbalancer``: haproxy + keepalived (keepalived mode: the LB hosts);
+    ``loadbalancer-clean``: every other inventory host, where a former LB host
+    has its ksha haproxy/keepalived stopped and their configs removed;
+    ``loadbalancer-external``: external mode, every host checks it reaches the LB.
+    """
+    lb = ksha.get("loadbalancer") if isinstance(ksha.get("loadbalancer"), dict) else {}
+    hosts = host_names(ksha)
+    mode = lb.get("mode")
+    running = [m for m in lb_hosts(ksha) if m in hosts] if mode == "keepalived" else []
+    return {
+        "loadbalancer": running,
+        "loadbalancer-clean": [m for m in hosts if m not in running],
+        "loadbalancer-external": hosts if mode == "external" else [],
+    }
 
 
 def _check_keepalived(lb: dict, vip, groups: dict[str, list[str]], hosts: dict[str, dict], report: _Report) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ksha.lab import core
 
@@ -90,20 +91,43 @@ def heal(lab: core.Lab, host: core.Host) -> None:
     lab.heal(host)
 
 
+def wipe(lab: core.Lab, host: core.Host) -> None:
+    lab.wipe(host)
+
+
 def cmd_salt(args) -> int:
     """Run salt / salt-run / salt-key against the lab master."""
     lab = _lab()
     return subprocess.call(lab.salt_cmd(args.tool, *args.args))
 
 
+def _standin_deployer():
+    """tests/standins/deploy.py of this checkout (the demo runs from a checkout: make demo)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "tests" / "standins" / "deploy.py").is_file():
+        raise core.LabError(f"the demo needs ksha's checkout (tests/standins/ under {root}); run it with make demo")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from tests.standins import deploy  # noqa: PLC0415 - a checkout's test helper, only for the demo
+
+    return deploy
+
+
 def cmd_demo(args) -> int:
-    """`make demo`: lab up, sync, orchestrate, status; the lab stays up."""
+    """`make demo`: lab up, apiserver stand-ins, sync, orchestrate, status; the lab stays up."""
     lab = core.up(args.topology, args.subnet)
+    masters = [h for h in lab.hosts.values() if "kube-master" in h.groups]
+    print(
+        "\nksha has no control plane yet, so the LB gets the kube-apiserver STAND-IN as its backends:\n"
+        "tests/standins/kube_apiserver.py (test-only, a TLS /readyz server with a throw-away CA) on "
+        + ", ".join(f"{h.name} {h.ip}:6443" for h in masters),
+        flush=True,
+    )
+    _standin_deployer().deploy(lab, masters)
     steps = [
         ("salt-run", "saltutil.sync_all"),
         ("salt", "*", "saltutil.sync_all"),
         ("salt-run", "state.orchestrate", "orch.ksha"),
-        ("salt-run", "ksha.status"),
     ]
     for tool, *rest in steps:
         print(f"\n$ {tool} {' '.join(rest)}", flush=True)
@@ -111,6 +135,18 @@ def cmd_demo(args) -> int:
         if rc != 0:
             print(f"\n{tool} {' '.join(rest)} failed (exit {rc}); the lab is still up for a look.", file=sys.stderr)
             return rc
+    # keepalived takes the VIP once its check has passed twice (about 2 s after it starts).
+    deadline = time.monotonic() + 20
+    while True:
+        status = subprocess.run(lab.salt_cmd("salt-run", "ksha.status"), capture_output=True, text=True)
+        if status.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    print("\n$ salt-run ksha.status", flush=True)
+    print(status.stdout, end="", flush=True)
+    if status.returncode != 0:
+        print(f"\nksha.status reports a problem (exit {status.returncode}); the lab is still up.", file=sys.stderr)
+        return status.returncode
     config = lab.master_dir
     print(
         "\nThe lab is up. Try:\n"
@@ -148,6 +184,7 @@ def add_parser(sub) -> None:
         (kill, "abrupt kill of a host's whole container"),
         (partition, "cut a host off the bridge"),
         (heal, "reconnect a partitioned host"),
+        (wipe, "replace a host's machine: it boots again empty, same name and address"),
     ):
         p = lsub.add_parser(action.__name__, help=text)
         p.add_argument("host")

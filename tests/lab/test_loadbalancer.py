@@ -5,33 +5,15 @@ server on each master's node address answering /readyz, with a certificate from 
 """
 
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.standins import pki
+from tests.standins import deploy as standin
 
-STANDIN = Path(__file__).resolve().parent.parent / "standins" / "kube_apiserver.py"
-DOMAIN = "lb.kubesphere.local"
-
-
-def stop_standin(lab, host):
-    lab.exec(host, "systemctl", "stop", "kube-apiserver-standin-*", check=True)
-
-
-def start_standin(lab, host):
-    stop_standin(lab, host)
-    # A fresh unit name each time: a stopped transient unit keeps its name loaded.
-    cmd = [
-        "systemd-run", f"--unit=kube-apiserver-standin-{time.monotonic_ns()}", "--collect", "--service-type=notify",
-        "--property=NotifyAccess=all", "/usr/bin/python3", "/usr/local/lib/ksha-standin/kube_apiserver.py",
-        f"--bind-address={host.ip}", "--secure-port=6443",
-        "--tls-cert-file=/etc/ksha-standin/apiserver.crt", "--tls-private-key-file=/etc/ksha-standin/apiserver.key",
-        f"--expect-san={DOMAIN}", f"--expect-san={lab.vip}", f"--expect-san={host.ip}",
-    ]  # fmt: skip
-    run = lab.exec(host, *cmd)
-    assert run.returncode == 0, run.stderr
+DOMAIN = standin.DOMAIN
+stop_standin = standin.stop
+start_standin = standin.start
 
 
 def vip_holders(lab, names):
@@ -71,18 +53,7 @@ def keepalived_lab(_lab_session):
     salt = LabSalt(lab)
     rc, _, proc = salt.run("saltutil.sync_all")  # a fresh lab's master has not synced ksha's runner yet
     assert rc == 0, proc.stderr
-    masters = [lab.hosts[n] for n in ("master1", "master2", "master3")]
-    ca_key, ca_cert = pki.make_ca()
-    for host in lab.hosts.values():
-        (host.root / "etc/ksha-standin").mkdir(parents=True, exist_ok=True)
-        (host.root / "etc/ksha-standin/ca.crt").write_bytes(pki.ca_pem(ca_cert))
-    for host in masters:
-        key, cert = pki.make_server_cert(ca_key, ca_cert, host.name, [DOMAIN, lab.vip, host.ip, host.name])
-        (host.root / "etc/ksha-standin/apiserver.key").write_bytes(key)
-        (host.root / "etc/ksha-standin/apiserver.crt").write_bytes(cert)
-        (host.root / "usr/local/lib/ksha-standin").mkdir(parents=True, exist_ok=True)
-        (host.root / "usr/local/lib/ksha-standin/kube_apiserver.py").write_bytes(STANDIN.read_bytes())
-        start_standin(lab, host)
+    standin.deploy(lab, [lab.hosts[n] for n in ("master1", "master2", "master3")])
 
     path = lab.pillar_dir / "ksha.sls"
     original = path.read_text()
@@ -191,7 +162,7 @@ def test_status_shows_the_vip_holder_and_backend_states(keepalived_lab):
     assert rc == 0, table
     [holder] = vip_holders(lab, MASTERS)
     assert f"VIP {lab.vip} held by: {holder}" in table.splitlines()
-    assert table.splitlines()[-1] == (f"apiserver backends (haproxy on {holder}): master1 UP, master2 UP, master3 UP")
+    assert f"apiserver backends (haproxy on {holder}): master1 UP, master2 UP, master3 UP" in table.splitlines()
 
 
 def test_a_stopped_backend_is_marked_down_and_requests_keep_succeeding(keepalived_lab):
@@ -227,3 +198,118 @@ def test_partitioned_vip_holder_leaves_exactly_one_holder_each_side_and_one_afte
     assert wait_for(lambda: len(vip_holders(lab, MASTERS)) == 1, 15), vip_holders(lab, MASTERS)
     time.sleep(3)  # and it stays that way
     assert len(vip_holders(lab, MASTERS)) == 1
+
+
+# --- reconfiguration from pillar: one orchestration each ------------------------------
+
+
+@pytest.fixture
+def reconfigure(keepalived_lab):
+    """Edit the lab's ksha pillar and run orch.ksha once; afterwards the pillar (and LB) come back."""
+    lab, salt = keepalived_lab
+    path = lab.pillar_dir / "ksha.sls"
+    original = path.read_text()
+
+    def apply(edit):
+        pillar = yaml.safe_load(original)
+        edit(pillar["ksha"])
+        path.write_text(yaml.safe_dump(pillar))
+        salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
+        return salt.orchestrate()
+
+    yield apply
+    path.write_text(original)
+    salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
+    rc, states = salt.orchestrate()
+    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert wait_for(lambda: vip_holders(lab, MASTERS) == ["master1"], 20), vip_holders(lab, MASTERS)
+
+
+def active(lab, name, unit):
+    return lab.exec(lab.hosts[name], "systemctl", "is-active", unit).stdout.strip() == "active"
+
+
+def unicast_peers(lab, name):
+    conf = lab.exec(lab.hosts[name], "cat", "/etc/keepalived/keepalived.conf").stdout
+    block = conf.split("unicast_peer {", 1)[1].split("}", 1)[0]
+    return block.split()
+
+
+def test_moving_the_lb_hosts_and_adding_a_master_take_one_orchestration(keepalived_lab, reconfigure):
+    lab, salt = keepalived_lab
+    ip = {name: host.ip for name, host in lab.hosts.items()}
+    standin.deploy(lab, [lab.hosts[n] for n in [*MASTERS, "node3"]])  # node3 becomes a master: an apiserver
+
+    def edit(ksha):
+        ksha["loadbalancer"]["hosts"] = ["master2", "master3", "node1"]
+        ksha["groups"]["kube-master"].append("node3")
+        ksha["loadbalancer"]["console"] = {"enabled": True}
+
+    rc, states = reconfigure(edit)
+    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    lb_hosts = ["master2", "master3", "node1"]
+    # master1 left the LB hosts: ksha's keepalived and haproxy are gone from it; node1 runs both.
+    assert not active(lab, "master1", "keepalived") and not active(lab, "master1", "haproxy")
+    leftovers = lab.exec(lab.hosts["master1"], "ls", "/etc/keepalived", "/etc/haproxy").stdout.split()
+    assert "keepalived.conf" not in leftovers and "haproxy.cfg" not in leftovers
+    assert all(active(lab, n, "keepalived") and active(lab, n, "haproxy") for n in lb_hosts)
+    assert unicast_peers(lab, "node1") == [ip["master2"], ip["master3"]]
+    assert unicast_peers(lab, "master2") == [ip["master3"], ip["node1"]]
+    # The VIP is on the first LB host now (master2, highest priority), and only there.
+    assert wait_for(lambda: vip_holders(lab, [*MASTERS, "node1"]) == ["master2"], 15)
+
+    def backends(name="ksha-apiserver"):
+        out = salt.salt("master2", "ksha_lb.backends", f"backend={name}")["master2"]
+        return {b["name"]: b["state"] for b in out["backends"]}
+
+    expected = {"master1": "UP", "master2": "UP", "master3": "UP", "node3": "UP"}
+    assert wait_for(lambda: backends() == expected, 10), backends()
+    # The console frontend: every cluster node, none serving a console here (no KubeSphere).
+    assert sorted(backends("ksha-console")) == sorted(lab.hosts)
+    for host in lab.hosts.values():
+        assert wait_for(lambda h=host: request(lab, h) == "200", 10), host.name
+
+    rc, again = salt.orchestrate()
+    assert rc == 0
+    assert {k: v["changes"] for k, v in again.items() if k.startswith("ksha-phase-lb")} == {
+        "ksha-phase-lb-other-hosts-cleaned": {},
+        "ksha-phase-lb-keepalived-haproxy-applied": {},
+    }
+
+
+def test_external_mode_checks_every_host_reaches_the_lb_before_changing_anything(keepalived_lab, reconfigure):
+    lab, salt = keepalived_lab
+    hosts_before = lab.exec(lab.hosts["node1"], "cat", "/etc/hosts").stdout
+    unused = lab.vip.rsplit(".", 1)[0] + ".200"
+
+    def wrong_address(ksha):
+        ksha["loadbalancer"] = {"mode": "external", "address": unused, "port": 6443}
+
+    rc, states = reconfigure(wrong_address)
+    assert rc != 0
+    check = states["ksha-preflight-lb-address-reachable-from-every-host"]
+    assert check["result"] is False
+    comments = {minion: next(iter(ret.values()))["comment"] for minion, ret in check["changes"]["ret"].items()}
+    assert sorted(comments) == sorted(lab.hosts)
+    assert all(c.startswith(f"LB {unused}:6443 does not answer from this host (") for c in comments.values())
+    assert all("ksha:loadbalancer:address" in c for c in comments.values())
+    # Nothing was changed: the keepalived LB still holds the VIP, /etc/hosts still points at it.
+    assert "ksha-phase-common-applied" not in states or not states["ksha-phase-common-applied"]["changes"]
+    assert lab.exec(lab.hosts["node1"], "cat", "/etc/hosts").stdout == hosts_before
+    assert vip_holders(lab, MASTERS) == ["master1"]
+
+    # An LB that works (here: master1's apiserver stand-in, standing in for the cloud LB).
+    def external(ksha):
+        ksha["loadbalancer"] = {
+            "mode": "external", "address": lab.hosts["master1"].ip, "port": 6443, "external": {"check": "ready"},
+        }  # fmt: skip
+
+    rc, states = reconfigure(external)
+    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    # No host runs ksha's LB any more, nobody holds the VIP, and the LB domain is the external address.
+    assert not any(active(lab, n, "keepalived") or active(lab, n, "haproxy") for n in MASTERS)
+    assert vip_holders(lab, MASTERS) == []
+    for host in lab.hosts.values():
+        resolved = lab.exec(host, "getent", "hosts", DOMAIN).stdout.split()
+        assert resolved == [lab.hosts["master1"].ip, DOMAIN]
+        assert request(lab, host) == "200"

@@ -357,3 +357,36 @@ def test_lb_hosts_default_to_masters(keepalived_ksha):
     assert inventory.lb_hosts(keepalived_ksha) == ["master1", "master2", "master3"]
     keepalived_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     assert inventory.lb_hosts(keepalived_ksha) == ["node1", "node2"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("maxconn", 0), ("check_inter_ms", 10), ("check_fall", "2"), ("connect_timeout_ms", 2.5), ("retries", 11)],
+)
+def test_haproxy_numbers(keepalived_ksha, key, value):
+    keepalived_ksha["loadbalancer"]["haproxy"] = {key: value}
+    [error] = errors(keepalived_ksha)
+    assert error.startswith(f"ERROR ksha:loadbalancer:haproxy:{key}: {value!r} must be an integer from ")
+
+
+def test_console_frontend_settings(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["console"] = {"enabled": "yes", "port": 0}
+    assert errors(keepalived_ksha) == [
+        "ERROR ksha:loadbalancer:console:enabled: 'yes' must be true or false",
+        "ERROR ksha:loadbalancer:console:port: 0 is not a port (e.g. 30880)",
+    ]
+    keepalived_ksha["loadbalancer"]["console"] = {"enabled": True, "port": 6443}
+    assert errors(keepalived_ksha) == [
+        "ERROR ksha:loadbalancer:console:port: is the API's port (ksha:loadbalancer:port); use another"
+    ]
+    keepalived_ksha["loadbalancer"]["console"] = {"enabled": True}
+    assert errors(keepalived_ksha) == []
+
+
+def test_external_check_kind(example_ksha):
+    example_ksha["loadbalancer"]["external"] = {"check": "ping"}
+    assert errors(example_ksha) == [
+        "ERROR ksha:loadbalancer:external:check: 'ping' is not one of answer, listen, ready"
+    ]
+    example_ksha["loadbalancer"]["external"] = {"check": "ready"}
+    assert errors(example_ksha) == []

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -113,3 +114,75 @@ def test_probe_unverified_and_refused(standin):
     assert ksha_lb.probe(address="127.0.0.1", port=port)["verified"] is False
     out = ksha_lb.probe(address="127.0.0.1", port=1, timeout=1)
     assert out["ok"] is False and out["status"] is None
+
+
+@pytest.fixture
+def silent_port():
+    """A local port that drops SYNs, as a firewall does: a listener whose accept queue is full."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    clients = []
+    while True:
+        client = socket.socket()
+        client.settimeout(0.3)
+        try:
+            client.connect(("127.0.0.1", port))
+        except TimeoutError:
+            client.close()
+            break
+        clients.append(client)
+        assert len(clients) < 100, "the accept queue never filled"
+    yield port
+    for client in clients:
+        client.close()
+    server.close()
+
+
+def test_reach_tells_accepted_from_refused_from_silent(standin, silent_port):
+    port, _ = standin
+    assert ksha_lb.reach(address="127.0.0.1", port=port)["listening"] is True
+    refused = ksha_lb.reach(address="127.0.0.1", port=free_port())
+    assert (refused["answered"], refused["listening"]) == (True, False)
+    silent = ksha_lb.reach(address="127.0.0.1", port=silent_port, timeout=0.5)
+    assert (silent["answered"], silent["listening"], silent["error"]) == (False, False, "timed out")
+
+
+ksha_lb_state = load_salt_module("states", "ksha_lb")
+
+
+@pytest.fixture
+def lb_state(configure_loader_modules, addrs):
+    """The ksha_lb state with the real ksha_lb execution module as its __salt__ (real sockets)."""
+    salt = {"ksha_lb.reach": ksha_lb.reach, "ksha_lb.probe": ksha_lb.probe}
+    with patch.dict(ksha_lb_state.__dict__, {"__salt__": salt, "__opts__": {"test": False}}, clear=False):
+        yield ksha_lb_state
+
+
+def test_reachable_state_expectations(lb_state, standin):
+    port, ca = standin
+    ret = lb_state.reachable("127.0.0.1", port=port, expect="ready", domain="lb.kubesphere.local", cafile=str(ca))
+    assert ret == {
+        "name": "127.0.0.1",
+        "result": True,
+        "changes": {},
+        "comment": f"LB 127.0.0.1:{port}: GET /readyz as lb.kubesphere.local -> 200 (certificate verified)",
+    }
+    closed = free_port()
+    assert lb_state.reachable("127.0.0.1", port=closed)["result"] is True  # answered: refused
+    ret = lb_state.reachable("127.0.0.1", port=closed, expect="listen")
+    assert ret["result"] is False and "refuses connections" in ret["comment"]
+    ret = lb_state.reachable("127.0.0.1", port=port, expect="ready", domain="api.example.com", cafile=str(ca))
+    assert ret["result"] is False and "GET /readyz through it failed" in ret["comment"]
+
+
+def test_reachable_state_names_the_pillar_keys_when_silent(lb_state, silent_port):
+    ret = lb_state.reachable("127.0.0.1", port=silent_port, timeout=0.5)
+    assert ret["result"] is False
+    assert ret["comment"] == (
+        f"LB 127.0.0.1:{silent_port} does not answer from this host (timed out); check ksha:loadbalancer:address "
+        f"and :port, and that the LB's firewall (security group) allows TCP {silent_port} from this host"
+    )
+    ret = lb_state.reachable("127.0.0.1", expect="ping")
+    assert ret["result"] is False and "ksha:loadbalancer:external:check" in ret["comment"]

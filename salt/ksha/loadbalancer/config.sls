@@ -9,6 +9,11 @@
 {%- for h in ksha.hosts %}{% do ip_of.update({h.name: h.ip}) %}{% endfor %}
 {%- set backends = [] %}
 {%- for name in ksha.groups['kube-master'] %}{% do backends.append({'name': name, 'ip': ip_of[name]}) %}{% endfor %}
+{#- The console frontend's backends: every host of the cluster (kube-master + kube-node). #}
+{%- set console_backends = [] %}
+{%- for h in ksha.hosts if h.name in ksha.groups['kube-master'] or h.name in ksha.groups['kube-node'] %}
+{%-   do console_backends.append({'name': h.name, 'ip': h.ip}) %}
+{%- endfor %}
 {%- set peers = [] %}
 {%- for name in lb_hosts if name != grains['id'] %}{% do peers.append(ip_of[name]) %}{% endfor %}
 {#- The interface holding this host's cluster address, unless pillar names one. #}
@@ -41,6 +46,8 @@ ksha-loadbalancer-haproxy-config:
         lb: {{ lb | json }}
         backends: {{ backends | json }}
         apiserver_port: {{ ksha.kubernetes.apiserver_port }}
+        console_backends: {{ console_backends | json }}
+        console_node_port: {{ ksha.kubesphere.console_port }}
     - require:
       - pkg: ksha-loadbalancer-packages-installed
 
