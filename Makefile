@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := debootstrap systemd-container iproute2 iputils-ping haproxy keepalived etcd-client
+APT_PACKAGES := debootstrap systemd-container iproute2 iputils-ping haproxy keepalived etcd-server etcd-client
 PYTEST_ARGS ?=
 
 .PHONY: setup apt venv lint test test-quick demo lab-down clean

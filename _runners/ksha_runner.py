@@ -11,6 +11,7 @@ named ``ksha.py`` would import itself instead of the ``ksha`` package.
 
 import json
 import logging
+import re
 
 import salt.key
 import salt.pillar
@@ -153,9 +154,9 @@ def validate(minion=None, pillar=None):
 def targets(minion=None):
     """Minion lists per role from the compiled ``ksha`` pillar (for orch/ksha.sls).
 
-    Returns ``{"all": [...], "kube-master": [...], "kube-node": [...], "etcd": [...],
-    "loadbalancer": [...]}`` (the LB hosts in keepalived mode, else empty);
-    empty lists when there is no usable pillar (the preflight then fails).
+    Returns ``{"all": [...], "kube-master": [...], "kube-node": [...], "etcd": [...]}``
+    plus the load-balancer targets of ``ksha.inventory.lb_targets``; empty lists
+    when there is no usable pillar (the preflight then fails).
     """
     ksha, _, _ = _fleet(minion)
     ksha = ksha if isinstance(ksha, dict) else {}
@@ -165,9 +166,108 @@ def targets(minion=None):
     for group in inventory.KNOWN_GROUPS:
         members = groups.get(group) if isinstance(groups.get(group), list) else []
         out[group] = [m for m in members if m in hosts]
-    lb = ksha.get("loadbalancer") if isinstance(ksha.get("loadbalancer"), dict) else {}
-    out["loadbalancer"] = [m for m in inventory.lb_hosts(ksha) if m in hosts] if lb.get("mode") == "keepalived" else []
+    out.update(inventory.lb_targets(ksha))
     return out
+
+
+def etcd_plan(timeout=5):
+    """What the orchestration's etcd phase does (orch/ksha.sls): the members, the CA host,
+    the hosts that get etcd certificates, and whether the cluster was bootstrapped.
+
+    The cluster counts as bootstrapped when any member answers with the grain
+    ``ksha_etcd_cluster_id`` (set by ``ksha.etcd.healthy`` once the bootstrap
+    succeeded); then the orchestration never bootstraps it again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run ksha.etcd_plan
+    """
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    ksha, _, _ = _fleet()
+    ksha = ksha if isinstance(ksha, dict) else {}
+    hosts = inventory.host_names(ksha)
+    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
+    members = [m for m in groups.get("etcd") or [] if m in hosts]
+    masters = [m for m in groups.get("kube-master") or [] if m in hosts]
+    pki = ((ksha.get("etcd") or {}).get("pki") or {}) if isinstance(ksha.get("etcd"), dict) else {}
+    ca_host = pki.get("ca_host") or (members[0] if members else None)
+    recorded, current, problem = {}, [], None
+    if hosts:
+        with salt.client.get_local_client(__opts__["conf_file"]) as client:
+            out = client.cmd(hosts, "grains.get", ["ksha_etcd_cluster_id"], tgt_type="list", timeout=timeout)
+            recorded = {m: v for m, v in out.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
+            if recorded:
+                listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
+                answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
+                if answer is None:
+                    problem = (
+                        f"the etcd cluster was bootstrapped (grain ksha_etcd_cluster_id on {', '.join(sorted(recorded))}) "
+                        "but no member answers; if quorum is lost for good, restore it: "
+                        "salt-run state.orchestrate orch.ksha.etcd_restore"
+                    )
+                else:
+                    current = [m["name"] or m["id"] for m in answer["members"]]
+    in_pillar = [m for m in members if m in recorded]
+    return {
+        "members": members,
+        "ca_host": ca_host,
+        "pki_hosts": members + [m for m in masters if m not in members],
+        "bootstrapped": bool(recorded),
+        "cluster_ids": sorted(set(recorded.values())),
+        "recorded_on": sorted(recorded),
+        "current": current,
+        # Members to add, one at a time (new in pillar, or listed but their host lost its data).
+        "joining": [m for m in members if m not in current or m not in recorded] if current else [],
+        # Members to remove (no longer in pillar), from a member that stays.
+        "leaving": [m for m in current if m not in members],
+        "remover": next((m for m in in_pillar if m in current), None),
+        "others": [h for h in hosts if h not in members],
+        "problem": problem,
+    }
+
+
+def etcd_restore_plan(source=None, snapshot=None, timeout=10):
+    """The snapshot orch.ksha.etcd_restore restores and where: the newest on any etcd member
+    unless ``source`` and ``snapshot`` are given.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run ksha.etcd_restore_plan
+    """
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    ksha, _, _ = _fleet()
+    ksha = ksha if isinstance(ksha, dict) else {}
+    hosts = inventory.host_names(ksha)
+    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
+    members = [m for m in groups.get("etcd") or [] if m in hosts]
+    plan = {"members": members, "source": source, "snapshot": snapshot, "problem": None}
+    if not members:
+        plan["problem"] = "ksha:groups:etcd is empty: nothing to restore"
+        return plan
+    if source and source not in members:
+        plan["problem"] = f"source {source!r} is not an etcd member (ksha:groups:etcd)"
+        return plan
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        found = client.cmd([source] if source else members, "ksha_etcd.snapshots", tgt_type="list", timeout=timeout)
+    candidates = [
+        (row["mtime"], minion, row["path"])
+        for minion, rows in found.items()
+        if isinstance(rows, list)
+        for row in rows
+        if not snapshot or row["path"] == snapshot
+    ]
+    if not candidates:
+        where = f"{snapshot} on {source}" if snapshot else "no snapshot on any member"
+        plan["problem"] = f"nothing to restore: {where} (ksha:etcd:backup:dir)"
+        return plan
+    _, plan["source"], plan["snapshot"] = max(candidates)
+    return plan
 
 
 def import_inventory(hosts_ini, common_yaml=None, roster_out=None):
@@ -226,11 +326,46 @@ def _lb_view(lb_hosts, timeout):
     return holders, out.get("backends", []) if isinstance(out, dict) else []
 
 
+def _etcd_view(members, ip_of, pki_dir, timeout):
+    """(health as one member sees it, {member: status row}, {member: server cert days left})."""
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    if not members:
+        return None, {}, {}
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        healths = client.cmd(members, "ksha_etcd.health", tgt_type="list", timeout=timeout + 10)
+        answered = [m for m in members if isinstance(healths.get(m), dict)]
+        if not answered:
+            return None, {}, {}
+        best = next((m for m in answered if healths[m].get("healthy")), answered[0])
+        rows = client.cmd(best, "ksha_etcd.status", timeout=timeout + 10).get(best) or {}
+        days = client.cmd(
+            members, "ksha_etcd.cert_days_left", [f"{pki_dir}/server.crt"], tgt_type="list", timeout=timeout
+        )
+    member_at = {str(ip): name for name, ip in ip_of.items()}
+    by_member = {}
+    for row in rows.get("endpoints", []) if isinstance(rows, dict) else []:
+        address = row["endpoint"].split("//", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        if address in member_at:
+            by_member[member_at[address]] = row
+    return healths[best], by_member, {m: d for m, d in days.items() if isinstance(d, int)}
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def status(output="table", timeout=5):
     """The cluster at a glance: every inventory host, its address, roles and minion.
 
     output
-        ``table`` (default): a text table; ``data``: a list of dicts.
+        ``table`` (default): a text table; ``data``: a dict, with ``healthy`` and
+        ``retcode`` (so ``salt-run ksha.status output=data`` exits 1 when a minion
+        is down, the VIP is not on exactly one host or etcd is unhealthy).
 
     CLI Example:
 
@@ -262,10 +397,28 @@ def status(output="table", timeout=5):
     holders, backends = _lb_view(inventory.lb_hosts(ksha), timeout) if keepalived else ([], [])
     for row in rows:
         row["vip"] = row["host"] in holders
-    unhealthy = any(row["minion"] == "DOWN" for row in rows) or (keepalived and len(holders) != 1)
+    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
+    members = [m for m in groups.get("etcd") or [] if m in names]
+    etcd_conf = ksha.get("etcd") if isinstance(ksha.get("etcd"), dict) else {}
+    pki_dir = (etcd_conf.get("pki") or {}).get("dir") or "/etc/etcd/pki"
+    ip_of = {r["host"]: r["address"] for r in rows}
+    etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, pki_dir, timeout)
+    unhealthy = (
+        any(row["minion"] == "DOWN" for row in rows)
+        or (keepalived and len(holders) != 1)
+        or bool(members and not (etcd_health or {}).get("healthy"))
+    )
     __context__["retcode"] = 1 if unhealthy else 0
     if output == "data":
-        return {"hosts": rows, "vip_holders": holders, "backends": backends}
+        # salt-run takes its exit code from a "retcode" key of a returned dict (the table is a string).
+        return {
+            "healthy": not unhealthy,
+            "retcode": 1 if unhealthy else 0,
+            "hosts": rows,
+            "vip_holders": holders,
+            "backends": backends,
+            "etcd": {"health": etcd_health, "members": etcd_rows, "cert_days_left": cert_days},
+        }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [
         (r["host"], str(r["address"]), ",".join(r["roles"]) or "-", r["minion"], "held" if r["vip"] else "")
@@ -287,4 +440,19 @@ def status(output="table", timeout=5):
             for b in backends
         )
         lines.append(f"apiserver backends (haproxy on {holders[0] if holders else '-'}): {states or 'none seen'}")
+    if members:
+        lines.append("")
+        if etcd_health is None:
+            lines.append("etcd: no member answers (not bootstrapped yet, or every member is down)")
+        else:
+            verdict = "healthy" if etcd_health["healthy"] else "NOT HEALTHY: " + "; ".join(etcd_health["problems"])
+            lines.append(f"etcd cluster {etcd_health.get('cluster_id')}: {verdict}; leader {etcd_health.get('leader')}")
+            for member in members:
+                row = etcd_rows.get(member) or {}
+                state = "up" if row.get("ok") else "DOWN"
+                role = " (leader)" if row.get("is_leader") else (" (learner)" if row.get("learner") else "")
+                size = _size(row["db_size"]) if row.get("db_size") is not None else "-"
+                days = cert_days.get(member)
+                cert = f"{days} days" if days is not None else "unknown"
+                lines.append(f"  etcd {member}: {state}{role}, db {size}, server certificate {cert} left")
     return "\n".join(lines)

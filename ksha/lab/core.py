@@ -174,8 +174,15 @@ class Lab:
         (seed / "common.yaml").write_text(self.common_yaml())
         ksha, roster, _ = importer.import_files(seed / "hosts.ini", seed / "common.yaml")
         self.pillar_dir.mkdir(parents=True, exist_ok=True)
-        (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - ksha\n")
-        header = f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml.\n"
+        (self.pillar_dir / "top.sls").write_text((REPO / "pillar" / "top.sls.example").read_text())
+        shutil.copy(REPO / "pillar" / "ksha_etcd_pki.sls.example", self.pillar_dir / "ksha_etcd_pki.sls")
+        # The seed's LB is a cloud LB; the lab has none, so it runs ksha's own: keepalived + haproxy
+        # on the masters holding the VIP (the one edit to what the importer wrote).
+        ksha["loadbalancer"]["mode"] = "keepalived"
+        header = (
+            f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
+            "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB).\n"
+        )
         (self.pillar_dir / "ksha.sls").write_text(header + importer.dump_yaml({"ksha": ksha}))
         importer.write_roster(roster, STATE / "roster")
 
@@ -194,7 +201,9 @@ class Lab:
             "key_logfile": str(d / "key.log"),
             "log_level_logfile": "info",
             "user": "root",
-            "worker_threads": 4,
+            # x509 remote signing holds a worker while the CA host signs (peer publish): with every
+            # etcd member and master asking at once, 4 workers starve the CA's own return.
+            "worker_threads": 12,
             "auto_accept": False,
             "timeout": 10,
             # The CLI waits this long for absent minions after `timeout`; a local bridge needs little.
@@ -202,6 +211,10 @@ class Lab:
             "file_roots": file_roots(REPO),
             "file_ignore_regex": FILE_IGNORE_REGEX,
             "pillar_roots": {"base": [str(self.pillar_dir)]},
+            # etcd certificates: any minion may ask the CA host to sign (x509_v2 remote signing, within
+            # the signing policies' `minions`), and the CA host may check those matchers on the master.
+            "peer": {".*": ["x509.sign_remote_certificate"]},
+            "peer_run": {".*": ["match.compound_matches"]},
         }
         return json.dumps(config, indent=2)  # JSON is YAML
 
@@ -363,6 +376,17 @@ class Lab:
                     pass
         if pid:
             _wait_gone(pid, 10)
+
+    def wipe(self, host: Host) -> None:
+        """A replaced machine: the host is killed and comes back empty (the base only) under the same
+        name and address, with a new minion key the master accepts."""
+        self.kill(host)
+        if run(["umount", str(host.root)], check=False).returncode != 0:
+            run(["umount", "-l", str(host.root)], check=False)
+        for sub in ("upper", "work"):
+            shutil.rmtree(host.dir / sub, ignore_errors=True)
+        self.prepare_host(host, base.ensure_base(CACHE, lambda message: None, os.environ.get("KSHA_LAB_MIRROR")))
+        self.boot(host)
 
     def partition(self, host: Host) -> None:
         run(["ip", "link", "set", host.veth, "down"])

@@ -2,7 +2,9 @@
 from pytest-salt-factories, Salt's renderers, the synced runner and states.
 
 The minion runs on this machine, so its pillar points ksha.common at a
-temporary hosts file and manages no packages: nothing outside tmp is touched.
+temporary hosts file and manages no packages: nothing outside tmp is touched
+(the lb phase's ksha.loadbalancer.clean only removes ksha's own LB files,
+which this machine does not have).
 """
 
 import copy
@@ -15,11 +17,15 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(300)
 
+# The minion is this machine: the runs stop after the lb phase (etcd is for the lab).
+UNTIL_LB = 'pillar={"ksha_until": "lb"}'
+
 
 @pytest.fixture(scope="module")
 def pillar_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("pillar")
     (path / "top.sls").write_text((REPO / "pillar" / "top.sls.example").read_text())
+    (path / "ksha_etcd_pki.sls").write_text((REPO / "pillar" / "ksha_etcd_pki.sls.example").read_text())
     return path
 
 
@@ -95,9 +101,20 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-preflight-inventory-valid": None,
         "ksha-preflight-every-host-minion-responds": [{"ksha": "ksha-preflight-inventory-valid"}],
         "ksha-preflight-custom-modules-synced": [{"salt": "ksha-preflight-every-host-minion-responds"}],
-        "ksha-phase-common-applied": [{"salt": "ksha-preflight-custom-modules-synced"}],
+        # The example is the seed's cloud LB (external mode): every host must reach it first.
+        "ksha-preflight-lb-address-reachable-from-every-host": [{"salt": "ksha-preflight-custom-modules-synced"}],
+        "ksha-phase-common-applied": [{"salt": "ksha-preflight-lb-address-reachable-from-every-host"}],
+        "ksha-phase-lb-other-hosts-cleaned": [{"salt": "ksha-phase-common-applied"}],
+        # A cluster never bootstrapped (no member has the grain ksha_etcd_cluster_id): bootstrap.
+        "ksha-phase-etcd-ca-ready": [{"salt": "ksha-phase-lb-other-hosts-cleaned"}],
+        "ksha-phase-etcd-certificates-issued": [{"salt": "ksha-phase-etcd-ca-ready"}],
+        "ksha-phase-etcd-members-bootstrapped": [{"salt": "ksha-phase-etcd-certificates-issued"}],
+        "ksha-phase-etcd-other-hosts-cleaned": [{"salt": "ksha-phase-etcd-members-bootstrapped"}],
+        "ksha-phase-etcd-cluster-healthy": [{"salt": "ksha-phase-etcd-other-hosts-cleaned"}],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
+    assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
+    assert {"tgt": "master1"} in chunks["ksha-phase-etcd-ca-ready"]["salt"]
     common = chunks["ksha-phase-common-applied"]["salt"]
     assert {"tgt": "master1,master2,master3,node1,node2,node3"} in common
     assert {"tgt_type": "list"} in common
@@ -107,7 +124,29 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     assert ret.returncode == 0, ret.stderr
-    assert ret.data == {"base": ["ksha.common"]}
+    # external mode (the seed's cloud LB): no LB software here, a reachability check instead.
+    assert ret.data == {
+        "base": [
+            "ksha.common",
+            "ksha.loadbalancer.clean",
+            "ksha.loadbalancer.external",
+            "ksha.etcd.ca",  # master1 is the first etcd member: the default CA host
+            "ksha.etcd.pki",  # kube-master: the apiserver's etcd client certificate
+            "ksha.etcd",
+        ]
+    }
+
+
+def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_pillar, example_ksha):
+    example_ksha["loadbalancer"]["mode"] = "keepalived"
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
+    etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
+    assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
+    example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
+    assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer.clean", *etcd]}
 
 
 def test_top_gives_nothing_to_a_minion_outside_the_inventory(salt_minion, synced, set_pillar, example_ksha):
@@ -145,7 +184,7 @@ def test_bad_pillar_stops_orchestration_before_any_host_is_touched(
     one_host_ksha["groups"]["etcd"] = []
     one_host_ksha["loadbalancer"]["port"] = 70000
     set_pillar(one_host_ksha)
-    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha")
+    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", UNTIL_LB)
     assert ret.returncode != 0
     states = next(iter(ret.data["data"].values()))
     preflight = next(v for k, v in states.items() if "ksha-preflight-inventory-valid" in k)
@@ -163,7 +202,7 @@ def test_bad_pillar_stops_orchestration_before_any_host_is_touched(
 def test_dry_run_validates_and_plans(salt_master, synced, set_pillar, one_host_ksha, hosts_file):
     before = hosts_file.read_text()
     set_pillar(one_host_ksha)
-    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", "test=True")
+    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", UNTIL_LB, "test=True")
     assert ret.returncode == 0, ret.stdout
     states = next(iter(ret.data["data"].values()))
     preflight = next(v for k, v in states.items() if "ksha-preflight-inventory-valid" in k)
@@ -179,15 +218,42 @@ def test_orchestration_applies_common_and_second_run_changes_nothing(
     salt_master, synced, set_pillar, one_host_ksha, hosts_file
 ):
     set_pillar(one_host_ksha)
-    first = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha")
+    first = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", UNTIL_LB)
     assert first.returncode == 0, first.stdout
     text = hosts_file.read_text()
     assert "# a line of the user's own" in text
     assert "10.99.0.11 master1\n10.99.0.11 lb.kubesphere.local\n" in text
-    second = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha")
+    second = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", UNTIL_LB)
     assert second.returncode == 0
     assert hosts_file.read_text() == text
     states = next(iter(second.data["data"].values()))
     common = next(v for k, v in states.items() if "ksha-phase-common-applied" in k)
     assert common["result"] is True
     assert common["changes"] == {}, common["changes"]
+
+
+def test_until_must_name_a_phase(salt_master, synced, set_pillar, one_host_ksha):
+    set_pillar(one_host_ksha)
+    ret = salt_master.salt_run_cli(timeout=120).run("state.orchestrate", "orch.ksha", 'pillar={"ksha_until": "dns"}')
+    assert ret.returncode != 0
+    states = next(iter(ret.data["data"].values()))
+    failed = next(v for k, v in states.items() if "ksha-orchestration-until-names-a-phase" in k)
+    assert failed["comment"] == "Failure!" or "not a phase" in failed["name"]
+    assert failed["result"] is False
+    assert not any("ksha-phase" in k for k in states)
+
+
+def test_etcd_signing_policies_are_derived_from_the_ksha_pillar(salt_minion, synced, set_pillar, example_ksha):
+    example_ksha["groups"]["kube-master"].append("node1")
+    example_ksha["etcd"] = {"pki": {"ca_dir": "/srv/etcd-ca", "days_valid": 90}}
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("pillar.get", "x509_signing_policies", "unmask=True")
+    assert ret.returncode == 0, ret.stderr
+    policies = {name: {k: v for item in items for k, v in item.items()} for name, items in ret.data.items()}
+    assert sorted(policies) == ["ksha_etcd_client", "ksha_etcd_peer", "ksha_etcd_server"]
+    assert policies["ksha_etcd_server"]["minions"] == "L@master1,master2,master3"
+    assert policies["ksha_etcd_client"]["minions"] == "L@master1,master2,master3,node1"  # + every master
+    assert policies["ksha_etcd_client"]["extendedKeyUsage"] == "clientAuth"
+    assert policies["ksha_etcd_peer"]["extendedKeyUsage"] == "serverAuth, clientAuth"
+    assert policies["ksha_etcd_peer"]["signing_private_key"] == "/srv/etcd-ca/ca.key"
+    assert policies["ksha_etcd_peer"]["days_valid"] == 90

@@ -36,7 +36,9 @@ class LabSalt:
 
     def salt(self, targets, fun, *args, timeout=600):
         """`fun` on a comma-separated list of minions: {minion: return}."""
-        rc, data, proc = self._json("salt", "--static", "-L", targets, fun, *args, timeout=timeout)
+        rc, data, proc = self._json(
+            "salt", "--static", f"--timeout={timeout}", "-L", targets, fun, *args, timeout=timeout + 30
+        )
         return data or {}
 
     def run(self, fun, *args, timeout=600):

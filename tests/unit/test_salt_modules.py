@@ -35,7 +35,20 @@ def fleet(monkeypatch, example_ksha):
     minions = {name: {"ksha": example_ksha} for name in ["master1", "master2", "master3", "node1", "node2", "node3"]}
     monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
     monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
+    monkeypatch.setattr(runner, "_etcd_view", lambda members, ip_of, pki_dir, timeout: ETCD_VIEW)
     return minions
+
+
+# ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
+ETCD_VIEW = (
+    {"healthy": True, "cluster_id": "c0ffee", "leader": "master2", "problems": [], "members": {}},
+    {
+        "master1": {"ok": True, "is_leader": False, "learner": False, "db_size": 20480},
+        "master2": {"ok": True, "is_leader": True, "learner": False, "db_size": 24576},
+        "master3": {"ok": True, "is_leader": False, "learner": False, "db_size": 2 * 1024 * 1024},
+    },
+    {"master1": 364, "master2": 364, "master3": 29},
+)
 
 
 def test_runner_virtual_needs_the_ksha_package():
@@ -117,21 +130,30 @@ def test_targets(fleet):
         "kube-master": ["master1", "master2", "master3"],
         "kube-node": ["node1", "node2", "node3"],
         "etcd": ["master1", "master2", "master3"],
+        # The example is the seed's external (cloud) LB: no host runs one, every host checks it reaches it.
         "loadbalancer": [],
+        "loadbalancer-clean": ["master1", "master2", "master3", "node1", "node2", "node3"],
+        "loadbalancer-external": ["master1", "master2", "master3", "node1", "node2", "node3"],
     }
 
 
 def test_targets_loadbalancer_hosts_in_keepalived_mode(fleet, example_ksha):
     example_ksha["loadbalancer"]["mode"] = "keepalived"
-    assert runner.targets()["loadbalancer"] == ["master1", "master2", "master3"]
+    targets = runner.targets()
+    assert targets["loadbalancer"] == ["master1", "master2", "master3"]
+    assert targets["loadbalancer-clean"] == ["node1", "node2", "node3"]
+    assert targets["loadbalancer-external"] == []
+    # Moving the LB: the hosts that stop being LB hosts are the ones cleaned.
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
-    assert runner.targets()["loadbalancer"] == ["node1", "node2"]
+    targets = runner.targets()
+    assert targets["loadbalancer"] == ["node1", "node2"]
+    assert targets["loadbalancer-clean"] == ["master1", "master2", "master3", "node3"]
 
 
 def test_targets_empty_without_pillar(fleet):
     for name in fleet:
         fleet[name] = {}
-    assert runner.targets() == {"all": [], "kube-master": [], "kube-node": [], "etcd": [], "loadbalancer": []}
+    assert all(hosts == [] for hosts in runner.targets().values())
 
 
 def test_import_inventory(context, tmp_path):
@@ -165,13 +187,36 @@ def test_status_table(fleet, monkeypatch, context):
     assert lines[0].split() == ["HOST", "ADDRESS", "ROLES", "MINION", "VIP"]
     assert lines[1].split() == ["master1", "192.168.0.1", "kube-master,etcd", "up"]
     assert lines[5].split() == ["node2", "192.168.0.5", "kube-node", "DOWN"]
-    assert lines[-1] == "API endpoint: lb.kubesphere.local:6443 -> 192.168.0.253 (loadbalancer mode: external)"
+    assert lines[8] == "API endpoint: lb.kubesphere.local:6443 -> 192.168.0.253 (loadbalancer mode: external)"
+    assert lines[10:] == [
+        "etcd cluster c0ffee: healthy; leader master2",
+        "  etcd master1: up, db 20.0 KiB, server certificate 364 days left",
+        "  etcd master2: up (leader), db 24.0 KiB, server certificate 364 days left",
+        "  etcd master3: up, db 2.0 MiB, server certificate 29 days left",
+    ]
+    assert context["retcode"] == 1  # node2's minion is down
+
+
+def test_status_flags_an_unhealthy_or_unreachable_etcd(fleet, monkeypatch, context):
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    sick = ({**ETCD_VIEW[0], "healthy": False, "problems": ["member master3 does not answer"]}, {}, {})
+    monkeypatch.setattr(runner, "_etcd_view", lambda *args: sick)
+    lines = runner.status().splitlines()
+    assert "etcd cluster c0ffee: NOT HEALTHY: member master3 does not answer; leader master2" in lines
+    assert "  etcd master3: DOWN, db -, server certificate unknown left" in lines
+    assert context["retcode"] == 1
+    monkeypatch.setattr(runner, "_etcd_view", lambda *args: (None, {}, {}))
+    assert runner.status().splitlines()[-1] == (
+        "etcd: no member answers (not bootstrapped yet, or every member is down)"
+    )
     assert context["retcode"] == 1
 
 
 def test_status_data(fleet, monkeypatch):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
-    rows = runner.status(output="data")["hosts"]
+    out = runner.status(output="data")
+    assert (out["healthy"], out["retcode"]) == (True, 0)
+    rows = out["hosts"]
     assert rows[3] == {"host": "node1", "address": "192.168.0.4", "roles": ["kube-node"], "minion": "up", "vip": False}
 
 
@@ -185,8 +230,8 @@ def test_status_shows_vip_holder_and_backends_in_keepalived_mode(fleet, monkeypa
     monkeypatch.setattr(runner, "_lb_view", lambda hosts, timeout: (["master2"], backends))
     lines = runner.status().splitlines()
     assert lines[2].split() == ["master2", "192.168.0.2", "kube-master,etcd", "up", "held"]
-    assert lines[-2] == "VIP 192.168.0.253 held by: master2"
-    assert lines[-1] == ("apiserver backends (haproxy on master2): master1 UP, master2 DOWN (L4CON Connection refused)")
+    assert lines[9] == "VIP 192.168.0.253 held by: master2"
+    assert lines[10] == "apiserver backends (haproxy on master2): master1 UP, master2 DOWN (L4CON Connection refused)"
     assert context["retcode"] == 0
 
 

@@ -1,0 +1,388 @@
+"""ksha_etcd states: the etcd cluster's health and its members' restarts.
+
+They use the ``ksha_etcd`` execution module (etcdctl over mTLS with the admin
+certificate ksha issues to every member).
+"""
+
+import os
+import shlex
+import shutil
+import time
+
+__virtualname__ = "ksha_etcd"
+
+RESTART_LOCK = "ksha-etcd-rolling-restart"
+
+
+def __virtual__():
+    if "ksha_etcd.health" not in __salt__:
+        return (False, "ksha_etcd state: the ksha_etcd execution module is not synced (saltutil.sync_all)")
+    return __virtualname__
+
+
+def _ret(name):
+    return {"name": name, "result": False, "changes": {}, "comment": ""}
+
+
+def _journal_tail(unit="etcd", lines=15):
+    out = __salt__["cmd.run_all"](
+        ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"], python_shell=False
+    )
+    return out.get("stdout", "").strip()
+
+
+def cluster_healthy(name, timeout=120, record=False):
+    """Wait until the etcd cluster is healthy: every member answers, one leader, one cluster ID.
+
+    name
+        A label for the check (the cluster name).
+    timeout
+        Seconds to wait. On failure the comment has the problems and this host's etcd
+        log tail.
+    record
+        Set the grain ``ksha_etcd_cluster_id`` on this minion once healthy: the
+        orchestration's record that this cluster was bootstrapped (it then never
+        bootstraps it again).
+
+    Read-only except for ``record``; under ``test=True`` it checks once.
+    """
+    ret = _ret(name)
+    deadline = time.monotonic() + (0 if __opts__.get("test") else float(timeout))
+    while True:
+        health = __salt__["ksha_etcd.health"]()
+        if health["healthy"] or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    if not health["healthy"]:
+        waited = "" if __opts__.get("test") else f" after {timeout} s"
+        tail = _journal_tail()
+        ret["comment"] = (
+            f"etcd cluster not healthy{waited}: " + "; ".join(health["problems"])
+            + (f"\netcd log on this host (last lines):\n{tail}" if tail else "")
+        )  # fmt: skip
+        ret["result"] = None if __opts__.get("test") else False
+        return ret
+    members = ", ".join(sorted(health["members"]))
+    ret["comment"] = f"etcd cluster {health['cluster_id']} healthy: members {members}, leader {health['leader']}"
+    ret["result"] = True
+    if record and __grains__.get("ksha_etcd_cluster_id") != health["cluster_id"]:
+        if __opts__.get("test"):
+            ret["result"] = None
+            ret["comment"] += f"; would record grain ksha_etcd_cluster_id={health['cluster_id']}"
+        else:
+            __salt__["grains.setval"]("ksha_etcd_cluster_id", health["cluster_id"])
+            ret["changes"] = {
+                "ksha_etcd_cluster_id": {"old": __grains__.get("ksha_etcd_cluster_id"), "new": health["cluster_id"]}
+            }
+    return ret
+
+
+def _process_start(unit):
+    """Wall-clock start time of the unit's main process, or None when it is not running."""
+    pid = __salt__["cmd.run"](["systemctl", "show", "-p", "MainPID", "--value", unit], python_shell=False).strip()
+    if not pid.isdigit() or pid == "0":
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError):
+        return None
+    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def running_with_current_config(name, watched, timeout=120):
+    """Restart ``name`` (etcd) when one of ``watched`` changed after its process started.
+
+    The restart holds an etcd lock (``ksha-etcd-rolling-restart``) and first waits
+    until every other member is healthy; it releases the lock when this member is
+    healthy again. So highstates running on all members at once restart them one
+    at a time, never two at once. A stopped service is left to ``service.running``.
+    """
+    ret = _ret(name)
+    started = _process_start(name)
+    if started is None:
+        ret.update(result=True, comment=f"{name} is not running; nothing to restart")
+        return ret
+    newer = [p for p in watched if os.path.exists(p) and os.path.getmtime(p) > started]
+    if not newer:
+        ret.update(result=True, comment=f"{name} runs with its current configuration")
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"{name} would be restarted, one member at a time: changed {', '.join(newer)}")
+        return ret
+    conf = __salt__["ksha_etcd.settings"]()
+    me = __grains__["id"]
+    others = [url for member, url in conf["client_urls"].items() if member != me]
+    mine = conf["client_urls"].get(me, f"https://127.0.0.1:{conf['client_port']}")
+    script = f"""
+wait_healthy() {{
+  n=0
+  until etcdctl --endpoints="$1" endpoint health >/dev/null 2>&1; do
+    n=$((n+1)); [ "$n" -ge {int(timeout)} ] && {{ echo "etcd at $1 not healthy after {int(timeout)} s" >&2; return 1; }}
+    sleep 1
+  done
+}}
+{"wait_healthy " + shlex.quote(",".join(others)) + " || exit 1" if others else ""}
+systemctl daemon-reload
+systemctl restart {shlex.quote(name)} || exit 1
+wait_healthy {shlex.quote(mine)}
+"""
+    env = {
+        "ETCDCTL_API": "3",
+        "ETCDCTL_CACERT": conf["cacert"],
+        "ETCDCTL_CERT": conf["cert"],
+        "ETCDCTL_KEY": conf["key"],
+    }
+    cmd = [
+        "etcdctl",
+        f"--endpoints={','.join(conf['client_urls'].values())}",
+        "lock",
+        RESTART_LOCK,
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]
+    out = __salt__["cmd.run_all"](cmd, python_shell=False, env=env, timeout=3 * int(timeout) + 30)
+    if out["retcode"] != 0:
+        ret["comment"] = (
+            f"rolling restart of {name} failed (exit {out['retcode']}): {(out.get('stderr') or '').strip()[-800:]}"
+        )
+        return ret
+    ret.update(
+        result=True,
+        changes={"restarted": name, "because": newer},
+        comment=f"{name} restarted under the {RESTART_LOCK} lock, with every other member healthy first",
+    )
+    return ret
+
+
+def _quorum(voters):
+    return voters // 2 + 1
+
+
+def _unhealthy_others(health, exclude):
+    return [m for m, ok in health.get("members", {}).items() if not ok and m not in exclude]
+
+
+def _snapshot_first(ret, endpoints):
+    snap = __salt__["ksha_etcd.snapshot_save"](endpoints=endpoints)
+    if not snap["result"]:
+        ret["comment"] = f"refused: the snapshot taken before every membership change failed: {snap['comment']}"
+        return None
+    return snap["path"]
+
+
+def member_present(name, peer_url, initial_cluster_file="/etc/etcd/ksha-initial-cluster.env", timeout=120):
+    """This host (etcd member ``name``) is a voting member of the running cluster.
+
+    Run on the joining host. Idempotent and safe to rerun after a failure half way:
+
+    - already a started voting member: nothing to do;
+    - listed but this host has no data (the host was wiped, or the member was added and never
+      started): a wiped member is removed first, then the member is (re-)added;
+    - not listed: a snapshot is taken, the member is added as a learner, the initial cluster is
+      written (``existing``), etcd is started, and the learner is promoted once it caught up.
+
+    Refuses, changing nothing, when another member is unhealthy or the cluster would lose quorum.
+    """
+    ret = _ret(name)
+    conf = __salt__["ksha_etcd.settings"]()
+    others = [url for member, url in conf["client_urls"].items() if member != name]
+    if not others:
+        ret["comment"] = f"{name} is the only etcd member in pillar; nothing to join"
+        return ret
+    listed = __salt__["ksha_etcd.members"](endpoints=others)
+    if not listed["result"]:
+        ret["comment"] = f"refused: no other etcd member answers ({listed['comment']})"
+        return ret
+    has_data = os.path.isdir(os.path.join(conf["data_dir"], "member"))
+    entry = next((m for m in listed["members"] if peer_url in m["peer_urls"]), None)
+    if entry and entry["name"] == name and not entry["learner"] and has_data:
+        ret.update(result=True, comment=f"{name} is a voting member ({entry['id']})")
+        return ret
+    health = __salt__["ksha_etcd.health"](endpoints=others)
+    exclude = {name, entry["id"]} if entry else {name}
+    sick = _unhealthy_others(health, exclude)
+    if sick or (health["leader"] is None):
+        ret["comment"] = (
+            f"refused: the cluster is not healthy ({'; '.join(health['problems'])}); "
+            "membership is only changed on a healthy cluster"
+        )
+        return ret
+    stale = entry is not None and not has_data and not entry["learner"] and bool(entry["name"])
+    voters = len([m for m in listed["members"] if not m["learner"]])
+    if stale:
+        healthy_after = len([m for m, ok in health["members"].items() if ok and m not in exclude])
+        if healthy_after < _quorum(voters - 1):
+            ret["comment"] = f"refused: removing the wiped member {name} would leave {healthy_after} of {voters - 1}"
+            return ret
+    plan = []
+    if stale:
+        plan.append(f"remove the stale member {entry['id']} (this host has no data)")
+    if entry is None or stale:
+        plan.append("add as a learner")
+    plan += ["start etcd", "promote once caught up"]
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"{name} would join: " + ", ".join(plan))
+        return ret
+    snapshot = _snapshot_first(ret, others)
+    if snapshot is None:
+        return ret
+    changes = {"snapshot": snapshot}
+    if stale:
+        removed = __salt__["ksha_etcd.member_remove"](entry["id"], endpoints=others)
+        if not removed["result"]:
+            ret["comment"] = f"removing the stale member {entry['id']} failed: {removed['comment']}"
+            return ret
+        changes["removed_stale"] = entry["id"]
+        entry = None
+    if entry is None:
+        added = __salt__["ksha_etcd.member_add"](name, peer_url, learner=True, endpoints=others)
+        if not added["result"]:
+            ret["comment"] = f"member add failed: {added['comment']}"
+            ret["changes"] = changes
+            return ret
+        member_id, cluster = added["id"], added["initial_cluster"]
+        changes["added_learner"] = member_id
+    else:
+        member_id = entry["id"]
+        pairs = [f"{m['name'] or name}={url}" for m in listed["members"] for url in m["peer_urls"]]
+        cluster = ",".join(pairs)
+    with open(initial_cluster_file, "w", encoding="utf-8") as fh:
+        fh.write(
+            "# Written by ksha_etcd.member_present when this member joined; read only while it has no data.\n"
+            f"ETCD_INITIAL_CLUSTER={cluster}\nETCD_INITIAL_CLUSTER_STATE=existing\n"
+        )
+    started = __salt__["cmd.run_all"](["systemctl", "start", "etcd"], python_shell=False, timeout=timeout)
+    if started["retcode"] != 0:
+        ret["changes"] = changes
+        ret["comment"] = f"etcd did not start: {started.get('stderr', '').strip()}\n{_journal_tail()}"
+        return ret
+    changes["started"] = True
+    deadline = time.monotonic() + timeout
+    while True:
+        promoted = __salt__["ksha_etcd.promote"](member_id, endpoints=others)
+        if promoted["result"] or "not a learner" in promoted["comment"]:
+            break
+        if time.monotonic() > deadline:
+            ret["changes"] = changes
+            ret["comment"] = f"learner {member_id} did not catch up in {timeout} s: {promoted['comment']}"
+            return ret
+        time.sleep(1)
+    changes["promoted"] = member_id
+    ret.update(result=True, changes=changes, comment=f"{name} joined as {member_id} (snapshot {snapshot})")
+    return ret
+
+
+def member_absent(name, timeout=60):
+    """etcd member ``name`` is not in the cluster. Run on a member that stays.
+
+    Refuses, changing nothing, when another member is unhealthy or when the members left
+    would not keep quorum. Takes a snapshot first and moves leadership away from the
+    member first when it leads.
+    """
+    ret = _ret(name)
+    listed = __salt__["ksha_etcd.members"]()
+    if not listed["result"]:
+        ret["comment"] = f"refused: no etcd member answers ({listed['comment']})"
+        return ret
+    entry = next((m for m in listed["members"] if m["name"] == name), None)
+    if entry is None:
+        ret.update(result=True, comment=f"{name} is not an etcd member")
+        return ret
+    urls = [m["client_urls"][0] for m in listed["members"] if m["client_urls"] and m["name"] != name]
+    health = __salt__["ksha_etcd.health"](endpoints=urls)
+    voters = len([m for m in listed["members"] if not m["learner"]])
+    remaining = voters - (0 if entry["learner"] else 1)
+    healthy_after = len([m for m, ok in health["members"].items() if ok and m not in (name, entry["id"])])
+    if remaining < 1 or healthy_after < _quorum(remaining):
+        ret["comment"] = (
+            f"refused: without {name} the cluster would have {healthy_after} healthy of {remaining} members, "
+            f"below its quorum of {_quorum(max(remaining, 1))}"
+        )
+        return ret
+    sick = _unhealthy_others(health, {name, entry["id"]})
+    if sick:
+        ret["comment"] = f"refused: the cluster is not healthy ({'; '.join(health['problems'])})"
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"{name} ({entry['id']}) would be removed after a snapshot")
+        return ret
+    snapshot = _snapshot_first(ret, urls)
+    if snapshot is None:
+        return ret
+    changes = {"snapshot": snapshot}
+    if health.get("leader") == name:
+        target = next(m["id"] for m in listed["members"] if m["name"] != name and not m["learner"])
+        moved = __salt__["ksha_etcd.move_leader"](target)
+        if not moved["result"]:
+            ret["comment"] = f"moving leadership away from {name} failed: {moved['comment']}"
+            ret["changes"] = changes
+            return ret
+        changes["leader_moved_to"] = target
+    removed = __salt__["ksha_etcd.member_remove"](entry["id"], endpoints=urls)
+    if not removed["result"]:
+        ret["comment"] = f"member remove failed: {removed['comment']}"
+        ret["changes"] = changes
+        return ret
+    changes["removed"] = entry["id"]
+    ret.update(result=True, changes=changes, comment=f"{name} ({entry['id']}) removed (snapshot {snapshot})")
+    return ret
+
+
+def not_a_member(name):
+    """Etcd member ``name`` (this host) is no longer in the cluster's member list.
+
+    ksha.etcd.clean requires it before it stops etcd on a host that left ksha:groups:etcd,
+    so a highstate run before orch.ksha removed the member cannot take a voting member away.
+    """
+    ret = _ret(name)
+    conf = __salt__["ksha_etcd.settings"]()
+    others = [url for member, url in conf["client_urls"].items() if member != name]
+    if not others:
+        ret["comment"] = "no etcd member in pillar to ask; not stopping etcd here"
+        return ret
+    listed = __salt__["ksha_etcd.members"](endpoints=others)
+    if not listed["result"]:
+        ret["comment"] = f"cannot tell whether {name} is still an etcd member ({listed['comment']}); not stopping it"
+        return ret
+    if any(m["name"] == name for m in listed["members"]):
+        ret["comment"] = f"{name} is still an etcd member: run orch.ksha, which removes it first"
+        return ret
+    ret.update(result=True, comment=f"{name} is not an etcd member")
+    return ret
+
+
+def restored(name, member, peer_url, data_dir, user="etcd"):
+    """This member's data dir holds snapshot ``name``, as the only member of a new cluster.
+
+    The old data dir is moved aside (``<data_dir>.before-restore-<time>``), never deleted.
+    Run by orch.ksha.etcd_restore on the member the snapshot is restored on, with etcd stopped;
+    the other members then join it (ksha.etcd.join).
+    """
+    ret = _ret(name)
+    if not os.path.isfile(name):
+        ret["comment"] = f"snapshot {name} does not exist on this host"
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"would move {data_dir} aside and restore {name} into it as {member}")
+        return ret
+    changes = {}
+    if os.path.exists(data_dir):
+        aside = f"{data_dir}.before-restore-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        shutil.move(data_dir, aside)  # a copy where rename cannot cross filesystems (e.g. overlayfs)
+        changes["moved_aside"] = aside
+    out = __salt__["ksha_etcd.snapshot_restore"](
+        name, member, f"{member}={peer_url}", peer_url, data_dir=data_dir, token=f"ksha-restored-{int(time.time())}"
+    )
+    if not out["result"]:
+        ret.update(changes=changes, comment=f"restore failed: {out['comment']}")
+        return ret
+    __salt__["cmd.run_all"](["chown", "-R", f"{user}:", data_dir], python_shell=False)
+    os.chmod(data_dir, 0o700)
+    changes["restored"] = name
+    ret.update(result=True, changes=changes, comment=f"{name} restored into {data_dir} as the only member {member}")
+    return ret

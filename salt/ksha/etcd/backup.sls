@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.backup: periodic snapshots of this member's etcd, by a systemd
+    timer (ksha:etcd:backup: dir, period_minutes, keep; the seed installer's
+    etcd_backup_dir, etcd_backup_period, keep_backup_number). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+{%- set backup = etcd.backup %}
+
+ksha-etcd-backup-directory-present:
+  file.directory:
+    - name: {{ backup.dir }}
+    - user: root
+    - mode: '0700'
+    - makedirs: True
+
+ksha-etcd-backup-script:
+  file.managed:
+    - name: /usr/local/sbin/ksha-etcd-backup
+    - mode: '0755'
+    - contents: |
+        #!/bin/sh
+        # Managed by Salt (ksha.etcd.backup): one etcd snapshot, then keep the newest {{ backup.keep }}.
+        set -eu
+        dir={{ backup.dir }}
+        file="$dir/etcd-$(date -u +%Y%m%dT%H%M%S).db"
+        ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{{ etcd.client_port }} \
+          --cacert={{ etcd.pki.dir }}/ca.crt --cert={{ etcd.pki.dir }}/admin.crt --key={{ etcd.pki.dir }}/admin.key \
+          snapshot save "$file.part" > /dev/null
+        chmod 600 "$file.part"
+        mv "$file.part" "$file"
+        ls -1t "$dir"/etcd-*.db | tail -n +{{ backup.keep + 1 }} | xargs -r rm -f --
+        echo "$file"
+
+ksha-etcd-backup-service-unit:
+  file.managed:
+    - name: /etc/systemd/system/ksha-etcd-backup.service
+    - contents: |
+        # Managed by Salt (ksha.etcd.backup)
+        [Unit]
+        Description=etcd snapshot (ksha)
+        After=etcd.service
+        Requisite=etcd.service
+
+        [Service]
+        Type=oneshot
+        ExecStart=/usr/local/sbin/ksha-etcd-backup
+
+ksha-etcd-backup-timer-unit:
+  file.managed:
+    - name: /etc/systemd/system/ksha-etcd-backup.timer
+    - contents: |
+        # Managed by Salt (ksha.etcd.backup)
+        [Unit]
+        Description=etcd snapshot every {{ backup.period_minutes }} minutes (ksha)
+
+        [Timer]
+        OnActiveSec={{ backup.period_minutes }}min
+        OnUnitActiveSec={{ backup.period_minutes }}min
+        AccuracySec=30s
+
+        [Install]
+        WantedBy=timers.target
+
+ksha-etcd-backup-timer-running:
+  service.running:
+    - name: ksha-etcd-backup.timer
+    - enable: True
+    - watch:
+      - file: ksha-etcd-backup-timer-unit
+      - file: ksha-etcd-backup-service-unit
+      - file: ksha-etcd-backup-script
+    - require:
+      - file: ksha-etcd-backup-directory-present

@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.ca: the etcd CA, on the CA host only (ksha:etcd:pki:ca_host,
+    default the first etcd member). Its private key never leaves this host:
+    the other hosts get certificates signed here through x509_v2's remote
+    signing (the master's `peer` setting, docs/ARCHITECTURE.md). Back up
+    ca_dir; losing it means re-issuing every etcd certificate. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import ksha with context %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd, ca_host with context %}
+{%- set pki = etcd.pki %}
+
+{%- if grains['id'] == ca_host %}
+ksha-etcd-ca-directory-present:
+  file.directory:
+    - name: {{ pki.ca_dir }}
+    - user: root
+    - mode: '0700'
+    - makedirs: True
+
+ksha-etcd-ca-private-key-present:
+  x509.private_key_managed:
+    - name: {{ pki.ca_dir }}/ca.key
+    - algo: ec
+    - keysize: 256
+    - new: False
+    - mode: '0600'
+    - require:
+      - file: ksha-etcd-ca-directory-present
+
+ksha-etcd-ca-certificate-present:
+  x509.certificate_managed:
+    - name: {{ pki.ca_dir }}/ca.crt
+    - signing_private_key: {{ pki.ca_dir }}/ca.key
+    - CN: ksha etcd CA ({{ ksha.cluster_name }})
+    - basicConstraints: critical, CA:true
+    - keyUsage: critical, cRLSign, keyCertSign
+    - subjectKeyIdentifier: hash
+    - days_valid: {{ pki.ca_days_valid }}
+    - days_remaining: {{ pki.days_remaining }}
+    - mode: '0644'
+    - require:
+      - x509: ksha-etcd-ca-private-key-present
+{%- else %}
+ksha-etcd-ca-lives-on-another-host:
+  test.nop:
+    - name: the etcd CA is on {{ ca_host }} (ksha:etcd:pki:ca_host)
+{%- endif %}

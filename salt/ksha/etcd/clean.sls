@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.clean: on a host that is not (or no longer) an etcd member,
+    stop the etcd ksha set up and move its data aside, so it can never come
+    back with an old member's identity. Only a unit carrying ksha's marker is
+    touched; the data is kept (renamed), not deleted. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+{%- set ksha_unit = "grep -qs 'Managed by Salt (ksha.etcd)' /etc/systemd/system/etcd.service" %}
+
+ksha-etcd-clean-no-longer-a-member:
+  ksha_etcd.not_a_member:
+    - name: {{ grains['id'] }}
+    - onlyif: {{ ksha_unit }} && systemctl -q is-active etcd
+
+ksha-etcd-clean-service-stopped:
+  service.dead:
+    - name: etcd
+    - enable: False
+    - onlyif: {{ ksha_unit }}
+    - require:
+      - ksha_etcd: ksha-etcd-clean-no-longer-a-member
+
+ksha-etcd-clean-data-moved-aside:
+  cmd.run:
+    - name: mv {{ etcd.data_dir }} {{ etcd.data_dir }}.removed-$(date +%Y%m%dT%H%M%S)
+    - onlyif: {{ ksha_unit }} && test -d {{ etcd.data_dir }}/member
+    - require:
+      - service: ksha-etcd-clean-service-stopped
+
+ksha-etcd-clean-member-files-removed:
+  file.absent:
+    - names:
+      - /etc/etcd/ksha-etcd.env
+      - /etc/etcd/ksha-initial-cluster.env
+    - onlyif: {{ ksha_unit }}
+    - require:
+      - cmd: ksha-etcd-clean-data-moved-aside
+
+ksha-etcd-clean-unit-removed:
+  file.absent:
+    - name: /etc/systemd/system/etcd.service
+    - onlyif: {{ ksha_unit }}
+    - require:
+      - file: ksha-etcd-clean-member-files-removed
+
+ksha-etcd-clean-bootstrap-record-removed:
+  grains.absent:
+    - name: ksha_etcd_cluster_id

@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.config: the member's settings (ETCD_* variables, from the map)
+    and the formula's systemd unit. The initial cluster is written only when
+    orch.ksha bootstraps the cluster (pillar ksha_etcd_bootstrap: true, set by
+    the orchestration, never by hand) and only while the member has no data;
+    a member joining a running cluster gets it from ksha_etcd.member_present. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me, initial_cluster, etcd_bin, token with context %}
+
+include:
+  - .install
+  - .pki
+
+ksha-etcd-config-directory-present:
+  file.directory:
+    - name: /etc/etcd
+    - user: root
+    - mode: '0755'
+
+ksha-etcd-member-settings:
+  file.managed:
+    - name: /etc/etcd/ksha-etcd.env
+    - source: salt://{{ tplroot }}/etcd/files/ksha-etcd.env.jinja
+    - template: jinja
+    - user: root
+    - group: {{ etcd.user }}
+    - mode: '0640'
+    - context:
+        etcd: {{ etcd | json }}
+        me: {{ me | json }}
+        token: {{ token }}
+    - require:
+      - file: ksha-etcd-config-directory-present
+      - file: ksha-etcd-data-directory-present
+
+ksha-etcd-systemd-unit:
+  file.managed:
+    - name: /etc/systemd/system/etcd.service
+    - source: salt://{{ tplroot }}/etcd/files/etcd.service.jinja
+    - template: jinja
+    - mode: '0644'
+    - context:
+        name: {{ me.name }}
+        user: {{ etcd.user }}
+        etcd_bin: {{ etcd_bin }}
+
+{%- if salt['pillar.get']('ksha_etcd_bootstrap', False) %}
+
+ksha-etcd-initial-cluster-for-bootstrap:
+  file.managed:
+    - name: /etc/etcd/ksha-initial-cluster.env
+    - mode: '0644'
+    - contents: |
+        # Written by orch.ksha when it bootstrapped the cluster; read only while the member has no data.
+        ETCD_INITIAL_CLUSTER={{ initial_cluster }}
+        ETCD_INITIAL_CLUSTER_STATE=new
+    - unless: test -d {{ etcd.data_dir }}/member
+    - require:
+      - file: ksha-etcd-config-directory-present
+{%- endif %}

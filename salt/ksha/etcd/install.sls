@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.install: etcd from the distro package or a pinned release
+    archive (ksha:etcd:source). The distro's own unit is replaced by the
+    formula's (config.sls), so it is stopped and kept disabled here. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+
+{%- if etcd.source == 'archive' %}
+ksha-etcd-user-present:
+  user.present:
+    - name: {{ etcd.user }}
+    - system: True
+    - home: {{ etcd.data_dir }}
+    - createhome: False
+    - shell: /usr/sbin/nologin
+
+ksha-etcd-release-archive-extracted:
+  archive.extracted:
+    - name: /opt/etcd-{{ etcd.archive.version }}
+    - source: {{ etcd.archive.url }}
+    - source_hash: sha256={{ etcd.archive.sha256 }}
+    - options: --strip-components=1
+    - enforce_toplevel: False
+    - user: root
+
+{%-   for binary in ['etcd', 'etcdctl'] %}
+ksha-etcd-{{ binary }}-binary-linked:
+  file.symlink:
+    - name: /usr/local/bin/{{ binary }}
+    - target: /opt/etcd-{{ etcd.archive.version }}/{{ binary }}
+    - force: True
+    - require:
+      - archive: ksha-etcd-release-archive-extracted
+{%-   endfor %}
+{%- else %}
+ksha-etcd-packages-installed:
+  pkg.installed:
+    - pkgs: {{ etcd.pkgs | json }}
+{%- endif %}
+
+ksha-etcd-data-directory-present:
+  file.directory:
+    - name: {{ etcd.data_dir }}
+    - user: {{ etcd.user }}
+    - mode: '0700'
+    - require:
+{%- if etcd.source == 'archive' %}
+      - user: ksha-etcd-user-present
+{%- else %}
+      - pkg: ksha-etcd-packages-installed
+{%- endif %}

@@ -1,0 +1,29 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.join: this host joins the running etcd cluster (orch.ksha runs
+    it on a host added to ksha:groups:etcd, or on a member whose data is gone,
+    one host at a time): a snapshot, member add as a learner, start, promote.
+    Safe to rerun after a failure half way (ksha_etcd.member_present). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me with context %}
+
+include:
+  - .install
+  - .pki
+  - .config
+  - .service
+
+ksha-etcd-member-joined-the-cluster:
+  ksha_etcd.member_present:
+    - name: {{ me.name }}
+    - peer_url: {{ me.peer_url }}
+    - timeout: {{ etcd.wait_healthy_s }}
+    - require:
+      - file: ksha-etcd-member-settings
+      - file: ksha-etcd-systemd-unit
+      - x509: ksha-etcd-pki-member-server-certificate-issued
+      - x509: ksha-etcd-pki-member-peer-certificate-issued
+      - x509: ksha-etcd-pki-admin-client-certificate-issued
+    - require_in:
+      - service: ksha-etcd-service-running

@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.etcd.restore: run by orch.ksha.etcd_restore, never by hand. With
+    pillar ksha_restore: {snapshot: PATH, source: MINION}: on the source the
+    snapshot becomes a new one-member cluster; on the other members the old
+    data is moved aside, so that they join it afterwards (ksha.etcd.join). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me with context %}
+{%- set restore = salt['pillar.get']('ksha_restore', {}) %}
+
+ksha-etcd-restore-service-stopped:
+  service.dead:
+    - name: etcd
+
+ksha-etcd-restore-initial-cluster-removed:
+  file.absent:
+    - name: /etc/etcd/ksha-initial-cluster.env
+    - require:
+      - service: ksha-etcd-restore-service-stopped
+
+ksha-etcd-restore-bootstrap-record-removed:
+  grains.absent:
+    - name: ksha_etcd_cluster_id
+
+{%- if grains['id'] == restore.get('source') %}
+
+ksha-etcd-restore-snapshot-restored:
+  ksha_etcd.restored:
+    - name: {{ restore.snapshot }}
+    - member: {{ me.name }}
+    - peer_url: {{ me.peer_url }}
+    - data_dir: {{ etcd.data_dir }}
+    - user: {{ etcd.user }}
+    - require:
+      - file: ksha-etcd-restore-initial-cluster-removed
+
+ksha-etcd-restore-restored-member-running:
+  service.running:
+    - name: etcd
+    - require:
+      - ksha_etcd: ksha-etcd-restore-snapshot-restored
+{%- else %}
+
+ksha-etcd-restore-old-data-moved-aside:
+  cmd.run:
+    - name: mv {{ etcd.data_dir }} {{ etcd.data_dir }}.before-restore-$(date +%Y%m%dT%H%M%S)
+    - onlyif: test -d {{ etcd.data_dir }}
+    - require:
+      - service: ksha-etcd-restore-service-stopped
+
+ksha-etcd-restore-empty-data-directory:
+  file.directory:
+    - name: {{ etcd.data_dir }}
+    - user: {{ etcd.user }}
+    - mode: '0700'
+    - require:
+      - cmd: ksha-etcd-restore-old-data-moved-aside
+{%- endif %}

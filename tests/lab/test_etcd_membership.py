@@ -1,0 +1,188 @@
+"""Issue 5 in the lab: etcd membership changed from pillar, one orch.ksha each, never losing a key.
+
+Each change is checked against 10,000 keys written before it: all of them must be there after.
+"""
+
+import json
+import time
+
+import pytest
+import yaml
+
+from tests.lab.test_etcd import PKI, etcdctl, wait_for
+
+KEYS = 10_000
+PREFIX = "/ksha/bulk/"
+
+
+def endpoints(lab, names):
+    return ",".join(f"https://{lab.hosts[n].ip}:2379" for n in names)
+
+
+def write_keys(lab, host, names, count=KEYS, batch=100):
+    """`count` keys in transactions of `batch` puts (etcd's default limit is 128 operations)."""
+    root = lab.hosts[host].root
+    (root / "var/tmp/ksha-bulk").mkdir(parents=True, exist_ok=True)
+    for start in range(0, count, batch):
+        puts = "\n".join(f"put {PREFIX}{i:05d} value-{i}" for i in range(start, min(start + batch, count)))
+        (root / f"var/tmp/ksha-bulk/{start:05d}.txn").write_text(f"\n{puts}\n\n\n")
+    script = (
+        f"for f in /var/tmp/ksha-bulk/*.txn; do ETCDCTL_API=3 etcdctl --endpoints={endpoints(lab, names)} "
+        f"--cacert={PKI}/ca.crt --cert={PKI}/admin.crt --key={PKI}/admin.key txn < $f > /dev/null || exit 1; done"
+    )
+    out = lab.exec(lab.hosts[host], "sh", "-c", script, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
+def count_keys(lab, host, names):
+    out = etcdctl(lab, host, "get", PREFIX, "--prefix", "--keys-only", "--limit=1", "--write-out=json",
+                  endpoints=endpoints(lab, names))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout).get("count", 0)
+
+
+@pytest.fixture(scope="module")
+def members_lab(_lab_session):
+    from ksha.lab import core
+    from tests.lab.conftest import LabSalt, _lab_ready
+
+    lab = _lab_ready() or core.up("seed")
+    salt = LabSalt(lab)
+    rc, _, proc = salt.run("saltutil.sync_all")
+    assert rc == 0, proc.stderr
+    rc, states = salt.orchestrate()
+    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    write_keys(lab, "master1", ["master1", "master2", "master3"])
+    assert count_keys(lab, "master1", ["master1"]) == KEYS
+    return lab, salt
+
+
+@pytest.fixture
+def etcd_group(members_lab):
+    """Set ksha:groups:etcd (and options) and orchestrate; the seed's 3 members come back after."""
+    lab, salt = members_lab
+    path = lab.pillar_dir / "ksha.sls"
+    original = path.read_text()
+
+    def apply(members, **etcd_options):
+        pillar = yaml.safe_load(original)
+        pillar["ksha"]["groups"]["etcd"] = members
+        pillar["ksha"].setdefault("etcd", {}).update(etcd_options)
+        path.write_text(yaml.safe_dump(pillar))
+        return salt.orchestrate()
+
+    yield apply
+    path.write_text(original)
+    rc, states = salt.orchestrate()
+    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+
+
+def health(salt, host="master1"):
+    return salt.salt(host, "ksha_etcd.health")[host]
+
+
+def failed_comments(states):
+    out = []
+    for value in states.values():
+        if value["result"] is False:
+            out.append(value["comment"])
+            for minion_ret in ((value.get("changes") or {}).get("ret") or {}).values():
+                if isinstance(minion_ret, dict):
+                    out += [
+                        s["comment"] for s in minion_ret.values() if isinstance(s, dict) and s.get("result") is False
+                    ]
+    return "\n".join(out)
+
+
+def test_three_to_five_and_back_to_three_keeps_every_key(members_lab, etcd_group):
+    lab, salt = members_lab
+    five = ["master1", "master2", "master3", "node1", "node2"]
+    t0 = time.monotonic()
+    rc, states = etcd_group(five)
+    assert rc == 0, failed_comments(states)
+    print(f"3 -> 5 members: {time.monotonic() - t0:.1f} s")
+    assert [k for k in states if k.endswith("-joined")] == [
+        "ksha-phase-etcd-node1-joined",
+        "ksha-phase-etcd-node2-joined",
+    ]
+    h = health(salt)
+    assert h["healthy"] and sorted(h["members"]) == sorted(five) and h["learners"] == [], h
+    assert count_keys(lab, "node2", ["node2"]) == KEYS  # served by a new member
+
+    t0 = time.monotonic()
+    rc, states = etcd_group(["master1", "master2", "master3"])
+    assert rc == 0, failed_comments(states)
+    print(f"5 -> 3 members: {time.monotonic() - t0:.1f} s")
+    removed = states["ksha-phase-etcd-members-removed"]["changes"]["ret"]
+    assert all(s["changes"].get("snapshot") for r in removed.values() for s in r.values())
+    h = health(salt)
+    assert h["healthy"] and sorted(h["members"]) == ["master1", "master2", "master3"], h
+    assert count_keys(lab, "master3", ["master3"]) == KEYS
+    for node in ("node1", "node2"):
+        assert lab.exec(lab.hosts[node], "systemctl", "is-active", "etcd").stdout.strip() != "active"
+        assert lab.exec(lab.hosts[node], "test", "-d", "/var/lib/etcd/member").returncode != 0  # moved aside
+
+
+def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothing(members_lab, etcd_group):
+    lab, salt = members_lab
+    lab.exec(lab.hosts["master3"], "systemctl", "stop", "etcd", check=True)
+    try:
+        before = salt.salt("master1", "ksha_etcd.members")["master1"]["members"]
+        # Removing master2 while master3 is down would leave 1 healthy member of 2: no quorum.
+        rc, states = etcd_group(["master1", "master3"], allow_even_member_count=True)
+        assert rc != 0
+        assert "refused: without master2 the cluster would have 1 healthy of 2 members" in failed_comments(states)
+        # Adding a member while one is down is refused too.
+        rc, states = etcd_group(["master1", "master2", "master3", "node1", "node2"])
+        assert rc != 0
+        assert "refused: the cluster is not healthy" in failed_comments(states)
+        assert salt.salt("master1", "ksha_etcd.members")["master1"]["members"] == before
+    finally:
+        lab.exec(lab.hosts["master3"], "systemctl", "start", "etcd")
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+
+
+def test_a_wiped_member_is_replaced_by_one_orchestration(members_lab):
+    lab, salt = members_lab
+    lab.wipe(lab.hosts["master3"])
+    assert wait_for(lambda: lab.ping(["master3"], timeout=2)["master3"], 120)
+    assert not health(salt)["healthy"]
+    rc, states = salt.orchestrate()
+    assert rc == 0, failed_comments(states)
+    joined = states["ksha-phase-etcd-master3-joined"]["changes"]["ret"]["master3"]
+    [present] = [s for s in joined.values() if s["__id__"] == "ksha-etcd-member-joined-the-cluster"]
+    assert present["changes"]["removed_stale"] and present["changes"]["promoted"]
+    h = health(salt)
+    assert h["healthy"] and sorted(h["members"]) == ["master1", "master2", "master3"], h
+    assert count_keys(lab, "master3", ["master3"]) == KEYS
+
+
+def test_quorum_loss_is_restored_from_the_latest_snapshot(members_lab):
+    lab, salt = members_lab
+    three = ["master1", "master2", "master3"]
+    backup = lab.exec(lab.hosts["master1"], "/usr/local/sbin/ksha-etcd-backup", check=True).stdout.strip()
+    assert (
+        etcdctl(lab, "master1", "put", "/ksha/after-snapshot", "lost", endpoints=endpoints(lab, three)).returncode == 0
+    )
+    for name in ("master2", "master3"):  # two of three members' data destroyed: quorum is gone
+        lab.exec(lab.hosts[name], "systemctl", "stop", "etcd", check=True)
+        lab.exec(lab.hosts[name], "rm", "-rf", "/var/lib/etcd/member", check=True)
+    assert (
+        etcdctl(
+            lab, "master1", "put", "/ksha/no-quorum", "x", endpoints=endpoints(lab, ["master1"]), timeout=3
+        ).returncode
+        != 0
+    )
+
+    rc, data, proc = salt.run("state.orchestrate", "orch.ksha.etcd_restore", timeout=900)
+    states = next(iter(data["data"].values()))
+    assert rc == 0, failed_comments({k.split("_|-")[1]: v for k, v in states.items()})
+    chosen = next(v for k, v in states.items() if "ksha-etcd-restore-snapshot-chosen" in k)
+    assert chosen["name"] == f"restoring {backup} from master1 onto master1, master2, master3"
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+    assert sorted(health(salt)["members"]) == three
+    assert count_keys(lab, "master2", ["master2"]) == KEYS
+    after = etcdctl(
+        lab, "master3", "get", "/ksha/after-snapshot", "--print-value-only", endpoints=endpoints(lab, ["master3"])
+    )
+    assert after.returncode == 0 and after.stdout.strip() == ""
