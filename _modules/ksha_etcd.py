@@ -266,11 +266,7 @@ def promote(member_id, endpoints=None):
 
         salt master1 ksha_etcd.promote 8e9e05c52164694d
     """
-    try:
-        _etcdctl("member", "promote", member_id, endpoints=endpoints, json_out=False)
-    except EtcdError as exc:
-        return _fail(exc)
-    return {"result": True, "comment": f"member {member_id} promoted"}
+    return _member_change("promote", member_id, endpoints, "promoted")
 
 
 def member_remove(member_id, endpoints=None):
@@ -282,11 +278,15 @@ def member_remove(member_id, endpoints=None):
 
         salt master1 ksha_etcd.member_remove 8e9e05c52164694d
     """
+    return _member_change("remove", member_id, endpoints, "removed")
+
+
+def _member_change(verb, member_id, endpoints, done):
     try:
-        _etcdctl("member", "remove", member_id, endpoints=endpoints, json_out=False)
+        _etcdctl("member", verb, member_id, endpoints=endpoints, json_out=False)
     except EtcdError as exc:
         return _fail(exc)
-    return {"result": True, "comment": f"member {member_id} removed"}
+    return {"result": True, "comment": f"member {member_id} {done}"}
 
 
 def move_leader(member_id, endpoints=None):

@@ -158,6 +158,13 @@ def targets(minion=None):
     plus the load-balancer targets of ``ksha.inventory.lb_targets``; empty lists
     when there is no usable pillar (the preflight then fails).
     """
+    ksha, out = _inventory(minion)
+    out.update(inventory.lb_targets(ksha))
+    return out
+
+
+def _inventory(minion=None):
+    """(the fleet's ksha pillar or {}, {"all": hosts, <group>: its members that are hosts})."""
     ksha, _, _ = _fleet(minion)
     ksha = ksha if isinstance(ksha, dict) else {}
     hosts = inventory.host_names(ksha)
@@ -166,8 +173,7 @@ def targets(minion=None):
     for group in inventory.KNOWN_GROUPS:
         members = groups.get(group) if isinstance(groups.get(group), list) else []
         out[group] = [m for m in members if m in hosts]
-    out.update(inventory.lb_targets(ksha))
-    return out
+    return ksha, out
 
 
 def etcd_plan(timeout=5):
@@ -186,12 +192,8 @@ def etcd_plan(timeout=5):
     """
     import salt.client  # pylint: disable=import-outside-toplevel
 
-    ksha, _, _ = _fleet()
-    ksha = ksha if isinstance(ksha, dict) else {}
-    hosts = inventory.host_names(ksha)
-    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
-    members = [m for m in groups.get("etcd") or [] if m in hosts]
-    masters = [m for m in groups.get("kube-master") or [] if m in hosts]
+    ksha, groups = _inventory()
+    hosts, members, masters = groups["all"], groups["etcd"], groups["kube-master"]
     pki = ((ksha.get("etcd") or {}).get("pki") or {}) if isinstance(ksha.get("etcd"), dict) else {}
     ca_host = pki.get("ca_host") or (members[0] if members else None)
     recorded, current, problem = {}, [], None
@@ -241,11 +243,8 @@ def etcd_restore_plan(source=None, snapshot=None, timeout=10):
     """
     import salt.client  # pylint: disable=import-outside-toplevel
 
-    ksha, _, _ = _fleet()
-    ksha = ksha if isinstance(ksha, dict) else {}
-    hosts = inventory.host_names(ksha)
-    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
-    members = [m for m in groups.get("etcd") or [] if m in hosts]
+    _, groups = _inventory()
+    members = groups["etcd"]
     plan = {"members": members, "source": source, "snapshot": snapshot, "problem": None}
     if not members:
         plan["problem"] = "ksha:groups:etcd is empty: nothing to restore"

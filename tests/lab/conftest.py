@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -93,3 +94,24 @@ def lab_pillar(lab, lab_salt):
 
     yield write
     write(original)
+
+
+def wait_for(predicate, timeout, step=0.2):
+    """The predicate's first truthy value within `timeout` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def synced_lab():
+    """For module fixtures: the seed lab (brought up again if a test took it down), with the
+    master's custom modules synced (a fresh lab's master has not synced ksha's runner yet)."""
+    lab = _lab_ready() or core.up("seed")
+    salt = LabSalt(lab)
+    rc, _, proc = salt.run("saltutil.sync_all")
+    assert rc == 0, proc.stderr
+    return lab, salt

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.lab.conftest import synced_lab, wait_for
 from tests.standins import pki
 
 MEMBERS = ["master1", "master2", "master3"]
@@ -27,25 +28,9 @@ def etcdctl(lab, host, *args, cert="admin", endpoints=None, timeout=5):
     return lab.exec(lab.hosts[host], *cmd, *args, timeout=timeout + 30)
 
 
-def wait_for(predicate, timeout, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 @pytest.fixture(scope="module")
 def etcd_lab(_lab_session):
-    from ksha.lab import core
-    from tests.lab.conftest import LabSalt, _lab_ready
-
-    lab = _lab_ready() or core.up("seed")
-    salt = LabSalt(lab)
-    rc, _, proc = salt.run("saltutil.sync_all")
-    assert rc == 0, proc.stderr
+    lab, salt = synced_lab()
     t0 = time.monotonic()
     rc, states = salt.orchestrate()
     assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}

@@ -9,7 +9,8 @@ import time
 import pytest
 import yaml
 
-from tests.lab.test_etcd import PKI, etcdctl, wait_for
+from tests.lab.conftest import synced_lab, wait_for
+from tests.lab.test_etcd import PKI, etcdctl
 
 KEYS = 10_000
 PREFIX = "/ksha/bulk/"
@@ -43,13 +44,7 @@ def count_keys(lab, host, names):
 
 @pytest.fixture(scope="module")
 def members_lab(_lab_session):
-    from ksha.lab import core
-    from tests.lab.conftest import LabSalt, _lab_ready
-
-    lab = _lab_ready() or core.up("seed")
-    salt = LabSalt(lab)
-    rc, _, proc = salt.run("saltutil.sync_all")
-    assert rc == 0, proc.stderr
+    lab, salt = synced_lab()
     rc, states = salt.orchestrate()
     assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
     write_keys(lab, "master1", ["master1", "master2", "master3"])

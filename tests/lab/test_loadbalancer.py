@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from tests.lab.conftest import synced_lab, wait_for
 from tests.standins import deploy as standin
 
 DOMAIN = standin.DOMAIN
@@ -34,25 +35,9 @@ def request(lab, host, timeout=2):
     return proc.stdout.strip()
 
 
-def wait_for(predicate, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 @pytest.fixture(scope="module")
 def keepalived_lab(_lab_session):
-    from ksha.lab import core
-    from tests.lab.conftest import LabSalt, _lab_ready
-
-    lab = _lab_ready() or core.up("seed")
-    salt = LabSalt(lab)
-    rc, _, proc = salt.run("saltutil.sync_all")  # a fresh lab's master has not synced ksha's runner yet
-    assert rc == 0, proc.stderr
+    lab, salt = synced_lab()
     standin.deploy(lab, [lab.hosts[n] for n in ("master1", "master2", "master3")])
 
     path = lab.pillar_dir / "ksha.sls"
