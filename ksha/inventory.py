@@ -26,6 +26,7 @@ LB_MODES = ("keepalived", "external", "qingcloud", "none")
 LB_MODES_NOT_IMPLEMENTED = ("qingcloud",)
 # ksha:loadbalancer:external:check (see _states/ksha_lb.py, reachable)
 EXTERNAL_CHECKS = ("answer", "listen", "ready")
+ETCD_SOURCES = ("package", "archive")
 TOP_KEYS = (
     "cluster_name",
     "hosts",
@@ -260,6 +261,7 @@ def _check_etcd(ksha: dict, groups: dict[str, list[str]], report: _Report) -> No
                 f"has {count} members; etcd needs an odd number (e.g. {count - 1} or {count + 1}). While replacing "
                 "a member, set ksha:etcd:allow_even_member_count: true for the transition",
             )
+    _check_etcd_settings(etcd, report)
     workers_only = [m for m in members if m in groups["kube-node"] and m not in groups["kube-master"]]
     for member in workers_only:
         report.warning(
@@ -267,6 +269,83 @@ def _check_etcd(ksha: dict, groups: dict[str, list[str]], report: _Report) -> No
             f"host {member!r} is a kube-node but not a kube-master: etcd on workers competes with workloads "
             "for memory and disk; the seed advises against it",
         )
+
+
+def _check_ints(section: dict, key: str, limits: dict[str, tuple[int, int]], report: _Report) -> dict[str, int]:
+    """Each of `limits` present in `section` must be an integer in its range; returns the good ones."""
+    good = {}
+    for name, (low, high) in limits.items():
+        if name not in section:
+            continue
+        if is_int_in(section[name], low, high):
+            good[name] = section[name]
+        else:
+            report.error(f"{key}:{name}", f"{section[name]!r} must be an integer from {low} to {high}")
+    return good
+
+
+def _check_etcd_settings(etcd: dict, report: _Report) -> None:
+    """ksha:etcd's numbers, install source and certificate/backup periods."""
+    key = "ksha:etcd"
+    source = etcd.get("source", "package")
+    if source not in ETCD_SOURCES:
+        report.error(f"{key}:source", f"{source!r} is not one of {', '.join(ETCD_SOURCES)}")
+    elif source == "archive":
+        archive = etcd.get("archive") if isinstance(etcd.get("archive"), dict) else {}
+        sha = archive.get("sha256")
+        if not (isinstance(sha, str) and re.match(r"^[0-9a-fA-F]{64}$", sha)):
+            report.error(
+                f"{key}:archive:sha256",
+                "source 'archive' needs the release tarball's sha256 (64 hex digits, from the release's "
+                "SHA256SUMS) so a changed download is refused",
+            )
+        if not (isinstance(archive.get("url"), str) and re.match(r"^(https?|salt|file)://", archive["url"])):
+            report.error(f"{key}:archive:url", f"{archive.get('url')!r} is not an http(s)://, salt:// or file:// URL")
+        if not (isinstance(archive.get("version"), str) and re.match(r"^v?[0-9]+\.[0-9]+\.[0-9]+", archive["version"])):
+            report.error(
+                f"{key}:archive:version", f"{archive.get('version')!r} is not a release version (e.g. v3.4.23)"
+            )
+    ports = _check_ints(etcd, key, {"client_port": (1, 65535), "peer_port": (1, 65535)}, report)
+    if len(set(ports.values())) < len(ports) == 2:
+        report.error(f"{key}:peer_port", "is the same as ksha:etcd:client_port; etcd needs two ports")
+    metrics = etcd.get("metrics_port")
+    if metrics is not None and not is_port(metrics):
+        report.error(f"{key}:metrics_port", f"{metrics!r} is not a port; null turns the metrics listener off")
+    elif metrics is not None and metrics in ports.values():
+        report.error(f"{key}:metrics_port", f"{metrics} is also ksha:etcd's client or peer port")
+    raft = _check_ints(etcd, key, {"heartbeat_interval_ms": (10, 10_000), "election_timeout_ms": (50, 50_000)}, report)
+    if len(raft) == 2 and raft["election_timeout_ms"] < 5 * raft["heartbeat_interval_ms"]:
+        report.error(
+            f"{key}:election_timeout_ms",
+            f"{raft['election_timeout_ms']} ms is less than 5 heartbeats ({raft['heartbeat_interval_ms']} ms each); "
+            "etcd refuses to start (it advises about 10 heartbeats)",
+        )
+    _check_ints(
+        etcd,
+        key,
+        {"quota_backend_bytes": (2**20, 8 * 2**30), "snapshot_count": (1, 10_000_000), "wait_healthy_s": (10, 3600)},
+        report,
+    )
+    pki = etcd.get("pki") if isinstance(etcd.get("pki"), dict) else {}
+    days = _check_ints(
+        pki, f"{key}:pki", {"ca_days_valid": (1, 36500), "days_valid": (1, 36500), "days_remaining": (0, 36500)}, report
+    )
+    if "days_valid" in days and "days_remaining" in days and days["days_remaining"] >= days["days_valid"]:
+        report.error(
+            f"{key}:pki:days_remaining",
+            f"{days['days_remaining']} is not less than ksha:etcd:pki:days_valid ({days['days_valid']}): every "
+            "highstate would issue the certificates again and restart etcd",
+        )
+    if "days_valid" in days and "ca_days_valid" in days and days["days_valid"] > days["ca_days_valid"]:
+        report.error(
+            f"{key}:pki:days_valid",
+            f"{days['days_valid']} is more than ksha:etcd:pki:ca_days_valid ({days['ca_days_valid']}): a certificate "
+            "cannot outlive its CA",
+        )
+    backup = etcd.get("backup") if isinstance(etcd.get("backup"), dict) else {}
+    _check_ints(backup, f"{key}:backup", {"period_minutes": (1, 7 * 24 * 60), "keep": (1, 1000)}, report)
+    if "dir" in backup and not (isinstance(backup["dir"], str) and backup["dir"].startswith("/")):
+        report.error(f"{key}:backup:dir", f"{backup['dir']!r} must be an absolute path")
 
 
 def _check_loadbalancer(lb: Any, groups: dict[str, list[str]], hosts: dict[str, dict], report: _Report) -> None:

@@ -390,3 +390,48 @@ def test_external_check_kind(example_ksha):
     ]
     example_ksha["loadbalancer"]["external"] = {"check": "ready"}
     assert errors(example_ksha) == []
+
+
+# --- etcd settings -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("source",), "tarball", "'tarball' is not one of package, archive"),
+        (("client_port",), 0, "0 must be an integer from 1 to 65535"),
+        (("peer_port",), 2379, "is the same as ksha:etcd:client_port; etcd needs two ports"),
+        (("metrics_port",), 2380, "2380 is also ksha:etcd's client or peer port"),
+        (("heartbeat_interval_ms",), "100", "'100' must be an integer from 10 to 10000"),
+        (("election_timeout_ms",), 400, "400 ms is less than 5 heartbeats (100 ms each); etcd refuses to start"),
+        (("quota_backend_bytes",), 2**40, "1099511627776 must be an integer from 1048576 to 8589934592"),
+        (("pki", "days_remaining"), 365, "365 is not less than ksha:etcd:pki:days_valid (365): every highstate"),
+        (("pki", "days_valid"), 4000, "4000 is more than ksha:etcd:pki:ca_days_valid (3650): a certificate"),
+        (("backup", "period_minutes"), 0, "0 must be an integer from 1 to 10080"),
+        (("backup", "keep"), 0.5, "0.5 must be an integer from 1 to 1000"),
+        (("backup", "dir"), "backups", "'backups' must be an absolute path"),
+    ],
+)
+def test_etcd_settings(example_ksha, path, value, message):
+    section = example_ksha.setdefault("etcd", {})
+    for part in path[:-1]:
+        section = section.setdefault(part, {})
+    section[path[-1]] = value
+    [error] = errors(example_ksha)
+    key = "ksha:etcd:" + ":".join(path)
+    assert error.startswith(f"ERROR {key}: {message}"), error
+
+
+def test_etcd_archive_source_needs_a_checksum(example_ksha):
+    example_ksha.setdefault("etcd", {})["source"] = "archive"
+    assert errors(example_ksha) == [
+        "ERROR ksha:etcd:archive:sha256: source 'archive' needs the release tarball's sha256 (64 hex digits, from the "
+        "release's SHA256SUMS) so a changed download is refused"
+    ]
+    example_ksha["etcd"]["archive"] = {"sha256": "ab" * 32, "url": "ftp://mirror/etcd.tgz", "version": "latest"}
+    assert errors(example_ksha) == [
+        "ERROR ksha:etcd:archive:url: 'ftp://mirror/etcd.tgz' is not an http(s)://, salt:// or file:// URL",
+        "ERROR ksha:etcd:archive:version: 'latest' is not a release version (e.g. v3.4.23)",
+    ]
+    example_ksha["etcd"]["archive"] = {"sha256": "ab" * 32, "url": "salt://files/etcd.tgz", "version": "v3.4.23"}
+    assert errors(example_ksha) == []
