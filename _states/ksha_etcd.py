@@ -77,23 +77,38 @@ def cluster_healthy(name, timeout=120, record=False):
     return ret
 
 
-def _process_start(unit):
-    """Wall-clock start time of the unit's main process, or None when it is not running."""
+def _main_process(unit):
+    """(pid, wall-clock start time) of the unit's main process, or (None, None) when it is not running."""
     pid = __salt__["cmd.run"](["systemctl", "show", "-p", "MainPID", "--value", unit], python_shell=False).strip()
     if not pid.isdigit() or pid == "0":
-        return None
+        return None, None
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         with open("/proc/stat", encoding="ascii") as fh:
             btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
     except (OSError, StopIteration, IndexError):
+        return None, None
+    return pid, btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _stale_binary(pid, binary):
+    """Why the process does not run `binary` as it is on disk now (another file, or one since
+    replaced: an upgrade), or None."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
         return None
-    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    if exe.endswith(" (deleted)"):
+        return f"{exe[: -len(' (deleted)')]} was replaced"
+    if os.path.exists(binary) and exe != os.path.realpath(binary):
+        return f"runs {exe}, not {os.path.realpath(binary)}"
+    return None
 
 
-def running_with_current_config(name, watched, timeout=120):
-    """Restart ``name`` (etcd) when one of ``watched`` changed after its process started.
+def running_with_current_config(name, watched, binary=None, timeout=120):
+    """Restart ``name`` (etcd) when one of ``watched`` changed after its process started, or
+    when its process does not run ``binary`` as it is now (another release, an upgraded package).
 
     The restart holds an etcd lock (``ksha-etcd-rolling-restart``) and first waits
     until every other member is healthy; it releases the lock when this member is
@@ -101,11 +116,14 @@ def running_with_current_config(name, watched, timeout=120):
     at a time, never two at once. A stopped service is left to ``service.running``.
     """
     ret = _ret(name)
-    started = _process_start(name)
+    pid, started = _main_process(name)
     if started is None:
         ret.update(result=True, comment=f"{name} is not running; nothing to restart")
         return ret
     newer = [p for p in watched if os.path.exists(p) and os.path.getmtime(p) > started]
+    stale = _stale_binary(pid, binary) if binary else None
+    if stale:
+        newer.append(stale)
     if not newer:
         ret.update(result=True, comment=f"{name} runs with its current configuration")
         return ret

@@ -4,10 +4,23 @@ etcd here is Debian's etcd-server 3.4 (the lab's package source); the certificat
 Salt's x509_v2 with the CA key on master1 (the first etcd member).
 """
 
+import contextlib
+import datetime
+import functools
+import hashlib
+import http.server
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tarfile
 import threading
 import time
 
 import pytest
+import yaml
+from cryptography import x509
 
 from tests.lab.conftest import synced_lab, wait_for
 from tests.standins import pki
@@ -133,19 +146,9 @@ def test_killing_the_leader_keeps_writes_going_and_it_rejoins(etcd_lab):
     assert got.stdout.strip() == "yes"
 
 
-def test_highstate_repairs_config_and_cert_drift_restarting_one_member_at_a_time(etcd_lab):
-    lab, salt, _ = etcd_lab
-    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
-    lab.exec(
-        lab.hosts["master2"],
-        "sed",
-        "-i",
-        "s/^ETCD_SNAPSHOT_COUNT=.*/ETCD_SNAPSHOT_COUNT=5/",
-        "/etc/etcd/ksha-etcd.env",
-        check=True,
-    )
-    lab.exec(lab.hosts["master3"], "rm", "-f", f"{PKI}/peer.crt", check=True)
-
+@contextlib.contextmanager
+def members_down_watch(lab):
+    """Counts the members not answering a health check, every 0.2 s while the block runs."""
     down_at_once = []
     stop = threading.Event()
 
@@ -162,11 +165,28 @@ def test_highstate_repairs_config_and_cert_drift_restarting_one_member_at_a_time
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        first = salt.salt(",".join(MEMBERS), "state.highstate", timeout=900)
+        yield down_at_once
     finally:
         time.sleep(2)
         stop.set()
         watcher.join()
+
+
+def test_highstate_repairs_config_and_cert_drift_restarting_one_member_at_a_time(etcd_lab):
+    lab, salt, _ = etcd_lab
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+    lab.exec(
+        lab.hosts["master2"],
+        "sed",
+        "-i",
+        "s/^ETCD_SNAPSHOT_COUNT=.*/ETCD_SNAPSHOT_COUNT=5/",
+        "/etc/etcd/ksha-etcd.env",
+        check=True,
+    )
+    lab.exec(lab.hosts["master3"], "rm", "-f", f"{PKI}/peer.crt", check=True)
+
+    with members_down_watch(lab) as down_at_once:
+        first = salt.salt(",".join(MEMBERS), "state.highstate", timeout=900)
     restarted = {
         m: [s for s in r.values() if s["__id__"] == "ksha-etcd-restarted-one-member-at-a-time"]
         for m, r in first.items()
@@ -182,3 +202,179 @@ def test_highstate_repairs_config_and_cert_drift_restarting_one_member_at_a_time
     second = salt.salt(",".join(MEMBERS), "state.highstate", timeout=900)
     changed = {m: [s["__id__"] for s in r.values() if s["changes"]] for m, r in second.items()}
     assert changed == {m: [] for m in MEMBERS}
+
+
+def failed_states(out):
+    """{minion: {state ID: comment}} of the states that did not succeed (or the minion's error)."""
+    failed = {}
+    for minion, states in out.items():
+        if not isinstance(states, dict):
+            failed[minion] = states
+            continue
+        bad = {s["__id__"]: s["comment"] for s in states.values() if s["result"] is not True}
+        if bad:
+            failed[minion] = bad
+    return failed
+
+
+def served_certificate(lab, member):
+    """The server certificate `member`'s etcd presents now (read with ksha's admin client certificate)."""
+    root = lab.hosts["master1"].root / PKI.lstrip("/")
+    context = ssl.create_default_context(cafile=str(root / "ca.crt"))
+    context.load_cert_chain(str(root / "admin.crt"), str(root / "admin.key"))
+    context.check_hostname = False
+    with socket.create_connection((lab.hosts[member].ip, 2379), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def certificate_file(lab, member, name):
+    return x509.load_pem_x509_certificate((lab.hosts[member].root / PKI.lstrip("/") / name).read_bytes())
+
+
+def days_left(cert):
+    return (cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
+
+
+def test_certificates_are_renewed_at_days_remaining_and_snapshots_come_by_timer(etcd_lab, lab_pillar):
+    """A member certificate with fewer than ksha:etcd:pki:days_remaining days left is issued again
+    by highstate (and etcd restarted to serve it); one with more is left alone, even when the CA's
+    days_valid changed. Meanwhile the backup timer, set to 1 minute, takes snapshots on its own."""
+    lab, salt, _ = etcd_lab
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+    original = (lab.pillar_dir / "ksha.sls").read_text()
+    members = ",".join(MEMBERS)
+
+    def pillar_with(pki_settings, backup=None):
+        pillar = yaml.safe_load(original)
+        etcd = pillar["ksha"].setdefault("etcd", {})
+        etcd.setdefault("pki", {}).update(pki_settings)
+        if backup:
+            etcd.setdefault("backup", {}).update(backup)
+        lab_pillar(yaml.safe_dump(pillar))
+
+    def highstate():
+        out = salt.salt(members, "state.highstate", timeout=900)
+        assert failed_states(out) == {}
+        # IDs: x509 states report their file as a second state under the same ID
+        return {m: sorted({s["__id__"] for s in r.values() if s["changes"]}) for m, r in out.items()}
+
+    # A 20-day certificate on master2, as if it had been issued 345 days ago.
+    pillar_with({"days_valid": 20, "days_remaining": 10}, backup={"period_minutes": 1})
+    timer_set_at = time.time()
+    lab.exec(lab.hosts["master2"], "rm", "-f", f"{PKI}/server.crt", check=True)
+    changed = highstate()
+    assert "ksha-etcd-pki-member-server-certificate-issued" in changed["master2"]
+    assert "ksha-etcd-backup-timer-unit" in changed["master1"]
+    short = certificate_file(lab, "master2", "server.crt")
+    assert 19 < days_left(short) <= 20
+    assert wait_for(lambda: served_certificate(lab, "master2").serial_number == short.serial_number, 30)
+
+    # 20 days left, renewal at 10: nothing is issued, though the CA now signs for 365 days.
+    pillar_with({"days_valid": 365, "days_remaining": 10}, backup={"period_minutes": 1})
+    changed = highstate()
+    assert not [i for m in MEMBERS for i in changed[m] if "pki" in i], changed
+    assert certificate_file(lab, "master2", "server.crt").serial_number == short.serial_number
+
+    # The timer fired on its own (nobody ran the backup service): a snapshot newer than the change.
+    def timer_snapshots():
+        found = {}
+        for member in MEMBERS:
+            files = list((lab.hosts[member].root / "var/backups/kube_etcd").glob("etcd-*.db"))
+            found[member] = [f for f in files if f.stat().st_mtime > timer_set_at]
+        return found if all(found.values()) else None
+
+    assert wait_for(timer_snapshots, 120, step=5), timer_snapshots()
+    shown = lab.exec(lab.hosts["master3"], "systemctl", "show", "-p", "LastTriggerUSec", "ksha-etcd-backup.timer")
+    assert re.match(r"LastTriggerUSec=\w+ \d{4}-\d\d-\d\d ", shown.stdout), shown.stdout
+
+    # Renewal at 30 days: master2's 20-day certificate is issued again, for 365 days, and served.
+    pillar_with({"days_valid": 365, "days_remaining": 30})
+    changed = highstate()
+    assert [i for i in changed["master2"] if "pki" in i] == ["ksha-etcd-pki-member-server-certificate-issued"]
+    assert "ksha-etcd-restarted-one-member-at-a-time" in changed["master2"]
+    assert not [i for m in ("master1", "master3") for i in changed[m] if "pki" in i], changed
+    renewed = certificate_file(lab, "master2", "server.crt")
+    assert renewed.serial_number != short.serial_number and days_left(renewed) > 364
+    assert served_certificate(lab, "master2").serial_number == renewed.serial_number
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+    assert all(not ids for ids in highstate().values())
+
+
+def running_binary(lab, member):
+    out = lab.exec(lab.hosts[member], "sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe")
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def release_server(lab, tmp_path):
+    """A release tarball laid out like etcd's (etcd-vX-linux-amd64/{etcd,etcdctl}), served over HTTP
+    on the lab bridge. Upstream's cannot be downloaded here, so it is built from this machine's etcd
+    (the same 3.4 the lab's package has): what is tested is ksha's archive path, not the release."""
+    version = "v" + re.search(r"etcd Version: (\S+)", subprocess.check_output(["etcd", "--version"], text=True))[1]
+    top = f"etcd-{version}-linux-amd64"
+    tarball = tmp_path / f"{top}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for binary in ("etcd", "etcdctl"):
+            tar.add(shutil.which(binary), arcname=f"{top}/{binary}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer((lab.master_ip, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield {
+            "version": version,
+            "url": f"http://{lab.master_ip}:{server.server_port}/{tarball.name}",
+            "sha256": hashlib.sha256(tarball.read_bytes()).hexdigest(),
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_archive_source_switches_members_to_the_checked_release_one_at_a_time(etcd_lab, lab_pillar, release_server):
+    lab, salt, _ = etcd_lab
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+    original = (lab.pillar_dir / "ksha.sls").read_text()
+    members = ",".join(MEMBERS)
+    opt = f"/opt/etcd-{release_server['version']}/etcd"
+
+    def pillar_with(archive):
+        pillar = yaml.safe_load(original)
+        pillar["ksha"].setdefault("etcd", {}).update({"source": "archive", "archive": archive})
+        lab_pillar(yaml.safe_dump(pillar))
+
+    # A tarball that does not match the pinned sha256 is refused; every member keeps running as it was.
+    pillar_with({**release_server, "sha256": "0" * 64})
+    out = salt.salt(members, "state.highstate", timeout=900)
+    for member in MEMBERS:
+        [extracted] = [s for s in out[member].values() if s["__id__"] == "ksha-etcd-release-archive-extracted"]
+        assert extracted["result"] is False and "hash" in extracted["comment"].lower(), extracted["comment"]
+        assert running_binary(lab, member) == "/usr/bin/etcd"
+    assert health(salt)["healthy"]
+
+    # The right checksum: each member restarts on the release's binary, never two at once.
+    pillar_with(release_server)
+    with members_down_watch(lab) as down_at_once:
+        out = salt.salt(members, "state.highstate", timeout=900)
+    assert failed_states(out) == {}
+    for member in MEMBERS:
+        assert running_binary(lab, member) == opt
+        assert lab.exec(lab.hosts[member], "readlink", "/usr/local/bin/etcdctl").stdout.strip() == opt + "ctl"
+    restarted = [
+        m
+        for m, r in out.items()
+        for s in r.values()
+        if s["__id__"] == "ksha-etcd-restarted-one-member-at-a-time" and s["changes"]
+    ]
+    assert sorted(restarted) == MEMBERS and max(down_at_once) <= 1, down_at_once
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
+    again = salt.salt(members, "state.highstate", timeout=900)
+    assert {m: [s["__id__"] for s in r.values() if s["changes"]] for m, r in again.items()} == {m: [] for m in MEMBERS}
+
+    # And back to the distro's package.
+    lab_pillar(original)
+    out = salt.salt(members, "state.highstate", timeout=900)
+    assert failed_states(out) == {}
+    assert [running_binary(lab, m) for m in MEMBERS] == ["/usr/bin/etcd"] * 3
+    assert not (lab.hosts["master1"].root / "usr/local/bin/etcdctl").is_symlink()
+    assert wait_for(lambda: health(salt)["healthy"], 60, step=2)

@@ -58,7 +58,7 @@ ksha-etcd-backup-timer-unit:
         [Timer]
         OnActiveSec={{ backup.period_minutes }}min
         OnUnitActiveSec={{ backup.period_minutes }}min
-        AccuracySec=30s
+        AccuracySec={{ [backup.period_minutes * 6, 30] | min }}s
 
         [Install]
         WantedBy=timers.target

@@ -45,6 +45,13 @@ ksha-etcd-systemd-unit:
         name: {{ me.name }}
         user: {{ etcd.user }}
         etcd_bin: {{ etcd_bin }}
+    # the unit points at the binary only once it is there (a refused archive changes nothing)
+    - require:
+{%- if etcd.source == 'archive' %}
+      - file: ksha-etcd-etcd-binary-linked
+{%- else %}
+      - pkg: ksha-etcd-packages-installed
+{%- endif %}
 
 {%- if salt['pillar.get']('ksha_etcd_bootstrap', False) %}
 

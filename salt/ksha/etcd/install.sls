@@ -8,11 +8,12 @@
 {%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
 
 {%- if etcd.source == 'archive' %}
+# No home directory is managed: usermod refuses to move the home of a user
+# whose process runs (the package's etcd user, when switching source).
 ksha-etcd-user-present:
   user.present:
     - name: {{ etcd.user }}
     - system: True
-    - home: {{ etcd.data_dir }}
     - createhome: False
     - shell: /usr/sbin/nologin
 
@@ -38,6 +39,15 @@ ksha-etcd-{{ binary }}-binary-linked:
 ksha-etcd-packages-installed:
   pkg.installed:
     - pkgs: {{ etcd.pkgs | json }}
+
+{%-   for binary in ['etcd', 'etcdctl'] %}
+
+# Back from source: archive, the release's links would shadow the package's.
+ksha-etcd-release-{{ binary }}-link-absent:
+  file.absent:
+    - name: /usr/local/bin/{{ binary }}
+    - onlyif: readlink /usr/local/bin/{{ binary }} | grep -q '^/opt/etcd-'
+{%-   endfor %}
 {%- endif %}
 
 ksha-etcd-data-directory-present:

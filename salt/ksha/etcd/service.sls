@@ -2,12 +2,13 @@
 # vim: ft=sls
 ---
 {#- ksha.etcd.service: etcd running and enabled. A change of its settings,
-    unit or certificates restarts it one member at a time (an etcd lock, with
+    unit, certificates or binary (ksha:etcd:source, a release or package
+    upgrade) restarts it one member at a time (an etcd lock, with
     every other member healthy first), never two members at once. A member
     that has neither data nor an initial cluster is left stopped: only
     orch.ksha bootstraps a cluster or joins a member. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+{%- from tplroot ~ "/etcd/vars.jinja" import etcd, etcd_bin with context %}
 
 include:
   - .config
@@ -39,6 +40,7 @@ ksha-etcd-restarted-one-member-at-a-time:
       - {{ etcd.pki.dir }}/server.key
       - {{ etcd.pki.dir }}/peer.crt
       - {{ etcd.pki.dir }}/peer.key
+    - binary: {{ etcd_bin }}/etcd
     - timeout: {{ etcd.wait_healthy_s }}
     - require:
       - service: ksha-etcd-service-running

@@ -1,0 +1,132 @@
+"""_states/ksha_etcd.py: when running_with_current_config restarts etcd, under Salt's loader mock.
+
+The "etcd" here is a real process (a copy of sleep, so the binary check has a file of its own to
+compare and replace); its unit's MainPID and the rolling-restart command are what the mock stands
+in for. The restart itself (an etcd lock, one member at a time) is shown in the lab.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import load_salt_module
+
+state = load_salt_module("states", "ksha_etcd")
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A running process from its own binary file; yields (process, binary path)."""
+    binary = tmp_path / "etcd"
+    shutil.copy2(shutil.which("sleep"), binary)
+    proc = subprocess.Popen([str(binary), "600"])
+    time.sleep(0.1)
+    yield proc, binary
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def restarts():
+    return []
+
+
+@pytest.fixture
+def configure_loader_modules(etcd, restarts):
+    proc, _ = etcd
+
+    def run_all(cmd, **kwargs):
+        restarts.append(cmd)
+        return {"retcode": 0, "stdout": "", "stderr": ""}
+
+    settings = {
+        "client_port": 2379,
+        "cacert": "/etc/etcd/pki/ca.crt",
+        "cert": "/etc/etcd/pki/admin.crt",
+        "key": "/etc/etcd/pki/admin.key",
+        "client_urls": {"master1": "https://10.0.0.1:2379", "master2": "https://10.0.0.2:2379"},
+    }
+    return {
+        state: {
+            "__opts__": {"test": False},
+            "__grains__": {"id": "master1"},
+            "__salt__": {
+                "cmd.run": lambda cmd, **kwargs: str(proc.pid),
+                "cmd.run_all": run_all,
+                "ksha_etcd.settings": lambda: settings,
+                "ksha_etcd.health": lambda: {"healthy": True},
+            },
+        }
+    }
+
+
+def test_unchanged_config_and_binary_is_left_running(etcd, tmp_path, restarts):
+    _, binary = etcd
+    conf = tmp_path / "etcd.env"
+    conf.write_text("ETCD_NAME=master1\n")
+    os.utime(conf, (time.time() - 3600, time.time() - 3600))
+    ret = state.running_with_current_config("etcd", watched=[str(conf), "/nonexistent"], binary=str(binary))
+    assert ret == {"name": "etcd", "result": True, "changes": {}, "comment": "etcd runs with its current configuration"}
+    assert restarts == []
+
+
+def test_a_changed_file_restarts_under_the_lock_and_test_mode_only_says_so(etcd, tmp_path, restarts):
+    conf = tmp_path / "etcd.env"
+    conf.write_text("ETCD_SNAPSHOT_COUNT=5\n")  # written after the process started
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(state.__opts__, "test", True)
+        ret = state.running_with_current_config("etcd", watched=[str(conf)])
+    assert ret["result"] is None and ret["changes"] == {}
+    assert ret["comment"] == f"etcd would be restarted, one member at a time: changed {conf}"
+    assert restarts == []
+
+    ret = state.running_with_current_config("etcd", watched=[str(conf)])
+    assert ret["result"] is True and ret["changes"] == {"restarted": "etcd", "because": [str(conf)]}
+    [cmd] = restarts
+    assert cmd[:2] == ["etcdctl", "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379"]
+    assert cmd[2:6] == ["lock", "ksha-etcd-rolling-restart", "--", "/bin/sh"]
+    # the others are waited for before the restart, this member after it
+    script = cmd[-1]
+    assert script.index("wait_healthy https://10.0.0.2:2379") < script.index("systemctl restart etcd")
+    assert script.index("systemctl restart etcd") < script.rindex("wait_healthy https://10.0.0.1:2379")
+
+
+def test_another_binary_restarts(etcd, tmp_path, restarts):
+    release = tmp_path / "opt-etcd"
+    shutil.copy2(shutil.which("sleep"), release)
+    link = tmp_path / "usr-local-bin-etcd"
+    link.symlink_to(release)
+    _, binary = etcd
+    ret = state.running_with_current_config("etcd", watched=[], binary=str(link))
+    assert ret["result"] is True
+    assert ret["changes"]["because"] == [f"runs {binary}, not {release}"]
+    assert len(restarts) == 1
+
+
+def test_a_replaced_binary_restarts(etcd, restarts):
+    _, binary = etcd
+    binary.unlink()  # a package upgrade replaces the file the process runs
+    shutil.copy2(shutil.which("sleep"), binary)
+    ret = state.running_with_current_config("etcd", watched=[], binary=str(binary))
+    assert ret["changes"]["because"] == [f"{binary} was replaced"]
+
+
+def test_a_failed_restart_fails_with_its_error(tmp_path):
+    conf = tmp_path / "etcd.env"
+    conf.write_text("x\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(state.__salt__, "cmd.run_all", lambda cmd, **kw: {"retcode": 1, "stderr": "etcd at x not healthy"})
+        ret = state.running_with_current_config("etcd", watched=[str(conf)])
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == "rolling restart of etcd failed (exit 1): etcd at x not healthy"
+
+
+def test_a_stopped_service_is_left_to_service_running(restarts):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(state.__salt__, "cmd.run", lambda cmd, **kwargs: "0")
+        ret = state.running_with_current_config("etcd", watched=["/etc/hostname"])
+    assert ret["result"] is True and ret["comment"] == "etcd is not running; nothing to restart"
+    assert restarts == []
