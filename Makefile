@@ -25,10 +25,10 @@ $(BIN)/ksha: setup.cfg requirements/constraints.txt
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check ksha _runners _states _modules tests bench
-	$(BIN)/ruff format --check ksha _runners _states _modules tests bench
+	$(BIN)/ruff check ksha salt/_runners salt/_states salt/_modules tests bench
+	$(BIN)/ruff format --check ksha salt/_runners salt/_states salt/_modules tests bench
 	$(BIN)/yamllint -s salt/ksha/defaults.yaml salt/ksha/osfamilymap.yaml salt/ksha/roles.yaml pillar/ .yamllint
-	$(BIN)/salt-lint -x 205 $$(find salt orch pillar -name '*.sls' -o -name '*.jinja' -o -name '*.example' | sort)
+	$(BIN)/salt-lint -x 205 $$(find salt pillar -name '*.sls' -o -name '*.jinja' -o -name '*.example' | sort)
 
 test: setup lint  ## the whole suite, lab tests included
 	$(BIN)/pytest $(PYTEST_ARGS)

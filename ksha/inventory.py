@@ -24,7 +24,7 @@ KNOWN_GROUPS = ("kube-master", "kube-node", "etcd")
 LB_MODES = ("keepalived", "external", "qingcloud", "none")
 # Modes the validator knows but this version cannot deploy yet.
 LB_MODES_NOT_IMPLEMENTED = ("qingcloud",)
-# ksha:loadbalancer:external:check (see _states/ksha_lb.py, reachable)
+# ksha:loadbalancer:external:check (see salt/_states/ksha_lb.py, reachable)
 EXTERNAL_CHECKS = ("answer", "listen", "ready")
 ETCD_SOURCES = ("package", "archive")
 TOP_KEYS = (

@@ -1,7 +1,9 @@
-"""Salt master settings a ksha checkout needs when it is a file root.
+"""The Salt master settings ksha needs, shared by the lab and the functional tests.
 
-The checkout root is a file root (for ``orch/`` and ``_modules/`` ...), so the
-master must not serve or walk the virtualenv, git data, tests or lab state.
+``salt/`` is the one file root: it holds the formula (``salt/ksha``), ``top.sls``,
+the orchestration (``salt/orch``) and the custom modules (``salt/_modules``,
+``_states``, ``_runners``, ``_pillar``). Nothing else of the checkout (a
+virtualenv, git data, tests) is under it, so the master never walks them.
 """
 
 from __future__ import annotations
@@ -10,17 +12,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-FILE_IGNORE_REGEX = [
-    r"/\.venv($|/)",
-    r"/\.git($|/)",
-    r"/\.lab($|/)",
-    r"/tests($|/)",
-    r"/bench($|/)",
-    r"/docs($|/)",
-    r"/__pycache__($|/)",
-    r"\.egg-info($|/)",
-]
-
 
 def file_roots(repo: Path = REPO) -> dict:
-    return {"base": [str(repo), str(repo / "salt")]}
+    return {"base": [str(repo / "salt")]}

@@ -29,8 +29,8 @@ def example_ksha(_example_pillar):
 
 
 def load_salt_module(kind, name="ksha"):
-    """Import _runners/ksha_runner.py etc. under a unique name (Salt calls them all 'ksha')."""
-    path = REPO / f"_{kind}" / f"{name}.py"
+    """Import salt/_runners/ksha_runner.py etc. under a unique name (Salt calls them all 'ksha')."""
+    path = REPO / "salt" / f"_{kind}" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"ksha_salt_{kind}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ksha import importer, inventory
 from ksha.lab import base
-from ksha.saltconf import FILE_IGNORE_REGEX, REPO, file_roots
+from ksha.saltconf import REPO, file_roots
 
 STATE = Path(os.environ.get("KSHA_LAB_STATE", "/var/lib/ksha-lab"))
 CACHE = Path(os.environ.get("KSHA_LAB_CACHE", "/var/cache/ksha-lab"))
@@ -209,7 +209,6 @@ class Lab:
             # The CLI waits this long for absent minions after `timeout`; a local bridge needs little.
             "gather_job_timeout": 5,
             "file_roots": file_roots(REPO),
-            "file_ignore_regex": FILE_IGNORE_REGEX,
             "pillar_roots": {"base": [str(self.pillar_dir)]},
             # etcd certificates: any minion may ask the CA host to sign (x509_v2 remote signing, within
             # the signing policies' `minions`), and the CA host may check those matchers on the master.

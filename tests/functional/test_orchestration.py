@@ -1,4 +1,4 @@
-"""orch/ksha.sls and salt/top.sls through Salt itself: a real master and minion
+"""salt/orch/ksha.sls and salt/top.sls through Salt itself: a real master and minion
 from pytest-salt-factories, Salt's renderers, the synced runner and states.
 
 The minion runs on this machine, so its pillar points ksha.common at a
@@ -12,7 +12,7 @@ import copy
 import pytest
 import yaml
 
-from ksha.saltconf import FILE_IGNORE_REGEX
+from ksha.saltconf import file_roots
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(300)
@@ -39,9 +39,8 @@ def hosts_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def salt_master(salt_factories, pillar_dir):
     overrides = {
-        "file_roots": {"base": [str(REPO), str(REPO / "salt")]},
+        "file_roots": file_roots(REPO),
         "pillar_roots": {"base": [str(pillar_dir)]},
-        "file_ignore_regex": FILE_IGNORE_REGEX,
         "open_mode": True,
     }
     factory = salt_factories.salt_master_daemon("ksha-func-master", overrides=overrides)

@@ -1,4 +1,4 @@
-"""_modules/ksha_etcd.py against a real etcd (the distro's, as in the lab) serving TLS with
+"""salt/_modules/ksha_etcd.py against a real etcd (the distro's, as in the lab) serving TLS with
 client certificates, on this machine on free ports; its certificates come from a test CA."""
 
 import json

@@ -1,4 +1,4 @@
-"""_states/ksha_etcd.py: when running_with_current_config restarts etcd, under Salt's loader mock.
+"""salt/_states/ksha_etcd.py: when running_with_current_config restarts etcd, under Salt's loader mock.
 
 The "etcd" here is a real process (a copy of sleep, so the binary check has a file of its own to
 compare and replace); its unit's MainPID and the rolling-restart command are what the mock stands

@@ -1,4 +1,4 @@
-"""_modules/ksha_lb.py under Salt's loader mock; probe() against the real stand-in over TLS."""
+"""salt/_modules/ksha_lb.py under Salt's loader mock; probe() against the real stand-in over TLS."""
 
 import socket
 import subprocess

@@ -1,4 +1,4 @@
-"""_runners/ksha_runner.py, _states/ksha.py and _modules/ksha.py under Salt's loader mock.
+"""salt/_runners/ksha_runner.py, _states/ksha.py and _modules/ksha.py under Salt's loader mock.
 
 The runner's two touch points with the master (accepted keys, pillar
 compilation) and its ping are replaced per test; the lab tests exercise the
