@@ -1,4 +1,4 @@
-"""etcd through a leader loss, in the lab: the longest write gap and acknowledged writes lost.
+"""etcd through a leader loss, in the lab: the election, the longest write gap, acknowledged writes lost.
 
 Usage (root): .venv/bin/python bench/etcd_failover.py [--runs 5] [--bootstrap-runs 3]
               [--attempt-timeout 0.25] [--keep]
@@ -6,20 +6,38 @@ Usage (root): .venv/bin/python bench/etcd_failover.py [--runs 5] [--bootstrap-ru
 For each bootstrap run the lab is brought up from scratch and orch.ksha takes the bare hosts to
 a healthy TLS etcd; bootstrap_s is the time of its etcd phase (CA, certificates, members,
 healthy). Then, per run: a writer on this machine (outside the cluster) puts a numbered key
-every 10 ms (100/s) through etcd's gRPC gateway over TLS with ksha's admin client certificate.
-It starts on the leader (the worst case) and fails over like etcd's client does: a request with
-no answer in --attempt-timeout goes to the next member, a member it cannot connect to is set
-aside, a member that answers "no leader" is asked again. After 2 s the leader's container is
-killed; 10 s later the writer stops and every key is read back. Meanwhile a watcher asks the
-survivors for their leader every 20 ms, to separate the election from the client's part.
+every 10 ms (100/s) and a watcher asks the survivors for their leader every 20 ms. After 2 s the
+leader's container is killed; 10 s later the writer stops and every acknowledged key is read
+back (a linearizable range read on a survivor).
 
-  write_resume_s    the longest time between two acknowledged writes (around the kill);
-  lost_acked_writes acknowledged keys missing when read back (summed over the runs).
+The client model is this script's, not etcd's Go client (clientv3): an HTTP/1.1 JSON client of
+etcd's gRPC gateway (POST /v3/kv/put over TLS with ksha's admin client certificate) holding one
+member at a time, starting on the leader (the worst case). Each attempt has a deadline
+(--attempt-timeout, 0.25 s, for the connection and for the answer); a member it cannot connect
+to in time is set aside for 5 s; an attempt with no answer in time is sent again to the next
+member; a member that answers with an HTTP error (no leader yet) is asked again after 20 ms. A
+put is re-sent until acknowledged (or 10 s): at-least-once, so a put that reached a member before
+its deadline may be applied twice (harmless here: the same key and value). clientv3 does not do
+this: it keeps a gRPC connection with the endpoints' balancer, has no per-attempt deadline (the
+caller's context is the only one), and retries a Put only when it was certainly not sent
+(Unavailable with no connection/address available): at-most-once, so after a timeout the
+caller gets the error. The write gap is therefore this client model's figure; the election
+(the watcher's figure) is etcd's own part, whatever the client.
 
-Per run it prints the time until a survivor named a new leader and every failed attempt after
-the kill. The killed host is booted again and the cluster is healthy before the next run. Last line:
-  runs=N write_resume_s=X lost_acked_writes=N bootstrap_s=Y
-(write_resume_s and bootstrap_s are medians). The lab is taken down at the end unless --keep.
+  election_s        kill -> a survivor names a new leader (the headline figure);
+  write_resume_s    the longest time without an acknowledged write from 1 s before the kill to
+                    the end of the window, the stretch from the last acknowledgement to the
+                    window's end included (writes that never resume give about 10 s, not 0);
+  lost_acked_writes acknowledged keys missing when read back (summed over the runs);
+  failed_writes     writes given up (no acknowledgement in 10 s) / writes sent.
+
+A run fails when its writer or watcher thread raised, when writes were not acknowledged again
+after the kill (through the end of the window), when no survivor named a new leader, or when the
+keys could not be read back. Per run it prints the election, the gap, the counts, every failed
+attempt after the kill and FAILED with the reasons. The killed host is booted again and the
+cluster is healthy before the next run. Last line (medians; a failed run counts as +inf):
+  runs=N election_s=E write_resume_s=X lost_acked_writes=L failed_writes=a/b bootstrap_s=B failed_runs=F
+ending in FAILED, and the exit code 1, when a run failed. The lab is taken down at the end unless --keep.
 """
 
 import argparse
@@ -27,13 +45,15 @@ import base64
 import http.client
 import json
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
+
+import verdict  # bench/verdict.py, next to this script
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -58,13 +78,14 @@ def b64(text):
 
 
 class Gateway:
-    """etcd's JSON gateway (/v3/*) over TLS with a client certificate, failing over between members.
+    """An HTTP/JSON client of etcd's gRPC gateway (/v3/*) over TLS with a client certificate,
+    failing over between members (this bench's client model, not clientv3's: see the module doc).
 
-    Like etcd's own client it keeps one member until that fails: a member that cannot be
-    connected to in `timeout` is set aside for `quarantine_s`; a request with no answer in
-    `timeout` moves to the next member; a member that answers with an error (no leader yet) is
-    alive, so the request is retried on it after 20 ms. Every attempt is logged as
-    (start, end, address, outcome) for the run's breakdown.
+    It keeps one member until that fails. Each attempt has a deadline, `timeout`: a member that
+    cannot be connected to in it is set aside for `quarantine_s`; a request with no answer in it
+    is sent again to the next member (at-least-once: the first one may have been applied); a
+    member that answers with an error (no leader yet) is alive, so the request is retried on it
+    after 20 ms. Every attempt is logged as (start, end, address, outcome) for the run's breakdown.
     """
 
     def __init__(self, addresses, certs, timeout=0.25, quarantine_s=5.0):
@@ -155,26 +176,37 @@ class Gateway:
 
 class Writer(threading.Thread):
     """Puts a numbered key every `interval`; each put is retried (same key, same value, so a
-    retry is harmless) until acknowledged."""
+    retry is harmless) until acknowledged or the gateway's 10 s deadline: then it is given up
+    (counted in `failed`) and the next key is put. Anything else that a put raises ends the
+    thread with `error` (and `trace`) set: the run is then a failed run, not a short gap."""
 
     def __init__(self, gateway, prefix, interval=0.01):
         super().__init__(daemon=True)
         self.gateway, self.prefix, self.interval = gateway, prefix, interval
         self.acked = []  # (time acknowledged, key)
-        self.failed = []
+        self.failed = []  # keys given up
+        self.sent = 0
+        self.error = self.trace = None
         self.stop_event = threading.Event()
 
     def run(self):
+        try:
+            self._loop()
+        except Exception as exc:  # recorded, the run fails on it (a dead writer's silence is no gap)
+            self.error, self.trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+    def _loop(self):
         seq = 0
         next_at = time.monotonic()
         while not self.stop_event.is_set():
             key = f"{self.prefix}{seq:07d}"
             seq += 1
+            self.sent += 1
             try:
                 self.gateway.put(key, "v")
                 self.acked.append((time.monotonic(), key))
-            except (OSError, http.client.HTTPException, ValueError):
-                self.failed.append(key)
+            except (OSError, http.client.HTTPException, ValueError, Unanswered):
+                self.failed.append(key)  # no acknowledgement before the put's deadline
             next_at = max(next_at + self.interval, time.monotonic() - self.interval)
             time.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -187,9 +219,16 @@ class LeaderWatch(threading.Thread):
         self.gateways = [Gateway([a], certs, timeout=0.2) for a in addresses]
         self.old = str(old_leader_id)
         self.elected_at = None
+        self.error = self.trace = None
         self.stop_event = threading.Event()
 
     def run(self):
+        try:
+            self._loop()
+        except Exception as exc:  # recorded, the run fails on it
+            self.error, self.trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+    def _loop(self):
         while not self.stop_event.is_set() and self.elected_at is None:
             for gateway in self.gateways:
                 try:
@@ -202,8 +241,11 @@ class LeaderWatch(threading.Thread):
             time.sleep(0.02)
 
 
-def salt_json(lab, *args, timeout=600):
-    proc = subprocess.run(lab.salt_cmd(*args), capture_output=True, text=True, timeout=timeout)
+def salt_run_json(lab, *args, timeout=600):
+    """A salt-run call with JSON output: (exit code, parsed output or None)."""
+    proc = subprocess.run(
+        lab.salt_cmd("salt-run", "--out=json", *args), capture_output=True, text=True, timeout=timeout
+    )
     try:
         return proc.returncode, json.loads(proc.stdout)
     except ValueError:
@@ -211,16 +253,17 @@ def salt_json(lab, *args, timeout=600):
 
 
 def health(lab, host):
-    _, out = salt_json(lab, "salt", "--out=json", "--static", host, "ksha_etcd.health", timeout=60)
-    return (out or {}).get(host) or {}
+    """ksha_etcd.health on `host` through the lab's `salt --out=json --static` ({} when no answer)."""
+    out = lab.salt_json(host, "ksha_etcd.health", timeout=60).get(host)
+    return out if isinstance(out, dict) else {}
 
 
 def bootstrap(log):
     """A fresh lab and orch.ksha from bare hosts: (lab, seconds of the etcd phase)."""
     core.down(log=lambda m: None)
     lab = core.up("seed", log=lambda m: None)
-    rc, _ = salt_json(lab, "salt-run", "--out=json", "saltutil.sync_all")
-    rc, out = salt_json(lab, "salt-run", "--out=json", "state.orchestrate", "orch.ksha", timeout=1200)
+    rc, _ = salt_run_json(lab, "saltutil.sync_all")
+    rc, out = salt_run_json(lab, "state.orchestrate", "orch.ksha", timeout=1200)
     states = next(iter((out or {}).get("data", {}).values()), {}) if out else {}
     if rc != 0 or not isinstance(states, dict):
         raise RuntimeError(f"orch.ksha failed (exit {rc})")
@@ -238,7 +281,7 @@ def main():
     args = parser.parse_args()
     log = lambda message: print(message, flush=True)  # noqa: E731
 
-    gaps, elections, lost_total, boots = [], [], 0, []
+    runs, boots = [], []
     try:
         for _ in range(max(1, args.bootstrap_runs)):
             lab, seconds = bootstrap(log)
@@ -249,6 +292,8 @@ def main():
         addresses = [lab.hosts[m].ip for m in MEMBERS]
         for run in range(1, args.runs + 1):
             leader = health(lab, "master1").get("leader") or health(lab, "master2").get("leader")
+            if leader not in lab.hosts:
+                raise RuntimeError(f"no member named a leader before run {run} (got {leader!r})")
             order = [lab.hosts[leader].ip] + [a for a in addresses if a != lab.hosts[leader].ip]
             old_id = Gateway([lab.hosts[leader].ip], certs, timeout=2).leader()
             gateway = Gateway(order, certs, timeout=args.attempt_timeout)
@@ -261,19 +306,25 @@ def main():
             t0 = time.monotonic()
             lab.kill(lab.hosts[leader])
             time.sleep(10)
+            window_end = time.monotonic()
             writer.stop_event.set()
             watch.stop_event.set()
             writer.join()
             watch.join()
             acks = [t for t, _ in writer.acked]
-            window = [t0 - 1.0] + [t for t in acks if t >= t0 - 1.0]
-            gap = max(b - a for a, b in zip(window, window[1:], strict=False)) if len(window) > 1 else float("inf")
-            present = Gateway(survivors, certs, timeout=5).keys(f"/ksha/bench/{run}/")
-            lost = [k for _, k in writer.acked if k not in present]
-            lost_total += len(lost)
-            gaps.append(gap)
-            elected = watch.elected_at - t0 if watch.elected_at else float("nan")
-            elections.append(elected)
+            lost = readback_error = None
+            try:  # a linearizable range read on a survivor
+                present = Gateway(survivors, certs, timeout=5).keys(f"/ksha/bench/{run}/")
+                lost = sum(1 for _, k in writer.acked if k not in present)
+            except (OSError, http.client.HTTPException, ValueError, Unanswered) as exc:
+                readback_error = f"{type(exc).__name__}: {exc}"
+            record = verdict.etcd_run(
+                f"run {run}", acks, t0, window_end, watch.elected_at, writer_error=writer.error,
+                watch_error=watch.error, lost=lost, readback_error=readback_error, writes=writer.sent,
+                given_up=len(writer.failed),
+            )  # fmt: skip
+            runs.append(record)
+            failed_attempts = sum(1 for attempt in gateway.attempts if attempt[3] != "ok")
             first_ack = min((t for t in acks if watch.elected_at and t >= watch.elected_at), default=float("nan"))
             names = {lab.hosts[m].ip: m for m in MEMBERS}
             trail = ", ".join(
@@ -281,9 +332,15 @@ def main():
                 for start, end, address, outcome in gateway.attempts
                 if end >= t0 and (outcome != "ok" or start < first_ack <= end + 0.001)
             )
-            log(f"run {run}: leader {leader} killed; new leader named {elected:.2f} s after the kill; "
-                f"longest write gap {gap:.2f} s; {len(writer.acked)} acked in {len(gateway.attempts)} attempts, "
-                f"{len(writer.failed)} given up, {len(lost)} acked writes lost")  # fmt: skip
+            log(f"run {run}: leader {leader} killed; new leader named {verdict.fmt(record.figures['elected'])} s "
+                f"after the kill; longest write gap {verdict.fmt(record.figures['write_gap'])} s; "
+                f"{len(writer.acked)} acked of {writer.sent} writes ({len(writer.failed)} given up), "
+                f"{failed_attempts}/{len(gateway.attempts)} attempts failed; "
+                f"{'-' if lost is None else lost} acked writes lost"
+                + (f"; FAILED: {'; '.join(record.failures)}" if record.failed else ""))  # fmt: skip
+            for thread in (writer, watch):
+                if thread.trace:
+                    log(thread.trace.rstrip())
             log(f"  attempts after the kill (member, outcome, seconds after the kill): {trail}")
             lab.boot(lab.hosts[leader])
             deadline = time.monotonic() + 120
@@ -291,15 +348,15 @@ def main():
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{leader} did not rejoin in 120 s")
                 time.sleep(2)
+    except Exception:  # the runs not done count as failed runs; the summary still says so
+        log(f"bench stopped after {len(runs)} of {args.runs} runs:\n{traceback.format_exc().rstrip()}")
     finally:
         if not args.keep:
             core.down(log=lambda m: None)
-    print(f"new leader named after the kill, median {statistics.median(elections):.2f} s", flush=True)
-    print(
-        f"runs={len(gaps)} write_resume_s={statistics.median(gaps):.2f} lost_acked_writes={lost_total} "
-        f"bootstrap_s={statistics.median(boots):.1f}"
-    )
+    line, code = verdict.etcd_summary(runs, args.runs, boots)
+    print(line, flush=True)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,16 +1,25 @@
 """API failover through the LB: ksha's keepalived + haproxy against the kubeadm guide's, in the lab.
 
-Usage (root): .venv/bin/python bench/failover.py [--runs 5] [--configs ksha,anchor]
+Usage (root): .venv/bin/python bench/failover.py [--runs 5] [--configs ksha,anchor] [--deadline 2]
                                                  [--scenarios holder-killed,haproxy-killed,backend-killed] [--keep]
 
 Brings up the seed lab if it is not up, starts the kube-apiserver STAND-IN on the masters
 (tests/standins; there is no real apiserver in ksha yet) and deploys the LB. A client on this
 machine (the lab bridge) sends an HTTPS GET /readyz through the VIP every 50 ms (each with a
-2 s deadline, certificate and LB domain verified). Per scenario and run it records
+--deadline, 2 s by default, for connection, TLS and answer; certificate and LB domain verified).
+Per scenario and run it records
 
   vip takeover  fault -> the VIP is on another LB host (scenarios that move the VIP);
   unavailable   the start of the first failed request -> the start of the first successful
-                one after the last failure (0 when no request failed).
+                one after the last failure (0 when no request failed);
+  failed requests / requests sent, from 1 s before the fault to the end of the run.
+
+A run ends once requests have succeeded for 5 s in a row, or 90 s after the fault. It is a
+failed run when the VIP did not move (in a scenario that moves it) or the API was not back
+(5 s of successes) within those 90 s; such a run enters the medians as +inf, never as a figure.
+The deadline matters for the comparison: haproxy gives up a connection to a dead apiserver
+after its `timeout connect` (ksha 1 s, the guide 5 s) and only then redispatches it, so with a
+2 s deadline the guide's redispatched requests count as failed where ksha's succeed late.
 
 Configurations, on the same lab hosts, one after the other:
   ksha    orch.ksha (salt/ksha/loadbalancer): VRRPv3 advert 0.2 s, unicast, a check of haproxy's
@@ -24,23 +33,27 @@ Configurations, on the same lab hosts, one after the other:
 
 Scenarios: holder-killed (SIGKILL to the VIP holder's container), haproxy-killed (SIGKILL to
 haproxy on the holder, kept down), backend-killed (SIGKILL to the apiserver of a master that
-does not hold the VIP). Prints a line per run, a table of medians, and a last line:
-  scenarios=N vip_takeover_s=X worst_api_unavailable_s=Y worst_vs_anchor_ratio=Z
+does not hold the VIP). Prints a line per run (FAILED with the reasons), a table of medians with
+the failed runs and the failed requests per scenario and configuration, and a last line:
+  scenarios=N vip_takeover_s=X worst_api_unavailable_s=Y worst_vs_anchor_ratio=Z failed_runs=F
 vip_takeover_s is the worst scenario median of ksha; worst_api_unavailable_s the worst scenario
-median of ksha's outage; the ratio is that over the anchor's median in the same scenario.
-The lab is taken down at the end unless --keep.
+median of ksha's outage; the ratio is that over the anchor's median in the same scenario (nan
+when the anchor's is 0 or infinite). Any failed run, of either configuration, ends the last line
+with FAILED and the exit code is 1. The lab is taken down at the end unless --keep.
 """
 
 import argparse
 import concurrent.futures
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
+
+import verdict  # bench/verdict.py, next to this script
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -51,7 +64,9 @@ from tests.standins import deploy as standin  # noqa: E402
 MASTERS = ["master1", "master2", "master3"]
 SCENARIOS = ("holder-killed", "haproxy-killed", "backend-killed")
 INTERVAL = 0.05
-DEADLINE = 2.0
+DEADLINE = 2.0  # the client's default deadline per request (--deadline)
+SETTLE = 5.0  # the API is back once requests have succeeded for this long in a row
+LIMIT = 90.0  # a run gives up on the VIP moving and the API coming back this long after the fault
 ANCHOR_PORT = 8443  # the guide's APISERVER_DEST_PORT: haproxy on the masters next to the apiserver
 
 # The guide's files, with its placeholders filled for the lab (STATE/PRIORITY per host).
@@ -136,27 +151,27 @@ backend apiserver
 class Client:
     """A request through the LB every 50 ms, each on its own thread; records (start, ok)."""
 
-    def __init__(self, address, port, domain, cafile):
-        self.address, self.port, self.domain = address, port, domain
+    def __init__(self, address, port, domain, cafile, deadline=DEADLINE):
+        self.address, self.port, self.domain, self.deadline = address, port, domain, deadline
         self.context = ssl.create_default_context(cafile=cafile)
         self.records = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=int(DEADLINE / INTERVAL) + 8)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=int(deadline / INTERVAL) + 8)
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _one(self, started):
         ok = False
         try:
-            with socket.create_connection((self.address, self.port), timeout=DEADLINE) as raw:
-                raw.settimeout(max(0.01, started + DEADLINE - time.monotonic()))
+            with socket.create_connection((self.address, self.port), timeout=self.deadline) as raw:
+                raw.settimeout(max(0.01, started + self.deadline - time.monotonic()))
                 with self.context.wrap_socket(raw, server_hostname=self.domain) as tls:
                     tls.sendall(f"GET /readyz HTTP/1.1\r\nHost: {self.domain}\r\nConnection: close\r\n\r\n".encode())
                     head = tls.recv(64)
                     ok = head.startswith(b"HTTP/1.") and head.split(b" ", 2)[1:2] == [b"200"]
         except (OSError, ssl.SSLError):
             ok = False
-        ok = ok and time.monotonic() - started <= DEADLINE
+        ok = ok and time.monotonic() - started <= self.deadline
         with self.lock:
             self.records.append((started, ok))
 
@@ -181,20 +196,13 @@ class Client:
             return sorted(r for r in self.records if r[0] >= t0)
 
 
-def outage(records):
-    """Seconds from the first failed request's start to the first success after the last failure."""
-    failed = [t for t, ok in records if not ok]
-    if not failed:
-        return 0.0
-    after = [t for t, ok in records if ok and t > failed[-1]]
-    end = after[0] if after else records[-1][0]
-    return end - failed[0]
-
-
 class Bench:
-    def __init__(self, lab, log):
-        self.lab, self.log = lab, log
+    def __init__(self, lab, log, deadline=DEADLINE):
+        self.lab, self.log, self.deadline = lab, log, deadline
         self.ca_file = core.STATE / "bench-standin-ca.crt"
+
+    def client(self, port):
+        return Client(self.lab.vip, port, standin.DOMAIN, str(self.ca_file), self.deadline)
 
     def host(self, name):
         return self.lab.hosts[name]
@@ -261,7 +269,7 @@ class Bench:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.holders() == ["master1"]:
-                with Client(self.lab.vip, port, standin.DOMAIN, str(self.ca_file)) as client:
+                with self.client(port) as client:
                     t0 = time.monotonic()
                     time.sleep(3)
                 records = client.since(t0)
@@ -296,9 +304,10 @@ class Bench:
         standin.kill(self.lab, self.host(victim))
         return None, lambda: standin.start(self.lab, self.host(victim))
 
-    def run(self, scenario, port, settle=5.0, limit=90.0):
+    def run(self, scenario, port, label, settle=SETTLE, limit=LIMIT):
+        """One run: a verdict.Run (failed when the VIP did not move or the API was not back)."""
         [holder] = self.holders()
-        with Client(self.lab.vip, port, standin.DOMAIN, str(self.ca_file)) as client:
+        with self.client(port) as client:
             time.sleep(2)
             t0 = time.monotonic()
             moves_to, restore = self.fault(scenario, holder)
@@ -309,24 +318,20 @@ class Bench:
                         takeover = time.monotonic() - t0
                         break
                     time.sleep(0.02)
-            # Until requests have succeeded for `settle` s in a row (or the limit).
-            while time.monotonic() - t0 < limit:
+            # Until requests have succeeded for `settle` s in a row (checked at least once, also
+            # when the VIP took the whole limit), or the limit.
+            settled = False
+            while True:
                 recent = client.since(time.monotonic() - settle)
-                if time.monotonic() - t0 > settle + DEADLINE and recent and all(ok for _, ok in recent):
+                if time.monotonic() - t0 > settle + self.deadline and recent and all(ok for _, ok in recent):
+                    settled = True
+                    break
+                if time.monotonic() - t0 >= limit:
                     break
                 time.sleep(0.25)
         records = client.since(t0 - 1.0)
         restore()
-        return takeover, outage(records), sum(1 for _, ok in records if not ok), len(records)
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value):
-    return "-" if value is None else f"{value:.2f}"
+        return verdict.lb_run(label, records, bool(moves_to), takeover, settled, limit)
 
 
 def main():
@@ -334,6 +339,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--configs", default="ksha,anchor")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--deadline", type=float, default=DEADLINE, help="seconds a request may take")
     parser.add_argument("--keep", action="store_true", help="leave the lab up")
     args = parser.parse_args()
     configs = args.configs.split(",")
@@ -343,7 +349,7 @@ def main():
     lab = core.Lab.load()
     if lab is None or not all(lab.nspawn_pid(h) for h in lab.hosts.values()):
         lab = core.up("seed", log=lambda m: None)
-    bench = Bench(lab, log)
+    bench = Bench(lab, log, deadline=args.deadline)
     results = {}
     try:
         bench.deploy_standins()
@@ -353,40 +359,26 @@ def main():
                 rows = results.setdefault((config, scenario), [])
                 for run in range(1, args.runs + 1):
                     bench.wait_steady(port)
-                    takeover, down, failed, sent = bench.run(scenario, port)
-                    rows.append((takeover, down))
-                    print(
-                        f"{config:6} {scenario:15} run {run}: vip_takeover {fmt(takeover)} s, "
-                        f"unavailable {down:.2f} s ({failed}/{sent} requests failed)",
-                        flush=True,
-                    )
+                    record = bench.run(scenario, port, f"{config:6} {scenario:15} run {run}")
+                    rows.append(record)
+                    figures = record.figures
+                    takeover = verdict.fmt(figures["takeover"]) if "takeover" in figures else "-"
+                    text = f"vip_takeover {takeover} s, unavailable {verdict.fmt(figures['unavailable'])} s"
+                    print(verdict.run_line(record, text), flush=True)
         if "ksha" in configs:
             bench.use_ksha()  # leave the lab as ksha configures it
+    except Exception:  # the runs not done count as failed runs; the summary still says so
+        log(f"bench stopped:\n{traceback.format_exc().rstrip()}")
     finally:
         if not args.keep:
             core.down(log=lambda m: None)
 
-    print(f"\n{'scenario':15} {'config':6} {'vip_takeover_s':>15} {'unavailable_s':>14}   (medians of {args.runs})")
-    for scenario in scenarios:
-        for config in configs:
-            rows = results.get((config, scenario), [])
-            takeover = median([t for t, _ in rows])
-            down = median([d for _, d in rows])
-            print(f"{scenario:15} {config:6} {fmt(takeover):>15} {fmt(down):>14}")
-
-    if "ksha" not in configs:
-        return
-    ksha = {s: results.get(("ksha", s), []) for s in scenarios}
-    takeover = max((median([t for t, _ in rows]) or 0.0) for rows in ksha.values())
-    worst = max(scenarios, key=lambda s: median([d for _, d in ksha[s]]) or 0.0)
-    worst_down = median([d for _, d in ksha[worst]]) or 0.0
-    anchor_down = median([d for _, d in results.get(("anchor", worst), [])])
-    ratio = worst_down / anchor_down if anchor_down else float("nan")
-    print(
-        f"scenarios={len(scenarios)} vip_takeover_s={takeover:.2f} worst_api_unavailable_s={worst_down:.2f} "
-        f"worst_vs_anchor_ratio={ratio:.2f}"
-    )
+    table, (line, code) = verdict.lb_summary(results, configs, scenarios, args.runs)
+    print("\n" + "\n".join(table))
+    print(f"client deadline {args.deadline:.1f} s per request", flush=True)
+    print(line, flush=True)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

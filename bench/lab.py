@@ -3,15 +3,20 @@
 Usage (root): .venv/bin/python bench/lab.py [--topology seed] [--runs 3] [--cold]
 --cold removes the cached base tree and wheelhouse first and times the build.
 Prints one line per run and a last line with the medians:
-  runs=N cold_build_s=X up_s=X minions_s=X lab_ram_mib=X down_s=X
+  runs=N cold_build_s=X up_s=X minions_s=X lab_ram_mib=X down_s=X failed_runs=F
+A run that raised (or did not record the minions' boot time) is a failed run: it enters the
+medians as +inf, the last line ends with FAILED and the exit code is 1.
 """
 
 import argparse
 import json
 import shutil
-import statistics
+import sys
 import time
+import traceback
 from pathlib import Path
+
+import verdict  # bench/verdict.py, next to this script
 
 from ksha.lab import base, core
 
@@ -24,7 +29,7 @@ def mem_used_mib() -> float:
     return (info["MemTotal"] - info["MemAvailable"]) / 1024
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--topology", default="seed")
     parser.add_argument("--runs", type=int, default=3)
@@ -33,7 +38,7 @@ def main() -> None:
 
     quiet = lambda message: None  # noqa: E731
     core.down(log=quiet)
-    cold = float("nan")
+    cold = None
     if args.cold:
         for path in list(core.CACHE.glob("base-*")) + list(core.CACHE.glob("wheels-*")):
             shutil.rmtree(path)
@@ -42,30 +47,39 @@ def main() -> None:
         cold = time.monotonic() - t0
         print(f"cold base build (debootstrap + wheelhouse + venv): {cold:.1f} s", flush=True)
 
-    rows = []
+    runs = []
     for run in range(1, args.runs + 1):
-        idle = mem_used_mib()
-        t0 = time.monotonic()
-        core.up(args.topology, log=quiet)
-        up_s = time.monotonic() - t0
-        timings = json.loads((core.STATE / "timings.json").read_text())
-        time.sleep(5)  # let the minions settle after their first jobs
-        ram = mem_used_mib() - idle
-        t1 = time.monotonic()
-        core.down(log=quiet)
-        down_s = time.monotonic() - t1
-        rows.append((up_s, timings["minions"], ram, down_s))
+        up_s = minions_s = ram = down_s = None
+        try:
+            idle = mem_used_mib()
+            t0 = time.monotonic()
+            core.up(args.topology, log=quiet)
+            up_s = time.monotonic() - t0
+            minions_s = json.loads((core.STATE / "timings.json").read_text()).get("minions")
+            time.sleep(5)  # let the minions settle after their first jobs
+            ram = mem_used_mib() - idle
+            t1 = time.monotonic()
+            core.down(log=quiet)
+            down_s = time.monotonic() - t1
+            record = verdict.lab_run(f"run {run}", up_s, minions_s, ram, down_s)
+        except Exception as exc:
+            print(traceback.format_exc().rstrip(), file=sys.stderr, flush=True)
+            record = verdict.lab_run(f"run {run}", error=f"{type(exc).__name__}: {exc}")
+            try:
+                core.down(log=quiet)  # the next run starts from nothing, as the others
+            except Exception:
+                print(traceback.format_exc().rstrip(), file=sys.stderr, flush=True)
+        runs.append(record)
         print(
-            f"run {run}: up {up_s:.1f} s, minions {timings['minions']:.1f} s, lab RAM {ram:.0f} MiB, "
-            f"down {down_s:.1f} s",
+            f"run {run}: up {verdict.fmt(up_s, 1)} s, minions {verdict.fmt(minions_s, 1)} s, "
+            f"lab RAM {verdict.fmt(ram, 0)} MiB, down {verdict.fmt(down_s, 1)} s"
+            + (f" FAILED: {'; '.join(record.failures)}" if record.failed else ""),
             flush=True,
         )
-    med = [statistics.median(col) for col in zip(*rows, strict=True)]
-    print(
-        f"runs={len(rows)} cold_build_s={cold:.1f} up_s={med[0]:.1f} minions_s={med[1]:.1f} "
-        f"lab_ram_mib={med[2]:.0f} down_s={med[3]:.1f}"
-    )
+    line, code = verdict.lab_summary(runs, args.runs, cold)
+    print(line)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
