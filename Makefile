@@ -18,15 +18,15 @@ apt:
 
 venv: $(BIN)/ksha
 
-$(BIN)/ksha: setup.cfg requirements/constraints.txt
+$(BIN)/ksha: setup.cfg requirements/constraints.txt lab/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[test]' -e ./lab
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check ksha salt/_runners salt/_states salt/_modules tests bench
-	$(BIN)/ruff format --check ksha salt/_runners salt/_states salt/_modules tests bench
+	$(BIN)/ruff check ksha lab salt/_runners salt/_states salt/_modules tests bench
+	$(BIN)/ruff format --check ksha lab salt/_runners salt/_states salt/_modules tests bench
 	$(BIN)/yamllint -s salt/ksha/defaults.yaml salt/ksha/osfamilymap.yaml salt/ksha/roles.yaml pillar/ .yamllint
 	$(BIN)/salt-lint -x 205 $$(find salt pillar -name '*.sls' -o -name '*.jinja' -o -name '*.example' | sort)
 
@@ -37,10 +37,10 @@ test-quick: venv lint  ## everything but the lab
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
 
 demo: setup  ## bring the 6-host lab up and run orch.ksha against it
-	$(BIN)/ksha lab demo
+	$(BIN)/ksha-lab demo
 
 lab-down:
-	$(BIN)/ksha lab down
+	$(BIN)/ksha-lab down
 
 clean: lab-down
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info lab/*.egg-info

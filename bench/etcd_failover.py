@@ -58,7 +58,7 @@ import verdict  # bench/verdict.py, next to this script
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ksha.lab import core  # noqa: E402
+from ksha_lab import core  # noqa: E402
 
 MEMBERS = ["master1", "master2", "master3"]
 ETCD_PHASE = (

@@ -58,8 +58,8 @@ import verdict  # bench/verdict.py, next to this script
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ksha.lab import core  # noqa: E402
-from tests.standins import deploy as standin  # noqa: E402
+from ksha_lab import core  # noqa: E402
+from ksha_lab.standins import deploy as standin  # noqa: E402
 
 MASTERS = ["master1", "master2", "master3"]
 SCENARIOS = ("holder-killed", "haproxy-killed", "backend-killed")

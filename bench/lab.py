@@ -18,7 +18,7 @@ from pathlib import Path
 
 import verdict  # bench/verdict.py, next to this script
 
-from ksha.lab import base, core
+from ksha_lab import base, core
 
 
 def mem_used_mib() -> float:

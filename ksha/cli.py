@@ -9,7 +9,6 @@ import argparse
 import sys
 
 from ksha import __version__, importer, inventory
-from ksha.lab import cli as lab_cli
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 
@@ -66,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--roster-out", metavar="FILE", help="write a salt-ssh roster with the connection data")
     imp.set_defaults(func=cmd_import)
 
-    lab_cli.add_parser(sub)
     return parser
 
 
@@ -75,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "common_yaml", None) and getattr(args, "pillar", None):
         parser.error("--common-yaml goes with --hosts-ini, not with --pillar")
-    if args.command == "lab":
-        return lab_cli.main_guard(args.func, args)
     try:
         return args.func(args)
     except importer.InputError as exc:

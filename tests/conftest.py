@@ -40,7 +40,7 @@ def load_salt_module(kind, name="ksha"):
 @pytest.fixture
 def standin_certs(tmp_path):
     """A test CA and a serving certificate for lb.kubesphere.local and 127.0.0.1 (ca.crt, s.key, s.crt)."""
-    from tests.standins import pki
+    from ksha_lab.standins import pki
 
     ca_key, ca_cert = pki.make_ca()
     key, cert = pki.make_server_cert(ca_key, ca_cert, "master1", ["lb.kubesphere.local", "127.0.0.1"])

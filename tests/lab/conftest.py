@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ksha.lab import core
+from ksha_lab import core
 
 
 def pytest_collection_modifyitems(items):

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from ksha_lab.standins import pki
 from tests.lab.conftest import synced_lab, wait_for
-from tests.standins import pki
 
 MEMBERS = ["master1", "master2", "master3"]
 PKI = "/etc/etcd/pki"

@@ -2,7 +2,7 @@
 
 import yaml
 
-from ksha.lab import core
+from ksha_lab import core
 
 SEED_ROLES = {
     "master1": ["etcd", "kube-master"],

@@ -1,4 +1,4 @@
-"""ksha lab's host lifecycle: kill/start, stop/start, partition/heal."""
+"""ksha-lab's host lifecycle: kill/start, stop/start, partition/heal."""
 
 import time
 

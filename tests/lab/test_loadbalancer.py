@@ -1,6 +1,6 @@
 """Issue 4 in the lab: keepalived + haproxy VIP in front of the masters' apiservers.
 
-The apiservers are the kube-apiserver STAND-IN (tests/standins/kube_apiserver.py): a TLS
+The apiservers are the kube-apiserver STAND-IN (ksha_lab/standins/kube_apiserver.py): a TLS
 server on each master's node address answering /readyz, with a certificate from a test CA.
 """
 
@@ -9,8 +9,8 @@ import time
 import pytest
 import yaml
 
+from ksha_lab.standins import deploy as standin
 from tests.lab.conftest import synced_lab, wait_for
-from tests.standins import deploy as standin
 
 DOMAIN = standin.DOMAIN
 stop_standin = standin.stop

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from ksha_lab.standins import pki
 from tests.conftest import free_port, load_salt_module
-from tests.standins import pki
 
 ksha_etcd = load_salt_module("modules", "ksha_etcd")
 

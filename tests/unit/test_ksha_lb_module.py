@@ -10,6 +10,7 @@ from unittest.mock import patch
 
 import pytest
 
+from ksha_lab.standins.deploy import STANDIN
 from tests.conftest import free_port, load_salt_module
 
 ksha_lb = load_salt_module("modules", "ksha_lb")
@@ -83,7 +84,7 @@ def standin(standin_certs):
     tmp_path = standin_certs
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "tests/standins/kube_apiserver.py", "--bind-address=127.0.0.1", f"--secure-port={port}",
+        [sys.executable, STANDIN, "--bind-address=127.0.0.1", f"--secure-port={port}",
          f"--tls-cert-file={tmp_path / 's.crt'}", f"--tls-private-key-file={tmp_path / 's.key'}"]
     )  # fmt: skip
     for _ in range(50):

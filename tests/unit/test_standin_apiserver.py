@@ -8,9 +8,8 @@ import urllib.request
 
 import pytest
 
+from ksha_lab.standins.deploy import STANDIN
 from tests.conftest import free_port
-
-STANDIN = "tests/standins/kube_apiserver.py"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Put the kube-apiserver STAND-IN on the lab's masters (tests, benchmarks and `make demo`).
 
 There is no control plane in ksha yet, and the real kube-apiserver cannot be downloaded
-here. This starts tests/standins/kube_apiserver.py on each master's node address:6443,
+here. This starts ksha_lab/standins/kube_apiserver.py on each master's node address:6443,
 with a certificate from a throw-away test CA that names the LB domain, the VIP and the
 node. Everything it writes is under /etc/ksha-standin and /usr/local/lib/ksha-standin
 inside the lab hosts, and its units are named kube-apiserver-standin-*.
@@ -10,7 +10,7 @@ inside the lab hosts, and its units are named kube-apiserver-standin-*.
 import time
 from pathlib import Path
 
-from tests.standins import pki
+from ksha_lab.standins import pki
 
 STANDIN = Path(__file__).resolve().parent / "kube_apiserver.py"
 DOMAIN = "lb.kubesphere.local"

@@ -93,6 +93,15 @@ class LabError(RuntimeError):
     """A lab operation failed; the message says what and where to look."""
 
 
+def require_checkout() -> None:
+    """The lab runs from ksha's checkout: the master serves its salt/ and the hosts get Salt pinned
+    by its requirements/. It is found as the ksha package's parent (``ksha.saltconf.REPO``), so ksha
+    must be installed editable from the checkout (``make venv``: pip install -e . -e ./lab)."""
+    missing = [str(p) for p in (REPO / "salt" / "top.sls", CONSTRAINTS) if not p.is_file()]
+    if missing:
+        raise LabError(f"ksha is not installed from a checkout ({', '.join(missing)} missing): run make venv")
+
+
 def debian_mirror() -> str:
     """The Debian mirror this machine's apt uses (the lab adds none of its own)."""
     candidates: list[str] = []

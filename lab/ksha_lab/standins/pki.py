@@ -1,4 +1,4 @@
-"""Test-only certificates for the stand-ins (the real PKI is x509_v2 in the formula)."""
+"""Test-only certificates for the stand-ins and the tests (the real PKI is x509_v2 in the formula)."""
 
 import datetime
 import ipaddress
@@ -19,7 +19,7 @@ def _pem_key(key):
     )
 
 
-def make_ca(cn="ksha lab test CA"):
+def make_ca(cn="ksha-lab test CA"):
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksha import importer, inventory
-from ksha.lab import base
 from ksha.saltconf import REPO, file_roots
+from ksha_lab import base
 
 STATE = Path(os.environ.get("KSHA_LAB_STATE", "/var/lib/ksha-lab"))
 CACHE = Path(os.environ.get("KSHA_LAB_CACHE", "/var/cache/ksha-lab"))
@@ -330,7 +330,7 @@ class Lab:
         """The command line that runs `cmd` inside the host, with the host's environment, not ours."""
         pid = self.init_pid(host)
         if not pid:
-            raise LabError(f"{host.name} is not running (ksha lab start {host.name})")
+            raise LabError(f"{host.name} is not running (ksha-lab start {host.name})")
         return ["nsenter", "-t", str(pid), "-a", "env", "-i", CONTAINER_PATH, *cmd]
 
     def exec(self, host: Host, *cmd: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
@@ -449,6 +449,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 def up(topology: str = "seed", subnet: str = DEFAULT_SUBNET, log: Callable[[str], None] = _say) -> Lab:
     """Bring a fresh lab up (cleaning whatever an earlier one left) and wait until it is ready."""
+    base.require_checkout()
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     down(log=lambda m: None)

@@ -43,7 +43,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="kube-apiserver (ksha lab stand-in)", allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="kube-apiserver (ksha-lab stand-in)", allow_abbrev=False)
     parser.add_argument("--bind-address", required=True)
     parser.add_argument("--secure-port", type=int, default=6443)
     parser.add_argument("--tls-cert-file", required=True)

@@ -1,4 +1,4 @@
-"""``ksha lab …``: the systemd-nspawn lab from the command line."""
+"""``ksha-lab …``: the systemd-nspawn lab from the command line (test equipment, not the product)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from ksha.lab import core
+from ksha_lab import core
+from ksha_lab.standins import deploy as standin
 
 
 def _lab() -> core.Lab:
     lab = core.Lab.load()
     if lab is None:
-        raise core.LabError("no lab is up (ksha lab up)")
+        raise core.LabError("no lab is up (ksha-lab up)")
     return lab
 
 
@@ -53,7 +53,7 @@ def cmd_status(args) -> int:
 
 def cmd_exec(args) -> int:
     if not args.cmd:
-        raise core.LabError("usage: ksha lab exec HOST -- CMD [ARGS...]")
+        raise core.LabError("usage: ksha-lab exec HOST -- CMD [ARGS...]")
     lab = _lab()
     return subprocess.call(lab.exec_argv(lab.host(args.host), *args.cmd))
 
@@ -101,29 +101,17 @@ def cmd_salt(args) -> int:
     return subprocess.call(lab.salt_cmd(args.tool, *args.args))
 
 
-def _standin_deployer():
-    """tests/standins/deploy.py of this checkout (the demo runs from a checkout: make demo)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "tests" / "standins" / "deploy.py").is_file():
-        raise core.LabError(f"the demo needs ksha's checkout (tests/standins/ under {root}); run it with make demo")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from tests.standins import deploy  # noqa: PLC0415 - a checkout's test helper, only for the demo
-
-    return deploy
-
-
 def cmd_demo(args) -> int:
     """`make demo`: lab up, apiserver stand-ins, sync, orchestrate, status; the lab stays up."""
     lab = core.up(args.topology, args.subnet)
     masters = [h for h in lab.hosts.values() if "kube-master" in h.groups]
     print(
         "\nksha has no control plane yet, so the LB gets the kube-apiserver STAND-IN as its backends:\n"
-        "tests/standins/kube_apiserver.py (test-only, a TLS /readyz server with a throw-away CA) on "
+        "ksha_lab/standins/kube_apiserver.py (test-only, a TLS /readyz server with a throw-away CA) on "
         + ", ".join(f"{h.name} {h.ip}:6443" for h in masters),
         flush=True,
     )
-    _standin_deployer().deploy(lab, masters)
+    standin.deploy(lab, masters)
     steps = [
         ("salt-run", "saltutil.sync_all"),
         ("salt", "*", "saltutil.sync_all"),
@@ -150,18 +138,21 @@ def cmd_demo(args) -> int:
     config = lab.master_dir
     print(
         "\nThe lab is up. Try:\n"
-        "  .venv/bin/ksha lab status\n"
-        "  .venv/bin/ksha lab exec master1 -- systemctl status salt-minion\n"
+        "  .venv/bin/ksha-lab status\n"
+        "  .venv/bin/ksha-lab exec master1 -- systemctl status salt-minion\n"
         f"  .venv/bin/salt -c {config} '*' ksha.roles\n"
         f"  .venv/bin/salt-run -c {config} state.orchestrate orch.ksha test=True\n"
-        "Take it down with: .venv/bin/ksha lab down   (or make lab-down)"
+        "Take it down with: .venv/bin/ksha-lab down   (or make lab-down)"
     )
     return 0
 
 
-def add_parser(sub) -> None:
-    lab = sub.add_parser("lab", help="the systemd-nspawn lab (root)")
-    lsub = lab.add_subparsers(dest="lab_command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ksha-lab",
+        description="ksha's test lab (root): systemd-nspawn hosts with real systemd and Salt, on a private bridge.",
+    )
+    lsub = parser.add_subparsers(dest="command", required=True)
 
     def with_topology(p):
         p.add_argument("--topology", default="seed", help="seed (default), small, or a hosts.ini FILE")
@@ -174,7 +165,7 @@ def add_parser(sub) -> None:
     with_topology(lsub.add_parser("demo", help="up, then sync and run orch.ksha")).set_defaults(func=cmd_demo)
     lsub.add_parser("down", help="stop and remove everything the lab made").set_defaults(func=cmd_down)
     lsub.add_parser("status", help="hosts, addresses, boot state, minions, roles").set_defaults(func=cmd_status)
-    exec_ = lsub.add_parser("exec", help="run a command in a host: ksha lab exec HOST -- CMD")
+    exec_ = lsub.add_parser("exec", help="run a command in a host: ksha-lab exec HOST -- CMD")
     exec_.add_argument("host")
     exec_.add_argument("cmd", nargs=argparse.REMAINDER)
     exec_.set_defaults(func=cmd_exec)
@@ -193,17 +184,23 @@ def add_parser(sub) -> None:
         p = lsub.add_parser(tool, help=f"{tool} against the lab master")
         p.add_argument("args", nargs=argparse.REMAINDER)
         p.set_defaults(func=cmd_salt, tool=tool)
+    return parser
 
 
-def main_guard(func, args) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if os.geteuid() != 0:
-        print("ERROR ksha lab needs root (systemd-nspawn, mounts, bridges)", file=sys.stderr)
+        print("ERROR ksha-lab needs root (systemd-nspawn, mounts, bridges)", file=sys.stderr)
         return 2
     try:
-        return func(args)
+        return args.func(args)
     except core.LabError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; `ksha lab down` removes what was started", file=sys.stderr)
+        print("interrupted; `ksha-lab down` removes what was started", file=sys.stderr)
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
