@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from ksha_lab import core
 
@@ -82,18 +83,54 @@ def lab_salt(lab):
     return LabSalt(lab)
 
 
+class LabPillar:
+    """The lab's ksha pillar (``ksha.sls``) as a test changes it; the ``lab_pillar`` fixture puts
+    the original back after the test. Every minion's pillar is refreshed after each change."""
+
+    def __init__(self, lab, salt):
+        self.lab, self.salt = lab, salt
+        self.path = lab.pillar_dir / "ksha.sls"
+        self.original = self.path.read_text()
+
+    def write(self, text):
+        self.path.write_text(text)
+        self.salt.salt(",".join(self.lab.hosts), "saltutil.refresh_pillar", "wait=True")
+
+    def edit(self, change):
+        """``change(ksha)`` mutates a fresh copy of the original ``ksha`` dict, which is then written:
+        each edit starts from the pillar the test began with, not from the previous edit."""
+        pillar = yaml.safe_load(self.original)
+        change(pillar["ksha"])
+        self.write(yaml.safe_dump(pillar))
+
+    def restore(self):
+        self.write(self.original)
+
+
 @pytest.fixture
-def lab_pillar(lab, lab_salt):
-    """Replace the lab's ksha pillar for one test; the original comes back afterwards."""
-    path = lab.pillar_dir / "ksha.sls"
-    original = path.read_text()
+def lab_pillar(_lab_session):
+    """Edit the lab's ksha pillar for one test (``lab_pillar.edit(fn)``); the original comes back afterwards.
+    It edits the lab that is up (a module's fixture set it up): it never brings a lab up itself."""
+    lab = core.Lab.load()
+    assert lab is not None, "no lab is up"
+    pillar = LabPillar(lab, LabSalt(lab))
+    yield pillar
+    pillar.restore()
 
-    def write(text):
-        path.write_text(text)
-        lab_salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
 
-    yield write
-    write(original)
+def failed_states(out):
+    """The states that did not succeed, as {state ID: comment}, for one state run ({key: state
+    return}: a minion's highstate, the orchestration's states); for salt's per-minion output
+    ({minion: state run}), {minion: that} for every minion with one (or the minion's error as is)."""
+    if all(isinstance(v, dict) and "result" in v for v in out.values()):
+        return {s.get("__id__", key): s["comment"] for key, s in out.items() if s["result"] is not True}
+    failed = {}
+    for minion, states in out.items():
+        if not isinstance(states, dict):
+            failed[minion] = states
+        elif bad := failed_states(states):
+            failed[minion] = bad
+    return failed
 
 
 def wait_for(predicate, timeout, step=0.2):

@@ -19,11 +19,10 @@ import threading
 import time
 
 import pytest
-import yaml
 from cryptography import x509
 
 from ksha_lab.standins import pki
-from tests.lab.conftest import synced_lab, wait_for
+from tests.lab.conftest import failed_states, synced_lab, wait_for
 
 MEMBERS = ["master1", "master2", "master3"]
 PKI = "/etc/etcd/pki"
@@ -46,7 +45,7 @@ def etcd_lab(_lab_session):
     lab, salt = synced_lab()
     t0 = time.monotonic()
     rc, states = salt.orchestrate()
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     print(f"orch.ksha from bare hosts to a healthy etcd: {time.monotonic() - t0:.1f} s")
     return lab, salt, states
 
@@ -120,7 +119,7 @@ def test_second_orchestration_converges_without_bootstrapping_again(etcd_lab):
     lab, salt, _ = etcd_lab
     before = health(salt)["cluster_id"]
     rc, states = salt.orchestrate()
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     assert "ksha-phase-etcd-members-bootstrapped" not in states
     assert states["ksha-phase-etcd-members-converged"]["changes"] == {}
     assert health(salt)["cluster_id"] == before
@@ -194,7 +193,7 @@ def test_highstate_repairs_config_and_cert_drift_restarting_one_member_at_a_time
     assert restarted["master2"][0]["changes"]["restarted"] == "etcd"
     assert restarted["master3"][0]["changes"]["restarted"] == "etcd"
     assert not restarted["master1"][0]["changes"]
-    assert all(s["result"] is True for r in first.values() for s in r.values()), first
+    assert failed_states(first) == {}
     assert max(down_at_once) <= 1, down_at_once
     assert "ETCD_SNAPSHOT_COUNT=10000" in lab.exec(lab.hosts["master2"], "cat", "/etc/etcd/ksha-etcd.env").stdout
     assert wait_for(lambda: health(salt)["healthy"], 30, step=1)
@@ -202,19 +201,6 @@ def test_highstate_repairs_config_and_cert_drift_restarting_one_member_at_a_time
     second = salt.salt(",".join(MEMBERS), "state.highstate", timeout=900)
     changed = {m: [s["__id__"] for s in r.values() if s["changes"]] for m, r in second.items()}
     assert changed == {m: [] for m in MEMBERS}
-
-
-def failed_states(out):
-    """{minion: {state ID: comment}} of the states that did not succeed (or the minion's error)."""
-    failed = {}
-    for minion, states in out.items():
-        if not isinstance(states, dict):
-            failed[minion] = states
-            continue
-        bad = {s["__id__"]: s["comment"] for s in states.values() if s["result"] is not True}
-        if bad:
-            failed[minion] = bad
-    return failed
 
 
 def served_certificate(lab, member):
@@ -242,16 +228,16 @@ def test_certificates_are_renewed_at_days_remaining_and_snapshots_come_by_timer(
     days_valid changed. Meanwhile the backup timer, set to 1 minute, takes snapshots on its own."""
     lab, salt, _ = etcd_lab
     assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
-    original = (lab.pillar_dir / "ksha.sls").read_text()
     members = ",".join(MEMBERS)
 
     def pillar_with(pki_settings, backup=None):
-        pillar = yaml.safe_load(original)
-        etcd = pillar["ksha"].setdefault("etcd", {})
-        etcd.setdefault("pki", {}).update(pki_settings)
-        if backup:
-            etcd.setdefault("backup", {}).update(backup)
-        lab_pillar(yaml.safe_dump(pillar))
+        def change(ksha):
+            etcd = ksha.setdefault("etcd", {})
+            etcd.setdefault("pki", {}).update(pki_settings)
+            if backup:
+                etcd.setdefault("backup", {}).update(backup)
+
+        lab_pillar.edit(change)
 
     def highstate():
         out = salt.salt(members, "state.highstate", timeout=900)
@@ -334,14 +320,11 @@ def release_server(lab, tmp_path):
 def test_archive_source_switches_members_to_the_checked_release_one_at_a_time(etcd_lab, lab_pillar, release_server):
     lab, salt, _ = etcd_lab
     assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
-    original = (lab.pillar_dir / "ksha.sls").read_text()
     members = ",".join(MEMBERS)
     opt = f"/opt/etcd-{release_server['version']}/etcd"
 
     def pillar_with(archive):
-        pillar = yaml.safe_load(original)
-        pillar["ksha"].setdefault("etcd", {}).update({"source": "archive", "archive": archive})
-        lab_pillar(yaml.safe_dump(pillar))
+        lab_pillar.edit(lambda ksha: ksha.setdefault("etcd", {}).update({"source": "archive", "archive": archive}))
 
     # A tarball that does not match the pinned sha256 is refused; every member keeps running as it was.
     pillar_with({**release_server, "sha256": "0" * 64})
@@ -372,7 +355,7 @@ def test_archive_source_switches_members_to_the_checked_release_one_at_a_time(et
     assert {m: [s["__id__"] for s in r.values() if s["changes"]] for m, r in again.items()} == {m: [] for m in MEMBERS}
 
     # And back to the distro's package.
-    lab_pillar(original)
+    lab_pillar.restore()
     out = salt.salt(members, "state.highstate", timeout=900)
     assert failed_states(out) == {}
     assert [running_binary(lab, m) for m in MEMBERS] == ["/usr/bin/etcd"] * 3

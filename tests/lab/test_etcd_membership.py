@@ -7,9 +7,8 @@ import json
 import time
 
 import pytest
-import yaml
 
-from tests.lab.conftest import synced_lab, wait_for
+from tests.lab.conftest import failed_states, synced_lab, wait_for
 from tests.lab.test_etcd import PKI, etcdctl
 
 KEYS = 10_000
@@ -46,30 +45,29 @@ def count_keys(lab, host, names):
 def members_lab(_lab_session):
     lab, salt = synced_lab()
     rc, states = salt.orchestrate()
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     write_keys(lab, "master1", ["master1", "master2", "master3"])
     assert count_keys(lab, "master1", ["master1"]) == KEYS
     return lab, salt
 
 
 @pytest.fixture
-def etcd_group(members_lab):
+def etcd_group(members_lab, lab_pillar):
     """Set ksha:groups:etcd (and options) and orchestrate; the seed's 3 members come back after."""
-    lab, salt = members_lab
-    path = lab.pillar_dir / "ksha.sls"
-    original = path.read_text()
+    _, salt = members_lab
 
     def apply(members, **etcd_options):
-        pillar = yaml.safe_load(original)
-        pillar["ksha"]["groups"]["etcd"] = members
-        pillar["ksha"].setdefault("etcd", {}).update(etcd_options)
-        path.write_text(yaml.safe_dump(pillar))
+        def change(ksha):
+            ksha["groups"]["etcd"] = members
+            ksha.setdefault("etcd", {}).update(etcd_options)
+
+        lab_pillar.edit(change)
         return salt.orchestrate()
 
     yield apply
-    path.write_text(original)
+    lab_pillar.restore()
     rc, states = salt.orchestrate()
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
 
 
 def health(salt, host="master1"):

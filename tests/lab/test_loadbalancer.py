@@ -7,10 +7,9 @@ server on each master's node address answering /readyz, with a certificate from 
 import time
 
 import pytest
-import yaml
 
 from ksha_lab.standins import deploy as standin
-from tests.lab.conftest import synced_lab, wait_for
+from tests.lab.conftest import LabPillar, failed_states, synced_lab, wait_for
 
 DOMAIN = standin.DOMAIN
 stop_standin = standin.stop
@@ -40,17 +39,12 @@ def keepalived_lab(_lab_session):
     lab, salt = synced_lab()
     standin.deploy(lab, [lab.hosts[n] for n in ("master1", "master2", "master3")])
 
-    path = lab.pillar_dir / "ksha.sls"
-    original = path.read_text()
-    pillar = yaml.safe_load(original)
-    pillar["ksha"]["loadbalancer"]["mode"] = "keepalived"
-    path.write_text(yaml.safe_dump(pillar))
-    salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
+    pillar = LabPillar(lab, salt)
+    pillar.edit(lambda ksha: ksha["loadbalancer"].update(mode="keepalived"))
     rc, states = salt.orchestrate()
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     yield lab, salt
-    path.write_text(original)
-    salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
+    pillar.restore()
 
 
 MASTERS = ["master1", "master2", "master3"]
@@ -129,7 +123,7 @@ def test_highstate_repairs_lb_drift_without_moving_the_vip(keepalived_lab):
         "ksha-loadbalancer-haproxy-running",
         "ksha-loadbalancer-keepalived-running",
     ]
-    assert all(s["result"] is True for s in first.values())
+    assert failed_states(first) == {}
     assert "inter 500 " in lab.exec(host, "cat", "/etc/haproxy/haproxy.cfg").stdout
     assert lab.exec(host, "systemctl", "is-active", "keepalived").stdout.strip() == "active"
     assert f"{lab.vip} {DOMAIN}" in lab.exec(host, "cat", "/etc/hosts").stdout
@@ -189,24 +183,18 @@ def test_partitioned_vip_holder_leaves_exactly_one_holder_each_side_and_one_afte
 
 
 @pytest.fixture
-def reconfigure(keepalived_lab):
+def reconfigure(keepalived_lab, lab_pillar):
     """Edit the lab's ksha pillar and run orch.ksha once; afterwards the pillar (and LB) come back."""
     lab, salt = keepalived_lab
-    path = lab.pillar_dir / "ksha.sls"
-    original = path.read_text()
 
     def apply(edit):
-        pillar = yaml.safe_load(original)
-        edit(pillar["ksha"])
-        path.write_text(yaml.safe_dump(pillar))
-        salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
+        lab_pillar.edit(edit)
         return salt.orchestrate()
 
     yield apply
-    path.write_text(original)
-    salt.salt(",".join(lab.hosts), "saltutil.refresh_pillar", "wait=True")
+    lab_pillar.restore()
     rc, states = salt.orchestrate()
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     assert wait_for(lambda: vip_holders(lab, MASTERS) == ["master1"], 20), vip_holders(lab, MASTERS)
 
 
@@ -231,7 +219,7 @@ def test_moving_the_lb_hosts_and_adding_a_master_take_one_orchestration(keepaliv
         ksha["loadbalancer"]["console"] = {"enabled": True}
 
     rc, states = reconfigure(edit)
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     lb_hosts = ["master2", "master3", "node1"]
     # master1 left the LB hosts: ksha's keepalived and haproxy are gone from it; node1 runs both.
     assert not active(lab, "master1", "keepalived") and not active(lab, "master1", "haproxy")
@@ -290,7 +278,7 @@ def test_external_mode_checks_every_host_reaches_the_lb_before_changing_anything
         }  # fmt: skip
 
     rc, states = reconfigure(external)
-    assert rc == 0, {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert rc == 0, failed_states(states)
     # No host runs ksha's LB any more, nobody holds the VIP, and the LB domain is the external address.
     assert not any(active(lab, n, "keepalived") or active(lab, n, "haproxy") for n in MASTERS)
     assert vip_holders(lab, MASTERS) == []
