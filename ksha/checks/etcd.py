@@ -1,0 +1,117 @@
+"""ksha:groups:etcd's member count and ksha:etcd: install source, ports, raft timings, certificates, backups."""
+
+from __future__ import annotations
+
+import re
+
+from ksha.checks.base import ETCD_SOURCES, Context, Report
+
+KEY = "ksha:etcd"
+
+
+def check(ctx: Context, report: Report) -> None:
+    etcd = ctx.section("etcd")
+    _member_count(ctx, etcd, report)
+    _source(etcd, report)
+    _ports_and_timings(etcd, report)
+    _pki(ctx, etcd.get("pki") if isinstance(etcd.get("pki"), dict) else {}, report)
+    backup = etcd.get("backup") if isinstance(etcd.get("backup"), dict) else {}
+    if "dir" in backup and not (isinstance(backup["dir"], str) and backup["dir"].startswith("/")):
+        report.error(f"{KEY}:backup:dir", f"{backup['dir']!r} must be an absolute path")
+    _workers(ctx, report)
+
+
+def _member_count(ctx: Context, etcd: dict, report: Report) -> None:
+    count = len(ctx.groups["etcd"])
+    allow_even = etcd.get("allow_even_member_count") is True
+    if count == 0:
+        report.error("ksha:groups:etcd", "is empty: the cluster needs etcd members (an odd number, usually 3)")
+    elif count == 1:
+        report.warning("ksha:groups:etcd", "has 1 member: etcd is not highly available (use 3 or 5)")
+    elif count % 2 == 0:
+        if allow_even:
+            report.warning(
+                "ksha:groups:etcd",
+                f"has {count} members (even), allowed by ksha:etcd:allow_even_member_count while a member is "
+                "replaced; an even count tolerates no more failures than one member fewer: set it back to false "
+                "once the replacement has joined",
+            )
+        else:
+            report.error(
+                "ksha:groups:etcd",
+                f"has {count} members; etcd needs an odd number (e.g. {count - 1} or {count + 1}). While replacing "
+                "a member, set ksha:etcd:allow_even_member_count: true for the transition",
+            )
+
+
+def _source(etcd: dict, report: Report) -> None:
+    source = etcd.get("source", "package")
+    if source not in ETCD_SOURCES:
+        report.error(f"{KEY}:source", f"{source!r} is not one of {', '.join(ETCD_SOURCES)}")
+    elif source == "archive":
+        archive = etcd.get("archive") if isinstance(etcd.get("archive"), dict) else {}
+        sha = archive.get("sha256")
+        if not (isinstance(sha, str) and re.match(r"^[0-9a-fA-F]{64}$", sha)):
+            report.error(
+                f"{KEY}:archive:sha256",
+                "source 'archive' needs the release tarball's sha256 (64 hex digits, from the release's "
+                "SHA256SUMS) so a changed download is refused",
+            )
+        if not (isinstance(archive.get("url"), str) and re.match(r"^(https?|salt|file)://", archive["url"])):
+            report.error(f"{KEY}:archive:url", f"{archive.get('url')!r} is not an http(s)://, salt:// or file:// URL")
+        if not (isinstance(archive.get("version"), str) and re.match(r"^v?[0-9]+\.[0-9]+\.[0-9]+", archive["version"])):
+            report.error(
+                f"{KEY}:archive:version", f"{archive.get('version')!r} is not a release version (e.g. v3.4.23)"
+            )
+
+
+def _ports_and_timings(etcd: dict, report: Report) -> None:
+    """Cross-checks only: each number alone is checked by the schema section (LIMITS)."""
+    client, peer, metrics = etcd.get("client_port"), etcd.get("peer_port"), etcd.get("metrics_port")
+    if client is not None and client == peer:
+        report.error(f"{KEY}:peer_port", "is the same as ksha:etcd:client_port; etcd needs two ports")
+    if metrics is not None and metrics in (client, peer):
+        report.error(f"{KEY}:metrics_port", f"{metrics} is also ksha:etcd's client or peer port")
+    heartbeat, election = etcd.get("heartbeat_interval_ms"), etcd.get("election_timeout_ms")
+    if heartbeat is not None and election is not None and election < 5 * heartbeat:
+        report.error(
+            f"{KEY}:election_timeout_ms",
+            f"{election} ms is less than 5 heartbeats ({heartbeat} ms each); "
+            "etcd refuses to start (it advises about 10 heartbeats)",
+        )
+
+
+def _pki(ctx: Context, pki: dict, report: Report) -> None:
+    valid, remaining, ca_valid = pki.get("days_valid"), pki.get("days_remaining"), pki.get("ca_days_valid")
+    if valid is not None and remaining is not None and remaining >= valid:
+        report.error(
+            f"{KEY}:pki:days_remaining",
+            f"{remaining} is not less than ksha:etcd:pki:days_valid ({valid}): every "
+            "highstate would issue the certificates again and restart etcd",
+        )
+    if valid is not None and ca_valid is not None and valid > ca_valid:
+        report.error(
+            f"{KEY}:pki:days_valid",
+            f"{valid} is more than ksha:etcd:pki:ca_days_valid ({ca_valid}): a certificate cannot outlive its CA",
+        )
+    ca_host = pki.get("ca_host")
+    members = ctx.groups["etcd"]
+    # No member (the group's own error) or a member listed but not defined (its error): nothing to add.
+    if ca_host is None or not members or (isinstance(ca_host, str) and ca_host in ctx.positions["etcd"]):
+        return
+    report.error(
+        f"{KEY}:pki:ca_host",
+        f"{ca_host!r} is not an etcd member: ksha:groups:etcd lists {', '.join(members)}; "
+        f"null means the first member ({members[0]})",
+    )
+
+
+def _workers(ctx: Context, report: Report) -> None:
+    masters, nodes = set(ctx.groups["kube-master"]), set(ctx.groups["kube-node"])
+    for member in ctx.groups["etcd"]:
+        if member in nodes and member not in masters:
+            report.warning(
+                f"ksha:groups:etcd:{ctx.positions['etcd'][member]}",
+                f"host {member!r} is a kube-node but not a kube-master: etcd on workers competes with workloads "
+                "for memory and disk; the seed advises against it",
+            )

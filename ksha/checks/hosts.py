@@ -1,0 +1,58 @@
+"""ksha:hosts: names, addresses, duplicates. Leaves ``ctx.hosts`` and ``ctx.addresses``."""
+
+from __future__ import annotations
+
+from ksha.checks.base import HOST_KEYS, Context, Report, is_rfc1123_label, parse_ip
+
+
+def check(ctx: Context, report: Report) -> None:
+    hosts = ctx.ksha.get("hosts")
+    if not isinstance(hosts, list):
+        report.error("ksha:hosts", "must be a list of {name, ip} mappings")
+        return
+    if not hosts:
+        report.error("ksha:hosts", "is empty: the cluster needs at least one host")
+        return
+    by_name = ctx.hosts
+    owner = ctx.addresses
+    for index, host in enumerate(hosts):
+        key = f"ksha:hosts:{index}"
+        if not isinstance(host, dict):
+            report.error(key, f"must be a mapping with 'name' and 'ip', got {host!r}")
+            continue
+        name = host.get("name")
+        label = f"host {name!r}" if isinstance(name, str) else f"host #{index}"
+        for extra in host:
+            if extra not in HOST_KEYS:
+                report.warning(f"{key}:{extra}", f"{label}: unknown key, ignored (known keys: {', '.join(HOST_KEYS)})")
+        if name is None:
+            report.error(f"{key}:name", "missing: every host needs a name (its Salt minion id)")
+        elif isinstance(name, str) and name in by_name:
+            report.error(f"{key}:name", f"duplicate host name {name!r} (also ksha:hosts:{by_name[name]['_index']})")
+        else:
+            if not is_rfc1123_label(name):
+                report.error(
+                    f"{key}:name",
+                    f"{name!r} is not an RFC 1123 label (lowercase letters, digits and '-', "
+                    "1-63 characters, starting and ending with a letter or digit); it becomes the Kubernetes node name",
+                )
+            if isinstance(name, str):  # still known to the groups: one error per problem, no cascade
+                by_name[name] = {**host, "_index": index}
+
+        addresses = [("ip", host.get("ip"))]
+        extras = host.get("addresses", [])
+        if not isinstance(extras, list):
+            report.error(f"{key}:addresses", f"{label}: must be a list of IP addresses")
+            extras = []
+        addresses += [(f"addresses:{i}", a) for i, a in enumerate(extras)]
+        for suffix, value in addresses:
+            if suffix == "ip" and value is None:
+                report.error(f"{key}:ip", f"{label}: missing: the address the cluster uses to reach this host")
+                continue
+            addr = parse_ip(value)
+            if addr is None:
+                report.error(f"{key}:{suffix}", f"{label}: {value!r} is not a valid IPv4 or IPv6 address")
+                continue
+            if addr in owner and owner[addr] != label:
+                report.error(f"{key}:{suffix}", f"{label}: address {addr} is also used by {owner[addr]}")
+            owner.setdefault(addr, label)
