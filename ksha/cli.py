@@ -1,11 +1,14 @@
 """The ``ksha`` command line.
 
-Exit codes: 0 valid / done, 1 invalid inventory, 2 unreadable input or usage error.
+Exit codes: 0 valid / done, 1 invalid inventory, 2 unreadable input, unwritable output
+(``--roster-out``, stdout), a contradictory hosts.ini (a variable given two values) or a
+usage error. No message shows a password.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ksha import __version__, importer, inventory
@@ -32,17 +35,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    ksha, roster, notes = importer.import_files(args.hosts_ini, args.common_yaml)
+    roster_out = args.roster_out
+    if roster_out is not None:  # before anything is read, written or printed
+        importer.check_output_path(roster_out, "--roster-out", inputs=(args.hosts_ini, args.common_yaml))
+    ksha, roster, notes = importer.import_files(args.hosts_ini, args.common_yaml, roster_kept=roster_out is not None)
+    findings = inventory.validate(ksha)
+    if roster_out is not None:
+        importer.write_roster(roster, roster_out)
     for note in notes:
         print(f"NOTE {note}", file=sys.stderr)
-    sys.stdout.write("# ksha pillar imported by `ksha import`; see pillar/ksha.sls.example for every key.\n")
-    sys.stdout.write(importer.dump_yaml({"ksha": ksha}))
-    if args.roster_out:
-        importer.write_roster(roster, args.roster_out)
-        print(f"NOTE roster with connection data written to {args.roster_out} (mode 0600)", file=sys.stderr)
-    findings = inventory.validate(ksha)
+    if roster_out is not None:
+        print(f"NOTE roster with connection data written to {roster_out} (mode 0600)", file=sys.stderr)
+    _write_stdout(
+        "# ksha pillar imported by `ksha import`; see pillar/ksha.sls.example for every key.\n"
+        + importer.dump_yaml({"ksha": ksha})
+    )
     _print_findings(findings)
     return EXIT_INVALID if inventory.has_errors(findings) else EXIT_OK
+
+
+def _write_stdout(text: str) -> None:
+    """Print to stdout; a stdout that cannot take it (closed pipe, full disk) is an OutputError."""
+    if sys.stdout is None:
+        raise importer.OutputError("stdout: is closed")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        # What is still buffered is flushed again at exit: let that go to /dev/null, quietly.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise importer.OutputError(f"stdout: cannot write: {exc.strerror or exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

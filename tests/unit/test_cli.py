@@ -97,3 +97,79 @@ def test_common_yaml_with_pillar_is_a_usage_error():
     run = ksha("validate", "--pillar", SEED / "common.yaml", "--common-yaml", SEED / "common.yaml")
     assert run.returncode == 2
     assert "--common-yaml goes with --hosts-ini" in run.stderr
+
+
+# --- issue 11 item 3: output paths, secrets, redefinitions ---
+
+
+@pytest.mark.parametrize(
+    "where, reason",
+    [
+        ("no/such/dir/roster", "directory {tmp}/no/such/dir does not exist"),
+        ("", "is a directory; give a file name"),
+        ("afile/roster", "{tmp}/afile is not a directory"),
+        ("hosts.ini", "is also an input file; it would be overwritten"),
+    ],
+)
+def test_import_unwritable_roster_out_exit_2_before_printing_anything(tmp_path, where, reason):
+    ini = tmp_path / "hosts.ini"
+    ini.write_bytes((SEED / "hosts.ini").read_bytes())
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / where if where else tmp_path
+    run = ksha("import", "--hosts-ini", ini, "--roster-out", target)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.splitlines() == [f"ERROR --roster-out {target}: {reason.format(tmp=tmp_path)}"]
+    assert ini.read_bytes() == (SEED / "hosts.ini").read_bytes()
+
+
+def test_import_to_a_full_stdout_exit_2_without_traceback():
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [str(KSHA), "import", "--hosts-ini", SEED / "hosts.ini", "--common-yaml", SEED / "common.yaml"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == "ERROR stdout: cannot write: No space left on device"
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
+
+
+def test_import_without_roster_out_notes_the_unwritten_passwords_by_host():
+    run = ksha("import", "--hosts-ini", SEED / "hosts.ini", "--common-yaml", SEED / "common.yaml")
+    assert run.returncode == 0, run.stderr
+    assert (
+        f"NOTE {SEED / 'hosts.ini'}:3: ssh/become passwords of 5 host(s) (master2, master3, node1, node2, node3) "
+        "were not written anywhere (the pillar never holds them); to keep them in a salt-ssh roster, add "
+        "--roster-out FILE"
+    ) in run.stderr.splitlines()
+    assert "PASSWORD" not in run.stderr and "PASSWORD" not in run.stdout
+
+
+def test_import_with_roster_out_has_no_unwritten_passwords_note(tmp_path):
+    run = ksha("import", "--hosts-ini", SEED / "hosts.ini", "--roster-out", tmp_path / "roster")
+    assert "not written anywhere" not in run.stderr
+
+
+def test_malformed_line_with_a_password_exit_2_without_showing_it(tmp_path):
+    ini = tmp_path / "hosts.ini"
+    ini.write_text('[all]\nmaster1 ip=10.0.0.1 ansible_ssh_pass="Sup3rS3cret\n[kube-master]\nmaster1\n')
+    for command in ("import", "validate"):
+        run = ksha(command, "--hosts-ini", ini)
+        assert run.returncode == 2
+        assert run.stderr.splitlines() == [
+            f"ERROR {ini}:2: cannot parse 'master1 ip=10.0.0.1 ansible_ssh_pass=***': No closing quotation"
+        ]
+        assert "Sup3rS3cret" not in run.stdout + run.stderr
+
+
+def test_host_defined_twice_with_different_ip_exit_2_naming_both_lines(tmp_path):
+    ini = tmp_path / "hosts.ini"
+    ini.write_text("[all]\nmaster1 ip=10.0.0.1\nmaster1 ip=10.0.0.2\n[kube-master]\nmaster1\n")
+    run = ksha("import", "--hosts-ini", ini)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"ERROR {ini}:3: host 'master1' is given ip=10.0.0.2 here but ip=10.0.0.1 on line 2; give it one value"
+    ]
