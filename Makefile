@@ -25,9 +25,9 @@ $(BIN)/ksha: setup.cfg requirements/constraints.txt lab/pyproject.toml
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check ksha lab salt/_runners salt/_states salt/_modules tests bench
-	$(BIN)/ruff format --check ksha lab salt/_runners salt/_states salt/_modules tests bench
-	$(BIN)/yamllint -s salt/ksha/defaults.yaml salt/ksha/osfamilymap.yaml salt/ksha/roles.yaml pillar/ .yamllint
+	$(BIN)/ruff check ksha lab salt/_runners salt/_states salt/_modules salt/_pillar tests bench
+	$(BIN)/ruff format --check ksha lab salt/_runners salt/_states salt/_modules salt/_pillar tests bench
+	$(BIN)/yamllint -s salt/ksha/defaults.yaml salt/ksha/osfamilymap.yaml pillar/ .yamllint
 	$(BIN)/salt-lint -x 205 $$(find salt pillar -name '*.sls' -o -name '*.jinja' -o -name '*.example' | sort)
 
 test: setup lint  ## the whole suite, lab tests included

@@ -37,6 +37,16 @@ def load_salt_module(kind, name="ksha"):
     return module
 
 
+def model_functions(ksha, minion_id):
+    """``__salt__`` entries for the ksha modules' ``ksha.model`` calls: the real
+    salt/_modules/ksha.py, its pillar what the ext_pillar publishes for `minion_id`."""
+    from ksha import model
+
+    module = load_salt_module("modules")
+    module.__pillar__ = model.for_minion(model.build(ksha), minion_id)
+    return {"ksha.model": module.model}
+
+
 @pytest.fixture
 def standin_certs(tmp_path):
     """A test CA and a serving certificate for lb.kubesphere.local and 127.0.0.1 (ca.crt, s.key, s.crt)."""

@@ -175,7 +175,6 @@ class Lab:
         ksha, roster, _ = importer.import_files(seed / "hosts.ini", seed / "common.yaml")
         self.pillar_dir.mkdir(parents=True, exist_ok=True)
         (self.pillar_dir / "top.sls").write_text((REPO / "pillar" / "top.sls.example").read_text())
-        shutil.copy(REPO / "pillar" / "ksha_etcd_pki.sls.example", self.pillar_dir / "ksha_etcd_pki.sls")
         # The seed's LB is a cloud LB; the lab has none, so it runs ksha's own: keepalived + haproxy
         # on the masters holding the VIP (the one edit to what the importer wrote).
         ksha["loadbalancer"]["mode"] = "keepalived"
@@ -210,6 +209,8 @@ class Lab:
             "gather_job_timeout": 5,
             "file_roots": file_roots(REPO),
             "pillar_roots": {"base": [str(self.pillar_dir)]},
+            # the cluster model (ksha/model.py) for every minion, and the etcd CA's signing policies
+            "ext_pillar": [{"ksha_model": {}}],
             # etcd certificates: any minion may ask the CA host to sign (x509_v2 remote signing, within
             # the signing policies' `minions`), and the CA host may check those matchers on the master.
             "peer": {".*": ["x509.sign_remote_certificate"]},

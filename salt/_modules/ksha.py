@@ -1,13 +1,16 @@
-"""ksha execution module: what the ``ksha`` pillar says about this minion.
+"""ksha execution module: the cluster model as this minion's pillar has it.
 
-Reads only this minion's pillar; the inventory is validated on the master
-(``salt-run ksha.validate``), not here.
+The master's external pillar ``ksha_model`` publishes the model (``ksha/model.py``)
+to every cluster minion; the other ksha modules read their settings through
+``ksha.model`` here, never from defaults of their own. The inventory is validated
+on the master (``salt-run ksha.validate``), not here.
 
-Salt 3008 masks pillar values at the output boundary, and ``pillar.get``
-called from a job returns the masked form; this module reads ``__pillar__``
-(plain values) and returns host entries, which hold no secret, exposed.
+Salt 3008 masks pillar values at the output boundary and ``pillar.get`` called from
+a job returns the masked form; this module reads ``__pillar__`` (plain values) and
+returns what holds no secret exposed.
 """
 
+import salt.exceptions
 import salt.utils.secret
 
 __virtualname__ = "ksha"
@@ -17,12 +20,33 @@ def __virtual__():
     return __virtualname__
 
 
-def _inventory():
-    return __pillar__.get("ksha") or {}
+def model():
+    """The cluster model from this minion's pillar (``ksha_model``, including ``me``).
+
+    Raises an error saying what is missing when the pillar has no usable model.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.model
+    """
+    found = __pillar__.get("ksha_model")
+    if not found:
+        raise salt.exceptions.CommandExecutionError(
+            "no 'ksha_model' pillar: the master needs ext_pillar [{ksha_model: {}}] and the minion the 'ksha' "
+            "pillar (then salt-run saltutil.sync_all; salt '*' saltutil.refresh_pillar)"
+        )
+    if found.get("errors"):
+        raise salt.exceptions.CommandExecutionError(
+            "the 'ksha' pillar is invalid (salt-run ksha.validate): " + "; ".join(found["errors"])
+        )
+    return found
 
 
 def host(minion_id=None):
-    """This minion's (or ``minion_id``'s) entry in ``ksha:hosts``, or ``{}``.
+    """This minion's (or ``minion_id``'s) host entry of the model: name, ip, groups, roles,
+    states, certificates; ``{}`` when it is not a cluster host.
 
     CLI Example:
 
@@ -31,14 +55,12 @@ def host(minion_id=None):
         salt '*' ksha.host
     """
     name = minion_id or __grains__["id"]
-    for entry in _inventory().get("hosts") or []:
-        if isinstance(entry, dict) and entry.get("name") == name:
-            return salt.utils.secret.expose(entry)
-    return {}
+    found = next((h for h in model()["hosts"] if h["name"] == name), {})
+    return salt.utils.secret.expose(found)
 
 
 def roles(minion_id=None):
-    """The ``ksha:groups`` naming this minion (or ``minion_id``), sorted.
+    """The ``ksha:groups`` naming this minion (or ``minion_id``), in the model's order.
 
     CLI Example:
 
@@ -46,6 +68,4 @@ def roles(minion_id=None):
 
         salt '*' ksha.roles
     """
-    name = minion_id or __grains__["id"]
-    groups = _inventory().get("groups") or {}
-    return sorted(group for group, members in groups.items() if name in (members or []))
+    return list(host(minion_id).get("groups", []))

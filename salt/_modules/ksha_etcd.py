@@ -1,9 +1,8 @@
 """ksha_etcd: the etcd cluster through ``etcdctl`` (API v3, JSON output), over mTLS.
 
 Every call authenticates with the admin client certificate ksha issues to etcd
-members (``ksha:etcd:pki``) and talks to the members' client URLs from the
-``ksha`` pillar, unless ``endpoints`` is given. Settings are read from
-``__pillar__`` (Salt 3008 masks ``pillar.get`` results inside jobs).
+members (``ksha:etcd:pki``) and talks to the members' client URLs of the cluster
+model (``ksha.model``), unless ``endpoints`` is given.
 
 Member IDs are returned as etcdctl takes them: lower-case hex strings.
 """
@@ -25,12 +24,9 @@ class EtcdError(Exception):
     """etcdctl failed; the message is its stderr (or why it could not run)."""
 
 
-def _ksha():
-    return __pillar__.get("ksha") or {}
-
-
 def settings():
-    """The etcd settings this module uses: ports, PKI paths, members and their URLs.
+    """The etcd settings this module uses, from the cluster model (``ksha.model``): ports,
+    the admin certificate, the data and backup directories, members and their URLs.
 
     CLI Example:
 
@@ -38,30 +34,19 @@ def settings():
 
         salt master1 ksha_etcd.settings
     """
-    ksha = _ksha()
-    etcd = ksha.get("etcd") or {}
-    pki = etcd.get("pki") or {}
-    pki_dir = pki.get("dir") or "/etc/etcd/pki"
-    client_port = int(etcd.get("client_port") or 2379)
-    peer_port = int(etcd.get("peer_port") or 2380)
-    ip_of = {h.get("name"): h.get("ip") for h in ksha.get("hosts") or [] if isinstance(h, dict)}
-    members = [m for m in (ksha.get("groups") or {}).get("etcd") or [] if m in ip_of]
+    model = __salt__["ksha.model"]()
+    conf, etcd = model["config"]["etcd"], model["etcd"]
     return {
-        "client_port": client_port,
-        "peer_port": peer_port,
-        "cacert": os.path.join(pki_dir, "ca.crt"),
-        "cert": os.path.join(pki_dir, "admin.crt"),
-        "key": os.path.join(pki_dir, "admin.key"),
-        "data_dir": etcd.get("data_dir") or "/var/lib/etcd",
-        "backup_dir": (etcd.get("backup") or {}).get("dir") or "/var/backups/kube_etcd",
-        "members": members,
-        "client_urls": {m: f"https://{_host(ip_of[m])}:{client_port}" for m in members},
-        "peer_urls": {m: f"https://{_host(ip_of[m])}:{peer_port}" for m in members},
+        "client_port": conf["client_port"],
+        "peer_port": conf["peer_port"],
+        **etcd["admin"],
+        "data_dir": conf["data_dir"],
+        "backup_dir": conf["backup"]["dir"],
+        "members": etcd["names"],
+        "client_urls": etcd["client_urls"],
+        "peer_urls": etcd["peer_urls"],
+        "local_client_url": etcd["local_client_url"],
     }
-
-
-def _host(ip):
-    return f"[{ip}]" if ":" in str(ip) else str(ip)
 
 
 def _endpoints(endpoints):

@@ -1,7 +1,7 @@
 """ksha_lb: the load balancer as a host sees it: VIP holder, haproxy backends, a probe.
 
-Settings default to the ``ksha:loadbalancer`` pillar (read from ``__pillar__``;
-Salt 3008 masks ``pillar.get`` results inside jobs).
+Settings default to the cluster model's (``ksha.model``): the API endpoint and
+``ksha:loadbalancer``.
 """
 
 import csv
@@ -13,7 +13,6 @@ import time
 
 __virtualname__ = "ksha_lb"
 
-DEFAULT_SOCKET = "/run/haproxy/admin.sock"
 BACKEND = "ksha-apiserver"
 
 
@@ -21,8 +20,10 @@ def __virtual__():
     return __virtualname__
 
 
-def _lb():
-    return (__pillar__.get("ksha") or {}).get("loadbalancer") or {}
+def _api():
+    """The API endpoint (domain, address, port) and the LB settings, from the cluster model."""
+    model = __salt__["ksha.model"]()
+    return model["api"], model["config"]["loadbalancer"]
 
 
 def vip_holder(address=None):
@@ -34,7 +35,7 @@ def vip_holder(address=None):
 
         salt -L master1,master2,master3 ksha_lb.vip_holder
     """
-    vip = address or _lb().get("address")
+    vip = address or _api()[0]["address"]
     if not vip:
         return {"vip": None, "held": False, "comment": "no ksha:loadbalancer:address"}
     held = vip in __salt__["network.ip_addrs"](include_loopback=False) + __salt__["network.ip_addrs6"]()
@@ -85,7 +86,7 @@ def backends(socket_path=None, backend=BACKEND):
 
         salt master1 ksha_lb.backends
     """
-    path = socket_path or (_lb().get("haproxy") or {}).get("stats_socket") or DEFAULT_SOCKET
+    path = socket_path or _api()[1]["haproxy"]["stats_socket"]
     try:
         return {"result": True, "backends": parse_stats(_stats(path), backend)}
     except OSError as exc:
@@ -105,9 +106,9 @@ def reach(address=None, port=None, timeout=3):
 
         salt '*' ksha_lb.reach
     """
-    lb = _lb()
-    address = address or lb.get("address")
-    port = int(port or lb.get("port") or 6443)
+    api = _api()[0]
+    address = address or api["address"]
+    port = int(port or api["port"])
     start = time.monotonic()
     out = {"address": address, "port": port}
     try:
@@ -135,10 +136,10 @@ def probe(address=None, port=None, domain=None, cafile=None, path="/readyz", tim
 
         salt '*' ksha_lb.probe cafile=/etc/kubernetes/pki/ca.crt
     """
-    lb = _lb()
-    address = address or lb.get("address")
-    port = int(port or lb.get("port") or 6443)
-    domain = domain or lb.get("domain") or "lb.kubesphere.local"
+    api = _api()[0]
+    address = address or api["address"]
+    port = int(port or api["port"])
+    domain = domain or api["domain"]
     if cafile:
         context = ssl.create_default_context(cafile=cafile)
     else:

@@ -1,7 +1,8 @@
-"""ksha runner: inventory validation, import and fleet status, on the Salt master.
+"""ksha runner: inventory validation, the orchestration's plan, import and fleet status,
+on the Salt master.
 
-The checks themselves live in the ``ksha`` Python package (``ksha.inventory``),
-shared with the CLI; install it into the master's Python (``pip install -e``
+The checks (``ksha.inventory``), the cluster model (``ksha.model``) and the plans
+(``ksha.plan``) live in the ``ksha`` Python package, shared with the CLI; install it into the master's Python (``pip install -e``
 of a checkout, or ``salt-pip install`` on a onedir master).
 
 The file is not named ``ksha.py`` on purpose: Salt's loader puts this
@@ -18,7 +19,8 @@ import salt.pillar
 import salt.utils.minions
 
 try:
-    from ksha import importer, inventory
+    from ksha import importer, inventory, model
+    from ksha import plan as planner
 
     HAS_KSHA = True
 except ImportError:
@@ -151,89 +153,71 @@ def validate(minion=None, pillar=None):
     return _report(sorted(findings, key=lambda f: f.level != "ERROR"))
 
 
-def targets(minion=None):
-    """Minion lists per role from the compiled ``ksha`` pillar (for orch/ksha.sls).
+def _model():
+    """The cluster model of the ksha pillar the master compiles, or None when it is not valid.
 
-    Returns ``{"all": [...], "kube-master": [...], "kube-node": [...], "etcd": [...]}``
-    plus the load-balancer targets of ``ksha.inventory.lb_targets``; empty lists
-    when there is no usable pillar (the preflight then fails).
+    Fleet problems (a host without an accepted key, minions that disagree) do not stop the
+    plan: the preflight's validation reports them and fails the run before any host changes.
     """
-    ksha, out = _inventory(minion)
-    out.update(inventory.lb_targets(ksha))
-    return out
+    ksha, _, _ = _fleet()
+    if ksha is None or inventory.has_errors(inventory.validate(ksha)):
+        return None
+    return model.build(ksha)
 
 
-def _inventory(minion=None):
-    """(the fleet's ksha pillar or {}, {"all": hosts, <group>: its members that are hosts})."""
-    ksha, _, _ = _fleet(minion)
-    ksha = ksha if isinstance(ksha, dict) else {}
-    hosts = inventory.host_names(ksha)
-    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
-    out = {"all": hosts}
-    for group in inventory.KNOWN_GROUPS:
-        members = groups.get(group) if isinstance(groups.get(group), list) else []
-        out[group] = [m for m in members if m in hosts]
-    return ksha, out
+def _etcd_live(cluster, timeout):
+    """What etcd_membership needs: the hosts that recorded a bootstrapped cluster, and the
+    member names etcd reports (None when no member answers)."""
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    hosts = [h["name"] for h in cluster["hosts"]]
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        out = client.cmd(hosts, "grains.get", ["ksha_etcd_cluster_id"], tgt_type="list", timeout=timeout)
+        recorded = {m: v for m, v in out.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
+        if not recorded:
+            return {"recorded": {}, "current": None}
+        listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
+    answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
+    current = [m["name"] or m["id"] for m in answer["members"]] if answer else None
+    return {"recorded": recorded, "current": current}
 
 
-def etcd_plan(timeout=5):
-    """What the orchestration's etcd phase does (orch/ksha.sls): the members, the CA host,
-    the hosts that get etcd certificates, and whether the cluster was bootstrapped.
+def _show(result, text):
+    """``output=data``: the dict; otherwise the text (salt-run prints it as it is)."""
+    return result if text is None else text
 
-    The cluster counts as bootstrapped when any member answers with the grain
-    ``ksha_etcd_cluster_id`` (set by ``ksha.etcd.healthy`` once the bootstrap
-    succeeded); then the orchestration never bootstraps it again.
+
+def plan(until=None, output="table", timeout=5):
+    """The steps ``orch.ksha`` takes, in order: id, target, what runs there, pillar, why.
+
+    Computed from the cluster model (``ksha.model``) and the live etcd membership by
+    ``ksha.plan.build``; ``orch/ksha.sls`` renders exactly these steps. With an invalid
+    pillar the plan is the preflight's validation alone (which fails and says why).
+
+    until
+        the last phase: preflight, common, lb, etcd (default: all).
+    output
+        ``table`` (default): one block per step, for a person; ``data``: the plan as a dict.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run ksha.etcd_plan
+        salt-run ksha.plan
+        salt-run ksha.plan until=lb
     """
-    import salt.client  # pylint: disable=import-outside-toplevel
-
-    ksha, groups = _inventory()
-    hosts, members, masters = groups["all"], groups["etcd"], groups["kube-master"]
-    pki = ((ksha.get("etcd") or {}).get("pki") or {}) if isinstance(ksha.get("etcd"), dict) else {}
-    ca_host = pki.get("ca_host") or (members[0] if members else None)
-    recorded, current, problem = {}, [], None
-    if hosts:
-        with salt.client.get_local_client(__opts__["conf_file"]) as client:
-            out = client.cmd(hosts, "grains.get", ["ksha_etcd_cluster_id"], tgt_type="list", timeout=timeout)
-            recorded = {m: v for m, v in out.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
-            if recorded:
-                listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
-                answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
-                if answer is None:
-                    problem = (
-                        f"the etcd cluster was bootstrapped (grain ksha_etcd_cluster_id on {', '.join(sorted(recorded))}) "
-                        "but no member answers; if quorum is lost for good, restore it: "
-                        "salt-run state.orchestrate orch.ksha.etcd_restore"
-                    )
-                else:
-                    current = [m["name"] or m["id"] for m in answer["members"]]
-    in_pillar = [m for m in members if m in recorded]
-    return {
-        "members": members,
-        "ca_host": ca_host,
-        "pki_hosts": members + [m for m in masters if m not in members],
-        "bootstrapped": bool(recorded),
-        "cluster_ids": sorted(set(recorded.values())),
-        "recorded_on": sorted(recorded),
-        "current": current,
-        # Members to add, one at a time (new in pillar, or listed but their host lost its data).
-        "joining": [m for m in members if m not in current or m not in recorded] if current else [],
-        # Members to remove (no longer in pillar), from a member that stays.
-        "leaving": [m for m in current if m not in members],
-        "remover": next((m for m in in_pillar if m in current), None),
-        "others": [h for h in hosts if h not in members],
-        "problem": problem,
-    }
+    cluster = _model()
+    live = None
+    if cluster is not None and cluster["etcd"]["names"] and "etcd" in planner.phases_until(until):
+        live = _etcd_live(cluster, timeout)
+    result = planner.build(cluster, live, until)
+    return _show(result, None if output == "data" else planner.describe(result["steps"]))
 
 
-def etcd_restore_plan(source=None, snapshot=None, timeout=10):
-    """The snapshot orch.ksha.etcd_restore restores and where: the newest on any etcd member
-    unless ``source`` and ``snapshot`` are given.
+def etcd_restore_plan(source=None, snapshot=None, output="table", timeout=10):
+    """The steps ``orch.ksha.etcd_restore`` takes: which snapshot, restored on which member
+    (the newest on any etcd member unless ``source`` and ``snapshot`` are given), then every
+    other member joins it.
 
     CLI Example:
 
@@ -243,30 +227,20 @@ def etcd_restore_plan(source=None, snapshot=None, timeout=10):
     """
     import salt.client  # pylint: disable=import-outside-toplevel
 
-    _, groups = _inventory()
-    members = groups["etcd"]
-    plan = {"members": members, "source": source, "snapshot": snapshot, "problem": None}
-    if not members:
-        plan["problem"] = "ksha:groups:etcd is empty: nothing to restore"
-        return plan
-    if source and source not in members:
-        plan["problem"] = f"source {source!r} is not an etcd member (ksha:groups:etcd)"
-        return plan
-    with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        found = client.cmd([source] if source else members, "ksha_etcd.snapshots", tgt_type="list", timeout=timeout)
-    candidates = [
-        (row["mtime"], minion, row["path"])
-        for minion, rows in found.items()
-        if isinstance(rows, list)
-        for row in rows
-        if not snapshot or row["path"] == snapshot
-    ]
-    if not candidates:
-        where = f"{snapshot} on {source}" if snapshot else "no snapshot on any member"
-        plan["problem"] = f"nothing to restore: {where} (ksha:etcd:backup:dir)"
-        return plan
-    _, plan["source"], plan["snapshot"] = max(candidates)
-    return plan
+    cluster = _model()
+    if cluster is None:
+        result = {"problem": "the ksha pillar is not valid: salt-run ksha.validate", "steps": []}
+        return _show(result, None if output == "data" else result["problem"])
+    members = cluster["etcd"]["names"]
+    found = {}
+    if members:
+        with salt.client.get_local_client(__opts__["conf_file"]) as client:
+            found = client.cmd(
+                [source] if source in members else members, "ksha_etcd.snapshots", tgt_type="list", timeout=timeout
+            )
+    result = planner.restore(cluster, found, source, snapshot)
+    text = result["problem"] or planner.describe(result["steps"])
+    return _show(result, None if output == "data" else text)
 
 
 def import_inventory(hosts_ini, common_yaml=None, roster_out=None):
@@ -285,14 +259,17 @@ def import_inventory(hosts_ini, common_yaml=None, roster_out=None):
         salt-run ksha.import_inventory /srv/conf/hosts.ini common_yaml=/srv/conf/common.yaml --out=yaml
     """
     try:
-        ksha, roster, notes = importer.import_files(hosts_ini, common_yaml)
-    except importer.InputError as exc:
+        if roster_out:  # before anything is read or written
+            importer.check_output_path(roster_out, "roster_out", [hosts_ini, common_yaml])
+        ksha, roster, notes = importer.import_files(hosts_ini, common_yaml, roster_kept=bool(roster_out))
+        if roster_out:
+            importer.write_roster(roster, roster_out)
+    except importer.InputError as exc:  # OutputError too
         __context__["retcode"] = 2
         return {"error": str(exc), "retcode": 2}
     for note in notes:
         log.warning("NOTE %s", note)
     if roster_out:
-        importer.write_roster(roster, roster_out)
         log.warning("NOTE roster with connection data written to %s (mode 0600)", roster_out)
     findings = inventory.validate(ksha)
     if inventory.has_errors(findings):
@@ -325,7 +302,7 @@ def _lb_view(lb_hosts, timeout):
     return holders, out.get("backends", []) if isinstance(out, dict) else []
 
 
-def _etcd_view(members, ip_of, pki_dir, timeout):
+def _etcd_view(members, ip_of, server_cert, timeout):
     """(health as one member sees it, {member: status row}, {member: server cert days left})."""
     import salt.client  # pylint: disable=import-outside-toplevel
 
@@ -338,9 +315,7 @@ def _etcd_view(members, ip_of, pki_dir, timeout):
             return None, {}, {}
         best = next((m for m in answered if healths[m].get("healthy")), answered[0])
         rows = client.cmd(best, "ksha_etcd.status", timeout=timeout + 10).get(best) or {}
-        days = client.cmd(
-            members, "ksha_etcd.cert_days_left", [f"{pki_dir}/server.crt"], tgt_type="list", timeout=timeout
-        )
+        days = client.cmd(members, "ksha_etcd.cert_days_left", [server_cert], tgt_type="list", timeout=timeout)
     member_at = {str(ip): name for name, ip in ip_of.items()}
     by_member = {}
     for row in rows.get("endpoints", []) if isinstance(rows, dict) else []:
@@ -373,35 +348,30 @@ def status(output="table", timeout=5):
         salt-run ksha.status
     """
     ksha, findings, _ = _fleet()
-    if ksha is None:
+    findings += inventory.validate(ksha) if ksha is not None else []
+    if inventory.has_errors(findings):
         __context__["retcode"] = 1
         return "\n".join(str(f) for f in findings)
-    names = inventory.host_names(ksha)
+    cluster = model.build(ksha)
+    names = [h["name"] for h in cluster["hosts"]]
     answered = _ping(names, timeout)
-    rows = []
-    for entry in ksha.get("hosts") or []:
-        if not isinstance(entry, dict) or entry.get("name") not in names:
-            continue
-        name = entry["name"]
-        rows.append(
-            {
-                "host": name,
-                "address": entry.get("ip"),
-                "roles": inventory.roles_of(ksha, name),
-                "minion": "up" if answered.get(name) is True else "DOWN",
-            }
-        )
-    lb = ksha.get("loadbalancer") or {}
-    keepalived = lb.get("mode") == "keepalived"
-    holders, backends = _lb_view(inventory.lb_hosts(ksha), timeout) if keepalived else ([], [])
+    rows = [
+        {
+            "host": h["name"],
+            "address": h["ip"],
+            "roles": h["groups"],
+            "minion": "up" if answered.get(h["name"]) is True else "DOWN",
+        }
+        for h in cluster["hosts"]
+    ]
+    api, lb = cluster["api"], cluster["loadbalancer"]
+    keepalived = lb["mode"] == "keepalived"
+    holders, backends = _lb_view(lb["hosts"], timeout) if keepalived else ([], [])
     for row in rows:
         row["vip"] = row["host"] in holders
-    groups = ksha.get("groups") if isinstance(ksha.get("groups"), dict) else {}
-    members = [m for m in groups.get("etcd") or [] if m in names]
-    etcd_conf = ksha.get("etcd") if isinstance(ksha.get("etcd"), dict) else {}
-    pki_dir = (etcd_conf.get("pki") or {}).get("dir") or "/etc/etcd/pki"
+    members = cluster["etcd"]["names"]
     ip_of = {r["host"]: r["address"] for r in rows}
-    etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, pki_dir, timeout)
+    etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
     unhealthy = (
         any(row["minion"] == "DOWN" for row in rows)
         or (keepalived and len(holders) != 1)
@@ -426,14 +396,11 @@ def status(output="table", timeout=5):
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.append("")
-    lines.append(
-        f"API endpoint: {lb.get('domain', 'lb.kubesphere.local')}:{lb.get('port', 6443)} -> "
-        f"{lb.get('address') or 'first master'} (loadbalancer mode: {lb.get('mode', 'none')})"
-    )
+    lines.append(f"API endpoint: {api['domain']}:{api['port']} -> {api['address']} (loadbalancer mode: {api['mode']})")
     if keepalived:
         who = ", ".join(holders) or "NOBODY"
         warn = "" if len(holders) == 1 else "  <-- expected exactly one holder"
-        lines.append(f"VIP {lb.get('address')} held by: {who}{warn}")
+        lines.append(f"VIP {api['address']} held by: {who}{warn}")
         states = ", ".join(
             f"{b['name']} {b['state']}" + ("" if b["state"].startswith("UP") else f" ({b['check']} {b['last_check']})")
             for b in backends

@@ -12,6 +12,7 @@ import time
 __virtualname__ = "ksha_etcd"
 
 RESTART_LOCK = "ksha-etcd-rolling-restart"
+RESTART_PROGRESS = "/run/ksha-etcd-restart.progress"
 
 
 def __virtual__():
@@ -85,11 +86,13 @@ def _main_process(unit):
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat", encoding="ascii") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
-    except (OSError, StopIteration, IndexError):
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, IndexError, ValueError):
         return None, None
-    return pid, btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    # From the uptime (1/100 s), not /proc/stat's btime (whole seconds, truncated): a file
+    # written just before the process started must not look newer than the process.
+    return pid, time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
 
 
 def _stale_binary(pid, binary):
@@ -106,7 +109,44 @@ def _stale_binary(pid, binary):
     return None
 
 
-def running_with_current_config(name, watched, binary=None, timeout=120):
+def restart_budget(members, timeout):
+    """Seconds a restart may take, lock queue included: each of the `members` may restart
+    before this one, each waiting at most `timeout` for the others and for itself."""
+    return max(1, int(members)) * (2 * int(timeout) + 30)
+
+
+def restart_failure(name, out, progress, budget, journal=""):
+    """The comment of a failed rolling restart (pure): which step it reached and why it failed,
+    from the command's result (Salt's timeout leaves only "Timed out" in stdout), its progress
+    file and the unit's journal."""
+    steps = [line for line in (progress or "").splitlines() if line.strip()]
+    reached = steps[-1].split(" ", 1)[-1] if steps else "before it started"
+    stdout, stderr = (out.get("stdout") or "").strip(), (out.get("stderr") or "").strip()
+    if "Timed out" in stdout and not stderr:
+        why = f"timed out after {budget} s (the whole lock queue's budget)"
+    else:
+        why = f"exit {out.get('retcode')}"
+    lines = [f"rolling restart of {name} failed, {why}, at step: {reached}"]
+    if stderr:
+        lines.append(f"stderr: {stderr[-800:]}")
+    if stdout and "Timed out" not in stdout:
+        lines.append(f"stdout: {stdout[-400:]}")
+    if steps:
+        lines.append("steps: " + "; ".join(steps))
+    if journal and journal.strip():
+        lines.append(f"{name} log (last lines):\n{journal.strip()}")
+    return "\n".join(lines)
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def running_with_current_config(name, watched, binary=None, timeout=120, progress=None):
     """Restart ``name`` (etcd) when one of ``watched`` changed after its process started, or
     when its process does not run ``binary`` as it is now (another release, an upgraded package).
 
@@ -133,19 +173,31 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
     conf = __salt__["ksha_etcd.settings"]()
     me = __grains__["id"]
     others = [url for member, url in conf["client_urls"].items() if member != me]
-    mine = conf["client_urls"].get(me, f"https://127.0.0.1:{conf['client_port']}")
+    mine = conf["client_urls"][me] if me in conf["client_urls"] else conf["local_client_url"]
+    progress = progress or RESTART_PROGRESS
+    # Every step is logged to a progress file as it starts: when the command fails or Salt's
+    # timeout kills it (then Salt keeps no output), the comment still says where it stopped.
     script = f"""
+step() {{ echo "$(date -u +%H:%M:%S) $*" >> {shlex.quote(progress)}; }}
 wait_healthy() {{
   n=0
-  until etcdctl --endpoints="$1" endpoint health >/dev/null 2>&1; do
-    n=$((n+1)); [ "$n" -ge {int(timeout)} ] && {{ echo "etcd at $1 not healthy after {int(timeout)} s" >&2; return 1; }}
+  until out=$(etcdctl --endpoints="$1" endpoint health 2>&1); do
+    n=$((n+1))
+    if [ "$n" -ge {int(timeout)} ]; then
+      echo "etcd at $1 not healthy after {int(timeout)} s: $out" >&2; step "failed: $1 not healthy"; return 1
+    fi
     sleep 1
   done
 }}
+step "holding the {RESTART_LOCK} lock"
+{"step 'waiting for the other members to be healthy'" if others else ""}
 {"wait_healthy " + shlex.quote(",".join(others)) + " || exit 1" if others else ""}
+step "restarting {name}"
 systemctl daemon-reload
-systemctl restart {shlex.quote(name)} || exit 1
-wait_healthy {shlex.quote(mine)}
+systemctl restart {shlex.quote(name)} || {{ step "failed: systemctl restart {name}"; exit 1; }}
+step "waiting for this member to be healthy"
+wait_healthy {shlex.quote(mine)} || exit 1
+step "done"
 """
     env = {
         "ETCDCTL_API": "3",
@@ -163,11 +215,14 @@ wait_healthy {shlex.quote(mine)}
         "-c",
         script,
     ]
-    out = __salt__["cmd.run_all"](cmd, python_shell=False, env=env, timeout=3 * int(timeout) + 30)
+    with open(progress, "w", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S', time.gmtime())} waiting for the {RESTART_LOCK} lock\n")
+    # The lock may be queued behind every other member's restart, each of which takes at most
+    # two health waits: the budget covers the whole queue, not one restart.
+    budget = restart_budget(len(conf["client_urls"]), timeout)
+    out = __salt__["cmd.run_all"](cmd, python_shell=False, env=env, timeout=budget)
     if out["retcode"] != 0:
-        ret["comment"] = (
-            f"rolling restart of {name} failed (exit {out['retcode']}): {(out.get('stderr') or '').strip()[-800:]}"
-        )
+        ret["comment"] = restart_failure(name, out, _read(progress), budget, _journal_tail(name, 10))
         return ret
     ret.update(
         result=True,
@@ -185,6 +240,111 @@ def _unhealthy_others(health, exclude):
     return [m for m, ok in health.get("members", {}).items() if not ok and m not in exclude]
 
 
+# What each step of a membership change does, for the operator (test=True and the comments).
+STEP_TEXT = {
+    "remove_stale": "remove the stale member {arg} (this host has no data)",
+    "add_learner": "add as a learner",
+    "start": "start etcd",
+    "promote": "promote once caught up",
+    "move_leader": "move leadership to {arg} first",
+    "remove": "remove member {arg}",
+}
+
+
+def describe(steps):
+    """The steps of a decision as one line: "snapshot, add as a learner, ..."."""
+    return ", ".join(["take a snapshot"] + [STEP_TEXT[kind].format(arg=arg) for kind, arg in steps])
+
+
+def join_decision(name, peer_url, members, health, has_data):
+    """What joining ``name`` (this host) to the running cluster takes (pure).
+
+    members
+        the member list (``ksha_etcd.members``' ``members``) as the other members see it.
+    health
+        ``ksha_etcd.health`` of the other members.
+    has_data
+        whether this host's data dir holds a member.
+
+    Returns ``{"action": "none" | "refuse" | "join", "comment", "steps", "member_id"}``;
+    ``steps`` are ``(kind, argument)`` pairs in order (kinds: ``STEP_TEXT``), each preceded by
+    a snapshot. The paths: already a started voting member (none); another member unhealthy
+    or no leader (refuse); listed but this host lost its data (a wiped member: remove the
+    stale entry, refused unless the rest keep quorum, then add again); listed as a learner or
+    added but never started (start, promote); not listed (add as a learner, start, promote).
+    """
+    entry = next((m for m in members if peer_url in m["peer_urls"]), None)
+    if entry and entry["name"] == name and not entry["learner"] and has_data:
+        return {"action": "none", "comment": f"{name} is a voting member ({entry['id']})", "steps": []}
+    exclude = {name, entry["id"]} if entry else {name}
+    if _unhealthy_others(health, exclude) or health["leader"] is None:
+        return {
+            "action": "refuse",
+            "comment": (
+                f"refused: the cluster is not healthy ({'; '.join(health['problems'])}); "
+                "membership is only changed on a healthy cluster"
+            ),
+            "steps": [],
+        }
+    stale = entry is not None and not has_data and not entry["learner"] and bool(entry["name"])
+    steps = []
+    if stale:
+        voters = len([m for m in members if not m["learner"]])
+        healthy_after = len([m for m, ok in health["members"].items() if ok and m not in exclude])
+        if healthy_after < _quorum(voters - 1):
+            return {
+                "action": "refuse",
+                "comment": f"refused: removing the wiped member {name} would leave {healthy_after} of {voters - 1}",
+                "steps": [],
+            }
+        steps.append(("remove_stale", entry["id"]))
+    if entry is None or stale:
+        steps.append(("add_learner", None))
+    steps += [("start", None), ("promote", None)]
+    return {
+        "action": "join",
+        "comment": f"{name} would join: {describe(steps)}",
+        "steps": steps,
+        "member_id": None if entry is None or stale else entry["id"],
+    }
+
+
+def leave_decision(name, members, health):
+    """What removing member ``name`` takes (pure); run on a member that stays.
+
+    Returns ``{"action": "none" | "refuse" | "leave", "comment", "steps"}``. Refused when the
+    healthy members left would be below the new quorum, or another member is unhealthy.
+    Leadership moves away from the member first when it leads.
+    """
+    entry = next((m for m in members if m["name"] == name), None)
+    if entry is None:
+        return {"action": "none", "comment": f"{name} is not an etcd member", "steps": []}
+    voters = len([m for m in members if not m["learner"]])
+    remaining = voters - (0 if entry["learner"] else 1)
+    healthy_after = len([m for m, ok in health["members"].items() if ok and m not in (name, entry["id"])])
+    if remaining < 1 or healthy_after < _quorum(remaining):
+        return {
+            "action": "refuse",
+            "comment": (
+                f"refused: without {name} the cluster would have {healthy_after} healthy of {remaining} members, "
+                f"below its quorum of {_quorum(max(remaining, 1))}"
+            ),
+            "steps": [],
+        }
+    if _unhealthy_others(health, {name, entry["id"]}):
+        return {
+            "action": "refuse",
+            "comment": f"refused: the cluster is not healthy ({'; '.join(health['problems'])})",
+            "steps": [],
+        }
+    steps = []
+    if health.get("leader") == name:
+        target = next(m["id"] for m in members if m["name"] != name and not m["learner"])
+        steps.append(("move_leader", target))
+    steps.append(("remove", entry["id"]))
+    return {"action": "leave", "comment": f"{name} ({entry['id']}) would leave: {describe(steps)}", "steps": steps}
+
+
 def _snapshot_first(ret, endpoints):
     snap = __salt__["ksha_etcd.snapshot_save"](endpoints=endpoints)
     if not snap["result"]:
@@ -196,15 +356,10 @@ def _snapshot_first(ret, endpoints):
 def member_present(name, peer_url, initial_cluster_file="/etc/etcd/ksha-initial-cluster.env", timeout=120):
     """This host (etcd member ``name``) is a voting member of the running cluster.
 
-    Run on the joining host. Idempotent and safe to rerun after a failure half way:
-
-    - already a started voting member: nothing to do;
-    - listed but this host has no data (the host was wiped, or the member was added and never
-      started): a wiped member is removed first, then the member is (re-)added;
-    - not listed: a snapshot is taken, the member is added as a learner, the initial cluster is
-      written (``existing``), etcd is started, and the learner is promoted once it caught up.
-
-    Refuses, changing nothing, when another member is unhealthy or the cluster would lose quorum.
+    Run on the joining host. The decision is ``join_decision`` (the same for ``test=True``
+    and the real run); every step checks what is already done, so a rerun after a failure
+    half way continues where it stopped. Refuses, changing nothing, when another member is
+    unhealthy or the cluster would lose quorum.
     """
     ret = _ret(name)
     conf = __salt__["ksha_etcd.settings"]()
@@ -217,88 +372,66 @@ def member_present(name, peer_url, initial_cluster_file="/etc/etcd/ksha-initial-
         ret["comment"] = f"refused: no other etcd member answers ({listed['comment']})"
         return ret
     has_data = os.path.isdir(os.path.join(conf["data_dir"], "member"))
-    entry = next((m for m in listed["members"] if peer_url in m["peer_urls"]), None)
-    if entry and entry["name"] == name and not entry["learner"] and has_data:
-        ret.update(result=True, comment=f"{name} is a voting member ({entry['id']})")
-        return ret
     health = __salt__["ksha_etcd.health"](endpoints=others)
-    exclude = {name, entry["id"]} if entry else {name}
-    sick = _unhealthy_others(health, exclude)
-    if sick or (health["leader"] is None):
-        ret["comment"] = (
-            f"refused: the cluster is not healthy ({'; '.join(health['problems'])}); "
-            "membership is only changed on a healthy cluster"
-        )
+    decision = join_decision(name, peer_url, listed["members"], health, has_data)
+    ret["comment"] = decision["comment"]
+    if decision["action"] != "join":
+        ret["result"] = decision["action"] == "none"
         return ret
-    stale = entry is not None and not has_data and not entry["learner"] and bool(entry["name"])
-    voters = len([m for m in listed["members"] if not m["learner"]])
-    if stale:
-        healthy_after = len([m for m, ok in health["members"].items() if ok and m not in exclude])
-        if healthy_after < _quorum(voters - 1):
-            ret["comment"] = f"refused: removing the wiped member {name} would leave {healthy_after} of {voters - 1}"
-            return ret
-    plan = []
-    if stale:
-        plan.append(f"remove the stale member {entry['id']} (this host has no data)")
-    if entry is None or stale:
-        plan.append("add as a learner")
-    plan += ["start etcd", "promote once caught up"]
     if __opts__.get("test"):
-        ret.update(result=None, comment=f"{name} would join: " + ", ".join(plan))
+        ret["result"] = None
         return ret
     snapshot = _snapshot_first(ret, others)
     if snapshot is None:
         return ret
-    changes = {"snapshot": snapshot}
-    if stale:
-        removed = __salt__["ksha_etcd.member_remove"](entry["id"], endpoints=others)
-        if not removed["result"]:
-            ret["comment"] = f"removing the stale member {entry['id']} failed: {removed['comment']}"
-            return ret
-        changes["removed_stale"] = entry["id"]
-        entry = None
-    if entry is None:
-        added = __salt__["ksha_etcd.member_add"](name, peer_url, learner=True, endpoints=others)
-        if not added["result"]:
-            ret["comment"] = f"member add failed: {added['comment']}"
-            ret["changes"] = changes
-            return ret
-        member_id, cluster = added["id"], added["initial_cluster"]
-        changes["added_learner"] = member_id
-    else:
-        member_id = entry["id"]
-        pairs = [f"{m['name'] or name}={url}" for m in listed["members"] for url in m["peer_urls"]]
-        cluster = ",".join(pairs)
-    with open(initial_cluster_file, "w", encoding="utf-8") as fh:
-        fh.write(
-            "# Written by ksha_etcd.member_present when this member joined; read only while it has no data.\n"
-            f"ETCD_INITIAL_CLUSTER={cluster}\nETCD_INITIAL_CLUSTER_STATE=existing\n"
-        )
-    started = __salt__["cmd.run_all"](["systemctl", "start", "etcd"], python_shell=False, timeout=timeout)
-    if started["retcode"] != 0:
-        ret["changes"] = changes
-        ret["comment"] = f"etcd did not start: {started.get('stderr', '').strip()}\n{_journal_tail()}"
-        return ret
-    changes["started"] = True
-    deadline = time.monotonic() + timeout
-    while True:
-        promoted = __salt__["ksha_etcd.promote"](member_id, endpoints=others)
-        if promoted["result"] or "not a learner" in promoted["comment"]:
-            break
-        if time.monotonic() > deadline:
-            ret["changes"] = changes
-            ret["comment"] = f"learner {member_id} did not catch up in {timeout} s: {promoted['comment']}"
-            return ret
-        time.sleep(1)
-    changes["promoted"] = member_id
-    ret.update(result=True, changes=changes, comment=f"{name} joined as {member_id} (snapshot {snapshot})")
+    ret["changes"] = changes = {"snapshot": snapshot}
+    member_id = decision["member_id"]
+    cluster = ",".join(f"{m['name'] or name}={url}" for m in listed["members"] for url in m["peer_urls"])
+    for kind, arg in decision["steps"]:
+        if kind == "remove_stale":
+            removed = __salt__["ksha_etcd.member_remove"](arg, endpoints=others)
+            if not removed["result"]:
+                ret["comment"] = f"removing the stale member {arg} failed: {removed['comment']}"
+                return ret
+            changes["removed_stale"] = arg
+        elif kind == "add_learner":
+            added = __salt__["ksha_etcd.member_add"](name, peer_url, learner=True, endpoints=others)
+            if not added["result"]:
+                ret["comment"] = f"member add failed: {added['comment']}"
+                return ret
+            member_id, cluster = added["id"], added["initial_cluster"]
+            changes["added_learner"] = member_id
+        elif kind == "start":
+            with open(initial_cluster_file, "w", encoding="utf-8") as fh:
+                fh.write(
+                    "# Written by ksha_etcd.member_present when this member joined; read only while it has no data.\n"
+                    f"ETCD_INITIAL_CLUSTER={cluster}\nETCD_INITIAL_CLUSTER_STATE=existing\n"
+                )
+            started = __salt__["cmd.run_all"](["systemctl", "start", "etcd"], python_shell=False, timeout=timeout)
+            if started["retcode"] != 0:
+                ret["comment"] = f"etcd did not start: {started.get('stderr', '').strip()}\n{_journal_tail()}"
+                return ret
+            changes["started"] = True
+        elif kind == "promote":
+            deadline = time.monotonic() + timeout
+            while True:
+                promoted = __salt__["ksha_etcd.promote"](member_id, endpoints=others)
+                if promoted["result"] or "not a learner" in promoted["comment"]:
+                    break
+                if time.monotonic() > deadline:
+                    ret["comment"] = f"learner {member_id} did not catch up in {timeout} s: {promoted['comment']}"
+                    return ret
+                time.sleep(1)
+            changes["promoted"] = member_id
+    ret.update(result=True, comment=f"{name} joined as {member_id} (snapshot {snapshot})")
     return ret
 
 
-def member_absent(name, timeout=60):
+def member_absent(name, timeout=60):  # pylint: disable=unused-argument
     """etcd member ``name`` is not in the cluster. Run on a member that stays.
 
-    Refuses, changing nothing, when another member is unhealthy or when the members left
+    The decision is ``leave_decision`` (the same for ``test=True`` and the real run):
+    refused, changing nothing, when another member is unhealthy or when the members left
     would not keep quorum. Takes a snapshot first and moves leadership away from the
     member first when it leads.
     """
@@ -307,47 +440,34 @@ def member_absent(name, timeout=60):
     if not listed["result"]:
         ret["comment"] = f"refused: no etcd member answers ({listed['comment']})"
         return ret
-    entry = next((m for m in listed["members"] if m["name"] == name), None)
-    if entry is None:
-        ret.update(result=True, comment=f"{name} is not an etcd member")
-        return ret
     urls = [m["client_urls"][0] for m in listed["members"] if m["client_urls"] and m["name"] != name]
     health = __salt__["ksha_etcd.health"](endpoints=urls)
-    voters = len([m for m in listed["members"] if not m["learner"]])
-    remaining = voters - (0 if entry["learner"] else 1)
-    healthy_after = len([m for m, ok in health["members"].items() if ok and m not in (name, entry["id"])])
-    if remaining < 1 or healthy_after < _quorum(remaining):
-        ret["comment"] = (
-            f"refused: without {name} the cluster would have {healthy_after} healthy of {remaining} members, "
-            f"below its quorum of {_quorum(max(remaining, 1))}"
-        )
-        return ret
-    sick = _unhealthy_others(health, {name, entry["id"]})
-    if sick:
-        ret["comment"] = f"refused: the cluster is not healthy ({'; '.join(health['problems'])})"
+    decision = leave_decision(name, listed["members"], health)
+    ret["comment"] = decision["comment"]
+    if decision["action"] != "leave":
+        ret["result"] = decision["action"] == "none"
         return ret
     if __opts__.get("test"):
-        ret.update(result=None, comment=f"{name} ({entry['id']}) would be removed after a snapshot")
+        ret["result"] = None
         return ret
     snapshot = _snapshot_first(ret, urls)
     if snapshot is None:
         return ret
-    changes = {"snapshot": snapshot}
-    if health.get("leader") == name:
-        target = next(m["id"] for m in listed["members"] if m["name"] != name and not m["learner"])
-        moved = __salt__["ksha_etcd.move_leader"](target)
-        if not moved["result"]:
-            ret["comment"] = f"moving leadership away from {name} failed: {moved['comment']}"
-            ret["changes"] = changes
-            return ret
-        changes["leader_moved_to"] = target
-    removed = __salt__["ksha_etcd.member_remove"](entry["id"], endpoints=urls)
-    if not removed["result"]:
-        ret["comment"] = f"member remove failed: {removed['comment']}"
-        ret["changes"] = changes
-        return ret
-    changes["removed"] = entry["id"]
-    ret.update(result=True, changes=changes, comment=f"{name} ({entry['id']}) removed (snapshot {snapshot})")
+    ret["changes"] = changes = {"snapshot": snapshot}
+    for kind, arg in decision["steps"]:
+        if kind == "move_leader":
+            moved = __salt__["ksha_etcd.move_leader"](arg)
+            if not moved["result"]:
+                ret["comment"] = f"moving leadership away from {name} failed: {moved['comment']}"
+                return ret
+            changes["leader_moved_to"] = arg
+        elif kind == "remove":
+            removed = __salt__["ksha_etcd.member_remove"](arg, endpoints=urls)
+            if not removed["result"]:
+                ret["comment"] = f"member remove failed: {removed['comment']}"
+                return ret
+            changes["removed"] = arg
+    ret.update(result=True, comment=f"{name} removed (snapshot {snapshot})")
     return ret
 
 

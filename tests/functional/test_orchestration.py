@@ -25,7 +25,6 @@ UNTIL_LB = 'pillar={"ksha_until": "lb"}'
 def pillar_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("pillar")
     (path / "top.sls").write_text((REPO / "pillar" / "top.sls.example").read_text())
-    (path / "ksha_etcd_pki.sls").write_text((REPO / "pillar" / "ksha_etcd_pki.sls.example").read_text())
     return path
 
 
@@ -40,6 +39,7 @@ def hosts_file(tmp_path_factory):
 def salt_master(salt_factories, pillar_dir):
     overrides = {
         "file_roots": file_roots(REPO),
+        "ext_pillar": [{"ksha_model": {}}],
         "pillar_roots": {"base": [str(pillar_dir)]},
         "open_mode": True,
     }
@@ -61,6 +61,7 @@ def synced(salt_master, salt_minion):
     assert ret.returncode == 0, ret.stderr
     assert "runners.ksha_runner" in ret.data["runners"]
     assert "states.ksha" in ret.data["states"]
+    assert "pillar.ksha_model" in ret.data["pillar"]
     return ret
 
 
@@ -243,13 +244,13 @@ def test_until_must_name_a_phase(salt_master, synced, set_pillar, one_host_ksha)
     assert not any("ksha-phase" in k for k in states)
 
 
-def test_etcd_signing_policies_are_derived_from_the_ksha_pillar(salt_minion, synced, set_pillar, example_ksha):
+def test_etcd_signing_policies_come_from_the_model_to_the_ca_host(salt_minion, synced, set_pillar, example_ksha):
     example_ksha["groups"]["kube-master"].append("node1")
     example_ksha["etcd"] = {"pki": {"ca_dir": "/srv/etcd-ca", "days_valid": 90}}
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("pillar.get", "x509_signing_policies", "unmask=True")
     assert ret.returncode == 0, ret.stderr
-    policies = {name: {k: v for item in items for k, v in item.items()} for name, items in ret.data.items()}
+    policies = ret.data
     assert sorted(policies) == ["ksha_etcd_client", "ksha_etcd_peer", "ksha_etcd_server"]
     assert policies["ksha_etcd_server"]["minions"] == "L@master1,master2,master3"
     assert policies["ksha_etcd_client"]["minions"] == "L@master1,master2,master3,node1"  # + every master
@@ -257,3 +258,36 @@ def test_etcd_signing_policies_are_derived_from_the_ksha_pillar(salt_minion, syn
     assert policies["ksha_etcd_peer"]["extendedKeyUsage"] == "serverAuth, clientAuth"
     assert policies["ksha_etcd_peer"]["signing_private_key"] == "/srv/etcd-ca/ca.key"
     assert policies["ksha_etcd_peer"]["days_valid"] == 90
+
+
+def test_only_the_ca_host_gets_the_signing_policies(salt_minion, synced, set_pillar, example_ksha):
+    example_ksha["etcd"] = {"pki": {"ca_host": "master2"}}
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("pillar.get", "x509_signing_policies", "unmask=True")
+    assert ret.returncode == 0, ret.stderr
+    assert not ret.data
+
+
+def test_an_invalid_pillar_fails_every_state_with_the_findings(salt_minion, synced, set_pillar, one_host_ksha):
+    one_host_ksha["loadbalancer"]["port"] = 70000
+    set_pillar(one_host_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.common")
+    assert ret.returncode != 0
+    assert "ERROR ksha:loadbalancer:port: 70000 is not a port" in ret.stdout + ret.stderr
+
+
+def test_plan_prints_the_steps_the_orchestration_renders(salt_master, synced, set_pillar, one_host_ksha):
+    set_pillar(one_host_ksha)
+    ret = salt_master.salt_run_cli(timeout=120).run("ksha.plan", "until=lb")
+    assert ret.returncode == 0, ret.stderr
+    text = ret.data if isinstance(ret.data, str) else ret.stdout
+    shown = salt_master.salt_run_cli(timeout=120).run("state.orchestrate_show_sls", "orch.ksha", UNTIL_LB).data
+    ids = [line.split(". ", 1)[1] for line in text.splitlines() if not line.startswith("    ")]
+    assert ids == [
+        "ksha-preflight-inventory-valid",
+        "ksha-preflight-every-host-minion-responds",
+        "ksha-preflight-custom-modules-synced",
+        "ksha-phase-common-applied",
+        "ksha-phase-lb-other-hosts-cleaned",
+    ]
+    assert sorted(shown[salt_master.id]) == sorted(ids)

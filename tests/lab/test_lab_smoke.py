@@ -6,9 +6,9 @@ from ksha_lab import core
 from tests.lab.conftest import failed_states
 
 SEED_ROLES = {
-    "master1": ["etcd", "kube-master"],
-    "master2": ["etcd", "kube-master"],
-    "master3": ["etcd", "kube-master"],
+    "master1": ["kube-master", "etcd"],
+    "master2": ["kube-master", "etcd"],
+    "master3": ["kube-master", "etcd"],
     "node1": ["kube-node"],
     "node2": ["kube-node"],
     "node3": ["kube-node"],
@@ -37,9 +37,10 @@ def test_nothing_routes_off_the_lab(lab):
 def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
     rc, master_sync, proc = lab_salt.run("saltutil.sync_all")
     assert rc == 0, proc.stderr
-    rc, targets, proc = lab_salt.run("ksha.targets")  # the synced runner answers
+    rc, plan, proc = lab_salt.run("ksha.plan", "until=common", "output=data")  # the synced runner answers
     assert rc == 0, proc.stderr
-    assert targets["all"] == list(SEED_ROLES) and targets["etcd"] == ["master1", "master2", "master3"]
+    common = next(step for step in plan["steps"] if step["id"] == "ksha-phase-common-applied")
+    assert common["target"] == list(SEED_ROLES)
     minion_sync = lab_salt.salt(",".join(lab.hosts), "saltutil.sync_all")
     assert set(minion_sync) == set(SEED_ROLES)
     roles = lab_salt.salt(",".join(lab.hosts), "ksha.roles")

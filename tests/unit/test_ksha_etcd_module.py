@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ksha_lab.standins import pki
-from tests.conftest import free_port, load_salt_module
+from tests.conftest import free_port, load_salt_module, model_functions
 
 ksha_etcd = load_salt_module("modules", "ksha_etcd")
 
@@ -74,7 +74,7 @@ def configure_loader_modules(etcd_pki, etcd_server, tmp_path):
             "backup": {"dir": str(tmp_path / "backups")},
         },
     }
-    return {ksha_etcd: {"__pillar__": {"ksha": ksha}, "__salt__": {"cmd.run_all": run_all}}}
+    return {ksha_etcd: {"__salt__": {"cmd.run_all": run_all, **model_functions(ksha, "m1")}}}
 
 
 @pytest.fixture

@@ -29,6 +29,12 @@ def etcd(tmp_path):
     proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def progress_file(tmp_path, monkeypatch):
+    """The restart's progress file in tmp, never this machine's /run."""
+    monkeypatch.setattr(state, "RESTART_PROGRESS", str(tmp_path / "restart.progress"))
+
+
 @pytest.fixture
 def restarts():
     return []
@@ -114,14 +120,63 @@ def test_a_replaced_binary_restarts(etcd, restarts):
     assert ret["changes"]["because"] == [f"{binary} was replaced"]
 
 
-def test_a_failed_restart_fails_with_its_error(tmp_path):
+def test_a_failed_restart_fails_with_its_step_and_error(tmp_path):
     conf = tmp_path / "etcd.env"
     conf.write_text("x\n")
+    progress = tmp_path / "progress"
+
+    def run_all(cmd, **kw):
+        if cmd[0] == "journalctl":
+            return {"retcode": 0, "stdout": "etcd: request timed out"}
+        progress.write_text(progress.read_text() + "10:00:01 holding the lock\n10:00:01 restarting etcd\n")
+        return {"retcode": 1, "stdout": "", "stderr": "etcd at https://x:2379 not healthy after 120 s: x is unhealthy"}
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(state.__salt__, "cmd.run_all", lambda cmd, **kw: {"retcode": 1, "stderr": "etcd at x not healthy"})
-        ret = state.running_with_current_config("etcd", watched=[str(conf)])
+        mp.setitem(state.__salt__, "cmd.run_all", run_all)
+        ret = state.running_with_current_config("etcd", watched=[str(conf)], progress=str(progress))
     assert ret["result"] is False and ret["changes"] == {}
-    assert ret["comment"] == "rolling restart of etcd failed (exit 1): etcd at x not healthy"
+    lines = ret["comment"].splitlines()
+    assert lines[0] == "rolling restart of etcd failed, exit 1, at step: restarting etcd"
+    assert lines[1] == "stderr: etcd at https://x:2379 not healthy after 120 s: x is unhealthy"
+    assert lines[2].startswith("steps: ") and lines[2].endswith("10:00:01 restarting etcd")
+    assert lines[-2:] == ["etcd log (last lines):", "etcd: request timed out"]
+
+
+# (case, the command's result, progress file, the comment's first line)
+FAILURES = [
+    (
+        "Salt's timeout while queued for the lock: it says so, not an empty reason",
+        {"retcode": 1, "stdout": "etcdctl lock ... : Timed out after 810 seconds", "stderr": ""},
+        "10:00:00 waiting for the ksha-etcd-rolling-restart lock\n",
+        "rolling restart of etcd failed, timed out after 810 s (the whole lock queue's budget), at step: "
+        "waiting for the ksha-etcd-rolling-restart lock",
+    ),
+    (
+        "the others never became healthy",
+        {"retcode": 1, "stdout": "", "stderr": "etcd at https://b:2379 not healthy after 120 s"},
+        "10:00:00 waiting for the lock\n10:00:02 waiting for the other members to be healthy\n",
+        "rolling restart of etcd failed, exit 1, at step: waiting for the other members to be healthy",
+    ),
+    (
+        "etcdctl itself failed before the script ran, output on stdout",
+        {"retcode": 1, "stdout": "Error: context deadline exceeded", "stderr": ""},
+        "",
+        "rolling restart of etcd failed, exit 1, at step: before it started",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, out, progress, first", FAILURES, ids=[f[0] for f in FAILURES])
+def test_restart_failure_names_the_step_and_the_cause(case, out, progress, first):
+    comment = state.restart_failure("etcd", out, progress, 810)
+    assert comment.splitlines()[0] == first
+    if "context deadline" in out["stdout"]:
+        assert "stdout: Error: context deadline exceeded" in comment
+
+
+def test_the_restart_budget_covers_the_lock_queue():
+    assert state.restart_budget(3, 120) == 3 * 270
+    assert state.restart_budget(5, 120) > state.restart_budget(3, 120)
 
 
 def test_a_stopped_service_is_left_to_service_running(restarts):

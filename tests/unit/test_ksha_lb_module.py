@@ -11,7 +11,7 @@ from unittest.mock import patch
 import pytest
 
 from ksha_lab.standins.deploy import STANDIN
-from tests.conftest import free_port, load_salt_module
+from tests.conftest import free_port, load_salt_module, model_functions
 
 ksha_lb = load_salt_module("modules", "ksha_lb")
 
@@ -28,8 +28,8 @@ def addrs():
 def configure_loader_modules(example_ksha, addrs):
     return {
         ksha_lb: {
-            "__pillar__": {"ksha": example_ksha},
             "__salt__": {
+                **model_functions(example_ksha, "master1"),
                 "network.ip_addrs": lambda include_loopback=False: addrs["v4"],
                 "network.ip_addrs6": lambda: addrs["v6"],
             },

@@ -7,6 +7,7 @@ real ones.
 
 import pytest
 
+from ksha import model
 from tests.conftest import load_salt_module
 
 runner = load_salt_module("runners", "ksha_runner")
@@ -21,7 +22,7 @@ def context():
 
 @pytest.fixture
 def configure_loader_modules(context, example_ksha):
-    pillar = {"ksha": example_ksha}
+    pillar = {"ksha": example_ksha, **model.for_minion(model.build(example_ksha), "master2")}
     return {
         runner: {"__opts__": {"id": "saltmaster_master"}, "__context__": context},
         state: {"__opts__": {"test": False}, "__salt__": {}},
@@ -124,36 +125,68 @@ def test_validate_given_pillar(context, example_ksha):
     assert context["retcode"] == 1
 
 
-def test_targets(fleet):
-    assert runner.targets() == {
-        "all": ["master1", "master2", "master3", "node1", "node2", "node3"],
-        "kube-master": ["master1", "master2", "master3"],
-        "kube-node": ["node1", "node2", "node3"],
-        "etcd": ["master1", "master2", "master3"],
-        # The example is the seed's external (cloud) LB: no host runs one, every host checks it reaches it.
-        "loadbalancer": [],
-        "loadbalancer-clean": ["master1", "master2", "master3", "node1", "node2", "node3"],
-        "loadbalancer-external": ["master1", "master2", "master3", "node1", "node2", "node3"],
-    }
+def _plan(**kwargs):
+    return [(step["id"], step["target"]) for step in runner.plan(output="data", **kwargs)["steps"]]
 
 
-def test_targets_loadbalancer_hosts_in_keepalived_mode(fleet, example_ksha):
+ALL = ["master1", "master2", "master3", "node1", "node2", "node3"]
+
+
+def test_plan_until_lb_in_external_mode(fleet):
+    # The example is the seed's external (cloud) LB: no host runs one, every host checks it reaches it.
+    assert _plan(until="lb") == [
+        ("ksha-preflight-inventory-valid", []),
+        ("ksha-preflight-every-host-minion-responds", ALL),
+        ("ksha-preflight-custom-modules-synced", ALL),
+        ("ksha-preflight-lb-address-reachable-from-every-host", ALL),
+        ("ksha-phase-common-applied", ALL),
+        ("ksha-phase-lb-other-hosts-cleaned", ALL),
+    ]
+
+
+def test_plan_lb_hosts_in_keepalived_mode(fleet, example_ksha):
     example_ksha["loadbalancer"]["mode"] = "keepalived"
-    targets = runner.targets()
-    assert targets["loadbalancer"] == ["master1", "master2", "master3"]
-    assert targets["loadbalancer-clean"] == ["node1", "node2", "node3"]
-    assert targets["loadbalancer-external"] == []
+    steps = dict(_plan(until="lb"))
+    assert steps["ksha-phase-lb-keepalived-haproxy-applied"] == ["master1", "master2", "master3"]
+    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["node1", "node2", "node3"]
+    assert "ksha-preflight-lb-address-reachable-from-every-host" not in steps
     # Moving the LB: the hosts that stop being LB hosts are the ones cleaned.
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
-    targets = runner.targets()
-    assert targets["loadbalancer"] == ["node1", "node2"]
-    assert targets["loadbalancer-clean"] == ["master1", "master2", "master3", "node3"]
+    steps = dict(_plan(until="lb"))
+    assert steps["ksha-phase-lb-keepalived-haproxy-applied"] == ["node1", "node2"]
+    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["master1", "master2", "master3", "node3"]
 
 
-def test_targets_empty_without_pillar(fleet):
+def test_plan_asks_the_live_cluster_only_for_the_etcd_phase(fleet, monkeypatch):
+    asked = []
+
+    def live(cluster, timeout):
+        asked.append(cluster["etcd"]["names"])
+        return {"recorded": {}, "current": None}
+
+    monkeypatch.setattr(runner, "_etcd_live", live)
+    _plan(until="lb")
+    assert asked == []
+    steps = dict(_plan())
+    assert asked == [["master1", "master2", "master3"]]
+    assert steps["ksha-phase-etcd-members-bootstrapped"] == ["master1", "master2", "master3"]
+
+
+def test_plan_without_pillar_is_the_failing_preflight(fleet):
     for name in fleet:
         fleet[name] = {}
-    assert all(hosts == [] for hosts in runner.targets().values())
+    assert _plan() == [("ksha-preflight-inventory-valid", [])]
+
+
+def test_plan_table_for_a_person(fleet):
+    text = runner.plan(until="common")
+    assert text.splitlines()[:4] == [
+        " 1. ksha-preflight-inventory-valid",
+        "    ksha.inventory_valid on master",
+        "    why: the ksha pillar is valid and reaches every host (read-only, so it runs under test=True too)",
+        " 2. ksha-preflight-every-host-minion-responds",
+    ]
+    assert "    ksha.common on master1,master2,master3,node1,node2,node3" in text
 
 
 def test_import_inventory(context, tmp_path):
@@ -172,6 +205,14 @@ def test_import_inventory_invalid_reports_findings(context, tmp_path):
     assert out["result"] is False
     assert out["findings"][0].startswith("ERROR ksha:loadbalancer:mode: is 'none' but there are 3 masters")
     assert out["retcode"] == context["retcode"] == 1
+
+
+def test_import_inventory_refuses_a_roster_path_before_writing(context, tmp_path):
+    from tests.conftest import SEED
+
+    out = runner.import_inventory(str(SEED / "hosts.ini"), roster_out=str(tmp_path / "no" / "roster"))
+    assert out == {"error": f"roster_out {tmp_path}/no/roster: directory {tmp_path}/no does not exist", "retcode": 2}
+    assert context["retcode"] == 2
 
 
 def test_import_inventory_unreadable(context, tmp_path):
@@ -286,7 +327,21 @@ def test_inventory_valid_state_when_runner_is_missing():
 
 
 def test_module_roles_and_host():
-    assert module.roles() == ["etcd", "kube-master"]
+    assert module.roles() == ["kube-master", "etcd"]
     assert module.roles("node1") == ["kube-node"]
-    assert module.host() == {"name": "master2", "ip": "192.168.0.2"}
+    me = module.host()
+    assert (me["name"], me["ip"], me["states"]) == (
+        "master2",
+        "192.168.0.2",
+        ["ksha.common", "ksha.loadbalancer.clean", "ksha.loadbalancer.external", "ksha.etcd.pki", "ksha.etcd"],
+    )
     assert module.host("nobody") == {}
+
+
+def test_module_model_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(module, "__pillar__", {"ksha": {}}, raising=False)
+    with pytest.raises(Exception, match="ext_pillar"):
+        module.model()
+    monkeypatch.setattr(module, "__pillar__", {"ksha_model": {"errors": ["ERROR ksha:hosts: x"]}}, raising=False)
+    with pytest.raises(Exception, match="invalid .* ERROR ksha:hosts: x"):
+        module.model()

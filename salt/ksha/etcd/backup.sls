@@ -5,7 +5,8 @@
     timer (ksha:etcd:backup: dir, period_minutes, keep; the seed installer's
     etcd_backup_dir, etcd_backup_period, keep_backup_number). #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 {%- set backup = etcd.backup %}
 
 ksha-etcd-backup-directory-present:
@@ -25,8 +26,8 @@ ksha-etcd-backup-script:
         set -eu
         dir={{ backup.dir }}
         file="$dir/etcd-$(date -u +%Y%m%dT%H%M%S).db"
-        ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{{ etcd.client_port }} \
-          --cacert={{ etcd.pki.dir }}/ca.crt --cert={{ etcd.pki.dir }}/admin.crt --key={{ etcd.pki.dir }}/admin.key \
+        ETCDCTL_API=3 etcdctl --endpoints={{ model.etcd.local_client_url }} \
+          --cacert={{ model.etcd.admin.cacert }} --cert={{ model.etcd.admin.cert }} --key={{ model.etcd.admin.key }} \
           snapshot save "$file.part" > /dev/null
         chmod 600 "$file.part"
         mv "$file.part" "$file"

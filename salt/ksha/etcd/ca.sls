@@ -7,11 +7,10 @@
     signing (the master's `peer` setting, docs/ARCHITECTURE.md). Back up
     ca_dir; losing it means re-issuing every etcd certificate. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import ksha with context %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd, ca_host with context %}
-{%- set pki = etcd.pki %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set pki = ksha.etcd.pki %}
 
-{%- if grains['id'] == ca_host %}
+{%- if 'etcd-ca' in me.roles %}
 ksha-etcd-ca-directory-present:
   file.directory:
     - name: {{ pki.ca_dir }}
@@ -45,5 +44,5 @@ ksha-etcd-ca-certificate-present:
 {%- else %}
 ksha-etcd-ca-lives-on-another-host:
   test.nop:
-    - name: the etcd CA is on {{ ca_host }} (ksha:etcd:pki:ca_host)
+    - name: the etcd CA is on {{ model.etcd.ca_host }} (ksha:etcd:pki:ca_host)
 {%- endif %}

@@ -6,7 +6,8 @@
     back with an old member's identity. Only a unit carrying ksha's marker is
     touched; the data is kept (renamed), not deleted. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 {%- set ksha_unit = "grep -qs 'Managed by Salt (ksha.etcd)' /etc/systemd/system/etcd.service" %}
 
 ksha-etcd-clean-no-longer-a-member:

@@ -7,7 +7,8 @@
     the orchestration, never by hand) and only while the member has no data;
     a member joining a running cluster gets it from ksha_etcd.member_present. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me, initial_cluster, etcd_bin, token with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 
 include:
   - .install
@@ -29,8 +30,9 @@ ksha-etcd-member-settings:
     - mode: '0640'
     - context:
         etcd: {{ etcd | json }}
-        me: {{ me | json }}
-        token: {{ token }}
+        me: {{ me.etcd_member | json }}
+        token: {{ model.etcd.token }}
+        local_client_url: {{ model.etcd.local_client_url }}
     - require:
       - file: ksha-etcd-config-directory-present
       - file: ksha-etcd-data-directory-present
@@ -44,7 +46,7 @@ ksha-etcd-systemd-unit:
     - context:
         name: {{ me.name }}
         user: {{ etcd.user }}
-        etcd_bin: {{ etcd_bin }}
+        etcd_bin: {{ model.etcd.bin_dir }}
     # the unit points at the binary only once it is there (a refused archive changes nothing)
     - require:
 {%- if etcd.source == 'archive' %}
@@ -61,7 +63,7 @@ ksha-etcd-initial-cluster-for-bootstrap:
     - mode: '0644'
     - contents: |
         # Written by orch.ksha when it bootstrapped the cluster; read only while the member has no data.
-        ETCD_INITIAL_CLUSTER={{ initial_cluster }}
+        ETCD_INITIAL_CLUSTER={{ model.etcd.initial_cluster }}
         ETCD_INITIAL_CLUSTER_STATE=new
     - unless: test -d {{ etcd.data_dir }}/member
     - require:

@@ -5,7 +5,8 @@
     archive (ksha:etcd:source). The distro's own unit is replaced by the
     formula's (config.sls), so it is stopped and kept disabled here. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 
 {%- if etcd.source == 'archive' %}
 # No home directory is managed: usermod refuses to move the home of a user

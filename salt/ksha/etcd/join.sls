@@ -6,7 +6,8 @@
     one host at a time): a snapshot, member add as a learner, start, promote.
     Safe to rerun after a failure half way (ksha_etcd.member_present). #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 
 include:
   - .install
@@ -17,7 +18,7 @@ include:
 ksha-etcd-member-joined-the-cluster:
   ksha_etcd.member_present:
     - name: {{ me.name }}
-    - peer_url: {{ me.peer_url }}
+    - peer_url: {{ me.etcd_member.peer_url }}
     - timeout: {{ etcd.wait_healthy_s }}
     - require:
       - file: ksha-etcd-member-settings

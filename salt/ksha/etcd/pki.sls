@@ -1,33 +1,17 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 ---
-{#- ksha.etcd.pki: certificates from the etcd CA (signed on the CA host).
-    etcd members: a server and a peer certificate (SANs: host name, its
-    cluster address, 127.0.0.1, localhost) and the admin client certificate
-    ksha's etcdctl calls use. Masters: the apiserver's client certificate.
-    Any highstate renews one with fewer than ksha:etcd:pki:days_remaining
-    days left. #}
+{#- ksha.etcd.pki: this host's certificates from the etcd CA (signed on the CA
+    host), as the cluster model lists them (ksha/model.py): etcd members get a
+    server and a peer certificate and the admin client certificate ksha's
+    etcdctl calls use; masters the apiserver's client certificate. Any
+    highstate renews one with fewer than ksha:etcd:pki:days_remaining days left. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import ksha, roles with context %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me, ca_host with context %}
-{%- set pki = etcd.pki %}
-{%- set certs = [] %}
-{%- if me %}
-{%-   set sans = 'DNS:' ~ me.name ~ ', DNS:localhost, IP:' ~ me.ip ~ ', IP:127.0.0.1' %}
-{%-   do certs.append({'id': 'member-server', 'path': pki.dir ~ '/server', 'policy': 'ksha_etcd_server',
-                       'cn': me.name, 'sans': sans, 'user': etcd.user}) %}
-{%-   do certs.append({'id': 'member-peer', 'path': pki.dir ~ '/peer', 'policy': 'ksha_etcd_peer',
-                       'cn': me.name, 'sans': sans, 'user': etcd.user}) %}
-{%-   do certs.append({'id': 'admin-client', 'path': pki.dir ~ '/admin', 'policy': 'ksha_etcd_client',
-                       'cn': 'ksha-etcd-admin', 'sans': None, 'user': 'root'}) %}
-{%- endif %}
-{%- if 'kube-master' in roles %}
-{%-   do certs.append({'id': 'apiserver-client', 'path': '/etc/kubernetes/pki/apiserver-etcd-client',
-                       'policy': 'ksha_etcd_client', 'cn': 'kube-apiserver-etcd-client', 'sans': None,
-                       'user': 'root'}) %}
-{%- endif %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set pki = ksha.etcd.pki %}
+{%- set certs = me.certificates.etcd %}
 
-{%- if me %}
+{%- if me.etcd_member %}
 
 include:
   - .install
@@ -37,9 +21,7 @@ include:
 
 ksha-etcd-pki-directory-present:
   file.directory:
-    - names:
-      - {{ pki.dir }}
-      - /etc/kubernetes/pki
+    - names: {{ model.etcd.cert_dirs | json }}
     - user: root
     - mode: '0755'
     - makedirs: True
@@ -47,8 +29,8 @@ ksha-etcd-pki-directory-present:
 # The CA certificate, as the CA host's signing policy hands it out.
 ksha-etcd-pki-ca-certificate-installed:
   x509.pem_managed:
-    - name: {{ pki.dir }}/ca.crt
-    - text: {{ salt['x509.get_signing_policy']('ksha_etcd_client', ca_server=ca_host).get('signing_cert', '') | json }}
+    - name: {{ model.etcd.admin.cacert }}
+    - text: {{ salt['x509.get_signing_policy']('ksha_etcd_client', ca_server=model.etcd.ca_host).get('signing_cert', '') | json }}
     - mode: '0644'
     - require:
       - file: ksha-etcd-pki-directory-present
@@ -72,7 +54,7 @@ ksha-etcd-pki-{{ cert.id }}-key-present:
 ksha-etcd-pki-{{ cert.id }}-certificate-issued:
   x509.certificate_managed:
     - name: {{ cert.path }}.crt
-    - ca_server: {{ ca_host }}
+    - ca_server: {{ model.etcd.ca_host }}
     - signing_policy: {{ cert.policy }}
     - private_key: {{ cert.path }}.key
     - CN: {{ cert.cn }}

@@ -6,7 +6,8 @@
     snapshot becomes a new one-member cluster; on the other members the old
     data is moved aside, so that they join it afterwards (ksha.etcd.join). #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd, me with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 {%- set restore = salt['pillar.get']('ksha_restore', {}) %}
 
 ksha-etcd-restore-service-stopped:
@@ -29,7 +30,7 @@ ksha-etcd-restore-snapshot-restored:
   ksha_etcd.restored:
     - name: {{ restore.snapshot }}
     - member: {{ me.name }}
-    - peer_url: {{ me.peer_url }}
+    - peer_url: {{ me.etcd_member.peer_url }}
     - data_dir: {{ etcd.data_dir }}
     - user: {{ etcd.user }}
     - require:

@@ -8,7 +8,8 @@
     that has neither data nor an initial cluster is left stopped: only
     orch.ksha bootstraps a cluster or joins a member. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/etcd/vars.jinja" import etcd, etcd_bin with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set etcd = ksha.etcd %}
 
 include:
   - .config
@@ -40,7 +41,7 @@ ksha-etcd-restarted-one-member-at-a-time:
       - {{ etcd.pki.dir }}/server.key
       - {{ etcd.pki.dir }}/peer.crt
       - {{ etcd.pki.dir }}/peer.key
-    - binary: {{ etcd_bin }}/etcd
+    - binary: {{ model.etcd.bin_dir }}/etcd
     - timeout: {{ etcd.wait_healthy_s }}
     - require:
       - service: ksha-etcd-service-running

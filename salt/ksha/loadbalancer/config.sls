@@ -2,27 +2,8 @@
 # vim: ft=sls
 ---
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import ksha, host with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
 {%- set lb = ksha.loadbalancer %}
-{%- set lb_hosts = lb.hosts or ksha.groups['kube-master'] %}
-{%- set ip_of = {} %}
-{%- for h in ksha.hosts %}{% do ip_of.update({h.name: h.ip}) %}{% endfor %}
-{%- set backends = [] %}
-{%- for name in ksha.groups['kube-master'] %}{% do backends.append({'name': name, 'ip': ip_of[name]}) %}{% endfor %}
-{#- The console frontend's backends: every host of the cluster (kube-master + kube-node). #}
-{%- set console_backends = [] %}
-{%- for h in ksha.hosts if h.name in ksha.groups['kube-master'] or h.name in ksha.groups['kube-node'] %}
-{%-   do console_backends.append({'name': h.name, 'ip': h.ip}) %}
-{%- endfor %}
-{%- set peers = [] %}
-{%- for name in lb_hosts if name != grains['id'] %}{% do peers.append(ip_of[name]) %}{% endfor %}
-{#- The interface holding this host's cluster address, unless pillar names one. #}
-{%- set ns = namespace(iface=lb.keepalived.interface) %}
-{%- if not ns.iface %}
-{%-   for name, addrs in grains.get('ip4_interfaces', {}).items() if host.ip in addrs %}
-{%-     set ns.iface = name %}
-{%-   endfor %}
-{%- endif %}
 
 include:
   - .install
@@ -44,16 +25,15 @@ ksha-loadbalancer-haproxy-config:
     - check_cmd: /usr/sbin/haproxy -c -q -f
     - context:
         lb: {{ lb | json }}
-        backends: {{ backends | json }}
-        apiserver_port: {{ ksha.kubernetes.apiserver_port }}
-        console_backends: {{ console_backends | json }}
-        console_node_port: {{ ksha.kubesphere.console_port }}
+        backends: {{ model.loadbalancer.backends | json }}
+        console_backends: {{ model.loadbalancer.console_backends | json }}
+        check: {{ model.loadbalancer.check | json }}
     - require:
       - pkg: ksha-loadbalancer-packages-installed
 
 ksha-loadbalancer-keepalived-check-script:
   file.managed:
-    - name: /etc/keepalived/ksha-check-haproxy.sh
+    - name: {{ model.loadbalancer.check_script }}
     - mode: '0700'
     - contents: |
         #!/bin/sh
@@ -73,10 +53,12 @@ ksha-loadbalancer-keepalived-config:
     - check_cmd: /usr/sbin/keepalived --config-test -f
     - context:
         lb: {{ lb | json }}
-        me: {{ grains['id'] }}
-        my_ip: {{ host.ip }}
-        iface: {{ ns.iface }}
-        priority: {{ 200 - lb_hosts.index(grains['id']) * 10 if grains['id'] in lb_hosts else 100 }}
-        peers: {{ peers | json }}
+        me: {{ me.name }}
+        my_ip: {{ me.ip }}
+        iface: {{ me.interface }}
+        priority: {{ me.lb_priority }}
+        peers: {{ me.lb_peers | json }}
+        vrrp_version: {{ model.loadbalancer.vrrp_version }}
+        check_script: {{ model.loadbalancer.check_script }}
     - require:
       - file: ksha-loadbalancer-keepalived-check-script

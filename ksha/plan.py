@@ -1,0 +1,344 @@
+"""Plans as data: the ordered steps of ``orch.ksha`` and ``orch.ksha.etcd_restore``.
+
+Pure functions of the cluster model (``ksha.model.build``) and of the live facts the
+runner gathered (which hosts recorded a bootstrapped etcd, the member list etcd
+reports, the snapshots on the members). ``salt-run ksha.plan`` prints a plan; the
+orchestration SLS files render its steps as they are, and decide nothing.
+
+A step is a dict:
+
+- ``id``: the state ID; ``state``: the orchestration state function (``salt.state``,
+  ``salt.function``, ``ksha.inventory_valid``, ``test.fail_without_changes``, ...);
+- ``target``: the minions (``[]`` for a step on the master); ``sls``, ``function``,
+  ``pillar``: what runs there; ``why``: one line for the operator;
+- ``args``: the state's arguments as Salt takes them (a list of one-key mappings), with
+  ``failhard`` and a ``require`` of the step before: each step needs the one before it.
+"""
+
+from __future__ import annotations
+
+PHASES = ("preflight", "common", "lb", "etcd")
+RESTORE_HINT = "salt-run state.orchestrate orch.ksha.etcd_restore"
+
+
+def phases_until(until: str | None) -> tuple[str, ...]:
+    """The phases a run with ``ksha_until: until`` goes through (none for an unknown phase)."""
+    until = until or PHASES[-1]
+    return PHASES[: PHASES.index(until) + 1] if until in PHASES else ()
+
+
+class Steps:
+    """Builds the chain of steps, each requiring the one before it."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+
+    def add(self, step_id, state, why, target=(), sls=(), function=None, pillar=None, extra=None) -> None:
+        args: list[dict] = []
+        if state == "salt.function":
+            args.append({"name": function})
+        if target:
+            args += [{"tgt": ",".join(target)}, {"tgt_type": "list"}]
+        if sls:
+            args.append({"sls": list(sls)})
+        if pillar:
+            args.append({"pillar": pillar})
+        args += [{k: v} for k, v in (extra or {}).items()]
+        args.append({"failhard": True})
+        if self.steps:
+            before = self.steps[-1]
+            args.append({"require": [{before["state"].split(".")[0]: before["id"]}]})
+        self.steps.append(
+            {
+                "id": step_id,
+                "state": state,
+                "target": list(target),
+                "sls": list(sls),
+                "function": function,
+                "pillar": pillar or {},
+                "why": why,
+                "args": args,
+            }
+        )
+
+    def fail(self, step_id, message) -> None:
+        """A step that fails the run here with `message` (a refusal or a problem found)."""
+        self.add(step_id, "test.fail_without_changes", message, extra={"name": message})
+
+
+def etcd_membership(members: list[str], recorded: dict[str, str], current: list[str] | None) -> dict:
+    """What the etcd phase does with the live cluster (pure).
+
+    members
+        the members in pillar (``model["etcd"]["names"]``).
+    recorded
+        ``{minion: cluster ID}`` of the hosts whose grain ``ksha_etcd_cluster_id`` says the
+        cluster was bootstrapped (set by ``ksha.etcd.healthy``).
+    current
+        the member names etcd reports, or None when no member answered.
+
+    A member joins (one at a time) when it is in pillar but not in the cluster, or listed
+    but its host lost its data (no grain: a replaced machine); a member leaves when it is
+    in the cluster but no longer in pillar, removed from a member that stays.
+    """
+    bootstrapped = bool(recorded)
+    out = {
+        "bootstrapped": bootstrapped,
+        "joining": [],
+        "leaving": [],
+        "remover": None,
+        "problem": None,
+    }
+    if not bootstrapped:
+        return out
+    if current is None:
+        out["problem"] = (
+            f"the etcd cluster was bootstrapped (grain ksha_etcd_cluster_id on {', '.join(sorted(recorded))}) "
+            f"but no member answers; if quorum is lost for good, restore it: {RESTORE_HINT}"
+        )
+        return out
+    out["joining"] = [m for m in members if m not in current or m not in recorded]
+    out["leaving"] = [m for m in current if m not in members]
+    out["remover"] = next((m for m in members if m in recorded and m in current), None)
+    if out["leaving"] and not out["remover"]:
+        out["problem"] = (
+            "every etcd member would change at once (none of ksha:groups:etcd is a running member); "
+            "keep at least one running member in ksha:groups:etcd"
+        )
+    return out
+
+
+def build(model: dict | None, etcd_live: dict | None = None, until: str | None = None) -> dict:
+    """The steps of ``orch.ksha``.
+
+    model
+        the cluster model, or None when the pillar is not valid: then the plan is the
+        preflight's validation alone, which fails and says why.
+    etcd_live
+        ``{"recorded": {...}, "current": [...] or None}`` (see ``etcd_membership``); needed
+        when the etcd phase is planned.
+    until
+        the last phase to run (default: all).
+    """
+    steps = Steps()
+    until = until or PHASES[-1]
+    enabled = phases_until(until)
+    if not enabled:
+        steps.fail(
+            "ksha-orchestration-until-names-a-phase",
+            f"ksha_until: {until} is not a phase; use one of {', '.join(PHASES)}",
+        )
+        return {"until": until, "steps": steps.steps}
+    steps.add(
+        "ksha-preflight-inventory-valid",
+        "ksha.inventory_valid",
+        "the ksha pillar is valid and reaches every host (read-only, so it runs under test=True too)",
+    )
+    if model is None:
+        return {"until": until, "steps": steps.steps}
+    everyone = [h["name"] for h in model["hosts"]]
+    lb, etcd = model["loadbalancer"], model["etcd"]
+    steps.add(
+        "ksha-preflight-every-host-minion-responds",
+        "salt.function",
+        "every inventory host answers before anything changes",
+        target=everyone,
+        function="test.ping",
+        extra={"expect_minions": True},
+    )
+    steps.add(
+        "ksha-preflight-custom-modules-synced",
+        "salt.function",
+        "ksha's execution modules and states on every host",
+        target=everyone,
+        function="saltutil.sync_all",
+    )
+    if lb["external_check"]:
+        steps.add(
+            "ksha-preflight-lb-address-reachable-from-every-host",
+            "salt.state",
+            "external mode: every host reaches the LB before the LB domain is pointed at it",
+            target=lb["external_check"],
+            sls=["ksha.loadbalancer.external"],
+        )
+    if "common" in enabled:
+        steps.add(
+            "ksha-phase-common-applied",
+            "salt.state",
+            "base packages and the managed /etc/hosts block (cluster hosts, the LB domain)",
+            target=everyone,
+            sls=["ksha.common"],
+        )
+    if "lb" in enabled:
+        if lb["clean"]:
+            steps.add(
+                "ksha-phase-lb-other-hosts-cleaned",
+                "salt.state",
+                "ksha's haproxy/keepalived removed where the host is not an LB host (first: no two VIP holders)",
+                target=lb["clean"],
+                sls=["ksha.loadbalancer.clean"],
+            )
+        if lb["hosts"]:
+            steps.add(
+                "ksha-phase-lb-keepalived-haproxy-applied",
+                "salt.state",
+                "haproxy + keepalived holding the VIP on the LB hosts",
+                target=lb["hosts"],
+                sls=["ksha.loadbalancer"],
+            )
+    if "etcd" in enabled and etcd["names"]:
+        _etcd_steps(steps, model, etcd_membership(etcd["names"], **(etcd_live or {"recorded": {}, "current": None})))
+    return {"until": until, "steps": steps.steps}
+
+
+def _etcd_steps(steps: Steps, model: dict, membership: dict) -> None:
+    etcd = model["etcd"]
+    members = etcd["names"]
+    if membership["problem"]:
+        steps.fail("ksha-phase-etcd-cluster-reachable", membership["problem"])
+        return
+    steps.add(
+        "ksha-phase-etcd-ca-ready",
+        "salt.state",
+        "the etcd CA (its key never leaves this host)",
+        target=[etcd["ca_host"]],
+        sls=["ksha.etcd.ca"],
+    )
+    steps.add(
+        "ksha-phase-etcd-certificates-issued",
+        "salt.state",
+        "etcd certificates, signed on the CA host: members and masters",
+        target=etcd["pki_hosts"],
+        sls=["ksha.etcd.pki"],
+    )
+    if not membership["bootstrapped"]:
+        steps.add(
+            "ksha-phase-etcd-members-bootstrapped",
+            "salt.state",
+            "a new cluster: every member starts at once with the initial cluster",
+            target=members,
+            sls=["ksha.etcd"],
+            pillar={"ksha_etcd_bootstrap": True},
+        )
+    else:
+        for name in membership["joining"]:
+            steps.add(
+                f"ksha-phase-etcd-{name}-joined",
+                "salt.state",
+                f"{name} joins the running cluster (learner, then promoted)",
+                target=[name],
+                sls=["ksha.etcd.join"],
+            )
+        if membership["leaving"]:
+            steps.add(
+                "ksha-phase-etcd-members-removed",
+                "salt.state",
+                f"{', '.join(membership['leaving'])} removed from the cluster, refused if quorum would break",
+                target=[membership["remover"]],
+                sls=["ksha.etcd.leave"],
+                pillar={"ksha_etcd_leaving": membership["leaving"]},
+            )
+        steps.add(
+            "ksha-phase-etcd-members-converged",
+            "salt.state",
+            "settings, units and certificates; a changed member restarts, one at a time",
+            target=members,
+            sls=["ksha.etcd"],
+        )
+    if etcd["others"]:
+        steps.add(
+            "ksha-phase-etcd-other-hosts-cleaned",
+            "salt.state",
+            "a former member's etcd stopped and its data moved aside (only ksha's)",
+            target=etcd["others"],
+            sls=["ksha.etcd.clean"],
+        )
+    steps.add(
+        "ksha-phase-etcd-cluster-healthy",
+        "salt.state",
+        "wait until etcd is healthy, record the cluster ID",
+        target=members,
+        sls=["ksha.etcd.healthy"],
+    )
+
+
+def restore(
+    model: dict, snapshots: dict[str, list[dict]], source: str | None = None, snapshot: str | None = None
+) -> dict:
+    """The steps of ``orch.ksha.etcd_restore`` (pure).
+
+    snapshots
+        ``{member: [{"path", "mtime"}, ...]}`` as ``ksha_etcd.snapshots`` found them.
+    source, snapshot
+        restore this snapshot of this member; default the newest on any member.
+    """
+    members = model["etcd"]["names"]
+    plan = {"members": members, "source": source, "snapshot": snapshot, "problem": None, "steps": []}
+    steps = Steps()
+    if not members:
+        plan["problem"] = "ksha:groups:etcd is empty: nothing to restore"
+    elif source and source not in members:
+        plan["problem"] = f"source {source!r} is not an etcd member (ksha:groups:etcd)"
+    else:
+        candidates = [
+            (row["mtime"], minion, row["path"])
+            for minion, rows in snapshots.items()
+            if (not source or minion == source) and isinstance(rows, list)
+            for row in rows
+            if not snapshot or row["path"] == snapshot
+        ]
+        if not candidates:
+            where = f"{snapshot} on {source}" if snapshot else "no snapshot on any member"
+            plan["problem"] = f"nothing to restore: {where} (ksha:etcd:backup:dir)"
+        else:
+            _, plan["source"], plan["snapshot"] = max(candidates)
+    if plan["problem"]:
+        steps.fail("ksha-etcd-restore-snapshot-chosen", plan["problem"])
+        plan["steps"] = steps.steps
+        return plan
+    steps.add(
+        "ksha-etcd-restore-snapshot-chosen",
+        "test.succeed_without_changes",
+        "the snapshot to restore",
+        extra={"name": f"restoring {plan['snapshot']} from {plan['source']} onto {', '.join(members)}"},
+    )
+    steps.add(
+        "ksha-etcd-restore-every-member-stopped-and-prepared",
+        "salt.state",
+        "etcd stopped everywhere; the snapshot becomes a one-member cluster on its host, other data moved aside",
+        target=members,
+        sls=["ksha.etcd.restore"],
+        pillar={"ksha_restore": {"source": plan["source"], "snapshot": plan["snapshot"]}},
+    )
+    for name in members:
+        if name != plan["source"]:
+            steps.add(
+                f"ksha-etcd-restore-{name}-joined",
+                "salt.state",
+                f"{name} joins the restored cluster",
+                target=[name],
+                sls=["ksha.etcd.join"],
+            )
+    steps.add(
+        "ksha-etcd-restore-cluster-healthy",
+        "salt.state",
+        "wait until etcd is healthy, record the new cluster ID",
+        target=members,
+        sls=["ksha.etcd.healthy"],
+    )
+    plan["steps"] = steps.steps
+    return plan
+
+
+def describe(steps: list[dict]) -> str:
+    """The steps, one block each, for a person."""
+    lines = []
+    for number, step in enumerate(steps, 1):
+        what = step["function"] or ", ".join(step["sls"]) or step["state"]
+        where = ",".join(step["target"]) or "master"
+        lines.append(f"{number:2}. {step['id']}")
+        lines.append(f"    {what} on {where}")
+        if step["pillar"]:
+            lines.append(f"    pillar {step['pillar']}")
+        lines.append(f"    why: {step['why']}")
+    return "\n".join(lines)

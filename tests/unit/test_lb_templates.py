@@ -1,0 +1,114 @@
+"""haproxy.cfg and keepalived.conf rendered outside the lab, from the pillar example and variants,
+and checked by the daemons' own config checks (haproxy -c, keepalived --config-test): a template
+bug fails here in seconds, not in the lab. The contexts are the ones salt/ksha/loadbalancer/config.sls
+passes, from the cluster model."""
+
+import copy
+import subprocess
+
+import jinja2
+import pytest
+
+from ksha import model
+from tests.conftest import REPO
+
+FILES = REPO / "salt" / "ksha" / "loadbalancer" / "files"
+
+
+def an_interface():
+    """A multicast interface of this machine: keepalived --config-test checks that it exists."""
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    for line in links.splitlines():
+        name, flags = line.split(": ")[1].split("@")[0], line.split("<", 1)[1].split(">", 1)[0].split(",")
+        if "MULTICAST" in flags and "LOOPBACK" not in flags:
+            return name
+    raise AssertionError(f"no multicast interface for keepalived --config-test:\n{links}")
+
+
+def render(name, context):
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(FILES)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    return env.get_template(name).render(**context)
+
+
+def contexts(ksha, minion, check_script=None):
+    """(haproxy context, keepalived context) as config.sls builds them for `minion`."""
+    published = model.for_minion(model.build(ksha), minion, {"ip4_interfaces": {"lo": ["127.0.0.1"]}})["ksha_model"]
+    me, lb = published["me"], published["config"]["loadbalancer"]
+    haproxy = {
+        "lb": lb,
+        "backends": published["loadbalancer"]["backends"],
+        "console_backends": published["loadbalancer"]["console_backends"],
+        "check": published["loadbalancer"]["check"],
+    }
+    keepalived = {
+        "lb": lb,
+        "me": me["name"],
+        "my_ip": me["ip"],
+        "iface": me["interface"] or an_interface(),
+        "priority": me["lb_priority"],
+        "peers": me["lb_peers"],
+        "vrrp_version": published["loadbalancer"]["vrrp_version"],
+        # keepalived --config-test wants the tracked script to exist and be safe (root's, not writable by others)
+        "check_script": check_script or published["loadbalancer"]["check_script"],
+    }
+    return haproxy, keepalived
+
+
+VARIANTS = [
+    ("the example in keepalived mode", {}),
+    ("console frontend", {"console": {"enabled": True}}),
+    ("VRRPv2 with a password, multicast, nopreempt",
+     {"keepalived": {"auth_pass": "s3cret", "advert_int": 1, "unicast": False, "nopreempt": True}}),
+    ("other haproxy numbers", {"haproxy": {"maxconn": 100, "check_inter_ms": 250, "retries": 0}}),
+]  # fmt: skip
+
+
+@pytest.fixture
+def keepalived_ksha(example_ksha):
+    example_ksha["loadbalancer"].update(mode="keepalived", address="192.168.0.100")
+    return example_ksha
+
+
+@pytest.mark.parametrize("case, lb_edits", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_rendered_configs_pass_the_daemons_checks(keepalived_ksha, tmp_path, case, lb_edits):
+    ksha = copy.deepcopy(keepalived_ksha)
+    for key, value in lb_edits.items():
+        ksha["loadbalancer"][key] = value
+    script = tmp_path / "check.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o700)
+    haproxy, keepalived = contexts(ksha, "master2", str(script))
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render("haproxy.cfg.jinja", haproxy))
+    out = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr + cfg.read_text()
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(render("keepalived.conf.jinja", keepalived))
+    out = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr + conf.read_text()
+
+
+def test_rendered_configs_carry_the_model(keepalived_ksha):
+    haproxy, keepalived = contexts(keepalived_ksha, "master2")
+    cfg = render("haproxy.cfg.jinja", haproxy)
+    assert "    bind 192.168.0.100:6443" in cfg
+    assert [line.split()[1:] for line in cfg.splitlines() if line.startswith("    server ")] == [
+        ["master1", "192.168.0.1:6443"],
+        ["master2", "192.168.0.2:6443"],
+        ["master3", "192.168.0.3:6443"],
+    ]
+    assert "inter 500 fastinter 250 downinter 1000 fall 2 rise 2" in cfg
+    conf = render("keepalived.conf.jinja", keepalived)
+    assert "    priority 190" in conf and "vrrp_version 3" in conf
+    assert conf.split("unicast_peer {", 1)[1].split("}", 1)[0].split() == ["192.168.0.1", "192.168.0.3"]
+
+
+def test_a_broken_template_is_caught_by_the_check(keepalived_ksha, tmp_path):
+    """The check is not a rubber stamp: a config haproxy would refuse fails it."""
+    haproxy, _ = contexts(keepalived_ksha, "master1")
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render("haproxy.cfg.jinja", haproxy).replace("mode tcp", "mode tpc"))
+    out = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert out.returncode != 0

@@ -1,0 +1,217 @@
+"""ksha/model.py: every derived fact, table-driven over pillar variants of the seed's example."""
+
+import copy
+
+import pytest
+
+from ksha import inventory, model
+
+
+def variant(example, **edits):
+    """The example pillar with `edits` ({"loadbalancer:mode": "keepalived", ...}) applied."""
+    ksha = copy.deepcopy(example)
+    for path, value in edits.items():
+        *parents, last = path.split(":")
+        node = ksha
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    assert not inventory.has_errors(inventory.validate(ksha)), inventory.validate(ksha)
+    return ksha
+
+
+KEEPALIVED = {"loadbalancer:mode": "keepalived", "loadbalancer:address": "192.168.0.100"}
+ALL = ["master1", "master2", "master3", "node1", "node2", "node3"]
+
+# (case, pillar edits, expected roles->hosts / facts)
+LB_CASES = [
+    (
+        "external: nobody runs an LB, everyone checks it and is cleaned",
+        {},
+        {"hosts": [], "clean": ALL, "external_check": ALL, "priority": {}},
+    ),
+    (
+        "keepalived: the masters by default, priorities in order",
+        KEEPALIVED,
+        {
+            "hosts": ["master1", "master2", "master3"],
+            "clean": ["node1", "node2", "node3"],
+            "external_check": [],
+            "priority": {"master1": 200, "master2": 190, "master3": 180},
+        },
+    ),
+    (
+        "keepalived on named LB hosts",
+        {**KEEPALIVED, "loadbalancer:hosts": ["node2", "node1"]},
+        {
+            "hosts": ["node2", "node1"],
+            "clean": ["master1", "master2", "master3", "node3"],
+            "external_check": [],
+            "priority": {"node2": 200, "node1": 190},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("case, edits, expected", LB_CASES, ids=[c[0] for c in LB_CASES])
+def test_loadbalancer_roles(example_ksha, case, edits, expected):
+    lb = model.build(variant(example_ksha, **edits))["loadbalancer"]
+    assert {key: lb[key] for key in expected} == expected
+
+
+def test_lb_peers_backends_and_checks(example_ksha):
+    m = model.build(variant(example_ksha, **KEEPALIVED, **{"loadbalancer:haproxy": {"check_inter_ms": 400}}))
+    lb = m["loadbalancer"]
+    assert lb["peers"]["master2"] == ["192.168.0.1", "192.168.0.3"]
+    assert lb["backends"][0] == {"name": "master1", "ip": "192.168.0.1", "port": 6443}
+    assert [b["name"] for b in lb["console_backends"]] == ALL
+    assert lb["console_backends"][5]["port"] == 30880
+    assert lb["check"] == {"inter": 400, "fastinter": 200, "downinter": 800, "fall": 2, "rise": 2}
+
+
+API_CASES = [
+    ("external LB", {}, ("lb.kubesphere.local", "192.168.0.253", 6443)),
+    (
+        "no LB, one master: the domain points at it",
+        {
+            "loadbalancer": {"mode": "none"},
+            "groups": {"kube-master": ["master2"], "kube-node": ["node1"], "etcd": ["master2"]},
+        },
+        ("lb.kubesphere.local", "192.168.0.2", 6443),
+    ),
+    (
+        "own domain and port",
+        {"loadbalancer:domain": "api.example.org", "loadbalancer:port": 8443},
+        ("api.example.org", "192.168.0.253", 8443),
+    ),
+]
+
+
+@pytest.mark.parametrize("case, edits, expected", API_CASES, ids=[c[0] for c in API_CASES])
+def test_api_endpoint_and_hosts_file(example_ksha, case, edits, expected):
+    m = model.build(variant(example_ksha, **edits))
+    api = m["api"]
+    assert (api["domain"], api["address"], api["port"]) == expected
+    assert api["url"] == f"https://{expected[0]}:{expected[2]}"
+    assert m["hosts_file"][-1] == [expected[1], expected[0]]
+    assert m["hosts_file"][0] == ["192.168.0.1", "master1"]
+
+
+ETCD_CASES = [
+    ("CA on the first member by default", {}, "master1"),
+    ("CA host named", {"etcd:pki:ca_host": "master3"}, "master3"),
+]
+
+
+@pytest.mark.parametrize("case, edits, ca_host", ETCD_CASES, ids=[c[0] for c in ETCD_CASES])
+def test_etcd_ca_host_and_roles(example_ksha, case, edits, ca_host):
+    m = model.build(variant(example_ksha, **edits))
+    assert m["etcd"]["ca_host"] == ca_host
+    assert [h["name"] for h in m["hosts"] if "etcd-ca" in h["roles"]] == [ca_host]
+    assert "ksha.etcd.ca" in model.host(m, ca_host)["states"]
+
+
+def test_etcd_urls_and_initial_cluster(example_ksha):
+    etcd = model.build(variant(example_ksha, **{"etcd:client_port": 12379}))["etcd"]
+    assert etcd["client_urls"]["master2"] == "https://192.168.0.2:12379"
+    assert etcd["peer_urls"]["master2"] == "https://192.168.0.2:2380"
+    assert etcd["initial_cluster"] == (
+        "master1=https://192.168.0.1:2380,master2=https://192.168.0.2:2380,master3=https://192.168.0.3:2380"
+    )
+    assert etcd["local_client_url"] == "https://127.0.0.1:12379"
+    assert etcd["token"] == "ksha-kubesphere"
+    assert etcd["others"] == ["node1", "node2", "node3"]
+
+
+def test_etcd_ipv6_urls_are_bracketed(example_ksha):
+    ksha = copy.deepcopy(example_ksha)
+    for index, host in enumerate(ksha["hosts"]):
+        host["ip"] = f"fd00::{index + 1}"
+    ksha["loadbalancer"]["address"] = "fd00::fd"
+    etcd = model.build(ksha)["etcd"]
+    assert etcd["client_urls"]["master1"] == "https://[fd00::1]:2379"
+
+
+def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
+    ksha = variant(example_ksha, **{"groups:etcd": ["master1", "master2", "node1"]})
+    m = model.build(ksha)
+    assert m["etcd"]["pki_hosts"] == ["master1", "master2", "node1", "master3"]
+    certs = {h["name"]: [c["id"] for c in h["certificates"]["etcd"]] for h in m["hosts"]}
+    assert certs["node1"] == ["member-server", "member-peer", "admin-client"]
+    assert certs["master3"] == ["apiserver-client"]
+    assert certs["node2"] == []
+    assert model.host(m, "master3")["states"] == [
+        "ksha.common",
+        "ksha.loadbalancer.clean",
+        "ksha.loadbalancer.external",
+        "ksha.etcd.pki",
+        "ksha.etcd.clean",
+    ]
+
+
+def test_member_certificates_carry_the_hosts_names(example_ksha):
+    m = model.build(example_ksha)
+    server = model.host(m, "master2")["certificates"]["etcd"][0]
+    assert server == {
+        "id": "member-server",
+        "path": "/etc/etcd/pki/server",
+        "policy": "ksha_etcd_server",
+        "cn": "master2",
+        "sans": "DNS:master2, DNS:localhost, IP:192.168.0.2, IP:127.0.0.1",
+        "user": "etcd",
+    }
+
+
+def test_signing_policies_follow_the_groups(example_ksha):
+    ksha = variant(example_ksha, **{"groups:etcd": ["master1", "master2", "node1"], "etcd:pki:days_valid": 90})
+    policies = model.build(ksha)["signing_policies"]["etcd"]
+    assert policies["ksha_etcd_server"]["minions"] == "L@master1,master2,node1"
+    assert policies["ksha_etcd_client"]["minions"] == "L@master1,master2,node1,master3"
+    assert policies["ksha_etcd_client"]["extendedKeyUsage"] == "clientAuth"
+    assert {p["days_valid"] for p in policies.values()} == {90}
+
+
+def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ksha):
+    m = model.build(variant(example_ksha, **KEEPALIVED))
+    grains = {"ip4_interfaces": {"lo": ["127.0.0.1"], "host0": ["192.168.0.1"]}}
+    on_ca = model.for_minion(m, "master1", grains)
+    assert on_ca["ksha_model"]["me"]["interface"] == "host0"
+    assert on_ca["ksha_model"]["me"]["lb_priority"] == 200
+    assert on_ca["ksha_model"]["me"]["lb_peers"] == ["192.168.0.2", "192.168.0.3"]
+    assert set(on_ca["x509_signing_policies"]) == set(model.ETCD_POLICIES)
+    other = model.for_minion(m, "master2", {})
+    assert "x509_signing_policies" not in other
+    assert other["ksha_model"]["me"]["interface"] is None
+    assert model.for_minion(m, "stranger", grains) == {"ksha_model": {**m, "me": {}}}
+
+
+def test_pillar_interface_wins_over_grains(example_ksha):
+    m = model.build(variant(example_ksha, **KEEPALIVED, **{"loadbalancer:keepalived": {"interface": "eth1"}}))
+    assert (
+        model.for_minion(m, "master1", {"ip4_interfaces": {"host0": ["192.168.0.1"]}})["ksha_model"]["me"]["interface"]
+        == "eth1"
+    )
+
+
+SETTINGS_CASES = [
+    ("defaults", None, {}, []),
+    ("Debian packages", "Debian", {}, ["ca-certificates", "iproute2", "conntrack", "socat", "ipset"]),
+    ("RedHat packages", "RedHat", {}, ["ca-certificates", "iproute", "conntrack-tools", "socat", "ipset"]),
+    ("the pillar wins over the os_family", "Debian", {"common": {"pkgs": ["x"]}}, ["x"]),
+]
+
+
+@pytest.mark.parametrize("case, family, over, pkgs", SETTINGS_CASES, ids=[c[0] for c in SETTINGS_CASES])
+def test_settings_merge_defaults_os_family_pillar(case, family, over, pkgs):
+    conf = model.settings(over, family)
+    assert conf["common"]["pkgs"] == pkgs
+    assert conf["etcd"]["client_port"] == 2379  # defaults.yaml
+
+
+def test_states_follow_phase_order_once_each():
+    assert model.states(["etcd", "all", "kube-master", "etcd-ca"]) == [
+        "ksha.common",
+        "ksha.etcd.ca",
+        "ksha.etcd.pki",
+        "ksha.etcd",
+    ]

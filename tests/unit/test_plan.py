@@ -1,0 +1,201 @@
+"""ksha/plan.py: the orchestration's steps and the etcd membership decisions, table-driven."""
+
+import pytest
+
+from ksha import model, plan
+
+M = ["master1", "master2", "master3"]
+
+# (case, members in pillar, recorded grains, members etcd reports, expected decision)
+MEMBERSHIP = [
+    (
+        "never bootstrapped: bootstrap",
+        M,
+        {},
+        None,
+        {"bootstrapped": False, "joining": [], "leaving": [], "remover": None, "problem": None},
+    ),
+    (
+        "bootstrapped and unchanged: converge only",
+        M,
+        {m: "c1" for m in M},
+        M,
+        {"bootstrapped": True, "joining": [], "leaving": [], "remover": "master1", "problem": None},
+    ),
+    (
+        "two members added: both join, in pillar order",
+        M + ["node1", "node2"],
+        {m: "c1" for m in M},
+        M,
+        {"bootstrapped": True, "joining": ["node1", "node2"], "leaving": [], "remover": "master1", "problem": None},
+    ),
+    (
+        "a wiped member (listed, grain gone): it joins again",
+        M,
+        {"master1": "c1", "master3": "c1"},
+        M,
+        {"bootstrapped": True, "joining": ["master2"], "leaving": [], "remover": "master1", "problem": None},
+    ),
+    (
+        "a member removed from pillar: it leaves, removed from one that stays",
+        ["master2", "master3"],
+        {m: "c1" for m in M},
+        M,
+        {"bootstrapped": True, "joining": [], "leaving": ["master1"], "remover": "master2", "problem": None},
+    ),
+    (
+        "replace one member by another: join, then leave",
+        ["master2", "master3", "node1"],
+        {m: "c1" for m in M},
+        M,
+        {"bootstrapped": True, "joining": ["node1"], "leaving": ["master1"], "remover": "master2", "problem": None},
+    ),
+]
+
+
+@pytest.mark.parametrize("case, members, recorded, current, expected", MEMBERSHIP, ids=[c[0] for c in MEMBERSHIP])
+def test_etcd_membership_paths(case, members, recorded, current, expected):
+    assert plan.etcd_membership(members, recorded, current) == expected
+
+
+REFUSALS = [
+    ("bootstrapped but no member answers", M, {m: "c1" for m in M}, None, "no member answers; if quorum is lost"),
+    (
+        "every member replaced at once",
+        ["node1", "node2", "node3"],
+        {m: "c1" for m in M},
+        M,
+        "every etcd member would change at once",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, members, recorded, current, problem", REFUSALS, ids=[c[0] for c in REFUSALS])
+def test_etcd_membership_refusals(case, members, recorded, current, problem):
+    assert problem in plan.etcd_membership(members, recorded, current)["problem"]
+
+
+@pytest.fixture
+def cluster(example_ksha):
+    example_ksha["loadbalancer"].update(mode="keepalived", address="192.168.0.100")
+    return model.build(example_ksha)
+
+
+def ids(result):
+    return [step["id"] for step in result["steps"]]
+
+
+def test_full_plan_from_bare_hosts(cluster):
+    result = plan.build(cluster, {"recorded": {}, "current": None})
+    assert ids(result) == [
+        "ksha-preflight-inventory-valid",
+        "ksha-preflight-every-host-minion-responds",
+        "ksha-preflight-custom-modules-synced",
+        "ksha-phase-common-applied",
+        "ksha-phase-lb-other-hosts-cleaned",
+        "ksha-phase-lb-keepalived-haproxy-applied",
+        "ksha-phase-etcd-ca-ready",
+        "ksha-phase-etcd-certificates-issued",
+        "ksha-phase-etcd-members-bootstrapped",
+        "ksha-phase-etcd-other-hosts-cleaned",
+        "ksha-phase-etcd-cluster-healthy",
+    ]
+    boot = result["steps"][8]
+    assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
+    # Salt's arguments: the target list, the sls, the pillar, failhard, and the step before it.
+    assert boot["args"] == [
+        {"tgt": "master1,master2,master3"},
+        {"tgt_type": "list"},
+        {"sls": ["ksha.etcd"]},
+        {"pillar": {"ksha_etcd_bootstrap": True}},
+        {"failhard": True},
+        {"require": [{"salt": "ksha-phase-etcd-certificates-issued"}]},
+    ]
+    assert result["steps"][1]["args"][-1] == {"require": [{"ksha": "ksha-preflight-inventory-valid"}]}
+    assert result["steps"][0]["args"] == [{"failhard": True}]
+
+
+def test_membership_changes_become_steps(cluster):
+    live = {"recorded": {"master1": "c", "master3": "c"}, "current": ["master1", "master2", "master3", "node9"]}
+    result = plan.build(cluster, live)
+    etcd_ids = [i for i in ids(result) if i.startswith("ksha-phase-etcd")]
+    assert etcd_ids == [
+        "ksha-phase-etcd-ca-ready",
+        "ksha-phase-etcd-certificates-issued",
+        "ksha-phase-etcd-master2-joined",
+        "ksha-phase-etcd-members-removed",
+        "ksha-phase-etcd-members-converged",
+        "ksha-phase-etcd-other-hosts-cleaned",
+        "ksha-phase-etcd-cluster-healthy",
+    ]
+    removed = next(s for s in result["steps"] if s["id"] == "ksha-phase-etcd-members-removed")
+    assert removed["target"] == ["master1"] and removed["pillar"] == {"ksha_etcd_leaving": ["node9"]}
+
+
+def test_a_problem_stops_the_etcd_phase_before_anything_changes(cluster):
+    result = plan.build(cluster, {"recorded": {"master1": "c"}, "current": None})
+    last = result["steps"][-1]
+    assert last["id"] == "ksha-phase-etcd-cluster-reachable"
+    assert last["state"] == "test.fail_without_changes"
+    assert "orch.ksha.etcd_restore" in dict(a for arg in last["args"] for a in arg.items())["name"]
+    assert "ksha-phase-etcd-ca-ready" not in ids(result)
+
+
+UNTIL = [
+    ("preflight", "ksha-preflight-custom-modules-synced"),
+    ("common", "ksha-phase-common-applied"),
+    ("lb", "ksha-phase-lb-keepalived-haproxy-applied"),
+    ("etcd", "ksha-phase-etcd-cluster-healthy"),
+]
+
+
+@pytest.mark.parametrize("until, last", UNTIL)
+def test_until_stops_after_the_phase(cluster, until, last):
+    assert ids(plan.build(cluster, {"recorded": {}, "current": None}, until))[-1] == last
+
+
+def test_until_an_unknown_phase_fails_first(cluster):
+    result = plan.build(cluster, None, "kubesphere")
+    assert ids(result) == ["ksha-orchestration-until-names-a-phase"]
+    assert "ksha_until: kubesphere is not a phase; use one of preflight, common, lb, etcd" in result["steps"][0]["why"]
+
+
+def test_an_invalid_pillar_plans_only_the_validation():
+    assert ids(plan.build(None)) == ["ksha-preflight-inventory-valid"]
+
+
+SNAPSHOTS = {
+    "master1": [{"path": "/b/etcd-1.db", "mtime": 100}, {"path": "/b/etcd-3.db", "mtime": 300}],
+    "master2": [{"path": "/b/etcd-2.db", "mtime": 200}],
+    "master3": "etcdctl failed",
+}
+
+RESTORES = [
+    ("newest on any member", None, None, ("master1", "/b/etcd-3.db", None)),
+    ("newest of one member", "master2", None, ("master2", "/b/etcd-2.db", None)),
+    ("a given snapshot", "master1", "/b/etcd-1.db", ("master1", "/b/etcd-1.db", None)),
+    ("a source that is no member", "node1", None, ("node1", None, "source 'node1' is not an etcd member")),
+    ("a snapshot that is not there", "master2", "/b/x.db", ("master2", "/b/x.db", "nothing to restore: /b/x.db on")),
+]
+
+
+@pytest.mark.parametrize("case, source, snapshot, expected", RESTORES, ids=[c[0] for c in RESTORES])
+def test_restore_plan(cluster, case, source, snapshot, expected):
+    result = plan.restore(cluster, SNAPSHOTS, source, snapshot)
+    assert (result["source"], result["snapshot"]) == expected[:2]
+    if expected[2]:
+        assert expected[2] in result["problem"]
+        assert ids(result) == ["ksha-etcd-restore-snapshot-chosen"]
+        assert result["steps"][0]["state"] == "test.fail_without_changes"
+    else:
+        assert result["problem"] is None
+        joined = [i for i in ids(result) if i.endswith("-joined")]
+        assert joined == [f"ksha-etcd-restore-{m}-joined" for m in M if m != expected[0]]
+        prepared = result["steps"][1]
+        assert prepared["pillar"] == {"ksha_restore": {"source": expected[0], "snapshot": expected[1]}}
+
+
+def test_describe_is_for_a_person(cluster):
+    text = plan.describe(plan.build(cluster, {"recorded": {}, "current": None})["steps"])
+    assert " 9. ksha-phase-etcd-members-bootstrapped\n    ksha.etcd on master1,master2,master3\n" in text
+    assert "    pillar {'ksha_etcd_bootstrap': True}\n" in text
