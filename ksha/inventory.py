@@ -106,8 +106,8 @@ def validate(pillar_ksha: Any, defaults: dict | None = None) -> list[Finding]:
     if not isinstance(pillar_ksha, dict):
         report.error("ksha", f"must be a mapping, got {type(pillar_ksha).__name__}")
         return report.findings
-    ksha = merge(defaults if defaults is not None else load_defaults(), pillar_ksha)
-    return checks.run(pillar_ksha, ksha)
+    defaults = defaults if defaults is not None else load_defaults()
+    return checks.run(pillar_ksha, merge(defaults, pillar_ksha), defaults)
 
 
 def lb_hosts(ksha: dict) -> list[str]:

@@ -5,8 +5,9 @@
 one :class:`~ksha.checks.base.Report`. A section reads what the sections before it left in the
 context (the hosts by name, the groups' members ...) and reports each problem once, naming
 the pillar key and the fix. A new part of the cluster (the control plane, the nodes,
-KubeSphere) adds a module here and its place in SECTIONS; its numeric keys go into the one
-table of ranges, ``schema.LIMITS``.
+KubeSphere) adds a module here and its place in SECTIONS; its keys' types go into
+``schema.TYPES`` (when their default does not say it) and its numeric keys into the one table
+of ranges, ``schema.LIMITS``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ksha.checks.base import Context, Finding, Report
 Section = Callable[[Context, Report], None]
 
 SECTIONS: tuple[Section, ...] = (
-    schema.check,  # first: every number against its range; a bad one is left out for the rest
+    schema.check,  # first: every key's type, every number's range; a wrong one is left out for the rest
     hosts.check,  # ctx.hosts, ctx.addresses
     groups.check,  # ctx.groups, ctx.positions
     etcd.check,
@@ -28,16 +29,9 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
-def _copy_mappings(value):
-    """A copy of every mapping level (lists are shared): the sections may leave keys out of it."""
-    if isinstance(value, dict):
-        return {key: _copy_mappings(child) for key, child in value.items()}
-    return value
-
-
-def run(pillar: dict, merged: dict) -> list[Finding]:
-    """Every section on `merged` (the pillar `pillar` with the defaults merged in); errors first."""
-    ctx = Context(pillar=pillar, ksha=_copy_mappings(merged))
+def run(pillar: dict, merged: dict, defaults: dict) -> list[Finding]:
+    """Every section on `merged` (`pillar` with `defaults` merged in); errors first."""
+    ctx = Context(pillar=pillar, ksha=merged, defaults=defaults)
     report = Report()
     for section in SECTIONS:
         section(ctx, report)

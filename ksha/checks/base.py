@@ -29,8 +29,12 @@ TOP_KEYS = (
 )
 HOST_KEYS = ("name", "ip", "addresses")
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+# Whole-string patterns: always used with fullmatch (a trailing newline is no match).
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_LABEL = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?")
+
+# How many names a message lists before it says how many there are in all.
+NAMES_SHOWN = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,23 +48,39 @@ class Finding:
 
 
 def is_rfc1123_label(name: Any) -> bool:
-    return isinstance(name, str) and bool(_LABEL.match(name))
+    return isinstance(name, str) and _LABEL.fullmatch(name) is not None
 
 
 def is_dns_name(name: Any) -> bool:
     if not isinstance(name, str) or not name or len(name) > 253:
         return False
-    return all(_DNS_LABEL.match(label) for label in name.rstrip(".").split("."))
+    return all(_DNS_LABEL.fullmatch(label) for label in name.removesuffix(".").split("."))
 
 
 def parse_ip(value: Any):
-    """An ip_address, or None when `value` is not an IP address."""
+    """An ip_address, or None when `value` is not a cluster address.
+
+    A cluster address is the address alone: no surrounding blanks, no IPv6 zone (``fe80::3%eth0``).
+    """
     if not isinstance(value, str):
         return None
     try:
-        return ipaddress.ip_address(value.strip())
+        addr = ipaddress.ip_address(value)
     except ValueError:
         return None
+    if getattr(addr, "scope_id", None) is not None:
+        return None
+    return addr
+
+
+def ip_problem(value: Any) -> str:
+    """Why `value` is not a cluster address (for a value :func:`parse_ip` refused)."""
+    if isinstance(value, str) and "%" in value and parse_ip(value.partition("%")[0]) is not None:
+        return (
+            f"{show(value)} is a scoped IPv6 address: a cluster address cannot carry a zone (%...); "
+            "use a global or unique-local address"
+        )
+    return f"{show(value)} is not a valid IPv4 or IPv6 address"
 
 
 def is_int_in(value: Any, low: int, high: int) -> bool:
@@ -75,6 +95,21 @@ def is_number_in(value: Any, low: float, high: float) -> bool:
 
 def is_port(value: Any) -> bool:
     return is_int_in(value, 1, 65535)
+
+
+def show(value: Any, limit: int = 100) -> str:
+    """repr(value), shortened: a message stays one readable line whatever the input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
+def names(items: list[str] | dict) -> str:
+    """'a, b, c', or the first NAMES_SHOWN and how many there are in all (an odd name as its repr)."""
+    items = list(items)
+    shown = [n if n.isprintable() and len(n) <= 63 else show(n) for n in items[:NAMES_SHOWN]]
+    if len(items) <= NAMES_SHOWN:
+        return ", ".join(shown)
+    return f"{', '.join(shown)}, ... ({len(items)} in all)"
 
 
 class Report:
@@ -105,13 +140,15 @@ class Report:
 class Context:
     """What the sections read and leave for the sections after them.
 
-    ``ksha`` is the pillar with the defaults merged in, every key of a wrong type or out of its
-    range left out (its error is already reported), so a later section finds a key either
-    absent or of the right type. ``bad`` holds the keys left out.
+    ``ksha`` is the pillar with the defaults merged in; the schema section leaves every key of a
+    wrong type or out of its range out of it (its error is reported), so a later section finds
+    a key either absent or of the right type. ``bad`` holds the keys reported by the schema
+    section (list items included: they stay in their lists, the sections skip them).
     """
 
-    pillar: dict
-    ksha: dict
+    pillar: dict  # as given
+    ksha: dict  # defaults merged in; after the schema section, only keys of the right type
+    defaults: dict = dataclasses.field(default_factory=dict)
     bad: set[str] = dataclasses.field(default_factory=set)
     # well-formed hosts by name, each with "_index" (its position in ksha:hosts)
     hosts: dict[str, dict] = dataclasses.field(default_factory=dict)
@@ -121,6 +158,9 @@ class Context:
     groups: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # group -> member -> its index in the pillar's list (the first one)
     positions: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # groups whose members are not all known (a wrong type, a member not defined): their size is
+    # not checked, its error would repeat the one already reported
+    unresolved: set[str] = dataclasses.field(default_factory=set)
 
     def section(self, *path: str) -> dict:
         """The mapping at ksha:<path>, {} when absent (a wrong type is reported and left out)."""

@@ -1,23 +1,26 @@
-"""ksha:groups:etcd's member count and ksha:etcd: install source, ports, raft timings, certificates, backups."""
+"""ksha:groups:etcd's member count, the CA host, and ksha:etcd's cross-checks (archive source,
+ports, raft timings, certificate days); each key's type and range: the schema section."""
 
 from __future__ import annotations
 
 import re
 
-from ksha.checks.base import ETCD_SOURCES, Context, Report
+from ksha.checks.base import Context, Report, names, show
 
 KEY = "ksha:etcd"
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_URL = re.compile(r"(https?|salt|file)://\S+")
+_VERSION = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?")
 
 
 def check(ctx: Context, report: Report) -> None:
     etcd = ctx.section("etcd")
-    _member_count(ctx, etcd, report)
-    _source(etcd, report)
+    if "etcd" not in ctx.unresolved:
+        _member_count(ctx, etcd, report)
+    if etcd.get("source") == "archive":
+        _archive(ctx.section("etcd", "archive"), report)
     _ports_and_timings(etcd, report)
-    _pki(ctx, etcd.get("pki") if isinstance(etcd.get("pki"), dict) else {}, report)
-    backup = etcd.get("backup") if isinstance(etcd.get("backup"), dict) else {}
-    if "dir" in backup and not (isinstance(backup["dir"], str) and backup["dir"].startswith("/")):
-        report.error(f"{KEY}:backup:dir", f"{backup['dir']!r} must be an absolute path")
+    _pki(ctx, ctx.section("etcd", "pki"), report)
     _workers(ctx, report)
 
 
@@ -28,7 +31,7 @@ def _member_count(ctx: Context, etcd: dict, report: Report) -> None:
         report.error("ksha:groups:etcd", "is empty: the cluster needs etcd members (an odd number, usually 3)")
     elif count == 1:
         report.warning("ksha:groups:etcd", "has 1 member: etcd is not highly available (use 3 or 5)")
-    elif count % 2 == 0:
+    elif count % 2 == 0 and f"{KEY}:allow_even_member_count" not in ctx.bad:
         if allow_even:
             report.warning(
                 "ksha:groups:etcd",
@@ -44,25 +47,18 @@ def _member_count(ctx: Context, etcd: dict, report: Report) -> None:
             )
 
 
-def _source(etcd: dict, report: Report) -> None:
-    source = etcd.get("source", "package")
-    if source not in ETCD_SOURCES:
-        report.error(f"{KEY}:source", f"{source!r} is not one of {', '.join(ETCD_SOURCES)}")
-    elif source == "archive":
-        archive = etcd.get("archive") if isinstance(etcd.get("archive"), dict) else {}
-        sha = archive.get("sha256")
-        if not (isinstance(sha, str) and re.match(r"^[0-9a-fA-F]{64}$", sha)):
-            report.error(
-                f"{KEY}:archive:sha256",
-                "source 'archive' needs the release tarball's sha256 (64 hex digits, from the release's "
-                "SHA256SUMS) so a changed download is refused",
-            )
-        if not (isinstance(archive.get("url"), str) and re.match(r"^(https?|salt|file)://", archive["url"])):
-            report.error(f"{KEY}:archive:url", f"{archive.get('url')!r} is not an http(s)://, salt:// or file:// URL")
-        if not (isinstance(archive.get("version"), str) and re.match(r"^v?[0-9]+\.[0-9]+\.[0-9]+", archive["version"])):
-            report.error(
-                f"{KEY}:archive:version", f"{archive.get('version')!r} is not a release version (e.g. v3.4.23)"
-            )
+def _archive(archive: dict, report: Report) -> None:
+    """source 'archive': a checksum, a URL and a version (each absent only after its type error)."""
+    if "sha256" in archive and not (isinstance(archive["sha256"], str) and _SHA256.fullmatch(archive["sha256"])):
+        report.error(
+            f"{KEY}:archive:sha256",
+            "source 'archive' needs the release tarball's sha256 (64 hex digits, from the release's "
+            "SHA256SUMS) so a changed download is refused",
+        )
+    if "url" in archive and not _URL.fullmatch(archive["url"]):
+        report.error(f"{KEY}:archive:url", f"{show(archive['url'])} is not an http(s)://, salt:// or file:// URL")
+    if "version" in archive and not _VERSION.fullmatch(archive["version"]):
+        report.error(f"{KEY}:archive:version", f"{show(archive['version'])} is not a release version (e.g. v3.4.23)")
 
 
 def _ports_and_timings(etcd: dict, report: Report) -> None:
@@ -94,14 +90,14 @@ def _pki(ctx: Context, pki: dict, report: Report) -> None:
             f"{KEY}:pki:days_valid",
             f"{valid} is more than ksha:etcd:pki:ca_days_valid ({ca_valid}): a certificate cannot outlive its CA",
         )
-    ca_host = pki.get("ca_host")
+    ca_host = pki.get("ca_host")  # a string or null (schema section), or absent after its type error
     members = ctx.groups["etcd"]
-    # No member (the group's own error) or a member listed but not defined (its error): nothing to add.
-    if ca_host is None or not members or (isinstance(ca_host, str) and ca_host in ctx.positions["etcd"]):
+    # No member (the group's own error), or listed but not defined (that error): nothing to add.
+    if ca_host is None or not members or ca_host in ctx.positions["etcd"]:
         return
     report.error(
         f"{KEY}:pki:ca_host",
-        f"{ca_host!r} is not an etcd member: ksha:groups:etcd lists {', '.join(members)}; "
+        f"{show(ca_host)} is not an etcd member: ksha:groups:etcd lists {names(members)}; "
         f"null means the first member ({members[0]})",
     )
 
@@ -112,6 +108,6 @@ def _workers(ctx: Context, report: Report) -> None:
         if member in nodes and member not in masters:
             report.warning(
                 f"ksha:groups:etcd:{ctx.positions['etcd'][member]}",
-                f"host {member!r} is a kube-node but not a kube-master: etcd on workers competes with workloads "
+                f"host {show(member)} is a kube-node but not a kube-master: etcd on workers competes with workloads "
                 "for memory and disk; the seed advises against it",
             )

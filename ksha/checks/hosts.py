@@ -1,14 +1,19 @@
-"""ksha:hosts: names, addresses, duplicates. Leaves ``ctx.hosts`` and ``ctx.addresses``."""
+"""ksha:hosts: names, addresses, duplicates. Leaves ``ctx.hosts`` and ``ctx.addresses``.
+
+The schema section has checked that ksha:hosts is a list and each item a mapping; the fields
+of a host are checked here, each one's type first.
+"""
 
 from __future__ import annotations
 
-from ksha.checks.base import HOST_KEYS, Context, Report, is_rfc1123_label, parse_ip
+from ksha.checks.base import HOST_KEYS, Context, Report, ip_problem, is_rfc1123_label, parse_ip, show
 
 
 def check(ctx: Context, report: Report) -> None:
     hosts = ctx.ksha.get("hosts")
     if not isinstance(hosts, list):
-        report.error("ksha:hosts", "must be a list of {name, ip} mappings")
+        if "ksha:hosts" not in ctx.bad:
+            report.error("ksha:hosts", "must be a list of {name, ip} mappings")
         return
     if not hosts:
         report.error("ksha:hosts", "is empty: the cluster needs at least one host")
@@ -16,24 +21,23 @@ def check(ctx: Context, report: Report) -> None:
     by_name = ctx.hosts
     owner = ctx.addresses
     for index, host in enumerate(hosts):
-        key = f"ksha:hosts:{index}"
-        if not isinstance(host, dict):
-            report.error(key, f"must be a mapping with 'name' and 'ip', got {host!r}")
+        if not isinstance(host, dict):  # reported by the schema section
             continue
+        key = f"ksha:hosts:{index}"
         name = host.get("name")
-        label = f"host {name!r}" if isinstance(name, str) else f"host #{index}"
+        label = f"host {show(name)}" if isinstance(name, str) else f"host #{index}"
         for extra in host:
             if extra not in HOST_KEYS:
                 report.warning(f"{key}:{extra}", f"{label}: unknown key, ignored (known keys: {', '.join(HOST_KEYS)})")
         if name is None:
             report.error(f"{key}:name", "missing: every host needs a name (its Salt minion id)")
         elif isinstance(name, str) and name in by_name:
-            report.error(f"{key}:name", f"duplicate host name {name!r} (also ksha:hosts:{by_name[name]['_index']})")
+            report.error(f"{key}:name", f"duplicate host name {show(name)} (also ksha:hosts:{by_name[name]['_index']})")
         else:
             if not is_rfc1123_label(name):
                 report.error(
                     f"{key}:name",
-                    f"{name!r} is not an RFC 1123 label (lowercase letters, digits and '-', "
+                    f"{show(name)} is not an RFC 1123 label (lowercase letters, digits and '-', "
                     "1-63 characters, starting and ending with a letter or digit); it becomes the Kubernetes node name",
                 )
             if isinstance(name, str):  # still known to the groups: one error per problem, no cascade
@@ -42,7 +46,7 @@ def check(ctx: Context, report: Report) -> None:
         addresses = [("ip", host.get("ip"))]
         extras = host.get("addresses", [])
         if not isinstance(extras, list):
-            report.error(f"{key}:addresses", f"{label}: must be a list of IP addresses")
+            report.error(f"{key}:addresses", f"{label}: must be a list of IP addresses, got {show(extras)}")
             extras = []
         addresses += [(f"addresses:{i}", a) for i, a in enumerate(extras)]
         for suffix, value in addresses:
@@ -51,7 +55,7 @@ def check(ctx: Context, report: Report) -> None:
                 continue
             addr = parse_ip(value)
             if addr is None:
-                report.error(f"{key}:{suffix}", f"{label}: {value!r} is not a valid IPv4 or IPv6 address")
+                report.error(f"{key}:{suffix}", f"{label}: {ip_problem(value)}")
                 continue
             if addr in owner and owner[addr] != label:
                 report.error(f"{key}:{suffix}", f"{label}: address {addr} is also used by {owner[addr]}")

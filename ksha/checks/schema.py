@@ -1,14 +1,35 @@
-"""The first section: the top-level keys, and every number of the pillar against its range, from one table.
+"""The first section: the type of every pillar key, and every number against its range.
 
-A key out of its range is reported here and left out of ``ctx.ksha``, so the later sections
-compare only good values (and never report the same key again).
+Two tables. TYPES: pillar key -> what its value must be (a key not in it gets the type of its
+default in defaults.yaml: a mapping, a list, a boolean, a string, a number). LIMITS: numeric
+pillar key -> (low, high), applied by one function, :func:`limit_problem`. A key of a wrong
+type or out of its range is reported here, once, and left out of ``ctx.ksha``; so a later
+section finds every key absent or of the right type, and never reports it again. List items
+keep their places (their index is their key): a wrong item is reported here and skipped by
+the section that reads the list.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from ksha.checks.base import TOP_KEYS, Context, Report, is_int_in, is_number_in
+from ksha.checks.base import (
+    ETCD_SOURCES,
+    EXTERNAL_CHECKS,
+    LB_MODES,
+    TOP_KEYS,
+    Context,
+    Report,
+    ip_problem,
+    is_dns_name,
+    is_int_in,
+    is_number_in,
+    parse_ip,
+    show,
+)
+
+# --- ranges -------------------------------------------------------------------------------
 
 # pillar key -> (low, high), inclusive. Integer bounds: the value must be an integer (YAML's
 # true/false are not); a float bound: any number. A section that adds a numeric key adds it here.
@@ -46,26 +67,20 @@ LIMITS: dict[str, tuple[float, float]] = {
 NULLABLE = frozenset({"ksha:etcd:metrics_port"})
 
 # The message for a value out of range, when it says more than the default ones below;
-# {value!r}, {low} and {high} are filled in.
+# {value}, {low} and {high} are filled in ({value} is the value's repr, shortened).
 TEXTS = {
-    "ksha:loadbalancer:port": "{value!r} is not a port: use an integer from {low} to {high} (e.g. 6443)",
-    "ksha:loadbalancer:keepalived:virtual_router_id": "{value!r} must be an integer from {low} to {high}, unique on the LAN",
-    "ksha:loadbalancer:keepalived:prefixlen": "{value!r} must be the prefix length of the LB hosts' subnet (e.g. 24)",
-    "ksha:loadbalancer:keepalived:advert_int": "{value!r} must be seconds from {low} to {high}",
-    "ksha:loadbalancer:console:port": "{value!r} is not a port (e.g. 30880)",
-    "ksha:loadbalancer:external:timeout": "{value!r} must be seconds from {low} to {high}",
-    "ksha:etcd:metrics_port": "{value!r} is not a port; null turns the metrics listener off",
-    "ksha:kubernetes:apiserver_port": "{value!r} is not a port: use an integer from {low} to {high} (e.g. 6443)",
-    "ksha:kubesphere:console_port": "{value!r} is not a port: use an integer from {low} to {high} (e.g. 30880)",
+    "ksha:loadbalancer:port": "{value} is not a port: use an integer from {low} to {high} (e.g. 6443)",
+    "ksha:loadbalancer:keepalived:virtual_router_id": "{value} must be an integer from {low} to {high}, unique on the LAN",
+    "ksha:loadbalancer:keepalived:prefixlen": "{value} must be the prefix length of the LB hosts' subnet (e.g. 24)",
+    "ksha:loadbalancer:keepalived:advert_int": "{value} must be seconds from {low} to {high}",
+    "ksha:loadbalancer:console:port": "{value} is not a port (e.g. 30880)",
+    "ksha:loadbalancer:external:timeout": "{value} must be seconds from {low} to {high}",
+    "ksha:etcd:metrics_port": "{value} is not a port; null turns the metrics listener off",
+    "ksha:kubernetes:apiserver_port": "{value} is not a port: use an integer from {low} to {high} (e.g. 6443)",
+    "ksha:kubesphere:console_port": "{value} is not a port: use an integer from {low} to {high} (e.g. 30880)",
 }
-# pillar key -> the message when it is not true or false.
-BOOLEANS = {
-    "ksha:etcd:allow_even_member_count": "must be true or false, got {value!r}",
-    "ksha:loadbalancer:console:enabled": "{value!r} must be true or false",
-}
-
-INTEGER_TEXT = "{value!r} must be an integer from {low} to {high}"
-NUMBER_TEXT = "{value!r} must be a number from {low} to {high}"
+INTEGER_TEXT = "{value} must be an integer from {low} to {high}"
+NUMBER_TEXT = "{value} must be a number from {low} to {high}"
 
 
 def limit_problem(key: str, value: Any) -> str | None:
@@ -77,32 +92,240 @@ def limit_problem(key: str, value: Any) -> str | None:
     if (is_int_in if integer else is_number_in)(value, low, high):
         return None
     text = TEXTS.get(key, INTEGER_TEXT if integer else NUMBER_TEXT)
-    return text.format(value=value, low=low, high=high)
+    return text.format(value=show(value), low=low, high=high)
 
 
-def _parent(ksha: dict, key: str) -> tuple[dict | None, str]:
-    """The mapping holding `key` ("ksha:a:b" -> ksha["a"], "b"), None when there is none."""
-    *path, name = key.split(":")[1:]
-    node: Any = ksha
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return (node if isinstance(node, dict) else None), name
+# --- types --------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Spec:
+    """What a value must be. problem() says what is wrong with one, or None."""
+
+    def problem(self, key: str, value: Any) -> str | None:
+        raise NotImplementedError
+
+
+class Mapping(Spec):
+    def __init__(self, text: str = "must be a mapping") -> None:
+        self.text = text
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if isinstance(value, dict):
+            return None
+        return f"{self.text}, got {show(value)}" + (
+            " (an empty section: remove it or write {})" if value is None else ""
+        )
+
+
+class ListOf(Spec):
+    """A list; each item checked by `item` (an item's key is the list's key and its index)."""
+
+    def __init__(self, item: Spec | None = None, what: str = "values", text: str | None = None) -> None:
+        self.item, self.what, self.text = item, what, text
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if isinstance(value, list):
+            return None
+        if self.text:
+            return self.text
+        return f"must be a list of {self.what}, got {show(value)}" + (" (write [] for none)" if value is None else "")
+
+
+class Text(Spec):
+    """A non-empty string without control characters (a line break would end up in a config file)."""
+
+    def __init__(
+        self, what: str = "a string", nullable: bool = False, pattern: str | None = None, text: str = ""
+    ) -> None:
+        self.what, self.nullable, self.text = what, nullable, text
+        self.pattern = re.compile(pattern) if pattern else None
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if value is None and self.nullable:
+            return None
+        if not isinstance(value, str):
+            return f"must be {self.what}{' or null' if self.nullable else ''}, got {show(value)}"
+        if not value:
+            return "must not be empty" + (": write null" if self.nullable else "")
+        if _CONTROL.search(value) or value != value.strip():
+            return f"{show(value)} has a control character or blanks around it (a line break?): write the value alone"
+        if self.pattern and not self.pattern.fullmatch(value):
+            return self.text.format(value=show(value))
+        return None
+
+
+class Path(Text):
+    def __init__(self) -> None:
+        super().__init__("an absolute path", pattern=r"/.*", text="{value} must be an absolute path")
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return f"{show(value)} must be an absolute path"
+        return super().problem(key, value)
+
+
+class Secret(Spec):
+    """A string of min to max characters, never shown."""
+
+    def __init__(self, text: str, low: int, high: int) -> None:
+        self.text, self.low, self.high = text, low, high
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if value is None or (
+            isinstance(value, str) and self.low <= len(value) <= self.high and not _CONTROL.search(value)
+        ):
+            return None
+        return self.text
+
+
+class Bool(Spec):
+    def __init__(self, text: str = "{value} must be true or false") -> None:
+        self.text = text
+
+    def problem(self, key: str, value: Any) -> str | None:
+        return None if isinstance(value, bool) else self.text.format(value=show(value))
+
+
+class OneOf(Spec):
+    def __init__(self, choices: tuple) -> None:
+        self.choices = choices
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if isinstance(value, str) and value in self.choices:
+            return None
+        return f"{show(value)} is not one of {', '.join(self.choices)}"
+
+
+class Number(Spec):
+    """A number of LIMITS (its range and message from there)."""
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if key in LIMITS:
+            return limit_problem(key, value)
+        return None if is_number_in(value, float("-inf"), float("inf")) else f"must be a number, got {show(value)}"
+
+
+class StrOrInt(Spec):
+    def problem(self, key: str, value: Any) -> str | None:
+        if is_int_in(value, 0, 2**63):
+            return None
+        if isinstance(value, str):
+            return Text().problem(key, value)
+        return f"must be a string or an integer, got {show(value)}"
+
+
+class Address(Spec):
+    """A cluster address (parse_ip), or null."""
+
+    def problem(self, key: str, value: Any) -> str | None:
+        return None if value is None or parse_ip(value) is not None else ip_problem(value)
+
+
+class DnsName(Spec):
+    def problem(self, key: str, value: Any) -> str | None:
+        return None if is_dns_name(value) else f"{show(value)} is not a valid DNS name (e.g. lb.kubesphere.local)"
+
+
+HOST_NAME = Text("a host name")
+PACKAGES = ListOf(Text("a package name"), "package names")
+
+# pillar key -> what its value must be; "*" stands for any one key (a group's name). Keys with
+# a default in defaults.yaml need an entry only when their default says too little (null, an
+# empty list, a string with a format, a choice).
+TYPES: dict[str, Spec] = {
+    "ksha:hosts": ListOf(
+        Mapping("must be a mapping with 'name' and 'ip'"), text="must be a list of {name, ip} mappings"
+    ),
+    "ksha:groups": Mapping("must be a mapping of group name to host names (kube-master, kube-node, etcd)"),
+    "ksha:groups:*": ListOf(HOST_NAME, "host names"),
+    "ksha:loadbalancer": Mapping("must be a mapping (mode, address, port, domain, ...)"),
+    "ksha:loadbalancer:mode": OneOf(LB_MODES),
+    "ksha:loadbalancer:address": Address(),
+    "ksha:loadbalancer:domain": DnsName(),
+    "ksha:loadbalancer:hosts": ListOf(HOST_NAME, "host names"),
+    "ksha:loadbalancer:keepalived:interface": Text(
+        "an interface name",
+        nullable=True,
+        pattern=r"[A-Za-z0-9_.:@-]{1,15}",
+        text="{value} is not an interface name; null finds the one holding the host's ip",
+    ),
+    "ksha:loadbalancer:keepalived:auth_pass": Secret(
+        "must be a string of 1 to 8 characters (VRRPv2 PASS authentication)", 1, 8
+    ),
+    "ksha:loadbalancer:haproxy:stats_socket": Path(),
+    "ksha:loadbalancer:console:enabled": Bool(),
+    "ksha:loadbalancer:external:check": OneOf(EXTERNAL_CHECKS),
+    "ksha:etcd:source": OneOf(ETCD_SOURCES),
+    "ksha:etcd:pkgs": PACKAGES,
+    "ksha:etcd:archive:version": Text(),
+    "ksha:etcd:archive:url": Text(),
+    "ksha:etcd:archive:sha256": Text(nullable=True),
+    "ksha:etcd:data_dir": Path(),
+    "ksha:etcd:auto_compaction_mode": OneOf(("periodic", "revision")),
+    "ksha:etcd:auto_compaction_retention": StrOrInt(),
+    "ksha:etcd:allow_even_member_count": Bool("must be true or false, got {value}"),
+    "ksha:etcd:pki:ca_host": Text("a host name", nullable=True),
+    "ksha:etcd:pki:ca_dir": Path(),
+    "ksha:etcd:pki:dir": Path(),
+    "ksha:etcd:backup:dir": Path(),
+    "ksha:common:pkgs": PACKAGES,
+    "ksha:common:hosts_file": Path(),
+}
+
+
+def spec_for(key: str, default: Any) -> Spec | None:
+    """The key's entry in TYPES (exact, then with its last part as "*"), else its default's type."""
+    spec = TYPES.get(key) or TYPES.get(key.rpartition(":")[0] + ":*")
+    if spec is not None:
+        return spec
+    if key in LIMITS:
+        return Number()
+    if isinstance(default, dict):
+        return Mapping()
+    if isinstance(default, list):
+        return ListOf()
+    if isinstance(default, bool):
+        return Bool()
+    if isinstance(default, str):
+        return Text()
+    if isinstance(default, (int, float)):
+        return Number()
+    return None  # an unknown key, or a null default without an entry in TYPES
+
+
+_BAD = object()
+
+
+def _walk(key: str, value: Any, default: Any, ctx: Context, report: Report) -> Any:
+    """`value` checked against its type; _BAD when wrong, else a copy without its wrong keys."""
+    spec = spec_for(key, default)
+    if spec is not None:
+        problem = spec.problem(key, value)
+        if problem:
+            report.error(key, problem)
+            ctx.bad.add(key)
+            return _BAD
+    if isinstance(value, dict):
+        defaults = default if isinstance(default, dict) else {}
+        out = {}
+        for name, child in value.items():
+            checked = _walk(f"{key}:{name}", child, defaults.get(name), ctx, report)
+            if checked is not _BAD:
+                out[name] = checked
+        return out
+    if isinstance(spec, ListOf) and spec.item is not None:
+        for index, item in enumerate(value):
+            problem = spec.item.problem(f"{key}:{index}", item)
+            if problem:
+                report.error(f"{key}:{index}", problem)
+                ctx.bad.add(f"{key}:{index}")
+    return value
 
 
 def check(ctx: Context, report: Report) -> None:
     for key in ctx.pillar:
         if key not in TOP_KEYS:
             report.warning(f"ksha:{key}", f"unknown key, ignored (known keys: {', '.join(TOP_KEYS)})")
-    for key in [*BOOLEANS, *LIMITS]:
-        parent, name = _parent(ctx.ksha, key)
-        if parent is None or name not in parent:
-            continue
-        value = parent[name]
-        if key in BOOLEANS:
-            problem = None if isinstance(value, bool) else BOOLEANS[key].format(value=value)
-        else:
-            problem = limit_problem(key, value)
-        if problem:
-            report.error(key, problem)
-            ctx.bad.add(key)
-            del parent[name]
+    ctx.ksha = _walk("ksha", ctx.ksha, ctx.defaults, ctx, report)
