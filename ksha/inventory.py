@@ -49,17 +49,16 @@ __all__ = [
     "is_int_in",
     "is_port",
     "is_rfc1123_label",
-    "lb_hosts",
-    "lb_targets",
     "load_defaults",
     "merge",
     "parse_ip",
-    "roles_of",
     "summary",
     "validate",
 ]
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "salt" / "ksha" / "defaults.yaml"
+# salt/ksha/defaults.yaml, the formula's: ksha/formula/ links to it, so a checkout and an
+# installed wheel (which holds a copy) read the same file.
+DEFAULTS_FILE = Path(__file__).resolve().parent / "formula" / "defaults.yaml"
 
 
 def load_defaults() -> dict:
@@ -85,13 +84,6 @@ def host_names(ksha: dict) -> list[str]:
     return [h["name"] for h in ksha.get("hosts") or [] if isinstance(h, dict) and isinstance(h.get("name"), str)]
 
 
-def roles_of(ksha: dict, host: str) -> list[str]:
-    """The groups a host belongs to, in KNOWN_GROUPS order, then any others."""
-    groups = ksha.get("groups") or {}
-    ordered = list(KNOWN_GROUPS) + sorted(g for g in groups if g not in KNOWN_GROUPS)
-    return [g for g in ordered if host in (groups.get(g) or [])]
-
-
 def validate(pillar_ksha: Any, defaults: dict | None = None) -> list[Finding]:
     """Check the ``ksha`` pillar value; return every problem found, errors first.
 
@@ -108,31 +100,6 @@ def validate(pillar_ksha: Any, defaults: dict | None = None) -> list[Finding]:
         return report.findings
     defaults = defaults if defaults is not None else load_defaults()
     return checks.run(pillar_ksha, merge(defaults, pillar_ksha), defaults)
-
-
-def lb_hosts(ksha: dict) -> list[str]:
-    """The hosts that run haproxy + keepalived: ksha:loadbalancer:hosts, else the masters."""
-    lb = ksha.get("loadbalancer") or {}
-    return list(lb.get("hosts") or (ksha.get("groups") or {}).get("kube-master") or [])
-
-
-def lb_targets(ksha: dict) -> dict[str, list[str]]:
-    """Which hosts get which load-balancer states (orch phase `lb`; top.sls does the same in Jinja).
-
-    ``loadbalancer``: haproxy + keepalived (keepalived mode: the LB hosts);
-    ``loadbalancer-clean``: every other inventory host, where a former LB host
-    has its ksha haproxy/keepalived stopped and their configs removed;
-    ``loadbalancer-external``: external mode, every host checks it reaches the LB.
-    """
-    lb = ksha.get("loadbalancer") if isinstance(ksha.get("loadbalancer"), dict) else {}
-    hosts = host_names(ksha)
-    mode = lb.get("mode")
-    running = [m for m in lb_hosts(ksha) if m in hosts] if mode == "keepalived" else []
-    return {
-        "loadbalancer": running,
-        "loadbalancer-clean": [m for m in hosts if m not in running],
-        "loadbalancer-external": hosts if mode == "external" else [],
-    }
 
 
 def has_errors(findings: list[Finding]) -> bool:

@@ -26,7 +26,7 @@ import yaml
 
 from ksha.inventory import host_names, load_defaults, merge
 
-OSFAMILY_FILE = Path(__file__).resolve().parent.parent / "salt" / "ksha" / "osfamilymap.yaml"
+OSFAMILY_FILE = Path(__file__).resolve().parent / "formula" / "osfamilymap.yaml"  # -> salt/ksha/
 
 # The states each role gets in the highstate, in this order (the orchestration's phase
 # order). `all` is every inventory host; the other roles are the seed's groups plus the
@@ -50,6 +50,8 @@ ETCD_POLICIES = {
     "ksha_etcd_client": ("clients", "clientAuth"),
 }
 APISERVER_ETCD_CLIENT = "/etc/kubernetes/pki/apiserver-etcd-client"
+ETCD_ENV_FILE = "/etc/etcd/ksha-etcd.env"
+ETCD_UNIT_FILE = "/etc/systemd/system/etcd.service"
 
 
 def load_osfamilymap() -> dict:
@@ -143,17 +145,22 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
 
 def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str, list[str]]) -> dict:
     etcd = conf["etcd"]
+    pki_dir = etcd["pki"]["dir"]
+    # what a member's etcd reads at start: a change restarts it (one member at a time)
+    watched = [ETCD_ENV_FILE, ETCD_UNIT_FILE, f"{pki_dir}/ca.crt"] + [
+        f"{pki_dir}/{cert}.{ext}" for cert in ("server", "peer") for ext in ("crt", "key")
+    ]
     members = [
         {
             "name": m,
             "ip": ip_of[m],
             "client_url": url(ip_of[m], etcd["client_port"]),
             "peer_url": url(ip_of[m], etcd["peer_port"]),
+            "watched": watched,
         }
         for m in groups["etcd"]
     ]
     names = [m["name"] for m in members]
-    pki_dir = etcd["pki"]["dir"]
     return {
         "members": members,
         "names": names,
@@ -169,6 +176,8 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         "others": [h for h in hosts if h not in names],
         # every member's server certificate (ksha.status shows its days left)
         "server_cert": f"{pki_dir}/server.crt",
+        "env_file": ETCD_ENV_FILE,
+        "unit_file": ETCD_UNIT_FILE,
         "cert_dirs": [pki_dir, APISERVER_ETCD_CLIENT.rsplit("/", 1)[0]],
         "admin": {
             "cacert": f"{pki_dir}/ca.crt",

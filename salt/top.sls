@@ -10,4 +10,6 @@ base:
   {%- for state in host.states %}
     - {{ state }}
   {%- endfor %}
+{%- else %}
+  {}  {#- no model in this minion's pillar (yet): no states, and still a valid top file #}
 {%- endfor %}

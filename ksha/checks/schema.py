@@ -310,7 +310,13 @@ def _walk(key: str, value: Any, default: Any, ctx: Context, report: Report) -> A
     if isinstance(value, dict):
         defaults = default if isinstance(default, dict) else {}
         out = {}
+        # a key the section does not know (a typo such as etcd:clinet_port) would be ignored
+        # silently; the top level, the groups and the hosts say so in their own sections
+        open_ended = key in ("ksha", "ksha:groups") or not defaults or f"{key}:*" in TYPES
         for name, child in value.items():
+            if not open_ended and name not in defaults:
+                report.warning(f"{key}:{name}", f"unknown key, ignored (known keys: {', '.join(defaults)})")
+                continue
             checked = _walk(f"{key}:{name}", child, defaults.get(name), ctx, report)
             if checked is not _BAD:
                 out[name] = checked

@@ -102,7 +102,7 @@ def cmd_salt(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """`make demo`: lab up, apiserver stand-ins, sync, orchestrate, status; the lab stays up."""
+    """`make demo`: lab up, apiserver stand-ins, sync, the plan, orchestrate, status; the lab stays up."""
     lab = core.up(args.topology, args.subnet)
     masters = [h for h in lab.hosts.values() if "kube-master" in h.groups]
     print(
@@ -115,6 +115,7 @@ def cmd_demo(args) -> int:
     steps = [
         ("salt-run", "saltutil.sync_all"),
         ("salt", "*", "saltutil.sync_all"),
+        ("salt-run", "ksha.plan"),
         ("salt-run", "state.orchestrate", "orch.ksha"),
     ]
     for tool, *rest in steps:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksha import importer, inventory
+from ksha import importer, model
 from ksha.saltconf import REPO, file_roots
 from ksha_lab import base
 
@@ -75,7 +75,8 @@ def topology_from(spec: str) -> list[tuple[str, list[str]]]:
         return TOPOLOGIES[spec]
     parsed = importer.parse_hosts_ini(importer.read_text(spec, "topology hosts.ini"), spec)
     ksha, _ = importer.to_pillar(parsed)
-    return [(name, inventory.roles_of(ksha, name)) for name in parsed["order"]]
+    groups = ksha["groups"]
+    return [(name, [g for g in model.GROUPS if name in groups.get(g, [])]) for name in parsed["order"]]
 
 
 @dataclass
@@ -159,7 +160,7 @@ class Lab:
         """The lab's inventory in the seed's hosts.ini format (the demo imports it like a user would)."""
         lines = ["[all]"]
         lines += [f"{h.name}  ansible_host={h.ip}  ip={h.ip}" for h in self.hosts.values()]
-        for group in inventory.KNOWN_GROUPS:
+        for group in model.GROUPS:
             lines += ["", f"[{group}]"] + [h.name for h in self.hosts.values() if group in h.groups]
         lines += ["", "[k8s-cluster:children]", "kube-node", "kube-master", ""]
         return "\n".join(lines)

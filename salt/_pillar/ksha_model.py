@@ -48,5 +48,7 @@ def ext_pillar(minion_id, pillar, *args, **kwargs):  # pylint: disable=unused-ar
     findings = inventory.validate(ksha)
     if inventory.has_errors(findings):
         return {"ksha_model": {"errors": [str(f) for f in findings if f.level == "ERROR"]}}
-    grains = __grains__ if isinstance(__grains__, dict) else {}
-    return model.for_minion(model.build(ksha, os_family=grains.get("os_family")), minion_id, grains)
+    # __grains__ (this minion's) is Salt's loader context, not a dict: take what the model uses
+    grains = {key: __grains__.get(key) or {} for key in ("ip4_interfaces", "ip6_interfaces")}
+    cluster = model.build(ksha, os_family=__grains__.get("os_family"))
+    return model.for_minion(cluster, minion_id, grains)

@@ -276,12 +276,6 @@ def test_qingcloud_mode_is_recognised_but_not_supported_yet(example_ksha):
     assert error.startswith("ERROR ksha:loadbalancer:mode: 'qingcloud' is not supported by this version of ksha yet")
 
 
-def test_roles_of(example_ksha):
-    assert inventory.roles_of(example_ksha, "master1") == ["kube-master", "etcd"]
-    assert inventory.roles_of(example_ksha, "node3") == ["kube-node"]
-    assert inventory.roles_of(example_ksha, "nobody") == []
-
-
 def test_merge_replaces_lists_and_recurses_dicts():
     assert inventory.merge({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"c": [3]}, "e": 2}) == {
         "a": {"b": 1, "c": [3]},
@@ -351,12 +345,6 @@ def test_keepalived_lb_hosts_must_exist_and_one_warns(keepalived_ksha):
     assert errors(keepalived_ksha) == ["ERROR ksha:loadbalancer:hosts:0: host 'lb9' is not defined in ksha:hosts"]
     keepalived_ksha["loadbalancer"]["hosts"] = ["node1"]
     assert warnings(keepalived_ksha) == ["WARNING ksha:loadbalancer:hosts: has 1 LB host: the VIP has no failover"]
-
-
-def test_lb_hosts_default_to_masters(keepalived_ksha):
-    assert inventory.lb_hosts(keepalived_ksha) == ["master1", "master2", "master3"]
-    keepalived_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
-    assert inventory.lb_hosts(keepalived_ksha) == ["node1", "node2"]
 
 
 @pytest.mark.parametrize(

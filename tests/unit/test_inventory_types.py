@@ -246,3 +246,21 @@ def test_every_key_of_the_defaults_has_a_type_and_every_type_a_key():
     defaults = dict(keys_of(inventory.load_defaults()))
     assert [key for key, value in defaults.items() if schema.spec_for(key, value) is None] == []
     assert [key for key in schema.TYPES if "*" not in key and key not in defaults] == []
+
+
+@pytest.mark.parametrize(
+    "path, known",
+    [
+        (("etcd", "clinet_port"), "ksha:etcd:clinet_port: unknown key, ignored (known keys: source, pkgs, archive,"),
+        (("loadbalancer", "keepalived", "advert"), "ksha:loadbalancer:keepalived:advert: unknown key, ignored"),
+        (("etcd", "pki", "days"), "ksha:etcd:pki:days: unknown key, ignored (known keys: ca_host, ca_dir,"),
+    ],
+)
+def test_unknown_keys_inside_a_section_are_warned(example_ksha, path, known):
+    node = example_ksha
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = 1
+    findings = [str(f) for f in inventory.validate(example_ksha)]
+    assert any(f.startswith("WARNING " + known) for f in findings), findings
+    assert not inventory.has_errors(inventory.validate(example_ksha))

@@ -72,6 +72,28 @@ def test_the_wheel_holds_the_ksha_package_and_its_metadata_only(wheel):
     assert "ksha = ksha.cli:main" in scripts and "ksha_lab" not in scripts and "ksha-lab" not in scripts
 
 
+def test_the_wheel_carries_the_formulas_defaults(wheel, tmp_path):
+    """The validator and the model read salt/ksha's defaults and os_family values; an installed
+    wheel has no checkout beside it, so it holds them, byte for byte, and builds the model."""
+    for name in ("defaults.yaml", "osfamilymap.yaml"):
+        assert wheel[f"ksha/formula/{name}"] == (REPO / "salt" / "ksha" / name).read_bytes()
+    for name, data in wheel.items():
+        if name.startswith("ksha/"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(data)
+    example = REPO / "pillar" / "ksha.sls.example"
+    probe = (
+        "import sys, yaml; sys.path.insert(0, sys.argv[1]); from ksha import model; "
+        "m = model.build(yaml.safe_load(open(sys.argv[2]))['ksha'], 'Debian'); "
+        "assert model.__file__.startswith(sys.argv[1]), model.__file__; "
+        "print(m['etcd']['client_urls']['master1'], m['config']['common']['pkgs'][0])"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, str(tmp_path), str(example)], capture_output=True, text=True,
+                         cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["https://192.168.0.1:2379", "ca-certificates"]
+
+
 def test_no_lab_stand_in_or_test_code_is_in_the_wheel(wheel):
     assert [n for n in wheel if NOT_PRODUCT_PARTS & set(PurePosixPath(n).parts)] == []
     # Stand-ins say what they are (STAND-IN): none may be shipped, whatever its file is called.

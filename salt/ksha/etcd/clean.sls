@@ -8,7 +8,7 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
 {%- set etcd = ksha.etcd %}
-{%- set ksha_unit = "grep -qs 'Managed by Salt (ksha.etcd)' /etc/systemd/system/etcd.service" %}
+{%- set ksha_unit = "grep -qs 'Managed by Salt (ksha.etcd)' " ~ model.etcd.unit_file %}
 
 ksha-etcd-clean-no-longer-a-member:
   ksha_etcd.not_a_member:
@@ -33,7 +33,7 @@ ksha-etcd-clean-data-moved-aside:
 ksha-etcd-clean-member-files-removed:
   file.absent:
     - names:
-      - /etc/etcd/ksha-etcd.env
+      - {{ model.etcd.env_file }}
       - /etc/etcd/ksha-initial-cluster.env
     - onlyif: {{ ksha_unit }}
     - require:
@@ -41,7 +41,7 @@ ksha-etcd-clean-member-files-removed:
 
 ksha-etcd-clean-unit-removed:
   file.absent:
-    - name: /etc/systemd/system/etcd.service
+    - name: {{ model.etcd.unit_file }}
     - onlyif: {{ ksha_unit }}
     - require:
       - file: ksha-etcd-clean-member-files-removed

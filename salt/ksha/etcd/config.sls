@@ -22,7 +22,7 @@ ksha-etcd-config-directory-present:
 
 ksha-etcd-member-settings:
   file.managed:
-    - name: /etc/etcd/ksha-etcd.env
+    - name: {{ model.etcd.env_file }}
     - source: salt://{{ tplroot }}/etcd/files/ksha-etcd.env.jinja
     - template: jinja
     - user: root
@@ -39,7 +39,7 @@ ksha-etcd-member-settings:
 
 ksha-etcd-systemd-unit:
   file.managed:
-    - name: /etc/systemd/system/etcd.service
+    - name: {{ model.etcd.unit_file }}
     - source: salt://{{ tplroot }}/etcd/files/etcd.service.jinja
     - template: jinja
     - mode: '0644'

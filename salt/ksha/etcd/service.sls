@@ -33,14 +33,7 @@ ksha-etcd-service-running:
 ksha-etcd-restarted-one-member-at-a-time:
   ksha_etcd.running_with_current_config:
     - name: etcd
-    - watched:
-      - /etc/etcd/ksha-etcd.env
-      - /etc/systemd/system/etcd.service
-      - {{ etcd.pki.dir }}/ca.crt
-      - {{ etcd.pki.dir }}/server.crt
-      - {{ etcd.pki.dir }}/server.key
-      - {{ etcd.pki.dir }}/peer.crt
-      - {{ etcd.pki.dir }}/peer.key
+    - watched: {{ me.etcd_member.watched | json }}
     - binary: {{ model.etcd.bin_dir }}/etcd
     - timeout: {{ etcd.wait_healthy_s }}
     - require:
