@@ -1,11 +1,19 @@
 # ksha — the commands a newcomer needs: `make demo`, `make test`.
-PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := debootstrap systemd-container iproute2 iputils-ping haproxy keepalived etcd-server etcd-client
+# python3-venv: Debian's python3 has no venv/ensurepip without it. gcc, libc6-dev, python3-dev:
+# Salt's dependency timelib ships no wheel and is compiled on install (make check-clean proves the list).
+APT_PACKAGES := debootstrap systemd-container iproute2 iputils-ping haproxy keepalived etcd-server etcd-client \
+                python3-venv python3-dev gcc libc6-dev
+# The interpreter the venv is made from: `make setup PYTHON=/path/to/python3.X` to choose; by
+# default the first of PYTHON_CANDIDATES that is >= 3.11 and has venv and ensurepip (the system's
+# python3 first: it is the one the apt packages above complete).
+PYTHON ?=
+PYTHON_CANDIDATES := /usr/bin/python3 python3 python3.13 python3.12 python3.11
+PYTHON_OK := import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv lint test test-quick demo lab-down clean
+.PHONY: setup apt venv lint test test-quick demo lab-down clean check-clean
 
 setup: apt venv  ## install everything the project needs (idempotent)
 
@@ -19,7 +27,13 @@ apt:
 venv: $(BIN)/ksha
 
 $(BIN)/ksha: setup.cfg requirements/constraints.txt lab/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# a venv without pip is what `python3 -m venv` leaves where ensurepip is missing: make it anew
+	@test -x $(BIN)/pip || { rm -rf $(VENV); for py in $(or $(PYTHON),$(PYTHON_CANDIDATES)); do \
+	  if command -v $$py >/dev/null && $$py -c '$(PYTHON_OK)' 2>/dev/null; then \
+	    echo "venv: $$py -m venv $(VENV) ($$($$py -V))"; $$py -m venv $(VENV) && exit 0; rm -rf $(VENV); exit 1; \
+	  fi; \
+	done; echo "venv: no Python >= 3.11 with venv and ensurepip among: $(or $(PYTHON),$(PYTHON_CANDIDATES))" \
+	  "(on Debian/Ubuntu: make apt, which installs python3-venv)" >&2; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[test]' -e ./lab
 	touch $@
@@ -41,6 +55,9 @@ demo: setup  ## bring the 6-host lab up and run orch.ksha against it
 
 lab-down:
 	$(BIN)/ksha-lab down
+
+check-clean:  ## root: make setup && make test-quick in a fresh Debian 12 chroot (debootstrap, git + make only); slow
+	tools/check-clean
 
 clean: lab-down
 	rm -rf $(VENV) *.egg-info lab/*.egg-info
