@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksha import importer, model
-from ksha.saltconf import REPO, file_roots
+from ksha.saltconf import QUIET_SALT_LOGGERS, REPO, file_roots
 from ksha_lab import base
 
 STATE = Path(os.environ.get("KSHA_LAB_STATE", "/var/lib/ksha-lab"))
@@ -200,6 +200,8 @@ class Lab:
             "log_file": str(d / "master.log"),
             "key_logfile": str(d / "key.log"),
             "log_level_logfile": "info",
+            # Salt's own "unclosed MasterEvent/Runner/MasterMinion" warnings (ksha.saltconf)
+            "log_granular_levels": QUIET_SALT_LOGGERS,
             "user": "root",
             # x509 remote signing holds a worker while the CA host signs (peer publish): with every
             # etcd member and master asking at once, 4 workers starve the CA's own return.

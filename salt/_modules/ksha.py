@@ -11,6 +11,7 @@ returns what holds no secret exposed.
 """
 
 import salt.exceptions
+import salt.utils.args
 import salt.utils.secret
 
 __virtualname__ = "ksha"
@@ -69,3 +70,37 @@ def roles(minion_id=None):
         salt '*' ksha.roles
     """
     return list(host(minion_id).get("groups", []))
+
+
+def runner(name, **kwargs):
+    """The result of the master's runner function ``name`` called with ``kwargs``, for the
+    orchestrations (``orch/ksha.sls``) and the ``ksha`` states, which render and run on the master.
+
+    It loads the runners and calls the function in this process, as ``saltutil.runner`` does
+    through a ``RunnerClient``. Salt 3008.4 leaves that client and the ``MasterMinion`` it makes
+    to the garbage collector, which logs ``[WARNING ] unclosed RunnerClient …`` and
+    ``unclosed MasterMinion …`` lines on every ``salt-run state.orchestrate``; this makes
+    neither. An error in the runner is raised here (``saltutil.runner`` returns its traceback
+    as a string).
+
+    Example (an orchestration SLS):
+
+    .. code-block:: jinja
+
+        {%- set plan = salt['ksha.runner']('ksha.plan', until='lb', output='data') %}
+    """
+    import salt.loader  # pylint: disable=import-outside-toplevel
+
+    if "master_job_cache" not in __opts__:
+        raise salt.exceptions.CommandExecutionError(
+            f"ksha.runner runs on the master (orch/ksha.sls, the ksha states); use salt-run {name}"
+        )
+    runners = salt.loader.runner(__opts__)
+    try:
+        if name not in runners:
+            raise salt.exceptions.CommandExecutionError(
+                f"no runner {name} on the master: install ksha there and run salt-run saltutil.sync_all"
+            )
+        return runners[name](**salt.utils.args.clean_kwargs(**kwargs))
+    finally:
+        runners.destroy()

@@ -21,7 +21,7 @@ def inventory_valid(name, minion=None):
         accepted minion that gets a ``ksha`` pillar, and they must agree).
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
-    report = __salt__["saltutil.runner"]("ksha.validate", minion=minion)
+    report = __salt__["ksha.runner"]("ksha.validate", minion=minion)
     if not isinstance(report, dict) or "result" not in report:
         ret["comment"] = (
             f"runner ksha.validate did not answer as expected (is it synced? salt-run saltutil.sync_all): {report!r}"

@@ -9,6 +9,6 @@
     their order: docs/ARCHITECTURE.md, "Phases". pillar='{"ksha_until": "<phase>"}'
     stops after that phase. Run `salt-run saltutil.sync_all` once after
     installing or upgrading ksha so the master has its runner and states. #}
-{%- set plan = salt['saltutil.runner']('ksha.plan', until=salt['pillar.get']('ksha_until'), output='data') %}
+{%- set plan = salt['ksha.runner']('ksha.plan', until=salt['pillar.get']('ksha_until'), output='data') %}
 {%- from 'orch/ksha/steps.jinja' import render with context %}
 {{- render(plan.steps) }}

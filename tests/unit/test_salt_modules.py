@@ -288,7 +288,7 @@ def test_status_flags_no_or_two_vip_holders(fleet, monkeypatch, context, example
 
 
 def _with_runner(report):
-    state.__salt__["saltutil.runner"] = lambda fun, **kwargs: report
+    state.__salt__["ksha.runner"] = lambda fun, **kwargs: report
 
 
 def test_inventory_valid_state_passes():
@@ -345,3 +345,10 @@ def test_module_model_says_what_is_missing(monkeypatch):
     monkeypatch.setattr(module, "__pillar__", {"ksha_model": {"errors": ["ERROR ksha:hosts: x"]}}, raising=False)
     with pytest.raises(Exception, match="invalid .* ERROR ksha:hosts: x"):
         module.model()
+
+
+def test_module_runner_runs_on_the_master_only(monkeypatch):
+    # a minion's opts have no master_job_cache: the orchestrations call it on the master
+    monkeypatch.setattr(module, "__opts__", {"id": "master2"}, raising=False)
+    with pytest.raises(Exception, match="runs on the master.*salt-run ksha.plan"):
+        module.runner("ksha.plan")

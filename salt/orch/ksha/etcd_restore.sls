@@ -12,6 +12,6 @@
     cluster on its host; the other members' data is moved aside (kept,
     renamed) and they join one at a time; the cluster is recorded. #}
 {%- set given = salt['pillar.get']('ksha_restore', {}) %}
-{%- set plan = salt['saltutil.runner']('ksha.etcd_restore_plan', source=given.get('source'), snapshot=given.get('snapshot'), output='data') %}
+{%- set plan = salt['ksha.runner']('ksha.etcd_restore_plan', source=given.get('source'), snapshot=given.get('snapshot'), output='data') %}
 {%- from 'orch/ksha/steps.jinja' import render with context %}
 {{- render(plan.steps) }}
