@@ -54,6 +54,7 @@ def test_serves_readyz_over_verified_tls(certs):
             pytest.fail("stand-in did not answer")
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"https://127.0.0.1:{port}/api", context=context, timeout=2)
+        err.value.close()  # the error holds the response and its TLS socket
         assert err.value.code == 404
         with pytest.raises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
