@@ -91,6 +91,7 @@ class LabPillar:
         self.lab, self.salt = lab, salt
         self.path = lab.pillar_dir / "ksha.sls"
         self.original = self.path.read_text()
+        self.applied = False
 
     def write(self, text):
         self.path.write_text(text)
@@ -106,16 +107,32 @@ class LabPillar:
     def restore(self):
         self.write(self.original)
 
+    def apply(self, change):
+        """Edit the pillar (as ``edit``) and run orch.ksha once: (exit code, {state ID: return}).
+        The ``lab_pillar`` fixture restores the pillar and converges the cluster again afterwards."""
+        self.edit(change)
+        self.applied = True
+        return self.salt.orchestrate()
+
+    def put_back(self):
+        """The original pillar again and, after an ``apply``, one orch.ksha converging the cluster to it."""
+        self.restore()
+        if self.applied:
+            self.applied = False
+            orchestrate_ok(self.salt)
+
 
 @pytest.fixture
 def lab_pillar(_lab_session):
-    """Edit the lab's ksha pillar for one test (``lab_pillar.edit(fn)``); the original comes back afterwards.
-    It edits the lab that is up (a module's fixture set it up): it never brings a lab up itself."""
+    """Change the lab's ksha pillar for one test: ``lab_pillar.edit(fn)`` (pillar only) or
+    ``lab_pillar.apply(fn)`` (pillar, then one orch.ksha). Afterwards the original pillar comes
+    back and, after an ``apply``, one orch.ksha converges the cluster to it again (so the next
+    test finds the shared converged cluster). It edits the lab that is up; it never brings one up."""
     lab = core.Lab.load()
     assert lab is not None, "no lab is up"
     pillar = LabPillar(lab, LabSalt(lab))
     yield pillar
-    pillar.restore()
+    pillar.put_back()
 
 
 def failed_states(out):
@@ -145,10 +162,37 @@ def wait_for(predicate, timeout, step=0.2):
 
 
 def synced_lab():
-    """For module fixtures: the seed lab (brought up again if a test took it down), with the
-    master's custom modules synced (a fresh lab's master has not synced ksha's runner yet)."""
+    """The seed lab (brought up again if a test took it down), with the master's custom modules
+    synced (a fresh lab's master has not synced ksha's runner and external pillar yet)."""
     lab = _lab_ready() or core.up("seed")
     salt = LabSalt(lab)
     rc, _, proc = salt.run("saltutil.sync_all")
     assert rc == 0, proc.stderr
     return lab, salt
+
+
+def orchestrate_ok(salt, *args):
+    """orch.ksha, which must succeed: {state ID: return}."""
+    rc, states = salt.orchestrate(*args)
+    assert rc == 0, failed_states(states)
+    return states
+
+
+# The lab's generation (its master's pid: a new lab, a new master) -> the states of the
+# orchestration that converged it from bare hosts.
+_CONVERGED: dict[str, dict] = {}
+
+
+def converged_lab():
+    """For module fixtures: the seed lab converged by orch.ksha (LB + TLS etcd), shared by every
+    lab test module. The first module of a lab runs the orchestration from bare hosts; the
+    next ones reuse that cluster without orchestrating again, unless the lab was brought up
+    anew since. Tests that change the cluster put it back (``lab_pillar``, their own cleanup).
+    Returns (lab, salt, the states of the orchestration from bare hosts)."""
+    lab, salt = synced_lab()
+    generation = (lab.master_dir / "salt-master.pid").read_text().strip()
+    if generation not in _CONVERGED:
+        t0 = time.monotonic()
+        _CONVERGED[generation] = orchestrate_ok(salt)
+        print(f"orch.ksha from bare hosts to LB + healthy TLS etcd: {time.monotonic() - t0:.1f} s")
+    return lab, salt, _CONVERGED[generation]

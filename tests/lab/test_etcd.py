@@ -22,7 +22,7 @@ import pytest
 from cryptography import x509
 
 from ksha_lab.standins import pki
-from tests.lab.conftest import failed_states, synced_lab, wait_for
+from tests.lab.conftest import converged_lab, failed_states, orchestrate_ok, wait_for
 
 MEMBERS = ["master1", "master2", "master3"]
 PKI = "/etc/etcd/pki"
@@ -42,12 +42,8 @@ def etcdctl(lab, host, *args, cert="admin", endpoints=None, timeout=5):
 
 @pytest.fixture(scope="module")
 def etcd_lab(_lab_session):
-    lab, salt = synced_lab()
-    t0 = time.monotonic()
-    rc, states = salt.orchestrate()
-    assert rc == 0, failed_states(states)
-    print(f"orch.ksha from bare hosts to a healthy etcd: {time.monotonic() - t0:.1f} s")
-    return lab, salt, states
+    """The shared converged cluster, and the states of the orchestration that bootstrapped it."""
+    return converged_lab()
 
 
 def health(salt, host="master1"):
@@ -63,6 +59,28 @@ def test_orchestration_bootstraps_three_healthy_members_over_tls(etcd_lab):
     # The bootstrap is recorded on every member: the next run will not bootstrap again.
     grains = salt.salt(",".join(MEMBERS), "grains.get", "ksha_etcd_cluster_id")
     assert set(grains.values()) == {h["cluster_id"]}
+
+
+def test_second_orchestration_changes_nothing_anywhere(etcd_lab):
+    """Right after the orchestration from bare hosts: the second run converges every phase
+    with no change on any host (common, LB, etcd certificates and members), does not
+    bootstrap etcd again, and the cluster keeps its ID."""
+    lab, salt, _ = etcd_lab
+    cluster_id = health(salt)["cluster_id"]
+    again = orchestrate_ok(salt)
+    assert "ksha-phase-etcd-members-bootstrapped" not in again
+    assert {state_id: changed_on(ret) for state_id, ret in again.items()} == {state_id: [] for state_id in again}
+    assert health(salt)["cluster_id"] == cluster_id
+
+
+def changed_on(ret):
+    """The minions where an orchestration step's states changed something."""
+    minions = (ret.get("changes") or {}).get("ret") or {}
+    return sorted(
+        m
+        for m, states in minions.items()
+        if isinstance(states, dict) and any(isinstance(s, dict) and s.get("changes") for s in states.values())
+    )
 
 
 def test_only_tls_with_a_client_certificate_of_the_etcd_ca_is_served(etcd_lab):
@@ -113,16 +131,6 @@ def test_certificates_and_keys_are_where_and_how_they_should_be(etcd_lab):
             "ls /etc/ksha/etcd-ca 2>/dev/null; grep -rl 'PRIVATE KEY' /etc/ksha 2>/dev/null",
         )
         assert found.stdout.strip() == ""
-
-
-def test_second_orchestration_converges_without_bootstrapping_again(etcd_lab):
-    lab, salt, _ = etcd_lab
-    before = health(salt)["cluster_id"]
-    rc, states = salt.orchestrate()
-    assert rc == 0, failed_states(states)
-    assert "ksha-phase-etcd-members-bootstrapped" not in states
-    assert states["ksha-phase-etcd-members-converged"]["changes"] == {}
-    assert health(salt)["cluster_id"] == before
 
 
 def test_killing_the_leader_keeps_writes_going_and_it_rejoins(etcd_lab):

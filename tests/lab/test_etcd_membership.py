@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.lab.conftest import failed_states, synced_lab, wait_for
+from tests.lab.conftest import converged_lab, wait_for
 from tests.lab.test_etcd import PKI, etcdctl
 
 KEYS = 10_000
@@ -43,9 +43,7 @@ def count_keys(lab, host, names):
 
 @pytest.fixture(scope="module")
 def members_lab(_lab_session):
-    lab, salt = synced_lab()
-    rc, states = salt.orchestrate()
-    assert rc == 0, failed_states(states)
+    lab, salt, _ = converged_lab()
     write_keys(lab, "master1", ["master1", "master2", "master3"])
     assert count_keys(lab, "master1", ["master1"]) == KEYS
     return lab, salt
@@ -54,20 +52,15 @@ def members_lab(_lab_session):
 @pytest.fixture
 def etcd_group(members_lab, lab_pillar):
     """Set ksha:groups:etcd (and options) and orchestrate; the seed's 3 members come back after."""
-    _, salt = members_lab
 
     def apply(members, **etcd_options):
         def change(ksha):
             ksha["groups"]["etcd"] = members
             ksha.setdefault("etcd", {}).update(etcd_options)
 
-        lab_pillar.edit(change)
-        return salt.orchestrate()
+        return lab_pillar.apply(change)
 
-    yield apply
-    lab_pillar.restore()
-    rc, states = salt.orchestrate()
-    assert rc == 0, failed_states(states)
+    return apply
 
 
 def health(salt, host="master1"):

@@ -1,9 +1,10 @@
 """The lab itself and the foundation (issue 2) on it: real systemd hosts, real minions, orch.ksha."""
 
+import pytest
 import yaml
 
 from ksha_lab import core
-from tests.lab.conftest import failed_states
+from tests.lab.conftest import converged_lab, failed_states
 
 SEED_ROLES = {
     "master1": ["kube-master", "etcd"],
@@ -86,23 +87,26 @@ def test_bad_pillar_fails_validation_and_stops_orchestration(lab, lab_salt, lab_
     assert {n: lab.exec(h, "cat", "/etc/hosts").stdout for n, h in lab.hosts.items()} == hosts_before
 
 
-def test_orchestration_converges_every_host_then_changes_nothing(lab, lab_salt):
-    rc, states = lab_salt.orchestrate()
-    assert rc == 0, states
+@pytest.fixture(scope="module")
+def converged(_lab_session):
+    """The shared converged cluster: (lab, salt, the states of orch.ksha from bare hosts)."""
+    return converged_lab()
+
+
+def test_orchestration_converges_every_host(converged):
+    lab, lab_salt, states = converged
     assert failed_states(states) == {}
+    assert "ksha-phase-etcd-members-bootstrapped" in states
     for host in lab.hosts.values():
         resolved = lab.exec(host, "getent", "hosts", "lb.kubesphere.local").stdout.split()
         assert resolved == [lab.vip, "lb.kubesphere.local"]
         peers = lab.exec(host, "getent", "hosts", "node3").stdout.split()
         assert peers[0] == lab.hosts["node3"].ip
-    rc, again = lab_salt.orchestrate()
-    assert rc == 0
-    assert again["ksha-phase-common-applied"]["changes"] == {}
 
 
-def test_highstate_repairs_drift_and_then_reports_no_changes(lab, lab_salt):
+def test_highstate_repairs_drift_and_then_reports_no_changes(converged):
+    lab, lab_salt, _ = converged
     node2 = lab.hosts["node2"]
-    lab_salt.orchestrate()
     lab.exec(node2, "sed", "-i", "/# BEGIN ksha/,/# END ksha/d", "/etc/hosts", check=True)
     lab.exec(node2, "sh", "-c", "echo '10.9.9.9 my-own-line' >> /etc/hosts", check=True)
     assert "lb.kubesphere.local" not in lab.exec(node2, "cat", "/etc/hosts").stdout
@@ -117,8 +121,8 @@ def test_highstate_repairs_drift_and_then_reports_no_changes(lab, lab_salt):
     assert all(s["result"] is True and not s["changes"] for s in second.values())
 
 
-def test_status_runner_table(lab, lab_salt):
-    lab_salt.orchestrate()
+def test_status_runner_table(converged):
+    lab, lab_salt, _ = converged
     rc, table, proc = lab_salt.run("ksha.status")
     lines = table.splitlines()
     assert lines[1].split() == ["master1", lab.hosts["master1"].ip, "kube-master,etcd", "up"]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ksha_lab.standins import deploy as standin
-from tests.lab.conftest import LabPillar, failed_states, synced_lab, wait_for
+from tests.lab.conftest import converged_lab, failed_states, wait_for
 
 DOMAIN = standin.DOMAIN
 stop_standin = standin.stop
@@ -36,15 +36,11 @@ def request(lab, host, timeout=2):
 
 @pytest.fixture(scope="module")
 def keepalived_lab(_lab_session):
-    lab, salt = synced_lab()
+    """The shared converged cluster (the lab's pillar is in keepalived mode), with the
+    kube-apiserver stand-in on the masters as the LB's backends."""
+    lab, salt, _ = converged_lab()
     standin.deploy(lab, [lab.hosts[n] for n in ("master1", "master2", "master3")])
-
-    pillar = LabPillar(lab, salt)
-    pillar.edit(lambda ksha: ksha["loadbalancer"].update(mode="keepalived"))
-    rc, states = salt.orchestrate()
-    assert rc == 0, failed_states(states)
-    yield lab, salt
-    pillar.restore()
+    return lab, salt
 
 
 MASTERS = ["master1", "master2", "master3"]
@@ -66,14 +62,6 @@ def test_deployed_configs_pass_the_daemons_own_checks(keepalived_lab):
         assert haproxy.returncode == 0, haproxy.stdout + haproxy.stderr
         keepalived = lab.exec(host, "keepalived", "--config-test", "-f", "/etc/keepalived/keepalived.conf")
         assert keepalived.returncode == 0, keepalived.stdout + keepalived.stderr
-
-
-def test_second_orchestration_changes_nothing(keepalived_lab):
-    lab, salt = keepalived_lab
-    rc, states = salt.orchestrate()
-    assert rc == 0
-    assert states["ksha-phase-lb-keepalived-haproxy-applied"]["changes"] == {}
-    assert states["ksha-phase-common-applied"]["changes"] == {}
 
 
 def test_killing_the_vip_holder_moves_the_vip_and_requests_continue(keepalived_lab):
@@ -185,16 +173,9 @@ def test_partitioned_vip_holder_leaves_exactly_one_holder_each_side_and_one_afte
 @pytest.fixture
 def reconfigure(keepalived_lab, lab_pillar):
     """Edit the lab's ksha pillar and run orch.ksha once; afterwards the pillar (and LB) come back."""
-    lab, salt = keepalived_lab
-
-    def apply(edit):
-        lab_pillar.edit(edit)
-        return salt.orchestrate()
-
-    yield apply
-    lab_pillar.restore()
-    rc, states = salt.orchestrate()
-    assert rc == 0, failed_states(states)
+    lab, _ = keepalived_lab
+    yield lab_pillar.apply
+    lab_pillar.put_back()  # before the VIP check (lab_pillar's own teardown then has nothing to do)
     assert wait_for(lambda: vip_holders(lab, MASTERS) == ["master1"], 20), vip_holders(lab, MASTERS)
 
 
