@@ -4,7 +4,7 @@ Usage (root): .venv/bin/python bench/failover.py [--runs 5] [--configs ksha,anch
                                                  [--scenarios holder-killed,haproxy-killed,backend-killed] [--keep]
 
 Brings up the seed lab if it is not up, starts the kube-apiserver STAND-IN on the masters
-(tests/standins; there is no real apiserver in ksha yet) and deploys the LB. A client on this
+(ksha_lab/standins; there is no real apiserver in ksha yet) and deploys the LB. A client on this
 machine (the lab bridge) sends an HTTPS GET /readyz through the VIP every 50 ms (each with a
 --deadline, 2 s by default, for connection, TLS and answer; certificate and LB domain verified).
 Per scenario and run it records

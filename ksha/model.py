@@ -69,6 +69,18 @@ def settings(pillar_ksha: dict, os_family: str | None = None, defaults: dict | N
     return merge(merge(base, family), pillar_ksha or {})
 
 
+SECRET_KEYS = ("auth_pass",)
+
+
+def without_secrets(value: Any) -> Any:
+    """`value` with every secret (ksha:loadbalancer:keepalived:auth_pass) replaced by "***"."""
+    if isinstance(value, dict):
+        return {k: ("***" if k in SECRET_KEYS and v else without_secrets(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
 def url(ip: str, port: int, scheme: str = "https") -> str:
     """An URL to an address, with IPv6 in brackets."""
     host = f"[{ip}]" if ":" in str(ip) else str(ip)
@@ -286,7 +298,10 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     if api["address"]:
         hosts_file.append([api["address"], api["domain"]])
     return {
-        "config": conf,
+        # the settings without secrets (the VRRP password): no rendered SLS, function return
+        # or output carries the model's copy; keepalived.conf's template reads the password
+        # from the ksha pillar itself
+        "config": without_secrets(conf),
         "hosts": hosts,
         "groups": groups,
         "api": api,

@@ -187,7 +187,9 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
                 sls=["ksha.loadbalancer"],
             )
     if "etcd" in enabled and etcd["names"]:
-        _etcd_steps(steps, model, etcd_membership(etcd["names"], **(etcd_live or {"recorded": {}, "current": None})))
+        if etcd_live is None:
+            raise ValueError("the etcd phase is planned from the live cluster: pass etcd_live")
+        _etcd_steps(steps, model, etcd_membership(etcd["names"], **etcd_live))
     return {"until": until, "steps": steps.steps}
 
 
@@ -263,7 +265,7 @@ def _etcd_steps(steps: Steps, model: dict, membership: dict) -> None:
 
 
 def restore(
-    model: dict, snapshots: dict[str, list[dict]], source: str | None = None, snapshot: str | None = None
+    model: dict | None, snapshots: dict[str, list[dict]], source: str | None = None, snapshot: str | None = None
 ) -> dict:
     """The steps of ``orch.ksha.etcd_restore`` (pure).
 
@@ -272,10 +274,12 @@ def restore(
     source, snapshot
         restore this snapshot of this member; default the newest on any member.
     """
-    members = model["etcd"]["names"]
+    members = model["etcd"]["names"] if model else []
     plan = {"members": members, "source": source, "snapshot": snapshot, "problem": None, "steps": []}
     steps = Steps()
-    if not members:
+    if model is None:
+        plan["problem"] = "the ksha pillar is not valid: salt-run ksha.validate says why"
+    elif not members:
         plan["problem"] = "ksha:groups:etcd is empty: nothing to restore"
     elif source and source not in members:
         plan["problem"] = f"source {source!r} is not an etcd member (ksha:groups:etcd)"

@@ -4,6 +4,10 @@
 {#- Each cluster host gets the states the cluster model gives it
     (ksha/model.py: its groups and derived roles, in phase order), published
     by the master's external pillar as ksha_model:hosts. #}
+{%- set errors = salt['pillar.get']('ksha_model:errors', []) %}
+{%- if errors %}
+{{-   raise("ksha: the 'ksha' pillar is invalid (salt-run ksha.validate): " ~ errors | join('; ')) }}
+{%- endif %}
 base:
 {%- for host in salt['pillar.get']('ksha_model:hosts', []) %}
   '{{ host.name }}':

@@ -22,7 +22,8 @@ def __virtual__():
 
 
 def model():
-    """The cluster model from this minion's pillar (``ksha_model``, including ``me``).
+    """The cluster model from this minion's pillar (``ksha_model``, including ``me``). It holds
+    no secret: the VRRP password is ``***`` in its settings (``ksha.model.without_secrets``).
 
     Raises an error saying what is missing when the pillar has no usable model.
 

@@ -229,7 +229,7 @@ def etcd_restore_plan(source=None, snapshot=None, output="table", timeout=10):
 
     cluster = _model()
     if cluster is None:
-        result = {"problem": "the ksha pillar is not valid: salt-run ksha.validate", "steps": []}
+        result = planner.restore(None, {})
         return _show(result, None if output == "data" else result["problem"])
     members = cluster["etcd"]["names"]
     found = {}

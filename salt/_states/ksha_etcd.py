@@ -109,10 +109,15 @@ def _stale_binary(pid, binary):
     return None
 
 
+# systemctl restart etcd: at most the unit's TimeoutStopSec + TimeoutStartSec (etcd.service.jinja)
+UNIT_RESTART_S = 15 + 120
+
+
 def restart_budget(members, timeout):
     """Seconds a restart may take, lock queue included: each of the `members` may restart
-    before this one, each waiting at most `timeout` for the others and for itself."""
-    return max(1, int(members)) * (2 * int(timeout) + 30)
+    before this one, each waiting at most `timeout` for the others and for itself, plus the
+    unit's own stop and start timeouts."""
+    return max(1, int(members)) * (2 * int(timeout) + UNIT_RESTART_S + 10)
 
 
 def restart_failure(name, out, progress, budget, journal=""):
@@ -122,8 +127,8 @@ def restart_failure(name, out, progress, budget, journal=""):
     steps = [line for line in (progress or "").splitlines() if line.strip()]
     reached = steps[-1].split(" ", 1)[-1] if steps else "before it started"
     stdout, stderr = (out.get("stdout") or "").strip(), (out.get("stderr") or "").strip()
-    if "Timed out" in stdout and not stderr:
-        why = f"timed out after {budget} s (the whole lock queue's budget)"
+    if out.get("retcode") in (124, 137) or ("Timed out" in stdout and not stderr):
+        why = f"timed out after {budget} s (the budget for the lock queue and this restart)"
     else:
         why = f"exit {out.get('retcode')}"
     lines = [f"rolling restart of {name} failed, {why}, at step: {reached}"]
@@ -172,7 +177,13 @@ def running_with_current_config(name, watched, binary=None, timeout=120, progres
         return ret
     conf = __salt__["ksha_etcd.settings"]()
     me = __grains__["id"]
-    others = [url for member, url in conf["client_urls"].items() if member != me]
+    # The others to wait for are the members etcd lists as started, not the pillar's: a member
+    # in pillar that has not joined yet (3 -> 5: node2 while node1 joins) would never answer.
+    listed = __salt__["ksha_etcd.members"]()
+    if listed.get("result"):
+        others = [m["client_urls"][0] for m in listed["members"] if m["name"] != me and m["client_urls"]]
+    else:
+        others = [url for member, url in conf["client_urls"].items() if member != me]
     mine = conf["client_urls"][me] if me in conf["client_urls"] else conf["local_client_url"]
     progress = progress or RESTART_PROGRESS
     # Every step is logged to a progress file as it starts: when the command fails or Salt's
@@ -180,10 +191,9 @@ def running_with_current_config(name, watched, binary=None, timeout=120, progres
     script = f"""
 step() {{ echo "$(date -u +%H:%M:%S) $*" >> {shlex.quote(progress)}; }}
 wait_healthy() {{
-  n=0
-  until out=$(etcdctl --endpoints="$1" endpoint health 2>&1); do
-    n=$((n+1))
-    if [ "$n" -ge {int(timeout)} ]; then
+  end=$(( $(date +%s) + {int(timeout)} ))
+  until out=$(etcdctl --endpoints="$1" --dial-timeout=1s --command-timeout=2s endpoint health 2>&1); do
+    if [ "$(date +%s)" -ge "$end" ]; then
       echo "etcd at $1 not healthy after {int(timeout)} s: $out" >&2; step "failed: $1 not healthy"; return 1
     fi
     sleep 1
@@ -205,7 +215,15 @@ step "done"
         "ETCDCTL_CERT": conf["cert"],
         "ETCDCTL_KEY": conf["key"],
     }
+    # The lock may be queued behind every other member's restart: the budget covers the whole
+    # queue. `timeout` ends the whole process group (etcdctl and the script it runs) when it
+    # is spent, so no script goes on restarting etcd after its lock's lease ran out.
+    budget = restart_budget(len(conf["client_urls"]), timeout)
     cmd = [
+        "timeout",
+        "-k",
+        "10",
+        str(budget),
         "etcdctl",
         f"--endpoints={','.join(conf['client_urls'].values())}",
         "lock",
@@ -217,10 +235,7 @@ step "done"
     ]
     with open(progress, "w", encoding="utf-8") as fh:
         fh.write(f"{time.strftime('%H:%M:%S', time.gmtime())} waiting for the {RESTART_LOCK} lock\n")
-    # The lock may be queued behind every other member's restart, each of which takes at most
-    # two health waits: the budget covers the whole queue, not one restart.
-    budget = restart_budget(len(conf["client_urls"]), timeout)
-    out = __salt__["cmd.run_all"](cmd, python_shell=False, env=env, timeout=budget)
+    out = __salt__["cmd.run_all"](cmd, python_shell=False, env=env, timeout=budget + 30)
     if out["retcode"] != 0:
         ret["comment"] = restart_failure(name, out, _read(progress), budget, _journal_tail(name, 10))
         return ret
@@ -345,6 +360,24 @@ def leave_decision(name, members, health):
     return {"action": "leave", "comment": f"{name} ({entry['id']}) would leave: {describe(steps)}", "steps": steps}
 
 
+def _before_the_steps(ret, decision, action, endpoints):
+    """What every membership change does before its steps: the decision's comment; nothing to
+    do or a refusal ends here, so does test=True (result None: the comment says what it would
+    do); otherwise a snapshot first. The changes so far, or None when it ended here."""
+    ret["comment"] = decision["comment"]
+    if decision["action"] != action:
+        ret["result"] = decision["action"] == "none"
+        return None
+    if __opts__.get("test"):
+        ret["result"] = None
+        return None
+    snapshot = _snapshot_first(ret, endpoints)
+    if snapshot is None:
+        return None
+    ret["changes"] = {"snapshot": snapshot}
+    return ret["changes"]
+
+
 def _snapshot_first(ret, endpoints):
     snap = __salt__["ksha_etcd.snapshot_save"](endpoints=endpoints)
     if not snap["result"]:
@@ -374,17 +407,10 @@ def member_present(name, peer_url, initial_cluster_file="/etc/etcd/ksha-initial-
     has_data = os.path.isdir(os.path.join(conf["data_dir"], "member"))
     health = __salt__["ksha_etcd.health"](endpoints=others)
     decision = join_decision(name, peer_url, listed["members"], health, has_data)
-    ret["comment"] = decision["comment"]
-    if decision["action"] != "join":
-        ret["result"] = decision["action"] == "none"
+    changes = _before_the_steps(ret, decision, "join", others)
+    if changes is None:
         return ret
-    if __opts__.get("test"):
-        ret["result"] = None
-        return ret
-    snapshot = _snapshot_first(ret, others)
-    if snapshot is None:
-        return ret
-    ret["changes"] = changes = {"snapshot": snapshot}
+    snapshot = changes["snapshot"]
     member_id = decision["member_id"]
     cluster = ",".join(f"{m['name'] or name}={url}" for m in listed["members"] for url in m["peer_urls"])
     for kind, arg in decision["steps"]:
@@ -423,6 +449,8 @@ def member_present(name, peer_url, initial_cluster_file="/etc/etcd/ksha-initial-
                     return ret
                 time.sleep(1)
             changes["promoted"] = member_id
+        else:
+            raise ValueError(f"join_decision gave an unknown step {kind!r}")
     ret.update(result=True, comment=f"{name} joined as {member_id} (snapshot {snapshot})")
     return ret
 
@@ -443,17 +471,10 @@ def member_absent(name, timeout=60):  # pylint: disable=unused-argument
     urls = [m["client_urls"][0] for m in listed["members"] if m["client_urls"] and m["name"] != name]
     health = __salt__["ksha_etcd.health"](endpoints=urls)
     decision = leave_decision(name, listed["members"], health)
-    ret["comment"] = decision["comment"]
-    if decision["action"] != "leave":
-        ret["result"] = decision["action"] == "none"
+    changes = _before_the_steps(ret, decision, "leave", urls)
+    if changes is None:
         return ret
-    if __opts__.get("test"):
-        ret["result"] = None
-        return ret
-    snapshot = _snapshot_first(ret, urls)
-    if snapshot is None:
-        return ret
-    ret["changes"] = changes = {"snapshot": snapshot}
+    snapshot = changes["snapshot"]
     for kind, arg in decision["steps"]:
         if kind == "move_leader":
             moved = __salt__["ksha_etcd.move_leader"](arg)
@@ -467,6 +488,8 @@ def member_absent(name, timeout=60):  # pylint: disable=unused-argument
                 ret["comment"] = f"member remove failed: {removed['comment']}"
                 return ret
             changes["removed"] = arg
+        else:
+            raise ValueError(f"leave_decision gave an unknown step {kind!r}")
     ret.update(result=True, comment=f"{name} removed (snapshot {snapshot})")
     return ret
 

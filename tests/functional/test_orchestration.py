@@ -295,3 +295,19 @@ def test_plan_prints_the_steps_the_orchestration_renders(salt_master, synced, se
         "ksha-phase-lb-other-hosts-cleaned",
     ]
     assert sorted(shown[salt_master.id]) == sorted(ids)
+
+
+def test_the_vrrp_password_is_in_no_rendered_state_and_no_return(salt_minion, synced, set_pillar, example_ksha):
+    example_ksha["loadbalancer"].update(
+        mode="keepalived", address="192.168.0.100", keepalived={"auth_pass": "s3cr3t!", "advert_int": 1}
+    )
+    set_pillar(example_ksha)
+    cli = salt_minion.salt_call_cli(timeout=120)
+    assert cli.run("saltutil.sync_modules").returncode == 0
+    shown = cli.run("state.show_sls", "ksha.loadbalancer")
+    assert shown.returncode == 0, shown.stderr
+    assert "ksha-loadbalancer-keepalived-config" in shown.data
+    returned = cli.run("ksha.model")  # its output is masked by Salt 3008 too; the model has no password
+    assert returned.returncode == 0, returned.stderr
+    for ret in (shown, returned):
+        assert "s3cr3t!" not in ret.stdout + ret.stderr

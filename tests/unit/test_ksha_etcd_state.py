@@ -53,7 +53,20 @@ def configure_loader_modules(etcd, restarts):
         "cacert": "/etc/etcd/pki/ca.crt",
         "cert": "/etc/etcd/pki/admin.crt",
         "key": "/etc/etcd/pki/admin.key",
-        "client_urls": {"master1": "https://10.0.0.1:2379", "master2": "https://10.0.0.2:2379"},
+        "client_urls": {
+            "master1": "https://10.0.0.1:2379",
+            "master2": "https://10.0.0.2:2379",
+            "master3": "https://10.0.0.3:2379",
+        },
+    }
+    # etcd's member list: master3 is in pillar but was only added, never started (no client URL)
+    listed = {
+        "result": True,
+        "members": [
+            {"name": "master1", "client_urls": ["https://10.0.0.1:2379"]},
+            {"name": "master2", "client_urls": ["https://10.0.0.2:2379"]},
+            {"name": "", "client_urls": []},
+        ],
     }
     return {
         state: {
@@ -64,6 +77,7 @@ def configure_loader_modules(etcd, restarts):
                 "cmd.run_all": run_all,
                 "ksha_etcd.settings": lambda: settings,
                 "ksha_etcd.health": lambda: {"healthy": True},
+                "ksha_etcd.members": lambda: listed,
             },
         }
     }
@@ -92,10 +106,13 @@ def test_a_changed_file_restarts_under_the_lock_and_test_mode_only_says_so(etcd,
     ret = state.running_with_current_config("etcd", watched=[str(conf)])
     assert ret["result"] is True and ret["changes"] == {"restarted": "etcd", "because": [str(conf)]}
     [cmd] = restarts
-    assert cmd[:2] == ["etcdctl", "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379"]
-    assert cmd[2:6] == ["lock", "ksha-etcd-rolling-restart", "--", "/bin/sh"]
-    # the others are waited for before the restart, this member after it
+    # `timeout` ends the whole process group (etcdctl and its script) when the budget is spent
+    assert cmd[:4] == ["timeout", "-k", "10", str(state.restart_budget(3, 120))]
+    assert cmd[4:6] == ["etcdctl", "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379"]
+    assert cmd[6:10] == ["lock", "ksha-etcd-rolling-restart", "--", "/bin/sh"]
+    # the started others are waited for before the restart (not master3, never started), this member after it
     script = cmd[-1]
+    assert "wait_healthy https://10.0.0.2:2379 ||" in script and "10.0.0.3" not in script
     assert script.index("wait_healthy https://10.0.0.2:2379") < script.index("systemctl restart etcd")
     assert script.index("systemctl restart etcd") < script.rindex("wait_healthy https://10.0.0.1:2379")
 
@@ -148,8 +165,15 @@ FAILURES = [
         "Salt's timeout while queued for the lock: it says so, not an empty reason",
         {"retcode": 1, "stdout": "etcdctl lock ... : Timed out after 810 seconds", "stderr": ""},
         "10:00:00 waiting for the ksha-etcd-rolling-restart lock\n",
-        "rolling restart of etcd failed, timed out after 810 s (the whole lock queue's budget), at step: "
-        "waiting for the ksha-etcd-rolling-restart lock",
+        "rolling restart of etcd failed, timed out after 810 s (the budget for the lock queue and this restart), "
+        "at step: waiting for the ksha-etcd-rolling-restart lock",
+    ),
+    (
+        "coreutils' timeout ended it while etcd restarted",
+        {"retcode": 124, "stdout": "", "stderr": ""},
+        "10:00:00 waiting for the lock\n10:00:05 holding the lock\n10:00:09 restarting etcd\n",
+        "rolling restart of etcd failed, timed out after 810 s (the budget for the lock queue and this restart), "
+        "at step: restarting etcd",
     ),
     (
         "the others never became healthy",
@@ -172,11 +196,6 @@ def test_restart_failure_names_the_step_and_the_cause(case, out, progress, first
     assert comment.splitlines()[0] == first
     if "context deadline" in out["stdout"]:
         assert "stdout: Error: context deadline exceeded" in comment
-
-
-def test_the_restart_budget_covers_the_lock_queue():
-    assert state.restart_budget(3, 120) == 3 * 270
-    assert state.restart_budget(5, 120) > state.restart_budget(3, 120)
 
 
 def test_a_stopped_service_is_left_to_service_running(restarts):

@@ -4,6 +4,7 @@ bug fails here in seconds, not in the lab. The contexts are the ones salt/ksha/l
 passes, from the cluster model."""
 
 import copy
+import json
 import subprocess
 
 import jinja2
@@ -23,6 +24,15 @@ def an_interface():
         if "MULTICAST" in flags and "LOOPBACK" not in flags:
             return name
     raise AssertionError(f"no multicast interface for keepalived --config-test:\n{links}")
+
+
+def pillar_get(pillar, key, default=""):
+    node = pillar
+    for part in key.split(":"):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def render(name, context):
@@ -52,6 +62,8 @@ def contexts(ksha, minion, check_script=None):
         "vrrp_version": published["loadbalancer"]["vrrp_version"],
         # keepalived --config-test wants the tracked script to exist and be safe (root's, not writable by others)
         "check_script": check_script or published["loadbalancer"]["check_script"],
+        # the template reads the VRRP password from the ksha pillar itself (the model has none)
+        "salt": {"pillar.get": lambda key, default="": pillar_get({"ksha": ksha}, key, default)},
     }
     return haproxy, keepalived
 
@@ -103,6 +115,16 @@ def test_rendered_configs_carry_the_model(keepalived_ksha):
     conf = render("keepalived.conf.jinja", keepalived)
     assert "    priority 190" in conf and "vrrp_version 3" in conf
     assert conf.split("unicast_peer {", 1)[1].split("}", 1)[0].split() == ["192.168.0.1", "192.168.0.3"]
+
+
+def test_the_vrrp_password_reaches_keepalived_conf_and_nothing_else(keepalived_ksha):
+    keepalived_ksha["loadbalancer"]["keepalived"] = {"auth_pass": "s3cr3t!", "advert_int": 1}
+    published = model.for_minion(model.build(keepalived_ksha), "master1")
+    assert "s3cr3t!" not in json.dumps(published)
+    assert published["ksha_model"]["config"]["loadbalancer"]["keepalived"]["auth_pass"] == "***"
+    _, keepalived = contexts(keepalived_ksha, "master1")
+    conf = render("keepalived.conf.jinja", keepalived)
+    assert "        auth_pass s3cr3t!" in conf and "vrrp_version 2" in conf
 
 
 def test_a_broken_template_is_caught_by_the_check(keepalived_ksha, tmp_path):

@@ -199,3 +199,17 @@ def test_describe_is_for_a_person(cluster):
     text = plan.describe(plan.build(cluster, {"recorded": {}, "current": None})["steps"])
     assert " 9. ksha-phase-etcd-members-bootstrapped\n    ksha.etcd on master1,master2,master3\n" in text
     assert "    pillar {'ksha_etcd_bootstrap': True}\n" in text
+
+
+def test_restore_with_an_invalid_pillar_fails_and_says_so():
+    result = plan.restore(None, {})
+    assert "salt-run ksha.validate" in result["problem"]
+    assert [(s["id"], s["state"]) for s in result["steps"]] == [
+        ("ksha-etcd-restore-snapshot-chosen", "test.fail_without_changes")
+    ]
+
+
+def test_the_etcd_phase_is_never_planned_without_the_live_cluster(cluster):
+    with pytest.raises(ValueError, match="etcd_live"):
+        plan.build(cluster, None)
+    assert ids(plan.build(cluster, None, "lb"))[-1] == "ksha-phase-lb-keepalived-haproxy-applied"
