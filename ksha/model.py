@@ -52,6 +52,8 @@ ETCD_POLICIES = {
 APISERVER_ETCD_CLIENT = "/etc/kubernetes/pki/apiserver-etcd-client"
 ETCD_ENV_FILE = "/etc/etcd/ksha-etcd.env"
 ETCD_UNIT_FILE = "/etc/systemd/system/etcd.service"
+# written only when orch.ksha bootstraps the cluster or a member joins it
+ETCD_INITIAL_CLUSTER_FILE = "/etc/etcd/ksha-initial-cluster.env"
 
 
 def load_osfamilymap() -> dict:
@@ -147,6 +149,12 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         },
         # keepalived tracks haproxy with this script (haproxy answers, an apiserver is UP)
         "check_script": "/etc/keepalived/ksha-check-haproxy.sh",
+        # the files ksha manages on an LB host; ksha.loadbalancer.clean removes the configs
+        # only where they carry the marker
+        "haproxy_cfg": "/etc/haproxy/haproxy.cfg",
+        "keepalived_conf": "/etc/keepalived/keepalived.conf",
+        "sysctl_file": "/etc/sysctl.d/60-ksha-loadbalancer.conf",
+        "marker": "Managed by Salt (ksha.loadbalancer)",
         # VRRPv3 has no authentication: a VRRP password means VRRPv2
         "vrrp_version": 2 if lb["keepalived"]["auth_pass"] else 3,
         # keepalived priorities follow the LB hosts' order
@@ -158,10 +166,15 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
 def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str, list[str]]) -> dict:
     etcd = conf["etcd"]
     pki_dir = etcd["pki"]["dir"]
+    # the files a member's etcd serves and checks TLS with
+    tls = {
+        "ca": f"{pki_dir}/ca.crt",
+        **{f"{cert}_{ext}": f"{pki_dir}/{cert}.{ext}" for cert in ("server", "peer") for ext in ("crt", "key")},
+    }
     # what a member's etcd reads at start: a change restarts it (one member at a time)
-    watched = [ETCD_ENV_FILE, ETCD_UNIT_FILE, f"{pki_dir}/ca.crt"] + [
-        f"{pki_dir}/{cert}.{ext}" for cert in ("server", "peer") for ext in ("crt", "key")
-    ]
+    watched = [ETCD_ENV_FILE, ETCD_UNIT_FILE, *tls.values()]
+    release_dir = f"/opt/etcd-{etcd['archive']['version']}"
+    bin_dir = "/usr/local/bin" if etcd["source"] == "archive" else "/usr/bin"
     members = [
         {
             "name": m,
@@ -181,7 +194,23 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         "initial_cluster": ",".join(f"{m['name']}={m['peer_url']}" for m in members),
         "local_client_url": url("127.0.0.1", etcd["client_port"]),
         "token": f"ksha-{conf['cluster_name']}",
-        "bin_dir": "/usr/local/bin" if etcd["source"] == "archive" else "/usr/bin",
+        "bin_dir": bin_dir,
+        "binary": f"{bin_dir}/etcd",
+        # source archive: the release is extracted here and its binaries linked into /usr/local/bin
+        "release_dir": release_dir,
+        "release_links": {
+            name: {"link": f"/usr/local/bin/{name}", "target": f"{release_dir}/{name}"} for name in ("etcd", "etcdctl")
+        },  # fmt: skip
+        "tls": tls,
+        "metrics_url": url("127.0.0.1", etcd["metrics_port"], "http") if etcd["metrics_port"] else None,
+        "initial_cluster_file": ETCD_INITIAL_CLUSTER_FILE,
+        "ca": {
+            "key": f"{etcd['pki']['ca_dir']}/ca.key",
+            "cert": f"{etcd['pki']['ca_dir']}/ca.crt",
+            "cn": f"ksha etcd CA ({conf['cluster_name']})",
+        },
+        # the backup timer fires within this of its period
+        "backup_accuracy_s": min(etcd["backup"]["period_minutes"] * 6, 30),
         "ca_host": etcd["pki"]["ca_host"] or (names[0] if names else None),
         # who gets etcd certificates: the members, and the masters (the apiserver's client certificate)
         "pki_hosts": names + [m for m in groups["kube-master"] if m not in names],
@@ -233,8 +262,8 @@ def _signing_policies(conf: dict, etcd: dict, groups: dict[str, list[str]]) -> d
     return {
         policy: {
             "minions": "L@" + ",".join(allowed[who]),
-            "signing_private_key": f"{pki['ca_dir']}/ca.key",
-            "signing_cert": f"{pki['ca_dir']}/ca.crt",
+            "signing_private_key": etcd["ca"]["key"],
+            "signing_cert": etcd["ca"]["cert"],
             "basicConstraints": "critical, CA:false",
             "keyUsage": "critical, digitalSignature, keyEncipherment",
             "extendedKeyUsage": usage,

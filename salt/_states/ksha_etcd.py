@@ -386,7 +386,7 @@ def _snapshot_first(ret, endpoints):
     return snap["path"]
 
 
-def member_present(name, peer_url, initial_cluster_file="/etc/etcd/ksha-initial-cluster.env", timeout=120):
+def member_present(name, peer_url, initial_cluster_file, timeout=120):
     """This host (etcd member ``name``) is a voting member of the running cluster.
 
     Run on the joining host. The decision is ``join_decision`` (the same for ``test=True``

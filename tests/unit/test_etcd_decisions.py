@@ -80,6 +80,6 @@ def test_test_mode_reports_the_decision_and_changes_nothing(monkeypatch):
     }  # fmt: skip
     monkeypatch.setattr(states, "__salt__", salt, raising=False)
     monkeypatch.setattr(states, "__opts__", {"test": True}, raising=False)
-    ret = states.member_present("m4", PEER)
+    ret = states.member_present("m4", PEER, "/nonexistent/initial-cluster.env")
     assert ret["result"] is None and calls == []
     assert ret["comment"] == states.join_decision("m4", PEER, THREE, health(), False)["comment"]

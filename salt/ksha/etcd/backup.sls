@@ -59,7 +59,7 @@ ksha-etcd-backup-timer-unit:
         [Timer]
         OnActiveSec={{ backup.period_minutes }}min
         OnUnitActiveSec={{ backup.period_minutes }}min
-        AccuracySec={{ [backup.period_minutes * 6, 30] | min }}s
+        AccuracySec={{ model.etcd.backup_accuracy_s }}s
 
         [Install]
         WantedBy=timers.target

@@ -20,7 +20,7 @@ ksha-etcd-ca-directory-present:
 
 ksha-etcd-ca-private-key-present:
   x509.private_key_managed:
-    - name: {{ pki.ca_dir }}/ca.key
+    - name: {{ model.etcd.ca.key }}
     - algo: ec
     - keysize: 256
     - new: False
@@ -30,9 +30,9 @@ ksha-etcd-ca-private-key-present:
 
 ksha-etcd-ca-certificate-present:
   x509.certificate_managed:
-    - name: {{ pki.ca_dir }}/ca.crt
-    - signing_private_key: {{ pki.ca_dir }}/ca.key
-    - CN: ksha etcd CA ({{ ksha.cluster_name }})
+    - name: {{ model.etcd.ca.cert }}
+    - signing_private_key: {{ model.etcd.ca.key }}
+    - CN: {{ model.etcd.ca.cn }}
     - basicConstraints: critical, CA:true
     - keyUsage: critical, cRLSign, keyCertSign
     - subjectKeyIdentifier: hash

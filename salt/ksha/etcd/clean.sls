@@ -34,7 +34,7 @@ ksha-etcd-clean-member-files-removed:
   file.absent:
     - names:
       - {{ model.etcd.env_file }}
-      - /etc/etcd/ksha-initial-cluster.env
+      - {{ model.etcd.initial_cluster_file }}
     - onlyif: {{ ksha_unit }}
     - require:
       - cmd: ksha-etcd-clean-data-moved-aside

@@ -33,6 +33,8 @@ ksha-etcd-member-settings:
         me: {{ me.etcd_member | json }}
         token: {{ model.etcd.token }}
         local_client_url: {{ model.etcd.local_client_url }}
+        tls: {{ model.etcd.tls | json }}
+        metrics_url: {{ model.etcd.metrics_url | json }}
     - require:
       - file: ksha-etcd-config-directory-present
       - file: ksha-etcd-data-directory-present
@@ -46,7 +48,9 @@ ksha-etcd-systemd-unit:
     - context:
         name: {{ me.name }}
         user: {{ etcd.user }}
-        etcd_bin: {{ model.etcd.bin_dir }}
+        binary: {{ model.etcd.binary }}
+        initial_cluster_file: {{ model.etcd.initial_cluster_file }}
+        env_file: {{ model.etcd.env_file }}
     # the unit points at the binary only once it is there (a refused archive changes nothing)
     - require:
 {%- if etcd.source == 'archive' %}
@@ -59,7 +63,7 @@ ksha-etcd-systemd-unit:
 
 ksha-etcd-initial-cluster-for-bootstrap:
   file.managed:
-    - name: /etc/etcd/ksha-initial-cluster.env
+    - name: {{ model.etcd.initial_cluster_file }}
     - mode: '0644'
     - contents: |
         # Written by orch.ksha when it bootstrapped the cluster; read only while the member has no data.

@@ -20,18 +20,18 @@ ksha-etcd-user-present:
 
 ksha-etcd-release-archive-extracted:
   archive.extracted:
-    - name: /opt/etcd-{{ etcd.archive.version }}
+    - name: {{ model.etcd.release_dir }}
     - source: {{ etcd.archive.url }}
     - source_hash: sha256={{ etcd.archive.sha256 }}
     - options: --strip-components=1
     - enforce_toplevel: False
     - user: root
 
-{%-   for binary in ['etcd', 'etcdctl'] %}
+{%-   for binary, link in model.etcd.release_links.items() %}
 ksha-etcd-{{ binary }}-binary-linked:
   file.symlink:
-    - name: /usr/local/bin/{{ binary }}
-    - target: /opt/etcd-{{ etcd.archive.version }}/{{ binary }}
+    - name: {{ link.link }}
+    - target: {{ link.target }}
     - force: True
     - require:
       - archive: ksha-etcd-release-archive-extracted
@@ -41,13 +41,13 @@ ksha-etcd-packages-installed:
   pkg.installed:
     - pkgs: {{ etcd.pkgs | json }}
 
-{%-   for binary in ['etcd', 'etcdctl'] %}
+{%-   for binary, link in model.etcd.release_links.items() %}
 
 # Back from source: archive, the release's links would shadow the package's.
 ksha-etcd-release-{{ binary }}-link-absent:
   file.absent:
-    - name: /usr/local/bin/{{ binary }}
-    - onlyif: readlink /usr/local/bin/{{ binary }} | grep -q '^/opt/etcd-'
+    - name: {{ link.link }}
+    - onlyif: readlink {{ link.link }} | grep -q '^/opt/etcd-'
 {%-   endfor %}
 {%- endif %}
 

@@ -19,6 +19,7 @@ ksha-etcd-member-joined-the-cluster:
   ksha_etcd.member_present:
     - name: {{ me.name }}
     - peer_url: {{ me.etcd_member.peer_url }}
+    - initial_cluster_file: {{ model.etcd.initial_cluster_file }}
     - timeout: {{ etcd.wait_healthy_s }}
     - require:
       - file: ksha-etcd-member-settings

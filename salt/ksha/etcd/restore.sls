@@ -16,7 +16,7 @@ ksha-etcd-restore-service-stopped:
 
 ksha-etcd-restore-initial-cluster-removed:
   file.absent:
-    - name: /etc/etcd/ksha-initial-cluster.env
+    - name: {{ model.etcd.initial_cluster_file }}
     - require:
       - service: ksha-etcd-restore-service-stopped
 

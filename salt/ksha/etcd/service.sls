@@ -23,7 +23,7 @@ ksha-etcd-service-enabled:
 ksha-etcd-service-running:
   service.running:
     - name: etcd
-    - onlyif: test -d {{ etcd.data_dir }}/member -o -s /etc/etcd/ksha-initial-cluster.env
+    - onlyif: test -d {{ etcd.data_dir }}/member -o -s {{ model.etcd.initial_cluster_file }}
     - require:
       - service: ksha-etcd-service-enabled
       - file: ksha-etcd-member-settings
@@ -34,7 +34,7 @@ ksha-etcd-restarted-one-member-at-a-time:
   ksha_etcd.running_with_current_config:
     - name: etcd
     - watched: {{ me.etcd_member.watched | json }}
-    - binary: {{ model.etcd.bin_dir }}/etcd
+    - binary: {{ model.etcd.binary }}
     - timeout: {{ etcd.wait_healthy_s }}
     - require:
       - service: ksha-etcd-service-running

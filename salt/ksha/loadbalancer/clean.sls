@@ -6,8 +6,10 @@
     so a pillar change that moves the LB leaves nothing holding the VIP behind.
     Only what carries ksha's marker is touched: an haproxy or keepalived the
     host runs for something else is left alone, and so are the packages. #}
-{%- set marker = 'Managed by Salt (ksha.loadbalancer)' %}
-{%- set ksha_config = "grep -qs '" ~ marker ~ "' /etc/keepalived/keepalived.conf /etc/haproxy/haproxy.cfg" %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import model with context %}
+{%- set lb = model.loadbalancer %}
+{%- set ksha_config = "grep -qs '" ~ lb.marker ~ "' " ~ lb.keepalived_conf ~ " " ~ lb.haproxy_cfg %}
 
 # keepalived first: the VIP leaves before the haproxy behind it does.
 ksha-loadbalancer-clean-keepalived-stopped:
@@ -24,21 +26,21 @@ ksha-loadbalancer-clean-haproxy-stopped:
     - require:
       - service: ksha-loadbalancer-clean-keepalived-stopped
 
-{%- for daemon, path in [('keepalived', '/etc/keepalived/keepalived.conf'), ('haproxy', '/etc/haproxy/haproxy.cfg')] %}
+{%- for daemon, path in [('keepalived', lb.keepalived_conf), ('haproxy', lb.haproxy_cfg)] %}
 ksha-loadbalancer-clean-{{ daemon }}-config-removed:
   file.absent:
     - name: {{ path }}
-    - onlyif: grep -qs '{{ marker }}' {{ path }}
+    - onlyif: grep -qs '{{ lb.marker }}' {{ path }}
     - require:
       - service: ksha-loadbalancer-clean-haproxy-stopped
 {% endfor %}
 ksha-loadbalancer-clean-check-script-removed:
   file.absent:
-    - name: /etc/keepalived/ksha-check-haproxy.sh
+    - name: {{ lb.check_script }}
 
 ksha-loadbalancer-clean-nonlocal-bind-config-removed:
   file.absent:
-    - name: /etc/sysctl.d/60-ksha-loadbalancer.conf
+    - name: {{ lb.sysctl_file }}
 
 ksha-loadbalancer-clean-nonlocal-bind-disabled:
   cmd.run:

@@ -14,11 +14,11 @@ ksha-loadbalancer-nonlocal-bind-enabled:
   sysctl.present:
     - name: net.ipv4.ip_nonlocal_bind
     - value: 1
-    - config: /etc/sysctl.d/60-ksha-loadbalancer.conf
+    - config: {{ model.loadbalancer.sysctl_file }}
 
 ksha-loadbalancer-haproxy-config:
   file.managed:
-    - name: /etc/haproxy/haproxy.cfg
+    - name: {{ model.loadbalancer.haproxy_cfg }}
     - source: salt://{{ tplroot }}/loadbalancer/files/haproxy.cfg.jinja
     - template: jinja
     - mode: '0644'
@@ -45,7 +45,7 @@ ksha-loadbalancer-keepalived-check-script:
 
 ksha-loadbalancer-keepalived-config:
   file.managed:
-    - name: /etc/keepalived/keepalived.conf
+    - name: {{ model.loadbalancer.keepalived_conf }}
     - source: salt://{{ tplroot }}/loadbalancer/files/keepalived.conf.jinja
     - template: jinja
     - mode: '0600'
