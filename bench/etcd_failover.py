@@ -45,7 +45,6 @@ import base64
 import http.client
 import json
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -241,17 +240,6 @@ class LeaderWatch(threading.Thread):
             time.sleep(0.02)
 
 
-def salt_run_json(lab, *args, timeout=600):
-    """A salt-run call with JSON output: (exit code, parsed output or None)."""
-    proc = subprocess.run(
-        lab.salt_cmd("salt-run", "--out=json", *args), capture_output=True, text=True, timeout=timeout
-    )
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except ValueError:
-        return proc.returncode, None
-
-
 def health(lab, host):
     """ksha_etcd.health on `host` through the lab's `salt --out=json --static` ({} when no answer)."""
     out = lab.salt_json(host, "ksha_etcd.health", timeout=60).get(host)
@@ -262,8 +250,8 @@ def bootstrap(log):
     """A fresh lab and orch.ksha from bare hosts: (lab, seconds of the etcd phase)."""
     core.down(log=lambda m: None)
     lab = core.up("seed", log=lambda m: None)
-    rc, _ = salt_run_json(lab, "saltutil.sync_all")
-    rc, out = salt_run_json(lab, "state.orchestrate", "orch.ksha", timeout=1200)
+    rc, _ = lab.salt_run_json("saltutil.sync_all")
+    rc, out = lab.salt_run_json("state.orchestrate", "orch.ksha", timeout=1200)
     states = next(iter((out or {}).get("data", {}).values()), {}) if out else {}
     if rc != 0 or not isinstance(states, dict):
         raise RuntimeError(f"orch.ksha failed (exit {rc})")

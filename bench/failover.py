@@ -222,21 +222,18 @@ class Bench:
                 out.append(name)
         return out
 
-    def salt(self, tool, *args, timeout=600):
-        proc = subprocess.run(self.lab.salt_cmd(tool, *args), capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-        return proc.stdout
-
     # --- configurations -------------------------------------------------------------
 
     def deploy_standins(self):
         self.ca_file.write_bytes(standin.deploy(self.lab, [self.host(n) for n in MASTERS]))
 
     def use_ksha(self):
-        self.salt("salt-run", "saltutil.sync_all")
-        self.salt("salt", "*", "saltutil.sync_all")
-        self.salt("salt-run", "state.orchestrate", "orch.ksha", 'pillar={"ksha_until": "lb"}')
+        for args in (("saltutil.sync_all",), ("state.orchestrate", "orch.ksha", 'pillar={"ksha_until": "lb"}')):
+            rc, out = self.lab.salt_run_json(*args)
+            if rc != 0:
+                raise RuntimeError(f"salt-run {' '.join(args)} failed (exit {rc}): {str(out)[-3000:]}")
+            if args[0] == "saltutil.sync_all":
+                self.lab.salt_json("*", "saltutil.sync_all")
         for name in MASTERS:  # a clean start, as a fresh deployment would have
             self.sh(name, "systemctl", "restart", "haproxy", "keepalived", check=True)
         return 6443

@@ -406,6 +406,14 @@ class Lab:
         except json.JSONDecodeError:
             return {}
 
+    def salt_run_json(self, *args: str, timeout: float = 600) -> tuple[int, object]:
+        """salt-run against the lab master with JSON output: (exit code, parsed output or None)."""
+        proc = run(self.salt_cmd("salt-run", "--out=json", *args), check=False, timeout=timeout)
+        try:
+            return proc.returncode, json.loads(proc.stdout)
+        except ValueError:
+            return proc.returncode, None
+
     def ping(self, names: list[str], timeout: int = 5) -> dict[str, bool]:
         out = self.salt_json("-L", ",".join(names), "test.ping", f"--timeout={timeout}")
         return {name: out.get(name) is True for name in names}
