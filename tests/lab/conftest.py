@@ -161,16 +161,6 @@ def wait_for(predicate, timeout, step=0.2):
     return predicate()
 
 
-def synced_lab():
-    """The seed lab (brought up again if a test took it down), with the master's custom modules
-    synced (a fresh lab's master has not synced ksha's runner and external pillar yet)."""
-    lab = _lab_ready() or core.up("seed")
-    salt = LabSalt(lab)
-    rc, _, proc = salt.run("saltutil.sync_all")
-    assert rc == 0, proc.stderr
-    return lab, salt
-
-
 def orchestrate_ok(salt, *args):
     """orch.ksha, which must succeed: {state ID: return}."""
     rc, states = salt.orchestrate(*args)
@@ -189,10 +179,15 @@ def converged_lab():
     next ones reuse that cluster without orchestrating again, unless the lab was brought up
     anew since. Tests that change the cluster put it back (``lab_pillar``, their own cleanup).
     Returns (lab, salt, the states of the orchestration from bare hosts)."""
-    lab, salt = synced_lab()
+    lab = _lab_ready() or core.up("seed")
     generation = (lab.master_dir / "salt-master.pid").read_text().strip()
-    if generation not in _CONVERGED:
-        t0 = time.monotonic()
-        _CONVERGED[generation] = orchestrate_ok(salt)
-        print(f"orch.ksha from bare hosts to LB + healthy TLS etcd: {time.monotonic() - t0:.1f} s")
+    if generation in _CONVERGED:  # synced and converged already
+        return lab, LabSalt(lab), _CONVERGED[generation]
+    salt = LabSalt(lab)
+    # a fresh lab's master has not synced ksha's runner and external pillar yet
+    rc, _, proc = salt.run("saltutil.sync_all")
+    assert rc == 0, proc.stderr
+    t0 = time.monotonic()
+    _CONVERGED[generation] = orchestrate_ok(salt)
+    print(f"orch.ksha from bare hosts to LB + healthy TLS etcd: {time.monotonic() - t0:.1f} s")
     return lab, salt, _CONVERGED[generation]

@@ -48,8 +48,9 @@ MASTERS = ["master1", "master2", "master3"]
 
 def test_vip_on_exactly_one_lb_host_and_api_reachable_from_every_host(keepalived_lab):
     lab, _ = keepalived_lab
-    assert wait_for(lambda: len(vip_holders(lab, MASTERS)) == 1, 10), vip_holders(lab, MASTERS)
-    assert vip_holders(lab, MASTERS) == ["master1"]  # highest priority: first in host order
+    # The first LB host whose haproxy sees a backend UP takes the VIP; master1 (highest priority,
+    # first in host order) then preempts it.
+    assert wait_for(lambda: vip_holders(lab, MASTERS) == ["master1"], 20), vip_holders(lab, MASTERS)
     for host in lab.hosts.values():
         assert wait_for(lambda h=host: request(lab, h) == "200", 10), host.name
 
