@@ -138,8 +138,8 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         "console_backends": [
             {"name": h, "ip": ip_of[h], "port": conf["kubesphere"]["console_port"]} for h in groups["k8s-cluster"]
         ],
-        # haproxy's apiserver checks: a server that went down is checked twice as often, a
-        # server that is down half as often
+        # haproxy's apiserver checks: a server changing state is checked twice as often,
+        # a server that is down half as often
         "check": {
             "inter": lb["haproxy"]["check_inter_ms"],
             "fastinter": lb["haproxy"]["check_inter_ms"] // 2,
