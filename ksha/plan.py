@@ -206,13 +206,23 @@ def _etcd_steps(steps: Steps, model: dict, membership: dict) -> None:
         target=[etcd["ca_host"]],
         sls=["ksha.etcd.ca"],
     )
-    steps.add(
-        "ksha-phase-etcd-certificates-issued",
-        "salt.state",
-        "etcd certificates, signed on the CA host: members and masters",
-        target=etcd["pki_hosts"],
-        sls=["ksha.etcd.pki"],
-    )
+    # Before a bootstrap every member's certificates come first (a member that cannot get
+    # its certificate fails the run before any member starts). In a running cluster the
+    # members' own states issue theirs (ksha.etcd and ksha.etcd.join include ksha.etcd.pki,
+    # so a renewed certificate restarts its member in the same run): this step is then for
+    # the hosts that need etcd certificates and are not members (masters) only.
+    issued_here = etcd["pki_hosts"]
+    if membership["bootstrapped"]:
+        issued_here = [h for h in etcd["pki_hosts"] if h not in members]
+    if issued_here:
+        steps.add(
+            "ksha-phase-etcd-certificates-issued",
+            "salt.state",
+            "etcd certificates, signed on the CA host: "
+            + ("members and masters" if not membership["bootstrapped"] else "masters that are not members"),
+            target=issued_here,
+            sls=["ksha.etcd.pki"],
+        )
     if not membership["bootstrapped"]:
         steps.add(
             "ksha-phase-etcd-members-bootstrapped",

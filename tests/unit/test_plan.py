@@ -121,7 +121,6 @@ def test_membership_changes_become_steps(cluster):
     etcd_ids = [i for i in ids(result) if i.startswith("ksha-phase-etcd")]
     assert etcd_ids == [
         "ksha-phase-etcd-ca-ready",
-        "ksha-phase-etcd-certificates-issued",
         "ksha-phase-etcd-master2-joined",
         "ksha-phase-etcd-members-removed",
         "ksha-phase-etcd-members-converged",
@@ -130,6 +129,27 @@ def test_membership_changes_become_steps(cluster):
     ]
     removed = next(s for s in result["steps"] if s["id"] == "ksha-phase-etcd-members-removed")
     assert removed["target"] == ["master1"] and removed["pillar"] == {"ksha_etcd_leaving": ["node9"]}
+
+
+# (case, ksha:groups:etcd, recorded grains, hosts the certificates-issued step targets: None = no step)
+CERTIFICATES_FIRST = [
+    ("bootstrap: every member's and master's first", M, {}, M),
+    ("running cluster, masters are the members: their own states issue them", M, {m: "c" for m in M}, None),
+    ("running cluster, one master not a member: that master's", ["master1"], {"master1": "c"}, ["master2", "master3"]),
+    ("bootstrap, one master not a member: members' and masters'", ["master1"], {}, M),
+]
+
+
+@pytest.mark.parametrize("case, members, recorded, issued", CERTIFICATES_FIRST, ids=[c[0] for c in CERTIFICATES_FIRST])
+def test_certificates_issued_step_only_where_no_member_state_issues_them(example_ksha, case, members, recorded, issued):
+    example_ksha["groups"]["etcd"] = members
+    cluster = model.build(example_ksha)
+    steps = plan.build(cluster, {"recorded": recorded, "current": members if recorded else None})["steps"]
+    found = [s["target"] for s in steps if s["id"] == "ksha-phase-etcd-certificates-issued"]
+    assert found == ([issued] if issued else [])
+    # the step after the CA is the first that needs it, whichever that is
+    after_ca = steps[[s["id"] for s in steps].index("ksha-phase-etcd-ca-ready") + 1]
+    assert after_ca["args"][-1] == {"require": [{"salt": "ksha-phase-etcd-ca-ready"}]}
 
 
 def test_a_problem_stops_the_etcd_phase_before_anything_changes(cluster):
