@@ -543,6 +543,7 @@ def down(log: Callable[[str], None] = _say) -> dict[str, float]:
             pid = lab.nspawn_pid(host)
             if pid and not _wait_gone(pid, 20):
                 lab.kill(host)
+    hosts_s = time.monotonic() - t0
     left = leftovers()
     for pid in left["processes"]:
         try:
@@ -566,5 +567,5 @@ def down(log: Callable[[str], None] = _say) -> dict[str, float]:
     if STATE.exists():
         shutil.rmtree(STATE)
     took = time.monotonic() - t0
-    log(f"lab: down in {took:.1f} s; no process, mount or bridge left")
+    log(f"lab: down in {took:.1f} s (hosts {hosts_s:.1f} s); no process, mount or bridge left")
     return {"down_s": took}
