@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ksha import flags
 from ksha.inventory import KNOWN_GROUPS
 
 # Groups whose members are derived from other groups; not stored in the pillar.
@@ -43,7 +44,11 @@ HOST_KEYS = ("ip", "access_ip")
 
 # common.yaml keys ksha understands, as (pillar path) tuples.
 COMMON_KEYS = {
-    "kube_version": ("kubernetes", "version"),
+    "kube_version": ("kubernetes", "version"),  # only a release of the version ksha deploys: to_pillar
+    "kube_service_addresses": ("kubernetes", "service_cidr"),
+    "kube_pods_subnet": ("kubernetes", "pod_cidr"),
+    # kubespray's cluster_name is the DNS domain of services (cluster.local)
+    "cluster_name": ("kubernetes", "cluster_domain"),
     "etcd_backup_dir": ("etcd", "backup", "dir"),
     "etcd_backup_period": ("etcd", "backup", "period_minutes"),
     "keep_backup_number": ("etcd", "backup", "keep"),
@@ -378,12 +383,22 @@ def to_pillar(inventory: dict, common: dict | None = None) -> tuple[dict, list[s
     elif len(groups["kube-master"]) <= 1:
         ksha["loadbalancer"] = {"mode": "none"}
     for key, path in COMMON_KEYS.items():
-        if key in common:
+        if key == "kube_version" and key in common and not _deployable(common[key]):
+            notes.append(
+                f"common.yaml: kube_version {common[key]} not imported: this ksha deploys Kubernetes "
+                f"{flags.version()} (ksha:kubernetes:version has its default)"
+            )
+        elif key in common:
             _set_path(ksha, path, common[key])
     unused = sorted(k for k in common if k not in COMMON_KEYS and k != "loadbalancer_apiserver")
     if unused:
         notes.append(f"common.yaml: settings not imported: {', '.join(unused)}")
     return ksha, notes
+
+
+def _deployable(version: Any) -> bool:
+    """A release of the Kubernetes minor version ksha deploys (e.g. the seed's v1.16.7 is not)."""
+    return isinstance(version, str) and version.lstrip("v").startswith(flags.version() + ".")
 
 
 def _first(variables: dict[str, tuple[Any, int]], names: tuple[str, ...]) -> Any:

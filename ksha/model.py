@@ -275,6 +275,239 @@ def _signing_policies(conf: dict, etcd: dict, groups: dict[str, list[str]]) -> d
     }
 
 
+# --- the control plane --------------------------------------------------------------------
+
+# The Kubernetes CAs (kubeadm's file names) and the x509_v2 signing policies each signs with:
+# policy -> (CA, extended key usage). Every policy is for the masters only.
+KUBE_CAS = {"kubernetes": "ca", "front-proxy": "front-proxy-ca"}
+KUBE_POLICIES = {
+    "ksha_kube_apiserver": ("kubernetes", "serverAuth"),
+    "ksha_kube_client": ("kubernetes", "clientAuth"),
+    "ksha_kube_front_proxy_client": ("front-proxy", "clientAuth"),
+}
+KUBE_CONF_DIR = "/etc/kubernetes"
+KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# what a control-plane component's kubeconfig is for: component -> (file, CN, O)
+KUBECONFIGS = {
+    "admin": ("admin.conf", "kubernetes-admin", "system:masters"),
+    "controller-manager": ("controller-manager.conf", "system:kube-controller-manager", None),
+    "scheduler": ("scheduler.conf", "system:kube-scheduler", None),
+}
+
+
+def first_ip(cidr: str) -> str:
+    """The first address of a network: the apiserver's own Service IP (``kubernetes.default``)."""
+    return str(next(ipaddress.ip_network(cidr, strict=False).hosts()))
+
+
+def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]], api: dict, etcd: dict) -> dict:
+    """The control plane's shared facts: release, CAs, SANs, kubeconfig endpoints, certificates' paths."""
+    k8s = conf["kubernetes"]
+    version = k8s["version"]
+    masters = groups["kube-master"]
+    pki_dir = k8s["pki"]["dir"]
+    domain = k8s["cluster_domain"]
+    service_ip = first_ip(k8s["service_cidr"])
+    release_dir = f"/opt/kubernetes-{version}"
+    # The apiserver's serving certificate, the same on every master: every name and address a
+    # client may use to reach any apiserver, so a master added or the LB moved re-issues it on
+    # every master in the same run.
+    dns = [*masters, api["domain"], "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+           f"kubernetes.default.svc.{domain}"]  # fmt: skip
+    ips = [*(ip_of[m] for m in masters), *([api["address"]] if api["address"] else []), "127.0.0.1", service_ip]
+    for extra in k8s["apiserver"]["extra_sans"]:
+        (ips if _is_ip(extra) else dns).append(extra)
+    sans = [f"DNS:{n}" for n in dict.fromkeys(dns)] + [f"IP:{a}" for a in dict.fromkeys(ips)]
+    cas = {
+        name: {
+            "key": f"{k8s['pki']['ca_dir']}/{stem}.key",
+            "cert": f"{k8s['pki']['ca_dir']}/{stem}.crt",
+            # where every master (and later every node) finds the CA certificate
+            "installed": f"{pki_dir}/{stem}.crt",
+            "cn": f"ksha {name} CA ({conf['cluster_name']})",
+        }
+        for name, stem in KUBE_CAS.items()
+    }
+    return {
+        "version": version,
+        "masters": masters,
+        "ca_host": k8s["pki"]["ca_host"] or (masters[0] if masters else None),
+        "cas": cas,
+        "pki_dir": pki_dir,
+        "service_ip": service_ip,
+        "apiserver_sans": sans,
+        "archive": {
+            "url": k8s["archive"]["url"] or f"https://dl.k8s.io/{version}/kubernetes-server-linux-amd64.tar.gz",
+            "sha256": k8s["archive"]["sha256"],
+        },
+        # the tarball's kubernetes/server/bin/<binary>, extracted here and linked into /usr/local/bin
+        "release_dir": release_dir,
+        "release_links": {
+            name: {"link": f"/usr/local/bin/{name}", "target": f"{release_dir}/kubernetes/server/bin/{name}"}
+            for name in (*KUBE_COMPONENTS, "kubectl")
+        },
+        "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in KUBE_COMPONENTS},
+        "etcd_servers": ",".join(etcd["client_urls"][m] for m in etcd["names"]),
+        # the service account token keys (kubeadm's sa.key / sa.pub)
+        "service_account": {"key": f"{pki_dir}/sa.key", "pub": f"{pki_dir}/sa.pub"},
+        "service_account_issuer": f"https://kubernetes.default.svc.{domain}",
+        "scheduler_config": f"{KUBE_CONF_DIR}/kube-scheduler.yaml",
+    }
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _kube_certificates(conf: dict, host: str, k8s: dict) -> list[dict]:
+    """The Kubernetes CAs' leaf certificates `host` (a master) holds: kubeadm's names and subjects."""
+    if host not in k8s["masters"]:
+        return []
+    pki = k8s["pki_dir"]
+    certs = [
+        {"id": "apiserver", "path": f"{pki}/apiserver", "policy": "ksha_kube_apiserver", "cn": "kube-apiserver",
+         "o": None, "sans": ", ".join(k8s["apiserver_sans"])},
+        {"id": "apiserver-kubelet-client", "path": f"{pki}/apiserver-kubelet-client", "policy": "ksha_kube_client",
+         "cn": "kube-apiserver-kubelet-client", "o": "system:masters", "sans": None},
+        {"id": "front-proxy-client", "path": f"{pki}/front-proxy-client", "policy": "ksha_kube_front_proxy_client",
+         "cn": "front-proxy-client", "o": None, "sans": None},
+    ]  # fmt: skip
+    # the kubeconfigs' client certificates (referenced by path from the kubeconfig files)
+    for name, (_, cn, org) in KUBECONFIGS.items():
+        certs.append(
+            {"id": f"{name}-client", "path": f"{pki}/{name}-client", "policy": "ksha_kube_client", "cn": cn,
+             "o": org, "sans": None}
+        )  # fmt: skip
+    return [{**c, "ca": KUBE_POLICIES[c["policy"]][0], "user": "root"} for c in certs]
+
+
+def _kubeconfigs(conf: dict, host: str, ip: str, api: dict, k8s: dict) -> dict:
+    """Where each kubeconfig on a master points. admin.conf: the API endpoint (the LB domain), for
+    people and tools. controller-manager and scheduler: this master's own apiserver (its node
+    address: it binds there), as kubeadm does, so they need no LB, and when their apiserver is
+    down they lose their lease and another master's take over."""
+    if host not in k8s["masters"]:
+        return {}
+    local = url(ip, conf["kubernetes"]["apiserver_port"])
+    return {
+        name: {
+            "path": f"{KUBE_CONF_DIR}/{file}",
+            "server": api["url"] if name == "admin" else local,
+            "ca": k8s["cas"]["kubernetes"]["installed"],
+            "cert": f"{k8s['pki_dir']}/{name}-client.crt",
+            "key": f"{k8s['pki_dir']}/{name}-client.key",
+            "user": cn,
+        }
+        for name, (file, cn, _) in KUBECONFIGS.items()
+    }
+
+
+def _kube_policies(conf: dict, k8s: dict) -> dict:
+    """The Kubernetes CAs' x509_v2 signing policies (published to the Kubernetes CA host only)."""
+    pki = conf["kubernetes"]["pki"]
+    return {
+        policy: {
+            "minions": "L@" + ",".join(k8s["masters"]),
+            "signing_private_key": k8s["cas"][ca]["key"],
+            "signing_cert": k8s["cas"][ca]["cert"],
+            "basicConstraints": "critical, CA:false",
+            "keyUsage": "critical, digitalSignature, keyEncipherment",
+            "extendedKeyUsage": usage,
+            "subjectKeyIdentifier": "hash",
+            "authorityKeyIdentifier": "keyid:always",
+            "days_valid": pki["days_valid"],
+        }
+        for policy, (ca, usage) in KUBE_POLICIES.items()
+    }
+
+
+def kube_flags(conf: dict, host: str, ip: str, k8s: dict, kubeconfigs: dict, etcd: dict) -> dict[str, dict]:
+    """Each control-plane component's flags on master `host`: {component: {flag: value}} (ksha's
+    own, then the pillar's extra_args; the validator refuses an extra_args flag ksha sets)."""
+    if host not in k8s["masters"]:
+        return {}
+    kube = conf["kubernetes"]
+    pki = k8s["pki_dir"]
+    election = kube["leader_election"]
+    leader = {
+        "leader-elect": "true",
+        "leader-elect-lease-duration": f"{election['lease_duration_s']}s",
+        "leader-elect-renew-deadline": f"{election['renew_deadline_s']}s",
+        "leader-elect-retry-period": f"{election['retry_period_s']}s",
+    }
+    kubeconfig_flags = {
+        name: {"kubeconfig": kubeconfigs[name]["path"], "authentication-kubeconfig": kubeconfigs[name]["path"],
+               "authorization-kubeconfig": kubeconfigs[name]["path"]}
+        for name in ("controller-manager", "scheduler")
+    }  # fmt: skip
+    flags = {
+        "kube-apiserver": {
+            "advertise-address": ip,
+            "bind-address": ip,
+            "secure-port": str(kube["apiserver_port"]),
+            "etcd-servers": k8s["etcd_servers"],
+            "etcd-cafile": etcd["tls"]["ca"],
+            "etcd-certfile": f"{APISERVER_ETCD_CLIENT}.crt",
+            "etcd-keyfile": f"{APISERVER_ETCD_CLIENT}.key",
+            "endpoint-reconciler-type": "lease",
+            "authorization-mode": "Node,RBAC",
+            "enable-admission-plugins": "NodeRestriction",
+            "allow-privileged": "true",
+            "client-ca-file": k8s["cas"]["kubernetes"]["installed"],
+            "tls-cert-file": f"{pki}/apiserver.crt",
+            "tls-private-key-file": f"{pki}/apiserver.key",
+            "kubelet-client-certificate": f"{pki}/apiserver-kubelet-client.crt",
+            "kubelet-client-key": f"{pki}/apiserver-kubelet-client.key",
+            "kubelet-preferred-address-types": "InternalIP,ExternalIP,Hostname",
+            "requestheader-client-ca-file": k8s["cas"]["front-proxy"]["installed"],
+            "requestheader-allowed-names": "front-proxy-client",
+            "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+            "requestheader-group-headers": "X-Remote-Group",
+            "requestheader-username-headers": "X-Remote-User",
+            "proxy-client-cert-file": f"{pki}/front-proxy-client.crt",
+            "proxy-client-key-file": f"{pki}/front-proxy-client.key",
+            "service-account-issuer": k8s["service_account_issuer"],
+            "service-account-key-file": k8s["service_account"]["pub"],
+            "service-account-signing-key-file": k8s["service_account"]["key"],
+            "service-cluster-ip-range": kube["service_cidr"],
+        },
+        "kube-controller-manager": {
+            **kubeconfig_flags["controller-manager"],
+            **leader,
+            "bind-address": "127.0.0.1",
+            "allocate-node-cidrs": "true",
+            "cluster-cidr": kube["pod_cidr"],
+            "service-cluster-ip-range": kube["service_cidr"],
+            "cluster-name": conf["cluster_name"],
+            "root-ca-file": k8s["cas"]["kubernetes"]["installed"],
+            "service-account-private-key-file": k8s["service_account"]["key"],
+            "use-service-account-credentials": "true",
+            "requestheader-client-ca-file": k8s["cas"]["front-proxy"]["installed"],
+        },
+        # the scheduler's leader election comes from its configuration file (the flags are deprecated)
+        "kube-scheduler": {
+            **kubeconfig_flags["scheduler"],
+            "config": k8s["scheduler_config"],
+            "bind-address": "127.0.0.1",
+        },
+    }
+    extra = {
+        "kube-apiserver": kube["apiserver"]["extra_args"],
+        "kube-controller-manager": kube["controller_manager"]["extra_args"],
+        "kube-scheduler": kube["scheduler"]["extra_args"],
+    }
+    return {c: {**flags[c], **{k: _flag_value(v) for k, v in (extra[c] or {}).items()}} for c in KUBE_COMPONENTS}
+
+
+def _flag_value(value: Any) -> str:
+    """A pillar value as a flag's value: YAML's true/false as Go's."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict) -> list[str]:
     """The seed's groups `host` is in, then its derived roles, in ROLE_STATES order."""
     derived = {
@@ -308,9 +541,11 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     api = _api(conf, ip_of, groups)
     lb = _loadbalancer(conf, names, ip_of, groups)
     etcd = _etcd(conf, names, ip_of, groups)
+    k8s = _kubernetes(conf, ip_of, groups, api, etcd)
     hosts = []
     for name in names:
         host_roles = roles(conf, name, groups, lb, etcd)
+        kubeconfigs = _kubeconfigs(conf, name, ip_of[name], api, k8s)
         hosts.append(
             {
                 "name": name,
@@ -320,7 +555,12 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                 "roles": host_roles,
                 "states": states(host_roles),
                 "etcd_member": next((m for m in etcd["members"] if m["name"] == name), None),
-                "certificates": {"etcd": _etcd_certificates(conf, name, ip_of[name], groups)},
+                "certificates": {
+                    "etcd": _etcd_certificates(conf, name, ip_of[name], groups),
+                    "kubernetes": _kube_certificates(conf, name, k8s),
+                },
+                "kubeconfigs": kubeconfigs,
+                "flags": kube_flags(conf, name, ip_of[name], k8s, kubeconfigs, etcd),
             }
         )
     hosts_file = [[ip_of[n], n] for n in names]
@@ -337,7 +577,11 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
         "hosts_file": hosts_file,
         "loadbalancer": lb,
         "etcd": etcd,
-        "signing_policies": {"etcd": _signing_policies(conf, etcd, groups)},
+        "kubernetes": k8s,
+        "signing_policies": {
+            "etcd": _signing_policies(conf, etcd, groups),
+            "kubernetes": _kube_policies(conf, k8s),
+        },
     }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ksha.checks import etcd, groups, hosts, loadbalancer, schema
+from ksha.checks import etcd, groups, hosts, kubernetes, loadbalancer, schema
 from ksha.checks.base import Context, Finding, Report
 
 Section = Callable[[Context, Report], None]
@@ -25,6 +25,7 @@ SECTIONS: tuple[Section, ...] = (
     groups.check,  # ctx.groups, ctx.positions
     etcd.check,
     loadbalancer.check,
+    kubernetes.check,
     groups.check_roleless,  # last: every role is known
 )
 

@@ -168,3 +168,20 @@ class Context:
         for part in path:
             node = node.get(part) if isinstance(node, dict) else None
         return node if isinstance(node, dict) else {}
+
+
+def certificate_days(key: str, pki: dict, report: Report) -> None:
+    """A PKI section's days (`key`: ksha:etcd:pki, ksha:kubernetes:pki): a certificate renewed
+    before it is due, or outliving its CA, is an error."""
+    valid, remaining, ca_valid = pki.get("days_valid"), pki.get("days_remaining"), pki.get("ca_days_valid")
+    if valid is not None and remaining is not None and remaining >= valid:
+        report.error(
+            f"{key}:days_remaining",
+            f"{remaining} is not less than {key}:days_valid ({valid}): every highstate would issue the "
+            "certificates again and restart the services using them",
+        )
+    if valid is not None and ca_valid is not None and valid > ca_valid:
+        report.error(
+            f"{key}:days_valid",
+            f"{valid} is more than {key}:ca_days_valid ({ca_valid}): a certificate cannot outlive its CA",
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ksha.checks.base import Context, Report, names, show
+from ksha.checks.base import Context, Report, certificate_days, names, show
 
 KEY = "ksha:etcd"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -78,18 +78,7 @@ def _ports_and_timings(etcd: dict, report: Report) -> None:
 
 
 def _pki(ctx: Context, pki: dict, report: Report) -> None:
-    valid, remaining, ca_valid = pki.get("days_valid"), pki.get("days_remaining"), pki.get("ca_days_valid")
-    if valid is not None and remaining is not None and remaining >= valid:
-        report.error(
-            f"{KEY}:pki:days_remaining",
-            f"{remaining} is not less than ksha:etcd:pki:days_valid ({valid}): every "
-            "highstate would issue the certificates again and restart etcd",
-        )
-    if valid is not None and ca_valid is not None and valid > ca_valid:
-        report.error(
-            f"{KEY}:pki:days_valid",
-            f"{valid} is more than ksha:etcd:pki:ca_days_valid ({ca_valid}): a certificate cannot outlive its CA",
-        )
+    certificate_days(f"{KEY}:pki", pki, report)
     ca_host = pki.get("ca_host")  # a string or null (schema section), or absent after its type error
     members = ctx.groups["etcd"]
     # No member (the group's own error), or listed but not defined (that error): nothing to add.

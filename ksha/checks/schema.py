@@ -60,6 +60,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "ksha:etcd:backup:period_minutes": (1, 7 * 24 * 60),
     "ksha:etcd:backup:keep": (1, 1000),
     "ksha:kubernetes:apiserver_port": (1, 65535),
+    "ksha:kubernetes:pki:ca_days_valid": (1, 36500),
+    "ksha:kubernetes:pki:days_valid": (1, 36500),
+    "ksha:kubernetes:pki:days_remaining": (0, 36500),
+    "ksha:kubernetes:leader_election:lease_duration_s": (2, 600),
+    "ksha:kubernetes:leader_election:renew_deadline_s": (1, 600),
+    "ksha:kubernetes:leader_election:retry_period_s": (1, 300),
     "ksha:kubesphere:console_port": (1, 65535),
 }
 
@@ -228,6 +234,15 @@ class DnsName(Spec):
         return None if is_dns_name(value) else f"{show(value)} is not a valid DNS name (e.g. lb.kubesphere.local)"
 
 
+class NameOrAddress(Spec):
+    """A DNS name or an IP address (a certificate's subject alternative name)."""
+
+    def problem(self, key: str, value: Any) -> str | None:
+        if is_dns_name(value) or parse_ip(value) is not None:
+            return None
+        return f"{show(value)} is neither a DNS name nor an IP address"
+
+
 HOST_NAME = Text("a host name")
 PACKAGES = ListOf(Text("a package name"), "package names")
 
@@ -270,6 +285,13 @@ TYPES: dict[str, Spec] = {
     "ksha:etcd:pki:ca_dir": Path(),
     "ksha:etcd:pki:dir": Path(),
     "ksha:etcd:backup:dir": Path(),
+    "ksha:kubernetes:archive:url": Text(nullable=True),
+    "ksha:kubernetes:archive:sha256": Text(nullable=True),
+    "ksha:kubernetes:cluster_domain": DnsName(),
+    "ksha:kubernetes:pki:ca_host": Text("a host name", nullable=True),
+    "ksha:kubernetes:pki:ca_dir": Path(),
+    "ksha:kubernetes:pki:dir": Path(),
+    "ksha:kubernetes:apiserver:extra_sans": ListOf(NameOrAddress(), "DNS names or IP addresses"),
     "ksha:common:pkgs": PACKAGES,
     "ksha:common:hosts_file": Path(),
 }

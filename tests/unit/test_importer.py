@@ -5,7 +5,7 @@ import stat
 import pytest
 import yaml
 
-from ksha import importer, inventory
+from ksha import flags, importer, inventory
 from tests.conftest import SEED
 
 
@@ -73,7 +73,8 @@ def test_common_yaml_settings_are_mapped_and_unknown_ones_noted(tmp_path):
     common.write_text(
         "loadbalancer_apiserver: {address: 10.0.0.9, port: 8443}\n"
         "apiserver_loadbalancer_domain_name: api.example.com\n"
-        "etcd_backup_period: 60\nkeep_backup_number: 3\netcd_backup_dir: /backup\nkube_version: v1.17.9\n"
+        "etcd_backup_period: 60\nkeep_backup_number: 3\netcd_backup_dir: /backup\nkube_version: v1.30.2\n"
+        "kube_service_addresses: 10.96.0.0/16\nkube_pods_subnet: 10.244.0.0/16\ncluster_name: corp.local\n"
         "persistence: {storageClass: ''}\n"
     )
     ksha, _, notes = importer.import_files(SEED / "hosts.ini", common)
@@ -84,8 +85,25 @@ def test_common_yaml_settings_are_mapped_and_unknown_ones_noted(tmp_path):
         "domain": "api.example.com",
     }
     assert ksha["etcd"] == {"backup": {"period_minutes": 60, "keep": 3, "dir": "/backup"}}
-    assert ksha["kubernetes"] == {"version": "v1.17.9"}
+    assert ksha["kubernetes"] == {
+        "version": "v1.30.2",
+        "service_cidr": "10.96.0.0/16",
+        "pod_cidr": "10.244.0.0/16",
+        "cluster_domain": "corp.local",
+    }
     assert notes == ["common.yaml: settings not imported: persistence"]
+
+
+def test_a_kube_version_ksha_does_not_deploy_is_noted_not_imported(tmp_path):
+    """The seed's installer pinned v1.16.7; this ksha deploys one minor version (ksha/flags.py)."""
+    common = tmp_path / "common.yaml"
+    common.write_text("kube_version: v1.16.7\n")
+    ksha, _, notes = importer.import_files(SEED / "hosts.ini", common)
+    assert "kubernetes" not in ksha
+    assert notes == [
+        f"common.yaml: kube_version v1.16.7 not imported: this ksha deploys Kubernetes {flags.version()} "
+        "(ksha:kubernetes:version has its default)"
+    ]
 
 
 def test_write_roster_is_private(tmp_path):

@@ -1,0 +1,175 @@
+"""ksha:kubernetes: the version ksha can deploy, the networks, the CA host, the leader election
+timings, the extra flags (against the version's flag reference) and the certificates' days.
+
+Each key's type and range: the schema section. Here: what depends on other keys or on the
+flag reference (``ksha/data/kubernetes-flags.yaml``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from typing import Any
+
+from ksha import flags
+from ksha.checks.base import Context, Report, certificate_days, names, show
+
+KEY = "ksha:kubernetes"
+_VERSION = re.compile(r"v(1)\.([0-9]+)\.([0-9]+)")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_URL = re.compile(r"(https?|salt|file)://\S+")
+# the apiserver refuses a Service range of more than 20 host bits
+SERVICE_HOST_BITS = 20
+# client-go: the renew deadline must exceed the retry period times its jitter factor
+LEADER_JITTER = 1.2
+
+# pillar key of each component's extra flags
+EXTRA_ARGS = {
+    "kube-apiserver": f"{KEY}:apiserver:extra_args",
+    "kube-controller-manager": f"{KEY}:controller_manager:extra_args",
+    "kube-scheduler": f"{KEY}:scheduler:extra_args",
+}
+
+
+def check(ctx: Context, report: Report) -> None:
+    k8s = ctx.section("kubernetes")
+    _version(k8s, report)
+    _archive(ctx.section("kubernetes", "archive"), report)
+    _networks(ctx, k8s, report)
+    pki = ctx.section("kubernetes", "pki")
+    certificate_days(f"{KEY}:pki", pki, report)
+    _ca_host(ctx, pki, report)
+    _leader_election(ctx.section("kubernetes", "leader_election"), report)
+    for component, key in EXTRA_ARGS.items():
+        section = key.split(":")[2]
+        _extra_args(component, key, ctx.section("kubernetes", section).get("extra_args") or {}, report)
+
+
+def _version(k8s: dict, report: Report) -> None:
+    version = k8s.get("version")
+    if version is None:  # a wrong type: the schema section
+        return
+    pinned = flags.version()
+    match = _VERSION.fullmatch(version)
+    if not match:
+        report.error(f"{KEY}:version", f"{show(version)} is not a Kubernetes release version (e.g. v{pinned}.0)")
+    elif f"{match[1]}.{match[2]}" != pinned:
+        report.error(
+            f"{KEY}:version",
+            f"{version} is not a {pinned} release: this ksha deploys Kubernetes {pinned} (its components' flags "
+            f"are those of {pinned}'s reference); use a v{pinned}.x release",
+        )
+
+
+def _archive(archive: dict, report: Report) -> None:
+    sha256, url = archive.get("sha256"), archive.get("url")
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
+        report.error(
+            f"{KEY}:archive:sha256",
+            "must be the tarball's sha256 (64 hex digits, published next to the tarball as "
+            "kubernetes-server-linux-amd64.tar.gz.sha256)",
+        )
+    if url is not None and not _URL.fullmatch(url):
+        report.error(f"{KEY}:archive:url", f"{show(url)} is not an http(s)://, salt:// or file:// URL")
+
+
+def _network(key: str, value: Any, report: Report):
+    """The network `value` names, or None (reported)."""
+    try:
+        if "/" not in value:
+            raise ValueError(value)
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        report.error(key, f"{show(value)} is not a network in CIDR notation (e.g. 10.233.0.0/18)")
+        return None
+    if str(network) != value:
+        report.error(key, f"{value} has host bits set: write the network, {network}")
+        return None
+    return network
+
+
+def _networks(ctx: Context, k8s: dict, report: Report) -> None:
+    found = {}
+    for name in ("service_cidr", "pod_cidr"):
+        if name in k8s:
+            found[name] = _network(f"{KEY}:{name}", k8s[name], report)
+    service, pods = found.get("service_cidr"), found.get("pod_cidr")
+    if service is not None and service.max_prefixlen - service.prefixlen > SERVICE_HOST_BITS:
+        report.error(
+            f"{KEY}:service_cidr",
+            f"{service} is too large: the apiserver takes at most {SERVICE_HOST_BITS} host bits "
+            f"(/{service.max_prefixlen - SERVICE_HOST_BITS} or smaller)",
+        )
+    if service is not None and pods is not None and service.version == pods.version and service.overlaps(pods):
+        report.error(
+            f"{KEY}:pod_cidr", f"{pods} overlaps ksha:kubernetes:service_cidr ({service}): use two separate networks"
+        )
+    lb_address = ctx.section("loadbalancer").get("address")
+    used = {addr: where for addr, where in ctx.addresses.items()}
+    if isinstance(lb_address, str):
+        used.setdefault(lb_address, "the LB address (ksha:loadbalancer:address)")
+    for name, network in found.items():
+        if network is None:
+            continue
+        inside = sorted(where for addr, where in used.items() if _in(addr, network))
+        if inside:
+            report.error(
+                f"{KEY}:{name}",
+                f"{network} contains {names(inside)}: cluster networks must not hold host or LB addresses "
+                "(traffic to them would be routed into the cluster); choose another range",
+            )
+
+
+def _in(address: Any, network) -> bool:
+    try:
+        return ipaddress.ip_address(str(address)) in network
+    except ValueError:
+        return False
+
+
+def _ca_host(ctx: Context, pki: dict, report: Report) -> None:
+    ca_host = pki.get("ca_host")
+    masters = ctx.groups["kube-master"]
+    if ca_host is None or not masters or ca_host in ctx.positions["kube-master"]:
+        return
+    report.error(
+        f"{KEY}:pki:ca_host",
+        f"{show(ca_host)} is not a kube-master: ksha:groups:kube-master lists {names(masters)}; "
+        f"null means the first master ({masters[0]})",
+    )
+
+
+def _leader_election(election: dict, report: Report) -> None:
+    duration, deadline, retry = (election.get(k) for k in ("lease_duration_s", "renew_deadline_s", "retry_period_s"))
+    if duration is not None and deadline is not None and duration <= deadline:
+        report.error(
+            f"{KEY}:leader_election:renew_deadline_s",
+            f"{deadline} s is not less than lease_duration_s ({duration} s): the components refuse to start",
+        )
+    if deadline is not None and retry is not None and deadline <= LEADER_JITTER * retry:
+        report.error(
+            f"{KEY}:leader_election:retry_period_s",
+            f"{retry} s: renew_deadline_s ({deadline} s) must be more than {LEADER_JITTER} x retry_period_s "
+            "(client-go's leader election refuses less)",
+        )
+
+
+def _extra_args(component: str, key: str, extra: dict, report: Report) -> None:
+    known, managed = flags.known(component), flags.MANAGED[component]
+    for flag, value in extra.items():
+        where = f"{key}:{flag}"
+        if isinstance(flag, str) and flag.startswith("-"):
+            report.error(where, f"write the flag's name without dashes: {flag.lstrip('-')}")
+        elif flag in managed:
+            report.error(where, f"--{flag} is set by ksha from {managed[flag]}: change that instead")
+        elif flag not in known:
+            close = difflib.get_close_matches(flag, known, n=3) if isinstance(flag, str) else []
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            report.error(
+                where,
+                f"{show(flag)} is not a {component} flag of Kubernetes {flags.version()} "
+                f"(unknown or removed){hint}; see {flags.source(component)}",
+            )
+        elif value is None or isinstance(value, (dict, list)):
+            report.error(where, f"must be the flag's value (a string, number or true/false), got {show(value)}")

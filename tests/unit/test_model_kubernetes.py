@@ -1,0 +1,178 @@
+"""ksha/model.py, the control plane: SANs, certificates, kubeconfigs, flags, signing policies.
+
+Table-driven over variants of the seed's example pillar (6 hosts, 3 masters, external LB at
+192.168.0.253, lb.kubesphere.local).
+"""
+
+import pytest
+
+from ksha import flags, model
+from tests.unit.test_model import variant
+
+MASTERS = ["master1", "master2", "master3"]
+SEED_SANS = [
+    "DNS:master1", "DNS:master2", "DNS:master3", "DNS:lb.kubesphere.local", "DNS:localhost", "DNS:kubernetes",
+    "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+    "IP:192.168.0.1", "IP:192.168.0.2", "IP:192.168.0.3", "IP:192.168.0.253", "IP:127.0.0.1", "IP:10.233.0.1",
+]  # fmt: skip
+
+
+def k8s(example, **edits):
+    return model.build(variant(example, **edits))
+
+
+def apiserver_sans(cluster, host="master1"):
+    cert = next(c for c in model.host(cluster, host)["certificates"]["kubernetes"] if c["id"] == "apiserver")
+    return cert["sans"].split(", ")
+
+
+# (case, pillar edits, SANs added (+) and removed (-) against the seed's)
+SAN_CASES = [
+    ("the seed", {}, [], []),
+    (
+        "a fourth master: its name and address on every master's certificate",
+        {"groups:kube-master": [*MASTERS, "node3"]},
+        ["DNS:node3", "IP:192.168.0.6"],
+        [],
+    ),
+    (
+        "master1 removed: gone from every certificate",
+        {"groups:kube-master": ["master2", "master3"], "groups:etcd": ["master2", "master3", "node1"]},
+        [],
+        ["DNS:master1", "IP:192.168.0.1"],
+    ),
+    (
+        "the LB moved and renamed",
+        {"loadbalancer:address": "192.168.0.250", "loadbalancer:domain": "api.example.com"},
+        ["DNS:api.example.com", "IP:192.168.0.250"],
+        ["DNS:lb.kubesphere.local", "IP:192.168.0.253"],
+    ),
+    (
+        "another service range and cluster domain: the first service IP and the FQDN follow",
+        {"kubernetes:service_cidr": "10.96.0.0/12", "kubernetes:cluster_domain": "corp.internal"},
+        ["IP:10.96.0.1", "DNS:kubernetes.default.svc.corp.internal"],
+        ["IP:10.233.0.1", "DNS:kubernetes.default.svc.cluster.local"],
+    ),
+    (
+        "extra SANs, a name and an address, and a duplicate once only",
+        {"kubernetes:apiserver:extra_sans": ["k8s.example.com", "203.0.113.7", "localhost"]},
+        ["DNS:k8s.example.com", "IP:203.0.113.7"],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize("case, edits, added, removed", SAN_CASES, ids=[c[0] for c in SAN_CASES])
+def test_apiserver_sans_follow_the_model_on_every_master(example_ksha, case, edits, added, removed):
+    cluster = k8s(example_ksha, **edits)
+    expected = sorted({s for s in SEED_SANS if s not in removed} | set(added))
+    for master in cluster["kubernetes"]["masters"]:
+        sans = apiserver_sans(cluster, master)
+        assert len(sans) == len(set(sans)), sans
+        assert sorted(sans) == expected, master
+
+
+def test_master_certificates_have_kubeadms_names_subjects_and_cas(example_ksha):
+    cluster = k8s(example_ksha)
+    certs = {c["id"]: c for c in model.host(cluster, "master2")["certificates"]["kubernetes"]}
+    assert {i: (c["path"], c["cn"], c["o"], c["ca"], c["policy"]) for i, c in certs.items()} == {
+        "apiserver": ("/etc/kubernetes/pki/apiserver", "kube-apiserver", None, "kubernetes", "ksha_kube_apiserver"),
+        "apiserver-kubelet-client": ("/etc/kubernetes/pki/apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                     "system:masters", "kubernetes", "ksha_kube_client"),
+        "front-proxy-client": ("/etc/kubernetes/pki/front-proxy-client", "front-proxy-client", None, "front-proxy",
+                               "ksha_kube_front_proxy_client"),
+        "admin-client": ("/etc/kubernetes/pki/admin-client", "kubernetes-admin", "system:masters", "kubernetes",
+                         "ksha_kube_client"),
+        "controller-manager-client": ("/etc/kubernetes/pki/controller-manager-client",
+                                      "system:kube-controller-manager", None, "kubernetes", "ksha_kube_client"),
+        "scheduler-client": ("/etc/kubernetes/pki/scheduler-client", "system:kube-scheduler", None, "kubernetes",
+                             "ksha_kube_client"),
+    }  # fmt: skip
+    # the apiserver's etcd client certificate comes from the etcd CA, as before
+    assert [c["id"] for c in model.host(cluster, "master2")["certificates"]["etcd"]][-1] == "apiserver-client"
+    # workers hold none of the control plane's
+    assert model.host(cluster, "node1")["certificates"]["kubernetes"] == []
+    assert model.host(cluster, "node1")["kubeconfigs"] == {} and model.host(cluster, "node1")["flags"] == {}
+
+
+def test_kubeconfigs_admin_through_the_lb_components_to_their_own_apiserver(example_ksha):
+    cluster = k8s(example_ksha)
+    confs = model.host(cluster, "master3")["kubeconfigs"]
+    assert {n: (c["path"], c["server"], c["user"]) for n, c in confs.items()} == {
+        "admin": ("/etc/kubernetes/admin.conf", "https://lb.kubesphere.local:6443", "kubernetes-admin"),
+        "controller-manager": (
+            "/etc/kubernetes/controller-manager.conf",
+            "https://192.168.0.3:6443",
+            "system:kube-controller-manager",
+        ),
+        "scheduler": ("/etc/kubernetes/scheduler.conf", "https://192.168.0.3:6443", "system:kube-scheduler"),
+    }
+    assert all(c["ca"] == "/etc/kubernetes/pki/ca.crt" for c in confs.values())
+
+
+def test_apiserver_flags_carry_the_model(example_ksha):
+    cluster = k8s(example_ksha, **{"groups:etcd": ["master1", "master2", "node1"]})
+    flags_of = model.host(cluster, "master2")["flags"]["kube-apiserver"]
+    assert flags_of["advertise-address"] == flags_of["bind-address"] == "192.168.0.2"
+    assert flags_of["etcd-servers"] == "https://192.168.0.1:2379,https://192.168.0.2:2379,https://192.168.0.4:2379"
+    assert flags_of["etcd-certfile"] == "/etc/kubernetes/pki/apiserver-etcd-client.crt"
+    assert flags_of["etcd-cafile"] == "/etc/etcd/pki/ca.crt"
+    assert flags_of["service-cluster-ip-range"] == "10.233.0.0/18"
+    assert flags_of["endpoint-reconciler-type"] == "lease" and flags_of["authorization-mode"] == "Node,RBAC"
+    assert flags_of["service-account-issuer"] == "https://kubernetes.default.svc.cluster.local"
+
+
+def test_leader_election_and_extra_args(example_ksha):
+    cluster = k8s(
+        example_ksha,
+        **{
+            "kubernetes:leader_election": {"lease_duration_s": 30, "renew_deadline_s": 20, "retry_period_s": 4},
+            "kubernetes:controller_manager:extra_args": {"concurrent-deployment-syncs": 10, "profiling": False},
+        },
+    )
+    cm = model.host(cluster, "master1")["flags"]["kube-controller-manager"]
+    assert (cm["leader-elect-lease-duration"], cm["leader-elect-renew-deadline"], cm["leader-elect-retry-period"]) == (
+        "30s",
+        "20s",
+        "4s",
+    )
+    assert cm["concurrent-deployment-syncs"] == "10" and cm["profiling"] == "false"
+    assert cm["cluster-cidr"] == "10.233.64.0/18" and cm["kubeconfig"] == "/etc/kubernetes/controller-manager.conf"
+
+
+def test_every_flag_ksha_sets_is_in_the_pinned_reference_and_refused_as_extra(example_ksha):
+    """ksha's own flags exist in the pinned version (the stand-ins refuse unknown ones, as the real
+    binaries do), and the validator refuses each in extra_args (flags.MANAGED)."""
+    cluster = k8s(example_ksha)
+    for component, own in model.host(cluster, "master1")["flags"].items():
+        assert set(own) <= set(flags.MANAGED[component]), component
+        assert set(flags.MANAGED[component]) <= flags.known(component), component
+
+
+def test_release_and_ca_host(example_ksha):
+    cluster = k8s(example_ksha, **{"kubernetes:archive": {"url": "http://mirror/k.tar.gz", "sha256": "a" * 64}})
+    kube = cluster["kubernetes"]
+    version = kube["version"]
+    assert kube["archive"] == {"url": "http://mirror/k.tar.gz", "sha256": "a" * 64}
+    assert kube["release_links"]["kube-apiserver"] == {
+        "link": "/usr/local/bin/kube-apiserver",
+        "target": f"/opt/kubernetes-{version}/kubernetes/server/bin/kube-apiserver",
+    }
+    assert kube["ca_host"] == "master1"
+    upstream = k8s(example_ksha)["kubernetes"]["archive"]["url"]
+    assert upstream == f"https://dl.k8s.io/{version}/kubernetes-server-linux-amd64.tar.gz"
+    assert k8s(example_ksha, **{"kubernetes:pki:ca_host": "master3"})["kubernetes"]["ca_host"] == "master3"
+
+
+def test_kube_signing_policies_name_their_ca_and_the_masters(example_ksha):
+    policies = k8s(example_ksha, **{"groups:kube-master": ["master2", "master3", "node1"]})["signing_policies"]
+    kube = policies["kubernetes"]
+    assert {p: (v["minions"], v["signing_cert"], v["extendedKeyUsage"]) for p, v in kube.items()} == {
+        "ksha_kube_apiserver": ("L@master2,master3,node1", "/etc/ksha/kubernetes-ca/ca.crt", "serverAuth"),
+        "ksha_kube_client": ("L@master2,master3,node1", "/etc/ksha/kubernetes-ca/ca.crt", "clientAuth"),
+        "ksha_kube_front_proxy_client": (
+            "L@master2,master3,node1",
+            "/etc/ksha/kubernetes-ca/front-proxy-ca.crt",
+            "clientAuth",
+        ),
+    }
