@@ -63,7 +63,7 @@ class Steps:
 
     def fail(self, step_id, message) -> None:
         """A step that fails the run here with `message` (a refusal or a problem found)."""
-        self.add(step_id, "test.fail_without_changes", message, extra={"name": message})
+        self.add(step_id, "test.fail_without_changes", message, extra={"name": message, "comment": message})
 
 
 def etcd_membership(members: list[str], recorded: dict[str, str], current: list[str] | None) -> dict:
@@ -108,6 +108,29 @@ def etcd_membership(members: list[str], recorded: dict[str, str], current: list[
     return out
 
 
+def ca_move_problem(key: str, ca_host: str | None, holders: list[str], ca_dir: str, what: str) -> str | None:
+    """Refuse a CA host that does not hold the CA key while another host does (pure).
+
+    key
+        the pillar key naming the CA host (``ksha:etcd:pki:ca_host``); ca_host: what the model
+        resolved it to (its default is the first member, so removing that member moves it).
+    holders
+        the hosts whose ``ca_dir`` holds the CA's private key now.
+
+    The CA host's state would make a new CA there, and every certificate of that CA would
+    change at once: members that trust only one of the two CAs cannot talk to each other.
+    """
+    if not ca_host or not holders or ca_host in holders:
+        return None
+    source = holders[0]
+    return (
+        f"{key} resolves to {ca_host}, but the {what} CA's key is on {', '.join(holders)} ({ca_dir}/ca.key): "
+        f"{ca_host} would make a new CA and every {what} certificate would change at once. Move the CA first: "
+        f"copy {ca_dir} from {source} to {ca_host} as it is (docs/ARCHITECTURE.md, 'Moving a CA'), then run "
+        f"orch.ksha again; or set {key} to a host that holds it"
+    )
+
+
 def build(model: dict | None, etcd_live: dict | None = None, until: str | None = None) -> dict:
     """The steps of ``orch.ksha``.
 
@@ -115,8 +138,9 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
         the cluster model, or None when the pillar is not valid: then the plan is the
         preflight's validation alone, which fails and says why.
     etcd_live
-        ``{"recorded": {...}, "current": [...] or None}`` (see ``etcd_membership``); needed
-        when the etcd phase is planned.
+        ``{"recorded": {...}, "current": [...] or None, "ca_keys": [...]}``: see
+        ``etcd_membership``; ``ca_keys``, the hosts holding the etcd CA's key
+        (``ca_move_problem``). Needed when the etcd phase is planned.
     until
         the last phase to run (default: all).
     """
@@ -189,7 +213,15 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
     if "etcd" in enabled and etcd["names"]:
         if etcd_live is None:
             raise ValueError("the etcd phase is planned from the live cluster: pass etcd_live")
-        _etcd_steps(steps, model, etcd_membership(etcd["names"], **etcd_live))
+        membership = etcd_membership(etcd["names"], etcd_live["recorded"], etcd_live["current"])
+        ca_problem = ca_move_problem(
+            "ksha:etcd:pki:ca_host", etcd["ca_host"], etcd_live.get("ca_keys") or [],
+            model["config"]["etcd"]["pki"]["ca_dir"], "etcd",
+        )  # fmt: skip
+        if ca_problem:
+            steps.fail("ksha-phase-etcd-ca-stays-where-its-key-is", ca_problem)
+        else:
+            _etcd_steps(steps, model, membership)
     return {"until": until, "steps": steps.steps}
 
 

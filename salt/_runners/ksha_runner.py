@@ -166,20 +166,22 @@ def _model():
 
 
 def _etcd_live(cluster, timeout):
-    """What etcd_membership needs: the hosts that recorded a bootstrapped cluster, and the
-    member names etcd reports (None when no member answers)."""
+    """What the etcd phase's plan needs: the hosts that recorded a bootstrapped cluster, the
+    member names etcd reports (None when no member answers), the hosts holding the CA key."""
     import salt.client  # pylint: disable=import-outside-toplevel
 
     hosts = [h["name"] for h in cluster["hosts"]]
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        keys = client.cmd(hosts, "file.file_exists", [cluster["etcd"]["ca"]["key"]], tgt_type="list", timeout=timeout)
+        ca_keys = [h for h in hosts if keys.get(h) is True]
         out = client.cmd(hosts, "grains.get", ["ksha_etcd_cluster_id"], tgt_type="list", timeout=timeout)
         recorded = {m: v for m, v in out.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
         if not recorded:
-            return {"recorded": {}, "current": None}
+            return {"recorded": {}, "current": None, "ca_keys": ca_keys}
         listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
     answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
     current = [m["name"] or m["id"] for m in answer["members"]] if answer else None
-    return {"recorded": recorded, "current": current}
+    return {"recorded": recorded, "current": current, "ca_keys": ca_keys}
 
 
 def _show(result, text):

@@ -122,6 +122,14 @@ def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothi
         rc, states = etcd_group(["master1", "master2", "master3", "node1", "node2"])
         assert rc != 0
         assert "refused: the cluster is not healthy" in failed_comments(states)
+        # Taking master1, which holds the etcd CA's key, out of etcd moves the default CA host
+        # (the first member) but not the key: refused before any etcd step.
+        rc, states = etcd_group(["master2", "master3", "node1"])
+        assert rc != 0
+        assert "ksha:etcd:pki:ca_host resolves to master2, but the etcd CA's key is on master1" in failed_comments(
+            states
+        )
+        assert not (lab.hosts["master2"].root / "etc/ksha/etcd-ca").exists()
         assert salt.salt("master1", "ksha_etcd.members")["master1"]["members"] == before
     finally:
         lab.exec(lab.hosts["master3"], "systemctl", "start", "etcd")

@@ -152,6 +152,48 @@ def test_certificates_issued_step_only_where_no_member_state_issues_them(example
     assert after_ca["args"][-1] == {"require": [{"salt": "ksha-phase-etcd-ca-ready"}]}
 
 
+# (case, CA host the model resolved, hosts holding the CA key, refused?)
+CA_MOVES = [
+    ("first run: no CA anywhere yet", "master1", [], False),
+    ("the CA host holds the key", "master1", ["master1"], False),
+    ("copied to the new CA host, the old copy still there", "master2", ["master1", "master2"], False),
+    ("the first member removed: the default CA host moves, the key does not", "master2", ["master1"], True),
+    ("ca_host set to a member without the key", "master3", ["master1"], True),
+    ("no etcd member at all", None, ["master1"], False),
+]
+
+
+@pytest.mark.parametrize("case, ca_host, holders, refused", CA_MOVES, ids=[c[0] for c in CA_MOVES])
+def test_ca_move_problem(case, ca_host, holders, refused):
+    problem = plan.ca_move_problem("ksha:etcd:pki:ca_host", ca_host, holders, "/etc/ksha/etcd-ca", "etcd")
+    if not refused:
+        assert problem is None
+        return
+    assert problem.startswith(f"ksha:etcd:pki:ca_host resolves to {ca_host}, but the etcd CA's key is on master1 ")
+    assert "copy /etc/ksha/etcd-ca from master1 to " + ca_host in problem
+
+
+def test_a_ca_host_without_the_key_stops_the_etcd_phase_before_anything_of_it(example_ksha):
+    """The seed's etcd without master1, whose CA key stays behind: refused before the CA step."""
+    example_ksha["loadbalancer"].update(mode="keepalived", address="192.168.0.100")
+    example_ksha["groups"]["etcd"] = ["master2", "master3", "node1"]
+    cluster = model.build(example_ksha)
+    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"]}
+    steps = plan.build(cluster, live)["steps"]
+    etcd = [s for s in steps if s["id"].startswith("ksha-phase-etcd")]
+    assert [s["id"] for s in etcd] == ["ksha-phase-etcd-ca-stays-where-its-key-is"]
+    assert etcd[0]["state"] == "test.fail_without_changes"
+    assert "resolves to master2, but the etcd CA's key is on master1" in etcd[0]["why"]
+    # with the key copied over, the change goes ahead
+    live["ca_keys"] = ["master1", "master2"]
+    etcd = [(s["id"], s["target"]) for s in plan.build(cluster, live)["steps"] if s["id"].startswith("ksha-phase-etcd")]
+    assert etcd[:3] == [
+        ("ksha-phase-etcd-ca-ready", ["master2"]),
+        ("ksha-phase-etcd-certificates-issued", ["master1"]),  # a master, no longer a member
+        ("ksha-phase-etcd-node1-joined", ["node1"]),
+    ]
+
+
 def test_a_problem_stops_the_etcd_phase_before_anything_changes(cluster):
     result = plan.build(cluster, {"recorded": {"master1": "c"}, "current": None})
     last = result["steps"][-1]
