@@ -354,7 +354,14 @@ def restore(
         "etcd stopped everywhere; the snapshot becomes a one-member cluster on its host, other data moved aside",
         target=members,
         sls=["ksha.etcd.restore"],
-        pillar={"ksha_restore": {"source": plan["source"], "snapshot": plan["snapshot"]}},
+        pillar={
+            "ksha_restore": {
+                "source": plan["source"],
+                "snapshot": plan["snapshot"],
+                # what each member does: the source restores the snapshot, the others rejoin it later
+                "action": {m: "restore" if m == plan["source"] else "move_aside" for m in members},
+            }
+        },
     )
     for name in members:
         if name != plan["source"]:

@@ -254,7 +254,10 @@ def test_restore_plan(cluster, case, source, snapshot, expected):
         joined = [i for i in ids(result) if i.endswith("-joined")]
         assert joined == [f"ksha-etcd-restore-{m}-joined" for m in M if m != expected[0]]
         prepared = result["steps"][1]
-        assert prepared["pillar"] == {"ksha_restore": {"source": expected[0], "snapshot": expected[1]}}
+        action = {m: "restore" if m == expected[0] else "move_aside" for m in prepared["target"]}
+        assert prepared["pillar"] == {
+            "ksha_restore": {"source": expected[0], "snapshot": expected[1], "action": action}
+        }
 
 
 def test_describe_is_for_a_person(cluster):

@@ -2,8 +2,9 @@
 # vim: ft=sls
 ---
 {#- ksha.etcd.restore: run by orch.ksha.etcd_restore, never by hand. With
-    pillar ksha_restore: {snapshot: PATH, source: MINION}: on the source the
-    snapshot becomes a new one-member cluster; on the other members the old
+    pillar ksha_restore (ksha.plan.restore): snapshot PATH, source MINION, and
+    action, each member's: "restore" on the source, where the snapshot becomes
+    a new one-member cluster; "move_aside" on the other members, whose old
     data is moved aside, so that they join it afterwards (ksha.etcd.join). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
@@ -24,7 +25,12 @@ ksha-etcd-restore-bootstrap-record-removed:
   grains.absent:
     - name: ksha_etcd_cluster_id
 
-{%- if grains['id'] == restore.get('source') %}
+{%- set action = restore.get('action', {}).get(me.name) %}
+{%- if action not in ('restore', 'move_aside') %}
+{{-   raise("ksha.etcd.restore: no action for " ~ me.name ~ " in pillar ksha_restore (run orch.ksha.etcd_restore)") }}
+{%- endif %}
+
+{%- if action == 'restore' %}
 
 ksha-etcd-restore-snapshot-restored:
   ksha_etcd.restored:
