@@ -147,8 +147,17 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
             "fall": lb["haproxy"]["check_fall"],
             "rise": lb["haproxy"]["check_rise"],
         },
-        # keepalived tracks haproxy with this script (haproxy answers, an apiserver is UP)
+        # haproxy's frontend and backend names (the check script and ksha_lb read them too)
+        "names": {"apiserver": "ksha-apiserver", "console": "ksha-console"},
+        # the console's NodePorts are checked at the TCP level, every 2 s (no KubeSphere, no hurry)
+        "console_check": {"inter": 2000, "fall": 2, "rise": 2},
+        # keepalived tracks haproxy with this script (haproxy answers, an apiserver is UP): run every
+        # second, given a second, two failures take the VIP away and two successes give it back
         "check_script": "/etc/keepalived/ksha-check-haproxy.sh",
+        "vrrp_script": {"interval": 1, "timeout": 1, "fall": 2, "rise": 2},
+        # a new VIP holder announces the VIP (gratuitous ARP) 1 s after taking it, 3 times, so
+        # switches and peers that missed the first learn it
+        "garp": {"delay": 1, "repeat": 3},
         # the files ksha manages on an LB host; ksha.loadbalancer.clean removes the configs
         # only where they carry the marker
         "haproxy_cfg": "/etc/haproxy/haproxy.cfg",

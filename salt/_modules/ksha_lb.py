@@ -13,8 +13,6 @@ import time
 
 __virtualname__ = "ksha_lb"
 
-BACKEND = "ksha-apiserver"
-
 
 def __virtual__():
     return __virtualname__
@@ -56,7 +54,7 @@ def _stats(socket_path, timeout=2):
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def parse_stats(text, backend=BACKEND):
+def parse_stats(text, backend):
     """The servers of `backend` from haproxy's ``show stat`` CSV: name, state, last check."""
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     out = []
@@ -74,11 +72,12 @@ def parse_stats(text, backend=BACKEND):
     return out
 
 
-def backends(socket_path=None, backend=BACKEND):
+def backends(socket_path=None, backend=None):
     """The servers of an haproxy backend as this host's haproxy sees them (from its stats socket).
 
     backend
-        ``ksha-apiserver`` (default), or ``ksha-console`` for the console frontend's nodes.
+        the apiserver backend (default: ``ksha-apiserver``), or ``ksha-console`` for the
+        console frontend's nodes (the model's ``loadbalancer.names``).
 
     CLI Example:
 
@@ -87,6 +86,7 @@ def backends(socket_path=None, backend=BACKEND):
         salt master1 ksha_lb.backends
     """
     path = socket_path or _api()[1]["haproxy"]["stats_socket"]
+    backend = backend or __salt__["ksha.model"]()["loadbalancer"]["names"]["apiserver"]
     try:
         return {"result": True, "backends": parse_stats(_stats(path), backend)}
     except OSError as exc:

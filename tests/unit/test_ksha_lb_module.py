@@ -44,7 +44,7 @@ def test_vip_holder(addrs):
 
 
 def test_parse_stats_lists_servers_with_state_and_last_check():
-    servers = ksha_lb.parse_stats(STATS)
+    servers = ksha_lb.parse_stats(STATS, "ksha-apiserver")
     assert [(b["name"], b["state"], b["check"]) for b in servers] == [
         ("master1", "UP", "L7OK"),
         ("master2", "UP", "L7OK"),

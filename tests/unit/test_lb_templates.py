@@ -5,6 +5,7 @@ passes, from the cluster model."""
 
 import copy
 import json
+import re
 import subprocess
 
 import jinja2
@@ -51,6 +52,8 @@ def contexts(ksha, minion, check_script=None):
         "backends": published["loadbalancer"]["backends"],
         "console_backends": published["loadbalancer"]["console_backends"],
         "check": published["loadbalancer"]["check"],
+        "console_check": published["loadbalancer"]["console_check"],
+        "names": published["loadbalancer"]["names"],
     }
     keepalived = {
         "lb": lb,
@@ -62,6 +65,8 @@ def contexts(ksha, minion, check_script=None):
         "vrrp_version": published["loadbalancer"]["vrrp_version"],
         # keepalived --config-test wants the tracked script to exist and be safe (root's, not writable by others)
         "check_script": check_script or published["loadbalancer"]["check_script"],
+        "vrrp_script": published["loadbalancer"]["vrrp_script"],
+        "garp": published["loadbalancer"]["garp"],
         # the template reads the VRRP password from the ksha pillar itself (the model has none)
         "salt": {"pillar.get": lambda key, default="": pillar_get({"ksha": ksha}, key, default)},
     }
@@ -134,3 +139,17 @@ def test_a_broken_template_is_caught_by_the_check(keepalived_ksha, tmp_path):
     cfg.write_text(render("haproxy.cfg.jinja", haproxy).replace("mode tcp", "mode tpc"))
     out = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert out.returncode != 0
+
+
+def test_the_contexts_here_are_the_ones_config_sls_passes(keepalived_ksha, tmp_path):
+    """The keys each template gets from salt/ksha/loadbalancer/config.sls are the keys rendered here."""
+    text = (REPO / "salt" / "ksha" / "loadbalancer" / "config.sls").read_text()
+    passed = {
+        template: re.findall(r"^ {8}(\w+):", block, re.MULTILINE)
+        for template, block in re.findall(r"files/(\S+)\n(?:.*\n)*?    - context:\n((?: {8}.*\n)+)", text)
+    }
+    haproxy, keepalived = contexts(keepalived_ksha, "master1", str(tmp_path / "check.sh"))
+    assert sorted(passed) == ["haproxy.cfg.jinja", "keepalived.conf.jinja"]
+    assert sorted(passed["haproxy.cfg.jinja"]) == sorted(haproxy)
+    # the template's `salt` is Salt's own (pillar.get of the VRRP password), not a context key
+    assert sorted(passed["keepalived.conf.jinja"]) == sorted(k for k in keepalived if k != "salt")

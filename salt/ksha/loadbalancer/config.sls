@@ -28,6 +28,8 @@ ksha-loadbalancer-haproxy-config:
         backends: {{ model.loadbalancer.backends | json }}
         console_backends: {{ model.loadbalancer.console_backends | json }}
         check: {{ model.loadbalancer.check | json }}
+        console_check: {{ model.loadbalancer.console_check | json }}
+        names: {{ model.loadbalancer.names | json }}
     - require:
       - pkg: ksha-loadbalancer-packages-installed
 
@@ -39,7 +41,7 @@ ksha-loadbalancer-keepalived-check-script:
         #!/bin/sh
         # VIP health for keepalived: haproxy answers and its apiserver backend has a server UP.
         echo 'show stat' | socat -T 1 stdio UNIX-CONNECT:{{ lb.haproxy.stats_socket }} 2>/dev/null \
-          | grep -q '^ksha-apiserver,BACKEND,.*,UP,'
+          | grep -q '^{{ model.loadbalancer.names.apiserver }},BACKEND,.*,UP,'
     - require:
       - pkg: ksha-loadbalancer-packages-installed
 
@@ -60,5 +62,7 @@ ksha-loadbalancer-keepalived-config:
         peers: {{ me.lb_peers | json }}
         vrrp_version: {{ model.loadbalancer.vrrp_version }}
         check_script: {{ model.loadbalancer.check_script }}
+        vrrp_script: {{ model.loadbalancer.vrrp_script | json }}
+        garp: {{ model.loadbalancer.garp | json }}
     - require:
       - file: ksha-loadbalancer-keepalived-check-script
