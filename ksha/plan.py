@@ -108,25 +108,36 @@ def etcd_membership(members: list[str], recorded: dict[str, str], current: list[
     return out
 
 
-def ca_move_problem(key: str, ca_host: str | None, holders: list[str], ca_dir: str, what: str) -> str | None:
-    """Refuse a CA host that does not hold the CA key while another host does (pure).
+def ca_move_problem(
+    key: str, ca_host: str | None, holders: list[str], ca_dir: str, what: str, issued: bool
+) -> str | None:
+    """Refuse a CA host that does not hold the CA key once the CA exists (pure).
 
     key
         the pillar key naming the CA host (``ksha:etcd:pki:ca_host``); ca_host: what the model
         resolved it to (its default is the first member, so removing that member moves it).
     holders
-        the hosts whose ``ca_dir`` holds the CA's private key now.
+        the inventory hosts whose ``ca_dir`` holds the CA's private key now.
+    issued
+        whether the CA has issued certificates already (the cluster was bootstrapped).
 
     The CA host's state would make a new CA there, and every certificate of that CA would
     change at once: members that trust only one of the two CAs cannot talk to each other.
+    Before the first certificate there is nothing to keep.
     """
-    if not ca_host or not holders or ca_host in holders:
+    if not ca_host or ca_host in holders or not (holders or issued):
         return None
-    source = holders[0]
+    if not holders:
+        return (
+            f"no host of the inventory holds the {what} CA's key ({ca_dir}/ca.key), but the CA has issued "
+            f"certificates: {ca_host} ({key}) would make a new CA and every {what} certificate would change at "
+            f"once. Put {ca_dir} back on {ca_host} as it was (from the old CA host or its backup; docs/"
+            "ARCHITECTURE.md, 'Moving a CA'), then run orch.ksha again; ksha never replaces a CA by itself"
+        )
     return (
         f"{key} resolves to {ca_host}, but the {what} CA's key is on {', '.join(holders)} ({ca_dir}/ca.key): "
         f"{ca_host} would make a new CA and every {what} certificate would change at once. Move the CA first: "
-        f"copy {ca_dir} from {source} to {ca_host} as it is (docs/ARCHITECTURE.md, 'Moving a CA'), then run "
+        f"copy {ca_dir} from {holders[0]} to {ca_host} as it is (docs/ARCHITECTURE.md, 'Moving a CA'), then run "
         f"orch.ksha again; or set {key} to a host that holds it"
     )
 
@@ -215,8 +226,8 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
             raise ValueError("the etcd phase is planned from the live cluster: pass etcd_live")
         membership = etcd_membership(etcd["names"], etcd_live["recorded"], etcd_live["current"])
         ca_problem = ca_move_problem(
-            "ksha:etcd:pki:ca_host", etcd["ca_host"], etcd_live.get("ca_keys") or [],
-            model["config"]["etcd"]["pki"]["ca_dir"], "etcd",
+            "ksha:etcd:pki:ca_host", etcd["ca_host"], etcd_live["ca_keys"],
+            model["config"]["etcd"]["pki"]["ca_dir"], "etcd", membership["bootstrapped"],
         )  # fmt: skip
         if ca_problem:
             steps.fail("ksha-phase-etcd-ca-stays-where-its-key-is", ca_problem)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.lab.conftest import converged_lab, wait_for
+from tests.lab.conftest import converged_lab, failed_states, wait_for
 from tests.lab.test_etcd import PKI, etcdctl
 
 KEYS = 10_000
@@ -130,6 +130,21 @@ def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothi
             states
         )
         assert not (lab.hosts["master2"].root / "etc/ksha/etcd-ca").exists()
+        # A highstate's CA state on master2 (the CA host in this pillar) refuses the same.
+        out = salt.salt("master2", "state.sls", "ksha.etcd.ca")["master2"]
+        failed = failed_states(out)
+        assert sorted(failed) == [
+            "ksha-etcd-ca-certificate-present",
+            "ksha-etcd-ca-never-replaced",
+            "ksha-etcd-ca-private-key-present",
+        ], out
+        assert (
+            "master2 trusts an etcd CA (/etc/etcd/pki/ca.crt) but holds no CA key"
+            in failed["ksha-etcd-ca-never-replaced"]
+        )
+        assert "requisite failed" in failed["ksha-etcd-ca-private-key-present"]
+        assert not (lab.hosts["master2"].root / "etc/ksha/etcd-ca/ca.key").exists()
+        lab.exec(lab.hosts["master2"], "rmdir", "/etc/ksha/etcd-ca", check=True)  # the state made it, empty
         assert salt.salt("master1", "ksha_etcd.members")["master1"]["members"] == before
     finally:
         lab.exec(lab.hosts["master3"], "systemctl", "start", "etcd")

@@ -86,7 +86,7 @@ def ids(result):
 
 
 def test_full_plan_from_bare_hosts(cluster):
-    result = plan.build(cluster, {"recorded": {}, "current": None})
+    result = plan.build(cluster, {"recorded": {}, "current": None, "ca_keys": []})
     assert ids(result) == [
         "ksha-preflight-inventory-valid",
         "ksha-preflight-every-host-minion-responds",
@@ -116,7 +116,11 @@ def test_full_plan_from_bare_hosts(cluster):
 
 
 def test_membership_changes_become_steps(cluster):
-    live = {"recorded": {"master1": "c", "master3": "c"}, "current": ["master1", "master2", "master3", "node9"]}
+    live = {
+        "recorded": {"master1": "c", "master3": "c"},
+        "current": ["master1", "master2", "master3", "node9"],
+        "ca_keys": ["master1"],
+    }
     result = plan.build(cluster, live)
     etcd_ids = [i for i in ids(result) if i.startswith("ksha-phase-etcd")]
     assert etcd_ids == [
@@ -144,33 +148,41 @@ CERTIFICATES_FIRST = [
 def test_certificates_issued_step_only_where_no_member_state_issues_them(example_ksha, case, members, recorded, issued):
     example_ksha["groups"]["etcd"] = members
     cluster = model.build(example_ksha)
-    steps = plan.build(cluster, {"recorded": recorded, "current": members if recorded else None})["steps"]
+    steps = plan.build(
+        cluster,
+        {"recorded": recorded, "current": members if recorded else None, "ca_keys": ["master1"] if recorded else []},
+    )["steps"]
     found = [s["target"] for s in steps if s["id"] == "ksha-phase-etcd-certificates-issued"]
     assert found == ([issued] if issued else [])
-    # the step after the CA is the first that needs it, whichever that is
-    after_ca = steps[[s["id"] for s in steps].index("ksha-phase-etcd-ca-ready") + 1]
-    assert after_ca["args"][-1] == {"require": [{"salt": "ksha-phase-etcd-ca-ready"}]}
+    # right after the CA: the certificates, else the members' own states
+    after_ca = steps[[s["id"] for s in steps].index("ksha-phase-etcd-ca-ready") + 1]["id"]
+    first = "ksha-phase-etcd-members-bootstrapped" if not recorded else "ksha-phase-etcd-members-converged"
+    assert after_ca == ("ksha-phase-etcd-certificates-issued" if issued else first)
 
 
-# (case, CA host the model resolved, hosts holding the CA key, refused?)
+MOVED = "ksha:etcd:pki:ca_host resolves to {ca_host}, but the etcd CA's key is on master1 (/etc/ksha/etcd-ca/ca.key)"
+LOST = "no host of the inventory holds the etcd CA's key (/etc/ksha/etcd-ca/ca.key), but the CA has issued"
+# (case, CA host the model resolved, hosts holding the CA key, CA issued certificates?, refusal or None)
 CA_MOVES = [
-    ("first run: no CA anywhere yet", "master1", [], False),
-    ("the CA host holds the key", "master1", ["master1"], False),
-    ("copied to the new CA host, the old copy still there", "master2", ["master1", "master2"], False),
-    ("the first member removed: the default CA host moves, the key does not", "master2", ["master1"], True),
-    ("ca_host set to a member without the key", "master3", ["master1"], True),
-    ("no etcd member at all", None, ["master1"], False),
+    ("first run: no CA anywhere yet", "master1", [], False, None),
+    ("the CA host holds the key", "master1", ["master1"], True, None),
+    ("copied to the new CA host, the old copy still there", "master2", ["master1", "master2"], True, None),
+    ("the first member removed: the default CA host moves, the key does not", "master2", ["master1"], True, MOVED),
+    ("ca_host set to a member without the key", "master3", ["master1"], True, MOVED),
+    ("a key elsewhere before any certificate: still refused", "master2", ["master1"], False, MOVED),
+    ("the key holder left the inventory (or ca_dir changed)", "master2", [], True, LOST),
+    ("no etcd member at all", None, ["master1"], True, None),
 ]
 
 
-@pytest.mark.parametrize("case, ca_host, holders, refused", CA_MOVES, ids=[c[0] for c in CA_MOVES])
-def test_ca_move_problem(case, ca_host, holders, refused):
-    problem = plan.ca_move_problem("ksha:etcd:pki:ca_host", ca_host, holders, "/etc/ksha/etcd-ca", "etcd")
-    if not refused:
+@pytest.mark.parametrize("case, ca_host, holders, issued, refusal", CA_MOVES, ids=[c[0] for c in CA_MOVES])
+def test_ca_move_problem(case, ca_host, holders, issued, refusal):
+    problem = plan.ca_move_problem("ksha:etcd:pki:ca_host", ca_host, holders, "/etc/ksha/etcd-ca", "etcd", issued)
+    if refusal is None:
         assert problem is None
-        return
-    assert problem.startswith(f"ksha:etcd:pki:ca_host resolves to {ca_host}, but the etcd CA's key is on master1 ")
-    assert "copy /etc/ksha/etcd-ca from master1 to " + ca_host in problem
+    else:
+        assert problem.startswith(refusal.format(ca_host=ca_host)), problem
+        assert "docs/ARCHITECTURE.md, 'Moving a CA'" in problem
 
 
 def test_a_ca_host_without_the_key_stops_the_etcd_phase_before_anything_of_it(example_ksha):
@@ -195,7 +207,7 @@ def test_a_ca_host_without_the_key_stops_the_etcd_phase_before_anything_of_it(ex
 
 
 def test_a_problem_stops_the_etcd_phase_before_anything_changes(cluster):
-    result = plan.build(cluster, {"recorded": {"master1": "c"}, "current": None})
+    result = plan.build(cluster, {"recorded": {"master1": "c"}, "current": None, "ca_keys": ["master1"]})
     last = result["steps"][-1]
     assert last["id"] == "ksha-phase-etcd-cluster-reachable"
     assert last["state"] == "test.fail_without_changes"
@@ -213,7 +225,7 @@ UNTIL = [
 
 @pytest.mark.parametrize("until, last", UNTIL)
 def test_until_stops_after_the_phase(cluster, until, last):
-    assert ids(plan.build(cluster, {"recorded": {}, "current": None}, until))[-1] == last
+    assert ids(plan.build(cluster, {"recorded": {}, "current": None, "ca_keys": []}, until))[-1] == last
 
 
 def test_until_an_unknown_phase_fails_first(cluster):
@@ -254,14 +266,19 @@ def test_restore_plan(cluster, case, source, snapshot, expected):
         joined = [i for i in ids(result) if i.endswith("-joined")]
         assert joined == [f"ksha-etcd-restore-{m}-joined" for m in M if m != expected[0]]
         prepared = result["steps"][1]
-        action = {m: "restore" if m == expected[0] else "move_aside" for m in prepared["target"]}
+        action = {
+            "master1": {"restore": ["master1"], "move_aside": ["master2", "master3"]},
+            "master2": {"restore": ["master2"], "move_aside": ["master1", "master3"]},
+        }[expected[0]]
+        action = {m: what for what, members in action.items() for m in members}
+        assert prepared["target"] == M
         assert prepared["pillar"] == {
             "ksha_restore": {"source": expected[0], "snapshot": expected[1], "action": action}
         }
 
 
 def test_describe_is_for_a_person(cluster):
-    text = plan.describe(plan.build(cluster, {"recorded": {}, "current": None})["steps"])
+    text = plan.describe(plan.build(cluster, {"recorded": {}, "current": None, "ca_keys": []})["steps"])
     assert " 9. ksha-phase-etcd-members-bootstrapped\n    ksha.etcd on master1,master2,master3\n" in text
     assert "    pillar {'ksha_etcd_bootstrap': True}\n" in text
 

@@ -162,7 +162,7 @@ def test_plan_asks_the_live_cluster_only_for_the_etcd_phase(fleet, monkeypatch):
 
     def live(cluster, timeout):
         asked.append(cluster["etcd"]["names"])
-        return {"recorded": {}, "current": None}
+        return {"recorded": {}, "current": None, "ca_keys": []}
 
     monkeypatch.setattr(runner, "_etcd_live", live)
     _plan(until="lb")

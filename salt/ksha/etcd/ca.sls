@@ -18,6 +18,20 @@ ksha-etcd-ca-directory-present:
     - mode: '0700'
     - makedirs: True
 
+# A host that already trusts an etcd CA but holds no CA key is not where the
+# CA is: a key made here would be a second CA (docs/ARCHITECTURE.md, "Moving
+# a CA"). orch.ksha refuses this in its plan; this holds for a highstate too.
+ksha-etcd-ca-never-replaced:
+  test.fail_without_changes:
+    - name: the etcd CA is not made anew on {{ me.name }}
+    - comment: >-
+        {{ me.name }} trusts an etcd CA ({{ model.etcd.admin.cacert }}) but holds no
+        CA key ({{ model.etcd.ca.key }}): a new key would be a second CA and every etcd
+        certificate would change at once. Put {{ pki.ca_dir }} back as it was (from the
+        old CA host or its backup; docs/ARCHITECTURE.md, 'Moving a CA'), or set
+        ksha:etcd:pki:ca_host to the host that holds it
+    - onlyif: test -e {{ model.etcd.admin.cacert }} && test ! -e {{ model.etcd.ca.key }}
+
 ksha-etcd-ca-private-key-present:
   x509.private_key_managed:
     - name: {{ model.etcd.ca.key }}
@@ -27,6 +41,7 @@ ksha-etcd-ca-private-key-present:
     - mode: '0600'
     - require:
       - file: ksha-etcd-ca-directory-present
+      - test: ksha-etcd-ca-never-replaced
 
 ksha-etcd-ca-certificate-present:
   x509.certificate_managed:
