@@ -45,7 +45,10 @@ def hosts_ini(n):
 def one_run(label, n, tmp):
     ini = tmp / "hosts.ini"
     ini.write_text(hosts_ini(n))
-    (tmp / "common.yaml").write_text("loadbalancer_apiserver:\n  address: 10.255.255.253\n  port: 6443\n")
+    # a pod network with a /24 node range for each of 20,000+ hosts (65,536), outside the hosts' 10.0.0.0/8
+    (tmp / "common.yaml").write_text(
+        "loadbalancer_apiserver:\n  address: 10.255.255.253\n  port: 6443\nkube_pods_subnet: 100.0.0.0/8\n"
+    )
     run = Run(label)
     t0 = time.monotonic()
     with (tmp / "ksha.sls").open("w") as out:

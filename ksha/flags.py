@@ -79,8 +79,8 @@ MANAGED: dict[str, dict[str, str]] = {
     },
     "kube-scheduler": {
         **_KUBECONFIGS,
-        # the leader election is in this file (ksha:kubernetes:leader_election); the scheduler's
-        # leader-elect flags are deprecated and would be ignored next to it
+        # the kubeconfig and the leader election are in this file (ksha:kubernetes:leader_election);
+        # --kubeconfig would be ignored next to it, and the leader-elect flags would override it
         "config": f"{_K}:leader_election",
         **_LEADER,
     },

@@ -49,11 +49,15 @@ ETCD_POLICIES = {
     "ksha_etcd_peer": ("members", "serverAuth, clientAuth"),
     "ksha_etcd_client": ("clients", "clientAuth"),
 }
-APISERVER_ETCD_CLIENT = "/etc/kubernetes/pki/apiserver-etcd-client"
 ETCD_ENV_FILE = "/etc/etcd/ksha-etcd.env"
 ETCD_UNIT_FILE = "/etc/systemd/system/etcd.service"
 # written only when orch.ksha bootstraps the cluster or a member joins it
 ETCD_INITIAL_CLUSTER_FILE = "/etc/etcd/ksha-initial-cluster.env"
+
+
+def apiserver_etcd_client(conf: dict) -> str:
+    """The apiserver's etcd client certificate and key, without .crt/.key (kubeadm's name)."""
+    return f"{conf['kubernetes']['pki']['dir']}/apiserver-etcd-client"
 
 
 def load_osfamilymap() -> dict:
@@ -228,7 +232,7 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         "server_cert": f"{pki_dir}/server.crt",
         "env_file": ETCD_ENV_FILE,
         "unit_file": ETCD_UNIT_FILE,
-        "cert_dirs": [pki_dir, APISERVER_ETCD_CLIENT.rsplit("/", 1)[0]],
+        "cert_dirs": [pki_dir, conf["kubernetes"]["pki"]["dir"]],
         "admin": {
             "cacert": f"{pki_dir}/ca.crt",
             "cert": f"{pki_dir}/admin.crt",
@@ -258,7 +262,7 @@ def _etcd_certificates(conf: dict, host: str, ip: str, groups: dict[str, list[st
         )  # fmt: skip
     if host in groups["kube-master"]:
         certs.append(
-            {"id": "apiserver-client", "path": APISERVER_ETCD_CLIENT, "policy": "ksha_etcd_client",
+            {"id": "apiserver-client", "path": apiserver_etcd_client(conf), "policy": "ksha_etcd_client",
              "cn": "kube-apiserver-etcd-client", "sans": None, "user": "root"}
         )  # fmt: skip
     return certs
@@ -305,8 +309,8 @@ KUBECONFIGS = {
 
 
 def first_ip(cidr: str) -> str:
-    """The first address of a network: the apiserver's own Service IP (``kubernetes.default``)."""
-    return str(next(ipaddress.ip_network(cidr, strict=False).hosts()))
+    """The network's address plus one: the apiserver's own Service IP (``kubernetes.default``)."""
+    return str(ipaddress.ip_network(cidr, strict=False).network_address + 1)
 
 
 def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]], api: dict, etcd: dict) -> dict:
@@ -361,6 +365,26 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         "service_account": {"key": f"{pki_dir}/sa.key", "pub": f"{pki_dir}/sa.pub"},
         "service_account_issuer": f"https://kubernetes.default.svc.{domain}",
         "scheduler_config": f"{KUBE_CONF_DIR}/kube-scheduler.yaml",
+    }
+
+
+def scheduler_configuration(conf: dict, kubeconfig: str) -> dict:
+    """kube-scheduler's configuration file (``--config``): with it, the scheduler ignores its
+    ``--kubeconfig`` flag, so the kubeconfig is here; and its leader election."""
+    election = conf["kubernetes"]["leader_election"]
+    return {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": kubeconfig},
+        "leaderElection": {
+            "leaderElect": True,
+            "leaseDuration": f"{election['lease_duration_s']}s",
+            "renewDeadline": f"{election['renew_deadline_s']}s",
+            "retryPeriod": f"{election['retry_period_s']}s",
+            "resourceLock": "leases",
+            "resourceNamespace": "kube-system",
+            "resourceName": "kube-scheduler",
+        },
     }
 
 
@@ -448,8 +472,8 @@ def kube_flags(conf: dict, host: str, ip: str, k8s: dict, kubeconfigs: dict, etc
         "leader-elect-renew-deadline": f"{election['renew_deadline_s']}s",
         "leader-elect-retry-period": f"{election['retry_period_s']}s",
     }
-    kubeconfig_flags = {
-        name: {"kubeconfig": kubeconfigs[name]["path"], "authentication-kubeconfig": kubeconfigs[name]["path"],
+    delegated = {
+        name: {"authentication-kubeconfig": kubeconfigs[name]["path"],
                "authorization-kubeconfig": kubeconfigs[name]["path"]}
         for name in ("controller-manager", "scheduler")
     }  # fmt: skip
@@ -460,8 +484,8 @@ def kube_flags(conf: dict, host: str, ip: str, k8s: dict, kubeconfigs: dict, etc
             "secure-port": str(kube["apiserver_port"]),
             "etcd-servers": k8s["etcd_servers"],
             "etcd-cafile": etcd["tls"]["ca"],
-            "etcd-certfile": f"{APISERVER_ETCD_CLIENT}.crt",
-            "etcd-keyfile": f"{APISERVER_ETCD_CLIENT}.key",
+            "etcd-certfile": f"{apiserver_etcd_client(conf)}.crt",
+            "etcd-keyfile": f"{apiserver_etcd_client(conf)}.key",
             "endpoint-reconciler-type": "lease",
             "authorization-mode": "Node,RBAC",
             "enable-admission-plugins": "NodeRestriction",
@@ -485,7 +509,8 @@ def kube_flags(conf: dict, host: str, ip: str, k8s: dict, kubeconfigs: dict, etc
             "service-cluster-ip-range": kube["service_cidr"],
         },
         "kube-controller-manager": {
-            **kubeconfig_flags["controller-manager"],
+            "kubeconfig": kubeconfigs["controller-manager"]["path"],
+            **delegated["controller-manager"],
             **leader,
             "bind-address": "127.0.0.1",
             "allocate-node-cidrs": "true",
@@ -497,9 +522,10 @@ def kube_flags(conf: dict, host: str, ip: str, k8s: dict, kubeconfigs: dict, etc
             "use-service-account-credentials": "true",
             "requestheader-client-ca-file": k8s["cas"]["front-proxy"]["installed"],
         },
-        # the scheduler's leader election comes from its configuration file (the flags are deprecated)
+        # the scheduler's kubeconfig and leader election are in its configuration file
+        # (scheduler_configuration: next to it, the scheduler ignores --kubeconfig)
         "kube-scheduler": {
-            **kubeconfig_flags["scheduler"],
+            **delegated["scheduler"],
             "config": k8s["scheduler_config"],
             "bind-address": "127.0.0.1",
         },
@@ -570,6 +596,9 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                 },
                 "kubeconfigs": kubeconfigs,
                 "flags": kube_flags(conf, name, ip_of[name], k8s, kubeconfigs, etcd),
+                "scheduler_configuration": (
+                    scheduler_configuration(conf, kubeconfigs["scheduler"]["path"]) if kubeconfigs else None
+                ),
             }
         )
     hosts_file = [[ip_of[n], n] for n in names]

@@ -16,11 +16,23 @@ from ksha import flags
 from ksha.checks.base import Context, Report, certificate_days, names, show
 
 KEY = "ksha:kubernetes"
-_VERSION = re.compile(r"v(1)\.([0-9]+)\.([0-9]+)")
+_VERSION = re.compile(r"v(1)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _URL = re.compile(r"(https?|salt|file)://\S+")
-# the apiserver refuses a Service range of more than 20 host bits
+# the apiserver refuses a Service range of more than 20 host bits; fewer than 4 leaves no room
 SERVICE_HOST_BITS = 20
+SERVICE_MIN_HOST_BITS = 4
+# kube-controller-manager carves a range of this prefix out of the pod network for each node
+# (--node-cidr-mask-size-ipv4 / -ipv6, defaults 24 and 64), at most 16 bits below it for IPv6
+NODE_MASK = {4: ("node-cidr-mask-size-ipv4", 24), 6: ("node-cidr-mask-size-ipv6", 64)}
+NODE_MASK_MAX_BITS_IPV6 = 16
+# extra flags that would contradict one ksha sets: component -> {extra flag: ksha's flag}
+CONFLICTS = {
+    "kube-apiserver": {"authorization-config": "authorization-mode"},
+    "kube-scheduler": {},
+    "kube-controller-manager": {},
+}
 # client-go: the renew deadline must exceed the retry period times its jitter factor
 LEADER_JITTER = 1.2
 
@@ -101,6 +113,15 @@ def _networks(ctx: Context, k8s: dict, report: Report) -> None:
             f"{service} is too large: the apiserver takes at most {SERVICE_HOST_BITS} host bits "
             f"(/{service.max_prefixlen - SERVICE_HOST_BITS} or smaller)",
         )
+    elif service is not None and service.max_prefixlen - service.prefixlen < SERVICE_MIN_HOST_BITS:
+        report.error(
+            f"{KEY}:service_cidr",
+            f"{service} is too small for Services: use at least /{service.max_prefixlen - SERVICE_MIN_HOST_BITS} "
+            "(a /18 or more is usual)",
+        )
+    _families(ctx, found, report)
+    if pods is not None:
+        _node_ranges(ctx, pods, report)
     if service is not None and pods is not None and service.version == pods.version and service.overlaps(pods):
         report.error(
             f"{KEY}:pod_cidr", f"{pods} overlaps ksha:kubernetes:service_cidr ({service}): use two separate networks"
@@ -119,6 +140,59 @@ def _networks(ctx: Context, k8s: dict, report: Report) -> None:
                 f"{network} contains {names(inside)}: cluster networks must not hold host or LB addresses "
                 "(traffic to them would be routed into the cluster); choose another range",
             )
+
+
+def _families(ctx: Context, found: dict, report: Report) -> None:
+    """One IP family throughout: ksha deploys single-stack clusters."""
+    hosts = {ipaddress.ip_address(h["ip"]).version for h in ctx.hosts.values() if _is_address(h.get("ip"))}
+    if len(hosts) != 1:
+        return  # none known, or mixed: the hosts section's concern
+    [family] = hosts
+    for name, network in found.items():
+        if network is not None and network.version != family:
+            report.error(
+                f"{KEY}:{name}",
+                f"{network} is IPv{network.version} but the hosts' addresses are IPv{family}: ksha deploys "
+                f"single-stack clusters; use an IPv{family} network",
+            )
+
+
+def _is_address(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _node_ranges(ctx: Context, pods, report: Report) -> None:
+    """The pod network must hold a node range (kube-controller-manager's mask) for every node."""
+    flag, mask = NODE_MASK[pods.version]
+    extra = ctx.section("kubernetes", "controller_manager").get("extra_args") or {}
+    given = extra.get(flag, extra.get("node-cidr-mask-size"))
+    if isinstance(given, int) and not isinstance(given, bool):
+        mask = given
+    elif isinstance(given, str) and given.isdigit():
+        mask = int(given)
+    nodes = len(set(ctx.groups.get("kube-master", [])) | set(ctx.groups.get("kube-node", [])))
+    where = f"kube-controller-manager's --{flag}, /{mask}"
+    if mask <= pods.prefixlen:
+        report.error(
+            f"{KEY}:pod_cidr",
+            f"{pods} cannot hold one node's pod range ({where}): use a larger network (e.g. /{max(mask - 6, 0)})",
+        )
+    elif pods.version == 6 and mask - pods.prefixlen > NODE_MASK_MAX_BITS_IPV6:
+        report.error(
+            f"{KEY}:pod_cidr",
+            f"{pods} is more than {NODE_MASK_MAX_BITS_IPV6} bits larger than one node's range ({where}), which "
+            f"kube-controller-manager refuses: use /{mask - NODE_MASK_MAX_BITS_IPV6} or smaller",
+        )
+    elif 2 ** (mask - pods.prefixlen) < nodes:
+        report.error(
+            f"{KEY}:pod_cidr",
+            f"{pods} holds {2 ** (mask - pods.prefixlen)} node ranges ({where}) for {nodes} cluster hosts: "
+            "use a larger network",
+        )
 
 
 def _in(address: Any, network) -> bool:
@@ -163,6 +237,9 @@ def _extra_args(component: str, key: str, extra: dict, report: Report) -> None:
             report.error(where, f"write the flag's name without dashes: {flag.lstrip('-')}")
         elif flag in managed:
             report.error(where, f"--{flag} is set by ksha from {managed[flag]}: change that instead")
+        elif flag in CONFLICTS[component]:
+            ours = CONFLICTS[component][flag]
+            report.error(where, f"--{flag} cannot go with --{ours}, which ksha sets from {managed[ours]}")
         elif flag not in known:
             close = difflib.get_close_matches(flag, known, n=3) if isinstance(flag, str) else []
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -173,3 +250,7 @@ def _extra_args(component: str, key: str, extra: dict, report: Report) -> None:
             )
         elif value is None or isinstance(value, (dict, list)):
             report.error(where, f"must be the flag's value (a string, number or true/false), got {show(value)}")
+        elif isinstance(value, str) and (_CONTROL.search(value) or not value.strip()):
+            report.error(
+                where, f"{show(value)} has a line break or control character, or is blank: write the value alone"
+            )

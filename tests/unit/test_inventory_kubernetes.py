@@ -71,9 +71,9 @@ CASES = [
     ),
     (
         "the hosts' network as the pod network",
-        {"kubernetes:pod_cidr": "192.168.0.0/24"},
+        {"kubernetes:pod_cidr": "192.168.0.0/16"},
         [
-            "ERROR ksha:kubernetes:pod_cidr: 192.168.0.0/24 contains host 'master1', host 'master2', host 'master3', "
+            "ERROR ksha:kubernetes:pod_cidr: 192.168.0.0/16 contains host 'master1', host 'master2', host 'master3', "
             "host 'node1', host 'node2', host 'node3', the LB address (ksha:loadbalancer:address): cluster networks "
             "must not hold host or LB addresses"
         ],
@@ -181,3 +181,74 @@ def test_kubernetes_findings(example_ksha, case, edits, expected):
     assert len(found) == len(expected), found
     for line, start in zip(found, expected, strict=True):
         assert line.startswith(start), line
+
+
+MORE = [
+    (
+        "a leading zero in the version",
+        {"kubernetes:version": f"v{V}.08"},
+        [f"ERROR ksha:kubernetes:version: 'v{V}.08' is not a Kubernetes release version"],
+    ),
+    (
+        "a service range too small",
+        {"kubernetes:service_cidr": "10.233.0.0/30"},
+        ["ERROR ksha:kubernetes:service_cidr: 10.233.0.0/30 is too small for Services: use at least /28"],
+    ),
+    (
+        "a pod network smaller than one node's range",
+        {"kubernetes:pod_cidr": "10.233.64.0/25"},
+        ["ERROR ksha:kubernetes:pod_cidr: 10.233.64.0/25 cannot hold one node's pod range (kube-controller-manager's"],
+    ),
+    (
+        "a pod network with fewer node ranges than nodes",
+        {"kubernetes:pod_cidr": "10.233.64.0/22"},
+        ["ERROR ksha:kubernetes:pod_cidr: 10.233.64.0/22 holds 4 node ranges (kube-controller-manager's"],
+    ),
+    (
+        "a smaller node mask from extra_args makes it fit",
+        {
+            "kubernetes:pod_cidr": "10.233.64.0/22",
+            "kubernetes:controller_manager:extra_args": {"node-cidr-mask-size-ipv4": 26},
+        },
+        [],
+    ),
+    (
+        "IPv6 services on IPv4 hosts",
+        {"kubernetes:service_cidr": "fd00:10::/108"},
+        ["ERROR ksha:kubernetes:service_cidr: fd00:10::/108 is IPv6 but the hosts' addresses are IPv4"],
+    ),
+    (
+        "a value with a line break (a unit file injection)",
+        {"kubernetes:apiserver:extra_args": {"v": "2\nExecStartPre=/bin/evil"}},
+        ["ERROR ksha:kubernetes:apiserver:extra_args:v: '2\\nExecStartPre=/bin/evil' has a line break"],
+    ),
+    (
+        "a flag contradicting one ksha sets",
+        {"kubernetes:apiserver:extra_args": {"authorization-config": "/etc/kubernetes/authz.yaml"}},
+        [
+            "ERROR ksha:kubernetes:apiserver:extra_args:authorization-config: --authorization-config cannot go with "
+            "--authorization-mode"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("case, edits, expected", MORE, ids=[c[0] for c in MORE])
+def test_kubernetes_findings_networks_and_values(example_ksha, case, edits, expected):
+    test_kubernetes_findings(example_ksha, case, edits, expected)
+
+
+def test_ipv6_cluster_networks_on_ipv6_hosts(example_ksha):
+    for index, host in enumerate(example_ksha["hosts"]):
+        host["ip"] = f"fd00::{index + 1}"
+    example_ksha["loadbalancer"]["address"] = "fd00::100"
+    ok = {"kubernetes:service_cidr": "fd00:10::/108", "kubernetes:pod_cidr": "fd00:20::/56"}
+    assert findings(example_ksha, **ok) == []
+    too_wide = findings(example_ksha, **{**ok, "kubernetes:pod_cidr": "fd00:20::/40"})
+    assert [f.split(": ", 1)[0] for f in too_wide] == ["ERROR ksha:kubernetes:pod_cidr"]
+    assert "is more than 16 bits larger than one node's range" in too_wide[0]
+    ipv4_pods = findings(example_ksha, **{**ok, "kubernetes:pod_cidr": "10.233.64.0/18"})
+    assert ipv4_pods == [
+        "ERROR ksha:kubernetes:pod_cidr: 10.233.64.0/18 is IPv4 but the hosts' addresses are IPv6: ksha deploys "
+        "single-stack clusters; use an IPv6 network"
+    ]

@@ -9,6 +9,10 @@ def big(example_ksha):
     for i in range(N):
         example_ksha["hosts"].append({"name": f"w{i}", "ip": f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}"})
         example_ksha["groups"]["kube-node"].append(f"w{i}")
+    # a pod range for every node: 65,536 /26 ranges, outside the hosts' 10.0.0.0/8
+    example_ksha["kubernetes"].update(
+        pod_cidr="100.64.0.0/10", controller_manager={"extra_args": {"node-cidr-mask-size-ipv4": 26}}
+    )
     return example_ksha
 
 

@@ -176,3 +176,36 @@ def test_kube_signing_policies_name_their_ca_and_the_masters(example_ksha):
             "clientAuth",
         ),
     }
+
+
+def test_scheduler_reads_its_kubeconfig_and_leader_election_from_its_configuration(example_ksha):
+    cluster = k8s(example_ksha, **{"kubernetes:leader_election": {"lease_duration_s": 20}})
+    master = model.host(cluster, "master2")
+    scheduler = master["flags"]["kube-scheduler"]
+    # next to --config the scheduler ignores --kubeconfig, and leader-elect flags would override the file
+    assert "kubeconfig" not in scheduler and not [f for f in scheduler if f.startswith("leader-elect")]
+    assert scheduler["config"] == "/etc/kubernetes/kube-scheduler.yaml"
+    configuration = master["scheduler_configuration"]
+    assert configuration["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf"}
+    election = configuration["leaderElection"]
+    assert (election["leaseDuration"], election["renewDeadline"], election["retryPeriod"]) == ("20s", "10s", "2s")
+    assert model.host(cluster, "node1")["scheduler_configuration"] is None
+
+
+@pytest.mark.parametrize(
+    "cidr, first", [("10.233.0.0/18", "10.233.0.1"), ("10.96.0.0/12", "10.96.0.1"), ("fd00:10::/108", "fd00:10::1")]
+)
+def test_first_service_ip(cidr, first):
+    assert model.first_ip(cidr) == first
+
+
+def test_every_kubernetes_path_follows_the_pki_dir(example_ksha):
+    cluster = k8s(example_ksha, **{"kubernetes:pki:dir": "/srv/k8s/pki"})
+    master = model.host(cluster, "master1")
+    paths = [c["path"] for c in master["certificates"]["kubernetes"]]
+    paths += [c["path"] for c in master["certificates"]["etcd"] if c["id"] == "apiserver-client"]
+    assert paths and all(p.startswith("/srv/k8s/pki/") for p in paths), paths
+    flag_values = [v for component in master["flags"].values() for v in component.values()]
+    assert not [v for v in flag_values if v.startswith("/etc/kubernetes/pki")]
+    assert master["flags"]["kube-apiserver"]["etcd-certfile"] == "/srv/k8s/pki/apiserver-etcd-client.crt"
+    assert "/srv/k8s/pki" in cluster["etcd"]["cert_dirs"]
