@@ -182,7 +182,8 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
         extra={"expect_minions": True},
     )
     # ksha's minion-side code is execution and state modules only: syncing those two types
-    # takes ~1 s each where saltutil.sync_all, which walks every type, takes ~5 s
+    # takes ~1 s each where saltutil.sync_all, which walks every type, takes ~5 s (and only
+    # asks for a pillar refresh, without waiting for it)
     steps.add(
         "ksha-preflight-custom-modules-synced",
         "salt.function",
@@ -196,6 +197,14 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
         "ksha's state modules on every host",
         target=everyone,
         function="saltutil.sync_states",
+    )
+    steps.add(
+        "ksha-preflight-pillar-refreshed",
+        "salt.function",
+        "every host's pillar compiled anew and in use (the model; the CA host's signing policies)",
+        target=everyone,
+        function="saltutil.refresh_pillar",
+        extra={"kwarg": {"wait": True}},
     )
     if lb["external_check"]:
         steps.add(

@@ -102,8 +102,9 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-preflight-every-host-minion-responds": [{"ksha": "ksha-preflight-inventory-valid"}],
         "ksha-preflight-custom-modules-synced": [{"salt": "ksha-preflight-every-host-minion-responds"}],
         "ksha-preflight-custom-states-synced": [{"salt": "ksha-preflight-custom-modules-synced"}],
+        "ksha-preflight-pillar-refreshed": [{"salt": "ksha-preflight-custom-states-synced"}],
         # The example is the seed's cloud LB (external mode): every host must reach it first.
-        "ksha-preflight-lb-address-reachable-from-every-host": [{"salt": "ksha-preflight-custom-states-synced"}],
+        "ksha-preflight-lb-address-reachable-from-every-host": [{"salt": "ksha-preflight-pillar-refreshed"}],
         "ksha-phase-common-applied": [{"salt": "ksha-preflight-lb-address-reachable-from-every-host"}],
         "ksha-phase-lb-other-hosts-cleaned": [{"salt": "ksha-phase-common-applied"}],
         # A cluster never bootstrapped (no member has the grain ksha_etcd_cluster_id): bootstrap.
@@ -293,6 +294,7 @@ def test_plan_prints_the_steps_the_orchestration_renders(salt_master, synced, se
         "ksha-preflight-every-host-minion-responds",
         "ksha-preflight-custom-modules-synced",
         "ksha-preflight-custom-states-synced",
+        "ksha-preflight-pillar-refreshed",
         "ksha-phase-common-applied",
         "ksha-phase-lb-other-hosts-cleaned",
     ]

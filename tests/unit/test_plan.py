@@ -92,6 +92,7 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-preflight-every-host-minion-responds",
         "ksha-preflight-custom-modules-synced",
         "ksha-preflight-custom-states-synced",
+        "ksha-preflight-pillar-refreshed",
         "ksha-phase-common-applied",
         "ksha-phase-lb-other-hosts-cleaned",
         "ksha-phase-lb-keepalived-haproxy-applied",
@@ -101,7 +102,7 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-etcd-other-hosts-cleaned",
         "ksha-phase-etcd-cluster-healthy",
     ]
-    boot = result["steps"][9]
+    boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
     # Salt's arguments: the target list, the sls, the pillar, failhard, and the step before it.
     assert boot["args"] == [
@@ -217,7 +218,7 @@ def test_a_problem_stops_the_etcd_phase_before_anything_changes(cluster):
 
 
 UNTIL = [
-    ("preflight", "ksha-preflight-custom-states-synced"),
+    ("preflight", "ksha-preflight-pillar-refreshed"),
     ("common", "ksha-phase-common-applied"),
     ("lb", "ksha-phase-lb-keepalived-haproxy-applied"),
     ("etcd", "ksha-phase-etcd-cluster-healthy"),
@@ -280,7 +281,7 @@ def test_restore_plan(cluster, case, source, snapshot, expected):
 
 def test_describe_is_for_a_person(cluster):
     text = plan.describe(plan.build(cluster, {"recorded": {}, "current": None, "ca_keys": []})["steps"])
-    assert "10. ksha-phase-etcd-members-bootstrapped\n    ksha.etcd on master1,master2,master3\n" in text
+    assert "11. ksha-phase-etcd-members-bootstrapped\n    ksha.etcd on master1,master2,master3\n" in text
     assert "    pillar {'ksha_etcd_bootstrap': True}\n" in text
 
 

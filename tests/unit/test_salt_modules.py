@@ -139,6 +139,7 @@ def test_plan_until_lb_in_external_mode(fleet):
         ("ksha-preflight-every-host-minion-responds", ALL),
         ("ksha-preflight-custom-modules-synced", ALL),
         ("ksha-preflight-custom-states-synced", ALL),
+        ("ksha-preflight-pillar-refreshed", ALL),
         ("ksha-preflight-lb-address-reachable-from-every-host", ALL),
         ("ksha-phase-common-applied", ALL),
         ("ksha-phase-lb-other-hosts-cleaned", ALL),
