@@ -531,6 +531,11 @@ def leftovers() -> dict[str, list]:
     return {"processes": procs, "mounts": mounts, "bridges": bridges}
 
 
+# How long `down` lets the hosts shut down cleanly before it kills them: the lab is thrown away
+# (its overlays are deleted), so a clean shutdown buys nothing but the time it takes.
+DOWN_GRACE_S = 3.0
+
+
 def down(log: Callable[[str], None] = _say) -> dict[str, float]:
     """Stop everything the lab started, unmount, delete the bridge and the lab state. Safe to run twice."""
     t0 = time.monotonic()
@@ -539,9 +544,10 @@ def down(log: Callable[[str], None] = _say) -> dict[str, float]:
         for host in lab.hosts.values():
             if lab.nspawn_pid(host):
                 os.kill(lab.nspawn_pid(host), signal.SIGTERM)
+        deadline = time.monotonic() + DOWN_GRACE_S
         for host in lab.hosts.values():
             pid = lab.nspawn_pid(host)
-            if pid and not _wait_gone(pid, 20):
+            if pid and not _wait_gone(pid, max(deadline - time.monotonic(), 0.1)):
                 lab.kill(host)
     hosts_s = time.monotonic() - t0
     left = leftovers()
