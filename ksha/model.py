@@ -268,22 +268,28 @@ def _etcd_certificates(conf: dict, host: str, ip: str, groups: dict[str, list[st
     return certs
 
 
+def leaf_policy(minions: list[str], ca: dict, usage: str, days_valid: int) -> dict:
+    """An x509_v2 signing policy for leaf certificates of `ca` ({key, cert}), asked for by `minions`
+    only, with the extended key `usage` and nothing more."""
+    return {
+        "minions": "L@" + ",".join(minions),
+        "signing_private_key": ca["key"],
+        "signing_cert": ca["cert"],
+        "basicConstraints": "critical, CA:false",
+        "keyUsage": "critical, digitalSignature, keyEncipherment",
+        "extendedKeyUsage": usage,
+        "subjectKeyIdentifier": "hash",
+        "authorityKeyIdentifier": "keyid:always",
+        "days_valid": days_valid,
+    }
+
+
 def _signing_policies(conf: dict, etcd: dict, groups: dict[str, list[str]]) -> dict:
     """The etcd CA's x509_v2 signing policies (published to the CA host only)."""
     pki = conf["etcd"]["pki"]
     allowed = {"members": etcd["names"], "clients": etcd["pki_hosts"]}
     return {
-        policy: {
-            "minions": "L@" + ",".join(allowed[who]),
-            "signing_private_key": etcd["ca"]["key"],
-            "signing_cert": etcd["ca"]["cert"],
-            "basicConstraints": "critical, CA:false",
-            "keyUsage": "critical, digitalSignature, keyEncipherment",
-            "extendedKeyUsage": usage,
-            "subjectKeyIdentifier": "hash",
-            "authorityKeyIdentifier": "keyid:always",
-            "days_valid": pki["days_valid"],
-        }
+        policy: leaf_policy(allowed[who], etcd["ca"], usage, pki["days_valid"])
         for policy, (who, usage) in ETCD_POLICIES.items()
     }
 
@@ -443,17 +449,7 @@ def _kube_policies(conf: dict, k8s: dict) -> dict:
     """The Kubernetes CAs' x509_v2 signing policies (published to the Kubernetes CA host only)."""
     pki = conf["kubernetes"]["pki"]
     return {
-        policy: {
-            "minions": "L@" + ",".join(k8s["masters"]),
-            "signing_private_key": k8s["cas"][ca]["key"],
-            "signing_cert": k8s["cas"][ca]["cert"],
-            "basicConstraints": "critical, CA:false",
-            "keyUsage": "critical, digitalSignature, keyEncipherment",
-            "extendedKeyUsage": usage,
-            "subjectKeyIdentifier": "hash",
-            "authorityKeyIdentifier": "keyid:always",
-            "days_valid": pki["days_valid"],
-        }
+        policy: leaf_policy(k8s["masters"], k8s["cas"][ca], usage, pki["days_valid"])
         for policy, (ca, usage) in KUBE_POLICIES.items()
     }
 

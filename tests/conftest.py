@@ -28,6 +28,18 @@ def example_ksha(_example_pillar):
     return copy.deepcopy(_example_pillar)
 
 
+def edited(example, **edits):
+    """A copy of the pillar `example` with `edits` ({"loadbalancer:mode": "keepalived", ...}) set."""
+    ksha = copy.deepcopy(example)
+    for path, value in edits.items():
+        *parents, last = path.split(":")
+        node = ksha
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return ksha
+
+
 def load_salt_module(kind, name="ksha"):
     """Import salt/_runners/ksha_runner.py etc. under a unique name (Salt calls them all 'ksha')."""
     path = REPO / "salt" / f"_{kind}" / f"{name}.py"

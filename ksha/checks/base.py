@@ -185,3 +185,17 @@ def certificate_days(key: str, pki: dict, report: Report) -> None:
             f"{key}:days_valid",
             f"{valid} is more than {key}:ca_days_valid ({ca_valid}): a certificate cannot outlive its CA",
         )
+
+
+def ca_host_in_group(ctx: Context, report: Report, key: str, ca_host: Any, group: str, what: str, one: str) -> None:
+    """A CA host (`key`, a string or null) must be one of `group`'s members (`what`: "an etcd
+    member"); null means the first `one` ("member"). No member (the group's own error), or one listed but not
+    defined (that error): nothing to add."""
+    members = ctx.groups[group]
+    if ca_host is None or not members or ca_host in ctx.positions[group]:
+        return
+    report.error(
+        key,
+        f"{show(ca_host)} is not {what}: ksha:groups:{group} lists {names(members)}; "
+        f"null means the first {one} ({members[0]})",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ksha.checks.base import Context, Report, certificate_days, names, show
+from ksha.checks.base import Context, Report, ca_host_in_group, certificate_days, show
 
 KEY = "ksha:etcd"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -79,16 +79,8 @@ def _ports_and_timings(etcd: dict, report: Report) -> None:
 
 def _pki(ctx: Context, pki: dict, report: Report) -> None:
     certificate_days(f"{KEY}:pki", pki, report)
-    ca_host = pki.get("ca_host")  # a string or null (schema section), or absent after its type error
-    members = ctx.groups["etcd"]
-    # No member (the group's own error), or listed but not defined (that error): nothing to add.
-    if ca_host is None or not members or ca_host in ctx.positions["etcd"]:
-        return
-    report.error(
-        f"{KEY}:pki:ca_host",
-        f"{show(ca_host)} is not an etcd member: ksha:groups:etcd lists {names(members)}; "
-        f"null means the first member ({members[0]})",
-    )
+    # a string or null (schema section), or absent after its type error
+    ca_host_in_group(ctx, report, f"{KEY}:pki:ca_host", pki.get("ca_host"), "etcd", "an etcd member", "member")
 
 
 def _workers(ctx: Context, report: Report) -> None:

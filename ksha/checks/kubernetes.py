@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ksha import flags
-from ksha.checks.base import Context, Report, certificate_days, names, show
+from ksha.checks.base import Context, Report, ca_host_in_group, certificate_days, names, show
 
 KEY = "ksha:kubernetes"
 _VERSION = re.compile(r"v(1)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -203,15 +203,7 @@ def _in(address: Any, network) -> bool:
 
 
 def _ca_host(ctx: Context, pki: dict, report: Report) -> None:
-    ca_host = pki.get("ca_host")
-    masters = ctx.groups["kube-master"]
-    if ca_host is None or not masters or ca_host in ctx.positions["kube-master"]:
-        return
-    report.error(
-        f"{KEY}:pki:ca_host",
-        f"{show(ca_host)} is not a kube-master: ksha:groups:kube-master lists {names(masters)}; "
-        f"null means the first master ({masters[0]})",
-    )
+    ca_host_in_group(ctx, report, f"{KEY}:pki:ca_host", pki.get("ca_host"), "kube-master", "a kube-master", "master")
 
 
 def _leader_election(election: dict, report: Report) -> None:

@@ -1,23 +1,15 @@
 """ksha:kubernetes's checks: one row per finding, each naming the key and the fix."""
 
-import copy
-
 import pytest
 
 from ksha import flags, inventory
+from tests.conftest import edited
 
 V = flags.version()
 
 
 def findings(example, **edits):
-    ksha = copy.deepcopy(example)
-    for path, value in edits.items():
-        *parents, last = path.split(":")
-        node = ksha
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return [str(f) for f in inventory.validate(ksha) if f.key.startswith("ksha:kubernetes")]
+    return [str(f) for f in inventory.validate(edited(example, **edits)) if f.key.startswith("ksha:kubernetes")]
 
 
 # (case, pillar edits, the findings on ksha:kubernetes, each as "LEVEL key: start of the message")

@@ -5,17 +5,12 @@ import copy
 import pytest
 
 from ksha import inventory, model
+from tests.conftest import edited
 
 
 def variant(example, **edits):
-    """The example pillar with `edits` ({"loadbalancer:mode": "keepalived", ...}) applied."""
-    ksha = copy.deepcopy(example)
-    for path, value in edits.items():
-        *parents, last = path.split(":")
-        node = ksha
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
+    """The example pillar with `edits` ({"loadbalancer:mode": "keepalived", ...}) applied, valid."""
+    ksha = edited(example, **edits)
     assert not inventory.has_errors(inventory.validate(ksha)), inventory.validate(ksha)
     return ksha
 
