@@ -109,7 +109,7 @@ def etcd_membership(members: list[str], recorded: dict[str, str], current: list[
 
 
 def ca_move_problem(
-    key: str, ca_host: str | None, holders: list[str], ca_dir: str, what: str, issued: bool
+    key: str, ca_host: str | None, holders: list[str], ca_dir: str, what: str, issued: bool, silent: tuple = ()
 ) -> str | None:
     """Refuse a CA host that does not hold the CA key once the CA exists (pure).
 
@@ -120,6 +120,8 @@ def ca_move_problem(
         the inventory hosts whose ``ca_dir`` holds the CA's private key now.
     issued
         whether the CA has issued certificates already (the cluster was bootstrapped).
+    silent
+        the hosts that did not answer where the key is (the key may be on one of them).
 
     The CA host's state would make a new CA there, and every certificate of that CA would
     change at once: members that trust only one of the two CAs cannot talk to each other.
@@ -127,6 +129,11 @@ def ca_move_problem(
     """
     if not ca_host or ca_host in holders or not (holders or issued):
         return None
+    if not holders and silent:
+        return (
+            f"the {what} CA's key ({ca_dir}/ca.key) is on none of the hosts that answered, and "
+            f"{', '.join(silent)} did not answer: bring them up (the CA host may be among them) and run again"
+        )
     if not holders:
         return (
             f"no host of the inventory holds the {what} CA's key ({ca_dir}/ca.key), but the CA has issued "
@@ -149,9 +156,9 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
         the cluster model, or None when the pillar is not valid: then the plan is the
         preflight's validation alone, which fails and says why.
     etcd_live
-        ``{"recorded": {...}, "current": [...] or None, "ca_keys": [...]}``: see
-        ``etcd_membership``; ``ca_keys``, the hosts holding the etcd CA's key
-        (``ca_move_problem``). Needed when the etcd phase is planned.
+        ``{"recorded": {...}, "current": [...] or None, "ca_keys": [...], "silent": [...]}``:
+        see ``etcd_membership``; ``ca_keys``, the hosts holding the etcd CA's key, ``silent``
+        the hosts that did not say (``ca_move_problem``). Needed when the etcd phase is planned.
     until
         the last phase to run (default: all).
     """
@@ -246,6 +253,7 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
         ca_problem = ca_move_problem(
             "ksha:etcd:pki:ca_host", etcd["ca_host"], etcd_live["ca_keys"],
             model["config"]["etcd"]["pki"]["ca_dir"], "etcd", membership["bootstrapped"],
+            tuple(etcd_live.get("silent", ())),
         )  # fmt: skip
         if ca_problem:
             steps.fail("ksha-phase-etcd-ca-stays-where-its-key-is", ca_problem)

@@ -174,14 +174,15 @@ def _etcd_live(cluster, timeout):
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
         keys = client.cmd(hosts, "file.file_exists", [cluster["etcd"]["ca"]["key"]], tgt_type="list", timeout=timeout)
         ca_keys = [h for h in hosts if keys.get(h) is True]
+        silent = [h for h in hosts if not isinstance(keys.get(h), bool)]
         out = client.cmd(hosts, "grains.get", ["ksha_etcd_cluster_id"], tgt_type="list", timeout=timeout)
         recorded = {m: v for m, v in out.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
         if not recorded:
-            return {"recorded": {}, "current": None, "ca_keys": ca_keys}
+            return {"recorded": {}, "current": None, "ca_keys": ca_keys, "silent": silent}
         listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
     answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
     current = [m["name"] or m["id"] for m in answer["members"]] if answer else None
-    return {"recorded": recorded, "current": current, "ca_keys": ca_keys}
+    return {"recorded": recorded, "current": current, "ca_keys": ca_keys, "silent": silent}
 
 
 def _show(result, text):

@@ -175,6 +175,7 @@ CA_MOVES = [
     ("the key holder left the inventory (or ca_dir changed)", "master2", [], True, LOST),
     ("no etcd member at all", None, ["master1"], True, None),
 ]
+SILENT = "the etcd CA's key (/etc/ksha/etcd-ca/ca.key) is on none of the hosts that answered, and master1 did not"
 
 
 @pytest.mark.parametrize("case, ca_host, holders, issued, refusal", CA_MOVES, ids=[c[0] for c in CA_MOVES])
@@ -185,6 +186,16 @@ def test_ca_move_problem(case, ca_host, holders, issued, refusal):
     else:
         assert problem.startswith(refusal.format(ca_host=ca_host)), problem
         assert "docs/ARCHITECTURE.md, 'Moving a CA'" in problem
+
+
+def test_ca_move_problem_when_hosts_did_not_answer():
+    """The key may be on a host that is down: say so instead of 'no host holds it'."""
+    problem = plan.ca_move_problem(
+        "ksha:etcd:pki:ca_host", "master1", [], "/etc/ksha/etcd-ca", "etcd", True, ("master1",)
+    )
+    assert problem.startswith(SILENT), problem
+    # a host that answered with the key settles it, whoever else is silent
+    assert plan.ca_move_problem("k", "master1", ["master1"], "/d", "etcd", True, ("master2",)) is None
 
 
 def test_a_ca_host_without_the_key_stops_the_etcd_phase_before_anything_of_it(example_ksha):
