@@ -172,11 +172,19 @@ def _etcd_live(cluster, timeout):
 
     hosts = [h["name"] for h in cluster["hosts"]]
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        keys = client.cmd(hosts, "file.file_exists", [cluster["etcd"]["ca"]["key"]], tgt_type="list", timeout=timeout)
+        # one publish, two functions: {minion: {function: return}}
+        out = client.cmd(
+            hosts,
+            ["file.file_exists", "grains.get"],
+            [[cluster["etcd"]["ca"]["key"]], ["ksha_etcd_cluster_id"]],
+            tgt_type="list",
+            timeout=timeout,
+        )
+        keys = {m: r.get("file.file_exists") for m, r in out.items() if isinstance(r, dict)}
         ca_keys = [h for h in hosts if keys.get(h) is True]
         silent = [h for h in hosts if not isinstance(keys.get(h), bool)]
-        out = client.cmd(hosts, "grains.get", ["ksha_etcd_cluster_id"], tgt_type="list", timeout=timeout)
-        recorded = {m: v for m, v in out.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
+        grains = {m: r.get("grains.get") for m, r in out.items() if isinstance(r, dict)}
+        recorded = {m: v for m, v in grains.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
         if not recorded:
             return {"recorded": {}, "current": None, "ca_keys": ca_keys, "silent": silent}
         listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
