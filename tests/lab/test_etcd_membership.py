@@ -109,7 +109,7 @@ def test_three_to_five_and_back_to_three_keeps_every_key(members_lab, etcd_group
         assert lab.exec(lab.hosts[node], "test", "-d", "/var/lib/etcd/member").returncode != 0  # moved aside
 
 
-def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothing(members_lab, etcd_group):
+def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothing(members_lab, etcd_group, lab_pillar):
     lab, salt = members_lab
     lab.exec(lab.hosts["master3"], "systemctl", "stop", "etcd", check=True)
     try:
@@ -123,13 +123,15 @@ def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothi
         assert rc != 0
         assert "refused: the cluster is not healthy" in failed_comments(states)
         # Taking master1, which holds the etcd CA's key, out of etcd moves the default CA host
-        # (the first member) but not the key: refused before any etcd step.
-        rc, states = etcd_group(["master2", "master3", "node1"])
-        assert rc != 0
-        assert "ksha:etcd:pki:ca_host resolves to master2, but the etcd CA's key is on master1" in failed_comments(
-            states
-        )
-        assert not (lab.hosts["master2"].root / "etc/ksha/etcd-ca").exists()
+        # (the first member) but not the key: the plan (what orch.ksha renders) refuses it
+        # before any etcd step.
+        lab_pillar.edit(lambda ksha: ksha["groups"].update(etcd=["master2", "master3", "node1"]))
+        rc, plan, proc = salt.run("ksha.plan", "output=data")
+        etcd_steps = [s for s in plan["steps"] if s["id"].startswith("ksha-phase-etcd")]
+        assert [(s["id"], s["state"]) for s in etcd_steps] == [
+            ("ksha-phase-etcd-ca-stays-where-its-key-is", "test.fail_without_changes")
+        ], plan
+        assert "ksha:etcd:pki:ca_host resolves to master2, but the etcd CA's key is on master1" in etcd_steps[0]["why"]
         # A highstate's CA state on master2 (the CA host in this pillar) refuses the same.
         out = salt.salt("master2", "state.sls", "ksha.etcd.ca")["master2"]
         failed = failed_states(out)
