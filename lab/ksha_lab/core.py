@@ -531,8 +531,8 @@ def leftovers() -> dict[str, list]:
     return {"processes": procs, "mounts": mounts, "bridges": bridges}
 
 
-# How long `down` lets the hosts shut down cleanly before it kills them: the lab is thrown away
-# (its overlays are deleted), so a clean shutdown buys nothing but the time it takes.
+# How long `down` lets the hosts (then the lab's salt-master) stop cleanly before it kills them:
+# the lab is thrown away (its overlays are deleted), so a clean stop buys nothing but its time.
 DOWN_GRACE_S = 3.0
 
 
@@ -556,12 +556,14 @@ def down(log: Callable[[str], None] = _say) -> dict[str, float]:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + DOWN_GRACE_S
     for pid in left["processes"]:
-        if not _wait_gone(pid, 10):
+        if not _wait_gone(pid, max(deadline - time.monotonic(), 0.1)):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            _wait_gone(pid, 5)
     for mount in sorted(leftovers()["mounts"], key=len, reverse=True):
         if run(["umount", mount], check=False).returncode != 0:
             run(["umount", "-l", mount], check=False)
