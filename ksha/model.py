@@ -130,7 +130,17 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
     mode = lb["mode"]
     running = [h for h in (lb.get("hosts") or groups["kube-master"]) if h in ip_of] if mode == "keepalived" else []
     apiserver_port = conf["kubernetes"]["apiserver_port"]
+    # the files ksha manages on an LB host; ksha.loadbalancer.clean removes the configs only
+    # where they carry the marker, and ksha's own files
+    files = {
+        "haproxy_cfg": "/etc/haproxy/haproxy.cfg",
+        "keepalived_conf": "/etc/keepalived/keepalived.conf",
+        # keepalived tracks haproxy with this script (haproxy answers, an apiserver is UP)
+        "check_script": "/etc/keepalived/ksha-check-haproxy.sh",
+        "sysctl_file": "/etc/sysctl.d/60-ksha-loadbalancer.conf",
+    }
     return {
+        **files,
         "mode": mode,
         # haproxy + keepalived (keepalived mode), in priority order
         "hosts": running,
@@ -155,19 +165,18 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         "names": {"apiserver": "ksha-apiserver", "console": "ksha-console"},
         # the console's NodePorts are checked at the TCP level, every 2 s (no KubeSphere, no hurry)
         "console_check": {"inter": 2000, "fall": 2, "rise": 2},
-        # keepalived tracks haproxy with this script (haproxy answers, an apiserver is UP): run every
-        # second, given a second, two failures take the VIP away and two successes give it back
-        "check_script": "/etc/keepalived/ksha-check-haproxy.sh",
+        # the check script runs every second, is given a second, two failures take the VIP away
+        # and two successes give it back
         "vrrp_script": {"interval": 1, "timeout": 1, "fall": 2, "rise": 2},
         # a new VIP holder announces the VIP (gratuitous ARP) 1 s after taking it, 3 times, so
         # switches and peers that missed the first learn it
         "garp": {"delay": 1, "repeat": 3},
-        # the files ksha manages on an LB host; ksha.loadbalancer.clean removes the configs
-        # only where they carry the marker
-        "haproxy_cfg": "/etc/haproxy/haproxy.cfg",
-        "keepalived_conf": "/etc/keepalived/keepalived.conf",
-        "sysctl_file": "/etc/sysctl.d/60-ksha-loadbalancer.conf",
         "marker": "Managed by Salt (ksha.loadbalancer)",
+        # what ksha.loadbalancer.clean removes: a host with none of it is not cleaned (ksha.plan)
+        "leftovers": {
+            "marked": [files["keepalived_conf"], files["haproxy_cfg"]],
+            "owned": [files["check_script"], files["sysctl_file"]],
+        },
         # VRRPv3 has no authentication: a VRRP password means VRRPv2
         "vrrp_version": 2 if lb["keepalived"]["auth_pass"] else 3,
         # keepalived priorities follow the LB hosts' order
@@ -232,6 +241,10 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         "server_cert": f"{pki_dir}/server.crt",
         "env_file": ETCD_ENV_FILE,
         "unit_file": ETCD_UNIT_FILE,
+        # ksha.etcd.clean touches a unit carrying this marker only; a host with no such unit (and
+        # no bootstrap grain) is not cleaned (ksha.plan.with_leftovers)
+        "marker": "Managed by Salt (ksha.etcd)",
+        "leftovers": {"marked": [ETCD_UNIT_FILE], "owned": []},
         "cert_dirs": [pki_dir, conf["kubernetes"]["pki"]["dir"]],
         "admin": {
             "cacert": f"{pki_dir}/ca.crt",

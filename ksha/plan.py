@@ -149,16 +149,68 @@ def ca_move_problem(
     )
 
 
-def build(model: dict | None, etcd_live: dict | None = None, until: str | None = None) -> dict:
+def leftover_probe(model: dict) -> list[str]:
+    """The command (argv, no shell) that tells what ksha's clean states would remove on a host
+    (pure): for each file they remove that exists, ``path:N``, N the lines carrying a ksha
+    marker (grep -c; missing files are not listed). Read with ``leftovers_found``."""
+    components = (model["loadbalancer"], model["etcd"])
+    paths = [p for c in components for kind in ("marked", "owned") for p in c["leftovers"][kind]]
+    markers = [arg for c in components for arg in ("-e", c["marker"])]
+    return ["grep", "-cHsF", *markers, "--", *paths]
+
+
+def leftovers_found(ret) -> dict[str, int] | None:
+    """``{path: marker lines}`` from a host's ``cmd.run_all`` of ``leftover_probe`` (pure);
+    None when the host did not run it (no answer, an error): then nothing is known."""
+    if not isinstance(ret, dict) or not isinstance(ret.get("stdout"), str) or ret.get("retcode") not in (0, 1, 2):
+        return None
+    found = {}
+    for line in ret["stdout"].splitlines():
+        path, sep, count = line.rpartition(":")
+        if not sep or not count.isdigit():
+            return None
+        found[path] = int(count)
+    return found
+
+
+def with_leftovers(hosts: list[str], leftovers: dict, found: dict | None, recorded=()) -> list[str]:
+    """The hosts among ``hosts`` that hold something a clean state removes (pure).
+
+    leftovers
+        the component's ``{"marked": [...], "owned": [...]}`` (``ksha.model``): files that count
+        when they carry ksha's marker, files that are ksha's wherever they are.
+    found
+        ``{host: {path: marker lines} or None}`` as ``leftovers_found`` read the probe; None when
+        there was no probe. A host that did not answer is kept: cleaning a clean host changes
+        nothing, skipping one that still runs ksha's keepalived would leave a second VIP holder.
+    recorded
+        hosts that count whatever their files say (etcd: the bootstrap grain).
+    """
+    if found is None:
+        return list(hosts)
+
+    def dirty(host):
+        files = found.get(host)
+        if files is None or host in recorded:
+            return True
+        return any(files.get(p, 0) > 0 for p in leftovers["marked"]) or any(p in files for p in leftovers["owned"])
+
+    return [h for h in hosts if dirty(h)]
+
+
+def build(model: dict | None, live: dict | None = None, until: str | None = None) -> dict:
     """The steps of ``orch.ksha``.
 
     model
         the cluster model, or None when the pillar is not valid: then the plan is the
         preflight's validation alone, which fails and says why.
-    etcd_live
-        ``{"recorded": {...}, "current": [...] or None, "ca_keys": [...], "silent": [...]}``:
-        see ``etcd_membership``; ``ca_keys``, the hosts holding the etcd CA's key, ``silent``
-        the hosts that did not say (``ca_move_problem``). Needed when the etcd phase is planned.
+    live
+        what the runner found on the hosts: ``{"recorded": {...}, "current": [...] or None,
+        "ca_keys": [...], "silent": [...], "leftovers": {host: {...} or None}}``. ``recorded``
+        and ``current``: see ``etcd_membership``; ``ca_keys``, the hosts holding the etcd CA's
+        key, ``silent`` the hosts that did not say (``ca_move_problem``), both needed when the
+        etcd phase is planned; ``leftovers``: see ``with_leftovers`` (without it, every host
+        that is not an LB host or an etcd member is cleaned).
     until
         the last phase to run (default: all).
     """
@@ -190,13 +242,15 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
     )
     # ksha's minion-side code is execution and state modules only: syncing those two types
     # takes ~1 s each where saltutil.sync_all, which walks every type, takes ~5 s (and only
-    # asks for a pillar refresh, without waiting for it)
+    # asks for a pillar refresh, without waiting for it). Neither reloads the minion's modules
+    # (refresh=False): the pillar refresh after them does, once.
     steps.add(
         "ksha-preflight-custom-modules-synced",
         "salt.function",
         "ksha's execution modules on every host",
         target=everyone,
         function="saltutil.sync_modules",
+        extra={"kwarg": {"refresh": False}},
     )
     steps.add(
         "ksha-preflight-custom-states-synced",
@@ -204,11 +258,12 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
         "ksha's state modules on every host",
         target=everyone,
         function="saltutil.sync_states",
+        extra={"kwarg": {"refresh": False}},
     )
     steps.add(
         "ksha-preflight-pillar-refreshed",
         "salt.function",
-        "every host's pillar compiled anew and in use (the model; the CA host's signing policies)",
+        "every host's pillar compiled anew and in use (the model; the CA host's signing policies), modules reloaded",
         target=everyone,
         function="saltutil.refresh_pillar",
         extra={"kwarg": {"wait": True}},
@@ -229,13 +284,15 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
             target=everyone,
             sls=["ksha.common"],
         )
+    found = (live or {}).get("leftovers")
     if "lb" in enabled:
-        if lb["clean"]:
+        lb_clean = with_leftovers(lb["clean"], lb["leftovers"], found)
+        if lb_clean:
             steps.add(
                 "ksha-phase-lb-other-hosts-cleaned",
                 "salt.state",
                 "ksha's haproxy/keepalived removed where the host is not an LB host (first: no two VIP holders)",
-                target=lb["clean"],
+                target=lb_clean,
                 sls=["ksha.loadbalancer.clean"],
             )
         if lb["hosts"]:
@@ -247,22 +304,23 @@ def build(model: dict | None, etcd_live: dict | None = None, until: str | None =
                 sls=["ksha.loadbalancer"],
             )
     if "etcd" in enabled and etcd["names"]:
-        if etcd_live is None:
-            raise ValueError("the etcd phase is planned from the live cluster: pass etcd_live")
-        membership = etcd_membership(etcd["names"], etcd_live["recorded"], etcd_live["current"])
+        if live is None or "recorded" not in live:
+            raise ValueError("the etcd phase is planned from the live cluster: pass live")
+        membership = etcd_membership(etcd["names"], live["recorded"], live["current"])
         ca_problem = ca_move_problem(
-            "ksha:etcd:pki:ca_host", etcd["ca_host"], etcd_live["ca_keys"],
+            "ksha:etcd:pki:ca_host", etcd["ca_host"], live["ca_keys"],
             model["config"]["etcd"]["pki"]["ca_dir"], "etcd", membership["bootstrapped"],
-            tuple(etcd_live.get("silent", ())),
+            tuple(live.get("silent", ())),
         )  # fmt: skip
         if ca_problem:
             steps.fail("ksha-phase-etcd-ca-stays-where-its-key-is", ca_problem)
         else:
-            _etcd_steps(steps, model, membership)
+            others = with_leftovers(etcd["others"], etcd["leftovers"], found, live["recorded"])
+            _etcd_steps(steps, model, membership, others)
     return {"until": until, "steps": steps.steps}
 
 
-def _etcd_steps(steps: Steps, model: dict, membership: dict) -> None:
+def _etcd_steps(steps: Steps, model: dict, membership: dict, others: list[str]) -> None:
     etcd = model["etcd"]
     members = etcd["names"]
     if membership["problem"]:
@@ -326,12 +384,12 @@ def _etcd_steps(steps: Steps, model: dict, membership: dict) -> None:
             target=members,
             sls=["ksha.etcd"],
         )
-    if etcd["others"]:
+    if others:
         steps.add(
             "ksha-phase-etcd-other-hosts-cleaned",
             "salt.state",
             "a former member's etcd stopped and its data moved aside (only ksha's)",
-            target=etcd["others"],
+            target=others,
             sls=["ksha.etcd.clean"],
         )
     steps.add(

@@ -165,32 +165,41 @@ def _model():
     return model.build(ksha)
 
 
-def _etcd_live(cluster, timeout):
-    """What the etcd phase's plan needs: the hosts that recorded a bootstrapped cluster, the
-    member names etcd reports (None when no member answers), the hosts holding the CA key."""
+def _live(cluster, timeout, etcd=True):
+    """What the plan needs from the hosts (``ksha.plan.build``'s ``live``), in one publish of
+    three functions: where the etcd CA key is, the bootstrap grain, what the clean states would
+    remove (``ksha.plan.leftover_probe``); then, for a bootstrapped cluster and ``etcd``, the
+    member names etcd reports (None when no member answers)."""
     import salt.client  # pylint: disable=import-outside-toplevel
 
     hosts = [h["name"] for h in cluster["hosts"]]
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        # one publish, two functions: {minion: {function: return}}
+        # {minion: {function: return}}
         out = client.cmd(
             hosts,
-            ["file.file_exists", "grains.get"],
-            [[cluster["etcd"]["ca"]["key"]], ["ksha_etcd_cluster_id"]],
+            ["file.file_exists", "grains.get", "cmd.run_all"],
+            [
+                [cluster["etcd"]["ca"]["key"]],
+                ["ksha_etcd_cluster_id"],
+                [planner.leftover_probe(cluster), "python_shell=False", "ignore_retcode=True"],
+            ],
             tgt_type="list",
             timeout=timeout,
         )
-        keys = {m: r.get("file.file_exists") for m, r in out.items() if isinstance(r, dict)}
+        out = {m: r for m, r in out.items() if isinstance(r, dict)}
+        keys = {m: r.get("file.file_exists") for m, r in out.items()}
         ca_keys = [h for h in hosts if keys.get(h) is True]
         silent = [h for h in hosts if not isinstance(keys.get(h), bool)]
-        grains = {m: r.get("grains.get") for m, r in out.items() if isinstance(r, dict)}
+        grains = {m: r.get("grains.get") for m, r in out.items()}
         recorded = {m: v for m, v in grains.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
-        if not recorded:
-            return {"recorded": {}, "current": None, "ca_keys": ca_keys, "silent": silent}
+        leftovers = {h: planner.leftovers_found(out.get(h, {}).get("cmd.run_all")) for h in hosts}
+        live = {"recorded": recorded, "current": None, "ca_keys": ca_keys, "silent": silent, "leftovers": leftovers}
+        if not recorded or not etcd:
+            return live
         listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
     answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
-    current = [m["name"] or m["id"] for m in answer["members"]] if answer else None
-    return {"recorded": recorded, "current": current, "ca_keys": ca_keys, "silent": silent}
+    live["current"] = [m["name"] or m["id"] for m in answer["members"]] if answer else None
+    return live
 
 
 def _show(result, text):
@@ -219,8 +228,9 @@ def plan(until=None, output="table", timeout=5):
     """
     cluster = _model()
     live = None
-    if cluster is not None and cluster["etcd"]["names"] and "etcd" in planner.phases_until(until):
-        live = _etcd_live(cluster, timeout)
+    phases = planner.phases_until(until)
+    if cluster is not None and "lb" in phases:
+        live = _live(cluster, timeout, etcd="etcd" in phases and bool(cluster["etcd"]["names"]))
     result = planner.build(cluster, live, until)
     return _show(result, None if output == "data" else planner.describe(result["steps"]))
 

@@ -305,6 +305,70 @@ def test_restore_with_an_invalid_pillar_fails_and_says_so():
 
 
 def test_the_etcd_phase_is_never_planned_without_the_live_cluster(cluster):
-    with pytest.raises(ValueError, match="etcd_live"):
+    with pytest.raises(ValueError, match="pass live"):
         plan.build(cluster, None)
     assert ids(plan.build(cluster, None, "lb"))[-1] == "ksha-phase-lb-keepalived-haproxy-applied"
+
+
+LB_LEFTOVERS = {"marked": ["/etc/keepalived/keepalived.conf"], "owned": ["/etc/sysctl.d/60-ksha-lb.conf"]}
+
+# (case, what the probe found on node1 (None: no answer), recorded hosts, node1 cleaned)
+LEFTOVERS = [
+    ("nothing of ksha's: not cleaned", {}, (), False),
+    ("the distro's config, no marker: not cleaned", {"/etc/keepalived/keepalived.conf": 0}, (), False),
+    ("ksha's config, with the marker: cleaned", {"/etc/keepalived/keepalived.conf": 1}, (), True),
+    ("a file only ksha writes, marker or not: cleaned", {"/etc/sysctl.d/60-ksha-lb.conf": 0}, (), True),
+    ("a marker in a file the component does not own: not cleaned", {"/etc/other.conf": 3}, (), False),
+    ("did not answer: cleaned (cleaning a clean host changes nothing)", None, (), True),
+    ("recorded (etcd's bootstrap grain) whatever its files: cleaned", {}, ("node1",), True),
+]
+
+
+@pytest.mark.parametrize("case, found, recorded, cleaned", LEFTOVERS, ids=[c[0] for c in LEFTOVERS])
+def test_which_hosts_are_cleaned(case, found, recorded, cleaned):
+    probe = {"node1": found, "node2": {}}
+    assert plan.with_leftovers(["node1", "node2"], LB_LEFTOVERS, probe, recorded) == (["node1"] if cleaned else [])
+
+
+def test_without_a_probe_every_other_host_is_cleaned():
+    assert plan.with_leftovers(["node1", "node2"], LB_LEFTOVERS, None) == ["node1", "node2"]
+
+
+# (case, the cmd.run_all return of the probe, what is read from it)
+PROBE_RETURNS = [
+    ("files with and without the marker", {"retcode": 0, "stdout": "/a.conf:1\n/b.cfg:0"}, {"/a.conf": 1, "/b.cfg": 0}),
+    ("no file has a marker", {"retcode": 1, "stdout": "/b.cfg:0"}, {"/b.cfg": 0}),
+    ("some files missing (grep says 2, lists the rest)", {"retcode": 2, "stdout": "/a.conf:2"}, {"/a.conf": 2}),
+    ("no file there", {"retcode": 2, "stdout": ""}, {}),
+    ("a path with a colon", {"retcode": 0, "stdout": "/x:y.conf:1"}, {"/x:y.conf": 1}),
+    ("the minion's error string", "'cmd.run_all' is not available.", None),
+    ("grep not found", {"retcode": 127, "stdout": ""}, None),
+    ("output that is not grep -c's", {"retcode": 0, "stdout": "something else"}, None),
+]
+
+
+@pytest.mark.parametrize("case, ret, found", PROBE_RETURNS, ids=[c[0] for c in PROBE_RETURNS])
+def test_probe_returns_are_read(case, ret, found):
+    assert plan.leftovers_found(ret) == found
+
+
+def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cluster):
+    argv = plan.leftover_probe(cluster)
+    assert argv[:2] == ["grep", "-cHsF"]
+    files = argv[argv.index("--") + 1 :]
+    lb, etcd = cluster["loadbalancer"], cluster["etcd"]
+    for path in (lb["keepalived_conf"], lb["haproxy_cfg"], lb["check_script"], lb["sysctl_file"], etcd["unit_file"]):
+        assert path in files
+    assert ["-e", lb["marker"]] == argv[2:4] and ["-e", etcd["marker"]] == argv[4:6]
+
+
+def test_clean_steps_only_where_something_is_left(cluster):
+    """A converged cluster: no clean step. A former LB host and a former member: cleaned."""
+    hosts = [h["name"] for h in cluster["hosts"]]
+    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"], "leftovers": {h: {} for h in hosts}}
+    assert not [i for i in ids(plan.build(cluster, live)) if i.endswith("-cleaned")]
+    live["leftovers"]["node1"] = {cluster["loadbalancer"]["keepalived_conf"]: 1, cluster["etcd"]["unit_file"]: 1}
+    live["leftovers"]["node2"] = None
+    steps = {s["id"]: s["target"] for s in plan.build(cluster, live)["steps"]}
+    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["node1", "node2"]
+    assert steps["ksha-phase-etcd-other-hosts-cleaned"] == ["node1", "node2"]

@@ -6,8 +6,9 @@ real ones.
 """
 
 import pytest
+import salt.client
 
-from ksha import model
+from ksha import model, plan
 from tests.conftest import load_salt_module
 
 runner = load_salt_module("runners", "ksha_runner")
@@ -24,20 +25,55 @@ def context():
 def configure_loader_modules(context, example_ksha):
     pillar = {"ksha": example_ksha, **model.for_minion(model.build(example_ksha), "master2")}
     return {
-        runner: {"__opts__": {"id": "saltmaster_master"}, "__context__": context},
+        runner: {"__opts__": {"id": "saltmaster_master", "conf_file": "/etc/salt/master"}, "__context__": context},
         state: {"__opts__": {"test": False}, "__salt__": {}},
         module: {"__grains__": {"id": "master2"}, "__pillar__": pillar},
     }
 
 
 @pytest.fixture
-def fleet(monkeypatch, example_ksha):
+def fleet(monkeypatch, example_ksha, hosts):
     """Six accepted minions, all compiling the example pillar; tests edit it."""
     minions = {name: {"ksha": example_ksha} for name in ["master1", "master2", "master3", "node1", "node2", "node3"]}
     monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
     monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
     monkeypatch.setattr(runner, "_etcd_view", lambda members, ip_of, pki_dir, timeout: ETCD_VIEW)
+    monkeypatch.setattr(salt.client, "get_local_client", lambda conf_file: hosts)
     return minions
+
+
+class Hosts:
+    """The runner's publishes (salt.client.LocalClient.cmd) answered as the hosts would: ``facts``
+    ``{minion: {function: return}}`` for the plan's one publish of several functions, ``members``
+    for ksha_etcd.members; every call is kept in ``calls``."""
+
+    def __init__(self):
+        self.facts = {}
+        self.members = {}
+        self.calls = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None):
+        self.calls.append((fun, tgt, arg))
+        if isinstance(fun, list):
+            return {m: self.facts[m] for m in tgt if m in self.facts}
+        assert fun == "ksha_etcd.members", fun
+        return {m: self.members[m] for m in tgt if m in self.members}
+
+
+@pytest.fixture
+def hosts():
+    """Six bare hosts: no CA key, no bootstrap grain, none of ksha's files."""
+    bare = Hosts()
+    none_left = {"retcode": 2, "stdout": "", "stderr": "", "pid": 1}
+    for name in ["master1", "master2", "master3", "node1", "node2", "node3"]:
+        bare.facts[name] = {"file.file_exists": False, "grains.get": "", "cmd.run_all": none_left}
+    return bare
 
 
 # ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
@@ -132,8 +168,12 @@ def _plan(**kwargs):
 ALL = ["master1", "master2", "master3", "node1", "node2", "node3"]
 
 
-def test_plan_until_lb_in_external_mode(fleet):
+def test_plan_until_lb_in_external_mode(fleet, hosts):
     # The example is the seed's external (cloud) LB: no host runs one, every host checks it reaches it.
+    # Hosts that ran ksha's keepalived mode before (their configs carry the marker) are cleaned.
+    lb = model.build(fleet["master1"]["ksha"])["loadbalancer"]
+    for name in ALL:
+        hosts.facts[name]["cmd.run_all"] = {"retcode": 0, "stdout": f"{lb['haproxy_cfg']}:1", "pid": 1}
     assert _plan(until="lb") == [
         ("ksha-preflight-inventory-valid", []),
         ("ksha-preflight-every-host-minion-responds", ALL),
@@ -146,32 +186,52 @@ def test_plan_until_lb_in_external_mode(fleet):
     ]
 
 
-def test_plan_lb_hosts_in_keepalived_mode(fleet, example_ksha):
+def test_plan_lb_hosts_in_keepalived_mode(fleet, example_ksha, hosts):
     example_ksha["loadbalancer"]["mode"] = "keepalived"
     steps = dict(_plan(until="lb"))
     assert steps["ksha-phase-lb-keepalived-haproxy-applied"] == ["master1", "master2", "master3"]
-    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["node1", "node2", "node3"]
+    assert "ksha-phase-lb-other-hosts-cleaned" not in steps  # bare hosts: nothing to clean
     assert "ksha-preflight-lb-address-reachable-from-every-host" not in steps
     # Moving the LB: the hosts that stop being LB hosts are the ones cleaned.
+    keepalived_conf = model.build(example_ksha)["loadbalancer"]["keepalived_conf"]
+    for name in ["master1", "master2", "master3"]:
+        hosts.facts[name]["cmd.run_all"] = {"retcode": 2, "stdout": f"{keepalived_conf}:1", "pid": 1}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     steps = dict(_plan(until="lb"))
     assert steps["ksha-phase-lb-keepalived-haproxy-applied"] == ["node1", "node2"]
-    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["master1", "master2", "master3", "node3"]
+    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["master1", "master2", "master3"]
 
 
-def test_plan_asks_the_live_cluster_only_for_the_etcd_phase(fleet, monkeypatch):
-    asked = []
-
-    def live(cluster, timeout):
-        asked.append(cluster["etcd"]["names"])
-        return {"recorded": {}, "current": None, "ca_keys": []}
-
-    monkeypatch.setattr(runner, "_etcd_live", live)
-    _plan(until="lb")
-    assert asked == []
+def test_plan_asks_etcd_for_its_members_only_for_the_etcd_phase_of_a_bootstrapped_cluster(fleet, hosts):
     steps = dict(_plan())
-    assert asked == [["master1", "master2", "master3"]]
+    assert [fun for fun, *_ in hosts.calls] == [["file.file_exists", "grains.get", "cmd.run_all"]]
     assert steps["ksha-phase-etcd-members-bootstrapped"] == ["master1", "master2", "master3"]
+    # bare hosts: nothing to clean anywhere
+    assert not [i for i in steps if i.endswith("-cleaned")]
+    for member in ["master1", "master2", "master3"]:
+        hosts.facts[member]["grains.get"] = "c0ffee"
+    hosts.facts["master1"]["file.file_exists"] = True
+    hosts.members["master1"] = {"result": True, "members": [{"name": m, "id": "1"} for m in ["master1", "master2"]]}
+    hosts.calls.clear()
+    _plan(until="lb")
+    assert [fun for fun, *_ in hosts.calls] == [["file.file_exists", "grains.get", "cmd.run_all"]]
+    hosts.calls.clear()
+    steps = dict(_plan())
+    assert [fun for fun, *_ in hosts.calls][1] == "ksha_etcd.members"
+    assert steps["ksha-phase-etcd-master3-joined"] == ["master3"]
+
+
+def test_plan_cleans_the_hosts_the_probe_finds_ksha_files_on(fleet, hosts, example_ksha):
+    example_ksha["loadbalancer"]["mode"] = "keepalived"
+    hosts.facts["node1"]["cmd.run_all"] = {"retcode": 0, "stdout": "/etc/keepalived/keepalived.conf:1", "pid": 1}
+    del hosts.facts["node3"]  # no answer: cleaned, as before there was a probe
+    steps = dict(_plan())
+    assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["node1", "node3"]
+    assert steps["ksha-phase-etcd-other-hosts-cleaned"] == ["node3"]
+    # the probe is the plan's command, run without a shell; a missing file is no error in the log
+    [(_, target, args)] = hosts.calls
+    assert target == ["master1", "master2", "master3", "node1", "node2", "node3"]
+    assert args[2] == [plan.leftover_probe(model.build(example_ksha)), "python_shell=False", "ignore_retcode=True"]
 
 
 def test_plan_without_pillar_is_the_failing_preflight(fleet):

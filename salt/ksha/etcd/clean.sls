@@ -8,7 +8,7 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
 {%- set etcd = ksha.etcd %}
-{%- set ksha_unit = "grep -qs 'Managed by Salt (ksha.etcd)' " ~ model.etcd.unit_file %}
+{%- set ksha_unit = "grep -qs '" ~ model.etcd.marker ~ "' " ~ model.etcd.unit_file %}
 
 ksha-etcd-clean-no-longer-a-member:
   ksha_etcd.not_a_member:
