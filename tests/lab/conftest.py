@@ -110,23 +110,25 @@ class LabPillar:
 
     def apply(self, change):
         """Edit the pillar (as ``edit``) and run orch.ksha once: (exit code, {state ID: return}).
-        The ``lab_pillar`` fixture restores the pillar and converges the cluster again afterwards,
-        unless the last ``apply`` was back to the original pillar and succeeded."""
+        The ``lab_pillar`` fixture restores the pillar afterwards and, unless the last ``apply``
+        was back to the original pillar and succeeded, leaves the cluster to be converged again
+        before the next test that uses it (``_converged_first``)."""
         pillar = self.edit(change)
         self.applied = True  # until the run below shows otherwise (it may raise)
         rc, states = self.salt.orchestrate()
         # Converged to the original already: the last apply set the original pillar back
-        # (empty mappings aside) and its orchestration succeeded. Else put_back converges.
+        # (empty mappings aside) and its orchestration succeeded. Else it is converged later.
         self.applied = not (rc == 0 and _pruned(pillar) == _pruned(yaml.safe_load(self.original)))
         return rc, states
 
     def put_back(self):
-        """The original pillar again and, after an ``apply`` that left the cluster elsewhere, one
-        orch.ksha converging the cluster to it."""
+        """The original pillar again; after an ``apply`` that left the cluster elsewhere, the
+        cluster is marked to be converged to it by the next test that uses it (none may: the
+        last test of a run leaves the orchestration to nobody)."""
         self.restore()
         if self.applied:
             self.applied = False
-            orchestrate_ok(self.salt)
+            _ELSEWHERE.add(generation(self.lab))
 
 
 def _pruned(value):
@@ -141,8 +143,9 @@ def _pruned(value):
 def lab_pillar(_lab_session):
     """Change the lab's ksha pillar for one test: ``lab_pillar.edit(fn)`` (pillar only) or
     ``lab_pillar.apply(fn)`` (pillar, then one orch.ksha). Afterwards the original pillar comes
-    back and, after an ``apply``, one orch.ksha converges the cluster to it again (so the next
-    test finds the shared converged cluster). It edits the lab that is up; it never brings one up."""
+    back and, after an ``apply``, the next test that uses the shared converged cluster gets it
+    converged again first (``_converged_first``). It edits the lab that is up; it never brings
+    one up."""
     lab = core.Lab.load()
     assert lab is not None, "no lab is up"
     pillar = LabPillar(lab, LabSalt(lab))
@@ -186,6 +189,33 @@ def orchestrate_ok(salt, *args):
 # The lab's generation (its master's pid: a new lab, a new master) -> the states of the
 # orchestration that converged it from bare hosts.
 _CONVERGED: dict[str, dict] = {}
+# The generations whose cluster a test left elsewhere (its pillar is the original again).
+_ELSEWHERE: set[str] = set()
+# The module fixtures that hand out the shared converged cluster (they call converged_lab):
+# a test using one gets the cluster converged first. A new lab test module adds its own.
+CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab")
+
+
+def generation(lab):
+    return (lab.master_dir / "salt-master.pid").read_text().strip()
+
+
+@pytest.fixture(autouse=True)
+def _converged_first(request):
+    """Before a test that uses the shared converged cluster: if the test before it left the
+    cluster elsewhere (an ``apply`` of ``lab_pillar``), one orch.ksha converges it to the
+    original pillar. Deferred to here, not done in that test's teardown, so that a run whose
+    last tests do not use the cluster spends no orchestration on it."""
+    if _ELSEWHERE and set(CONVERGED_FIXTURES) & set(request.fixturenames):
+        lab = _lab_ready()
+        if lab is not None:
+            _converge_if_elsewhere(lab)
+
+
+def _converge_if_elsewhere(lab):
+    if generation(lab) in _ELSEWHERE:
+        orchestrate_ok(LabSalt(lab))
+        _ELSEWHERE.discard(generation(lab))
 
 
 def converged_lab():
@@ -195,14 +225,15 @@ def converged_lab():
     anew since. Tests that change the cluster put it back (``lab_pillar``, their own cleanup).
     Returns (lab, salt, the states of the orchestration from bare hosts)."""
     lab = _lab_ready() or core.up("seed")
-    generation = (lab.master_dir / "salt-master.pid").read_text().strip()
-    if generation in _CONVERGED:  # synced and converged already
-        return lab, LabSalt(lab), _CONVERGED[generation]
+    current = generation(lab)
+    if current in _CONVERGED:  # synced and converged already
+        _converge_if_elsewhere(lab)  # a module fixture may use the cluster before _converged_first
+        return lab, LabSalt(lab), _CONVERGED[current]
     salt = LabSalt(lab)
     # a fresh lab's master has not synced ksha's runner and external pillar yet
     rc, _, proc = salt.run("saltutil.sync_all")
     assert rc == 0, proc.stderr
     t0 = time.monotonic()
-    _CONVERGED[generation] = orchestrate_ok(salt)
+    _CONVERGED[current] = orchestrate_ok(salt)
     print(f"orch.ksha from bare hosts to LB + healthy TLS etcd: {time.monotonic() - t0:.1f} s")
-    return lab, salt, _CONVERGED[generation]
+    return lab, salt, _CONVERGED[current]
