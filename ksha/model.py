@@ -265,18 +265,19 @@ def _etcd_certificates(conf: dict, host: str, ip: str, groups: dict[str, list[st
             ("member-server", "server", "ksha_etcd_server"),
             ("member-peer", "peer", "ksha_etcd_peer"),
         ):
+            # owned by etcd's user, which the package (ksha.etcd.install) makes: issued after it
             certs.append(
                 {"id": cert_id, "path": f"{pki_dir}/{path}", "policy": policy, "cn": host, "sans": sans,
-                 "user": etcd["user"]}
+                 "user": etcd["user"], "after_install": True}
             )  # fmt: skip
         certs.append(
             {"id": "admin-client", "path": f"{pki_dir}/admin", "policy": "ksha_etcd_client", "cn": "ksha-etcd-admin",
-             "sans": None, "user": "root"}
+             "sans": None, "user": "root", "after_install": False}
         )  # fmt: skip
     if host in groups["kube-master"]:
         certs.append(
             {"id": "apiserver-client", "path": apiserver_etcd_client(conf), "policy": "ksha_etcd_client",
-             "cn": "kube-apiserver-etcd-client", "sans": None, "user": "root"}
+             "cn": "kube-apiserver-etcd-client", "sans": None, "user": "root", "after_install": False}
         )  # fmt: skip
     return certs
 

@@ -154,7 +154,10 @@ def test_member_certificates_carry_the_hosts_names(example_ksha):
         "cn": "master2",
         "sans": "DNS:master2, DNS:localhost, IP:192.168.0.2, IP:127.0.0.1",
         "user": "etcd",
+        "after_install": True,
     }
+    client = model.host(m, "master2")["certificates"]["etcd"][2]
+    assert (client["id"], client["user"], client["after_install"]) == ("admin-client", "root", False)
 
 
 def test_signing_policies_follow_the_groups(example_ksha):

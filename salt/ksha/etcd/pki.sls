@@ -47,7 +47,7 @@ ksha-etcd-pki-{{ cert.id }}-key-present:
     - mode: '0600'
     - require:
       - file: ksha-etcd-pki-directory-present
-{%-     if cert.user != 'root' %}
+{%-     if cert.after_install %}
       - file: ksha-etcd-data-directory-present
 {%-     endif %}
 
