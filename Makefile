@@ -17,8 +17,12 @@ PYTEST_ARGS ?=
 
 setup: apt venv  ## install everything the project needs (idempotent)
 
+# The lab tests read kubeconfigs with the real kubectl: Debian's kubernetes-client, unless a
+# kubectl is on the PATH already (another package's).
+KUBECTL_PACKAGE := $(if $(shell command -v kubectl),,kubernetes-client)
+
 apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES) $(KUBECTL_PACKAGE); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

@@ -40,6 +40,8 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kube-master", ("ksha.etcd.pki",)),
     ("etcd", ("ksha.etcd",)),
     ("etcd-clean", ("ksha.etcd.clean",)),
+    ("kubernetes-ca", ("ksha.kubernetes.ca",)),
+    ("kube-master", ("ksha.kubernetes.pki",)),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -358,6 +360,8 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
             # where every master (and later every node) finds the CA certificate
             "installed": f"{pki_dir}/{stem}.crt",
             "cn": f"ksha {name} CA ({conf['cluster_name']})",
+            # a policy of this CA: the masters fetch the CA certificate with it from the CA host
+            "policy": next(p for p, (ca, _) in KUBE_POLICIES.items() if ca == name),
         }
         for name, stem in KUBE_CAS.items()
     }
@@ -446,8 +450,9 @@ def _kubeconfigs(conf: dict, host: str, ip: str, api: dict, k8s: dict) -> dict:
     if host not in k8s["masters"]:
         return {}
     local = url(ip, conf["kubernetes"]["apiserver_port"])
-    return {
-        name: {
+    out = {}
+    for name, (file, cn, _) in KUBECONFIGS.items():
+        entry = {
             "path": f"{KUBE_CONF_DIR}/{file}",
             "server": api["url"] if name == "admin" else local,
             "ca": k8s["cas"]["kubernetes"]["installed"],
@@ -455,7 +460,21 @@ def _kubeconfigs(conf: dict, host: str, ip: str, api: dict, k8s: dict) -> dict:
             "key": f"{k8s['pki_dir']}/{name}-client.key",
             "user": cn,
         }
-        for name, (file, cn, _) in KUBECONFIGS.items()
+        out[name] = {**entry, "content": kubeconfig(entry, conf["cluster_name"])}
+    return out
+
+
+def kubeconfig(entry: dict, cluster: str) -> dict:
+    """A kubeconfig file's content: one cluster, one user, one context. The certificates are
+    referenced by path, not embedded, so a renewed certificate needs no new kubeconfig."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": entry["server"], "certificate-authority": entry["ca"]}}],
+        "users": [{"name": entry["user"], "user": {"client-certificate": entry["cert"], "client-key": entry["key"]}}],
+        "contexts": [{"name": f"{entry['user']}@{cluster}", "context": {"cluster": cluster, "user": entry["user"]}}],
+        "current-context": f"{entry['user']}@{cluster}",
+        "preferences": {},
     }
 
 
@@ -553,7 +572,7 @@ def _flag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict) -> list[str]:
+def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict, k8s: dict) -> list[str]:
     """The seed's groups `host` is in, then its derived roles, in ROLE_STATES order."""
     derived = {
         "all": True,
@@ -562,6 +581,7 @@ def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: d
         "loadbalancer-external": host in lb["external_check"],
         "etcd-ca": host == etcd["ca_host"],
         "etcd-clean": host in etcd["others"],
+        "kubernetes-ca": host == k8s["ca_host"],
     }
     member_of = {g: host in groups[g] for g in GROUPS}
     return [g for g in GROUPS if member_of[g]] + [r for r, yes in derived.items() if yes]
@@ -589,7 +609,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     k8s = _kubernetes(conf, ip_of, groups, api, etcd)
     hosts = []
     for name in names:
-        host_roles = roles(conf, name, groups, lb, etcd)
+        host_roles = roles(conf, name, groups, lb, etcd, k8s)
         kubeconfigs = _kubeconfigs(conf, name, ip_of[name], api, k8s)
         hosts.append(
             {
@@ -653,6 +673,11 @@ def for_minion(model: dict, minion_id: str, grains: dict | None = None) -> dict:
         me["lb_priority"] = model["loadbalancer"]["priority"].get(minion_id)
         me["lb_peers"] = model["loadbalancer"]["peers"].get(minion_id, [])
     out: dict[str, Any] = {"ksha_model": {**model, "me": me}}
-    if me and "etcd-ca" in me["roles"]:
-        out["x509_signing_policies"] = model["signing_policies"]["etcd"]
+    # a CA host's signing policies (policy names differ between the CAs: one host may hold both)
+    policies = {}
+    for role, ca in (("etcd-ca", "etcd"), ("kubernetes-ca", "kubernetes")):
+        if me and role in me["roles"]:
+            policies.update(model["signing_policies"][ca])
+    if policies:
+        out["x509_signing_policies"] = policies
     return out

@@ -17,7 +17,7 @@ A step is a dict:
 
 from __future__ import annotations
 
-PHASES = ("preflight", "common", "lb", "etcd")
+PHASES = ("preflight", "common", "lb", "etcd", "control-plane")
 RESTORE_HINT = "salt-run state.orchestrate orch.ksha.etcd_restore"
 
 
@@ -32,6 +32,7 @@ class Steps:
 
     def __init__(self) -> None:
         self.steps: list[dict] = []
+        self.refused = False  # a step fails the run: no phase is planned after it
 
     def add(self, step_id, state, why, target=(), sls=(), function=None, pillar=None, extra=None) -> None:
         args: list[dict] = []
@@ -63,6 +64,7 @@ class Steps:
 
     def fail(self, step_id, message) -> None:
         """A step that fails the run here with `message` (a refusal or a problem found)."""
+        self.refused = True
         self.add(step_id, "test.fail_without_changes", message, extra={"name": message, "comment": message})
 
 
@@ -149,18 +151,26 @@ def ca_move_problem(
     )
 
 
-def leftover_probe(model: dict) -> list[str]:
-    """The command (argv, no shell) that tells what ksha's clean states would remove on a host
-    (pure): for each file they remove that exists, ``path:N``, N the lines carrying a ksha
-    marker (grep -c; missing files are not listed). Read with ``leftovers_found``."""
+def file_probe(model: dict) -> list[str]:
+    """The command (argv, no shell) that tells the plan what it needs of a host's files (pure):
+    what ksha's clean states would remove, where the CA keys are, whether the host trusts the
+    Kubernetes CA. For each of those files that exists, ``path:N``, N the lines carrying a
+    ksha marker (grep -c; missing files are not listed). Read with ``files_found``."""
     components = (model["loadbalancer"], model["etcd"])
     paths = [p for c in components for kind in ("marked", "owned") for p in c["leftovers"][kind]]
+    cas = model["kubernetes"]["cas"]
+    paths += [model["etcd"]["ca"]["key"], *(ca["key"] for ca in cas.values()), cas["kubernetes"]["installed"]]
     markers = [arg for c in components for arg in ("-e", c["marker"])]
     return ["grep", "-cHsF", *markers, "--", *paths]
 
 
-def leftovers_found(ret) -> dict[str, int] | None:
-    """``{path: marker lines}`` from a host's ``cmd.run_all`` of ``leftover_probe`` (pure);
+def holders(files: dict, path: str) -> list[str]:
+    """The hosts whose probe (``files_found``) lists ``path`` (pure)."""
+    return [host for host, found in files.items() if found and path in found]
+
+
+def files_found(ret) -> dict[str, int] | None:
+    """``{path: marker lines}`` from a host's ``cmd.run_all`` of ``file_probe`` (pure);
     None when the host did not run it (no answer, an error): then nothing is known."""
     if not isinstance(ret, dict) or not isinstance(ret.get("stdout"), str) or ret.get("retcode") not in (0, 1, 2):
         return None
@@ -180,7 +190,7 @@ def with_leftovers(hosts: list[str], leftovers: dict, found: dict | None, record
         the component's ``{"marked": [...], "owned": [...]}`` (``ksha.model``): files that count
         when they carry ksha's marker, files that are ksha's wherever they are.
     found
-        ``{host: {path: marker lines} or None}`` as ``leftovers_found`` read the probe; None when
+        ``{host: {path: marker lines} or None}`` as ``files_found`` read the probe; None when
         there was no probe. A host that did not answer is kept: cleaning a clean host changes
         nothing, skipping one that still runs ksha's keepalived would leave a second VIP holder.
     recorded
@@ -206,11 +216,12 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
         preflight's validation alone, which fails and says why.
     live
         what the runner found on the hosts: ``{"recorded": {...}, "current": [...] or None,
-        "ca_keys": [...], "silent": [...], "leftovers": {host: {...} or None}}``. ``recorded``
+        "ca_keys": [...], "silent": [...], "files": {host: {...} or None}}``. ``recorded``
         and ``current``: see ``etcd_membership``; ``ca_keys``, the hosts holding the etcd CA's
         key, ``silent`` the hosts that did not say (``ca_move_problem``), both needed when the
-        etcd phase is planned; ``leftovers``: see ``with_leftovers`` (without it, every host
-        that is not an LB host or an etcd member is cleaned).
+        etcd phase is planned; ``files``: see ``file_probe`` and ``with_leftovers`` (without
+        it, every host that is not an LB host or an etcd member is cleaned, and the Kubernetes
+        CA counts as not made yet).
     until
         the last phase to run (default: all).
     """
@@ -284,7 +295,7 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
             target=everyone,
             sls=["ksha.common"],
         )
-    found = (live or {}).get("leftovers")
+    found = (live or {}).get("files")
     if "lb" in enabled:
         lb_clean = with_leftovers(lb["clean"], lb["leftovers"], found)
         if lb_clean:
@@ -317,7 +328,36 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
         else:
             others = with_leftovers(etcd["others"], etcd["leftovers"], found, live["recorded"])
             _etcd_steps(steps, model, membership, others)
+    if "control-plane" in enabled and model["kubernetes"]["masters"] and not steps.refused:
+        _control_plane_steps(steps, model, found or {}, tuple((live or {}).get("silent", ())))
     return {"until": until, "steps": steps.steps}
+
+
+def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) -> None:
+    k8s = model["kubernetes"]
+    ca = k8s["cas"]["kubernetes"]
+    problem = ca_move_problem(
+        "ksha:kubernetes:pki:ca_host", k8s["ca_host"], holders(found, ca["key"]),
+        model["config"]["kubernetes"]["pki"]["ca_dir"], "Kubernetes", bool(holders(found, ca["installed"])), silent,
+    )  # fmt: skip
+    if problem:
+        steps.fail("ksha-phase-control-plane-ca-stays-where-its-key-is", problem)
+        return
+    steps.add(
+        "ksha-phase-control-plane-ca-ready",
+        "salt.state",
+        "the Kubernetes CAs, kubernetes-ca and front-proxy-ca (their keys never leave this host)",
+        target=[k8s["ca_host"]],
+        sls=["ksha.kubernetes.ca"],
+    )
+    steps.add(
+        "ksha-phase-control-plane-certificates-issued",
+        "salt.state",
+        "each master's certificates (kubeadm's names; the apiserver's SANs follow the masters and the LB) "
+        "and kubeconfigs, signed on the CA host",
+        target=k8s["masters"],
+        sls=["ksha.kubernetes.pki"],
+    )
 
 
 def _etcd_steps(steps: Steps, model: dict, membership: dict, others: list[str]) -> None:

@@ -167,8 +167,8 @@ def _model():
 
 def _live(cluster, timeout, etcd=True):
     """What the plan needs from the hosts (``ksha.plan.build``'s ``live``), in one publish of
-    three functions: where the etcd CA key is, the bootstrap grain, what the clean states would
-    remove (``ksha.plan.leftover_probe``); then, for a bootstrapped cluster and ``etcd``, the
+    two functions: the etcd bootstrap grain and ``ksha.plan.file_probe`` (what the clean states
+    would remove, where the CA keys are); then, for a bootstrapped cluster and ``etcd``, the
     member names etcd reports (None when no member answers)."""
     import salt.client  # pylint: disable=import-outside-toplevel
 
@@ -177,23 +177,22 @@ def _live(cluster, timeout, etcd=True):
         # {minion: {function: return}}
         out = client.cmd(
             hosts,
-            ["file.file_exists", "grains.get", "cmd.run_all"],
-            [
-                [cluster["etcd"]["ca"]["key"]],
-                ["ksha_etcd_cluster_id"],
-                [planner.leftover_probe(cluster), "python_shell=False", "ignore_retcode=True"],
-            ],
+            ["grains.get", "cmd.run_all"],
+            [["ksha_etcd_cluster_id"], [planner.file_probe(cluster), "python_shell=False", "ignore_retcode=True"]],
             tgt_type="list",
             timeout=timeout,
         )
         out = {m: r for m, r in out.items() if isinstance(r, dict)}
-        keys = {m: r.get("file.file_exists") for m, r in out.items()}
-        ca_keys = [h for h in hosts if keys.get(h) is True]
-        silent = [h for h in hosts if not isinstance(keys.get(h), bool)]
+        files = {h: planner.files_found(out.get(h, {}).get("cmd.run_all")) for h in hosts}
         grains = {m: r.get("grains.get") for m, r in out.items()}
         recorded = {m: v for m, v in grains.items() if isinstance(v, str) and re.fullmatch("[0-9a-f]+", v)}
-        leftovers = {h: planner.leftovers_found(out.get(h, {}).get("cmd.run_all")) for h in hosts}
-        live = {"recorded": recorded, "current": None, "ca_keys": ca_keys, "silent": silent, "leftovers": leftovers}
+        live = {
+            "recorded": recorded,
+            "current": None,
+            "ca_keys": planner.holders(files, cluster["etcd"]["ca"]["key"]),
+            "silent": [h for h in hosts if files[h] is None],
+            "files": files,
+        }
         if not recorded or not etcd:
             return live
         listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
@@ -215,7 +214,7 @@ def plan(until=None, output="table", timeout=5):
     pillar the plan is the preflight's validation alone (which fails and says why).
 
     until
-        the last phase: preflight, common, lb, etcd (default: all).
+        the last phase: preflight, common, lb, etcd, control-plane (default: all).
     output
         ``table`` (default): one block per step, for a person; ``data``: the plan as a dict.
 

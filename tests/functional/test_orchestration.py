@@ -113,6 +113,8 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-phase-etcd-members-bootstrapped": [{"salt": "ksha-phase-etcd-certificates-issued"}],
         "ksha-phase-etcd-other-hosts-cleaned": [{"salt": "ksha-phase-etcd-members-bootstrapped"}],
         "ksha-phase-etcd-cluster-healthy": [{"salt": "ksha-phase-etcd-other-hosts-cleaned"}],
+        "ksha-phase-control-plane-ca-ready": [{"salt": "ksha-phase-etcd-cluster-healthy"}],
+        "ksha-phase-control-plane-certificates-issued": [{"salt": "ksha-phase-control-plane-ca-ready"}],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
     assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
@@ -244,7 +246,7 @@ def test_until_must_name_a_phase(salt_master, synced, set_pillar, one_host_ksha)
     assert ret.returncode != 0
     states = next(iter(ret.data["data"].values()))
     failed = next(v for k, v in states.items() if "ksha-orchestration-until-names-a-phase" in k)
-    assert failed["name"] == "ksha_until: dns is not a phase; use one of preflight, common, lb, etcd"
+    assert failed["name"] == "ksha_until: dns is not a phase; use one of preflight, common, lb, etcd, control-plane"
     assert failed["comment"] == failed["name"]  # the message in both, for the operator
     assert failed["result"] is False
     assert not any("ksha-phase" in k for k in states)

@@ -141,6 +141,7 @@ def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
         "ksha.loadbalancer.external",
         "ksha.etcd.pki",
         "ksha.etcd.clean",
+        "ksha.kubernetes.pki",
     ]
 
 
@@ -176,11 +177,35 @@ def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ks
     assert on_ca["ksha_model"]["me"]["interface"] == "host0"
     assert on_ca["ksha_model"]["me"]["lb_priority"] == 200
     assert on_ca["ksha_model"]["me"]["lb_peers"] == ["192.168.0.2", "192.168.0.3"]
-    assert set(on_ca["x509_signing_policies"]) == set(model.ETCD_POLICIES)
+    # master1 holds both CAs by default: both CAs' policies
+    assert set(on_ca["x509_signing_policies"]) == set(model.ETCD_POLICIES) | set(model.KUBE_POLICIES)
     other = model.for_minion(m, "master2", {})
     assert "x509_signing_policies" not in other
     assert other["ksha_model"]["me"]["interface"] is None
     assert model.for_minion(m, "stranger", grains) == {"ksha_model": {**m, "me": {}}}
+
+
+def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
+    m = model.build(variant(example_ksha, **{"kubernetes:pki:ca_host": "master2"}))
+    assert set(model.for_minion(m, "master1")["x509_signing_policies"]) == set(model.ETCD_POLICIES)
+    on_kube_ca = model.for_minion(m, "master2")
+    assert set(on_kube_ca["x509_signing_policies"]) == set(model.KUBE_POLICIES)
+    assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
+    assert on_kube_ca["ksha_model"]["me"]["states"][-2:] == ["ksha.kubernetes.ca", "ksha.kubernetes.pki"]
+
+
+def test_kubeconfigs_reference_the_certificates_the_model_issues(example_ksha):
+    m = model.build(variant(example_ksha, **KEEPALIVED))
+    me = model.host(m, "master2")
+    issued = {c["path"] + ".crt" for c in me["certificates"]["kubernetes"]}
+    for name, entry in me["kubeconfigs"].items():
+        content = entry["content"]
+        [user] = content["users"]
+        assert user["user"]["client-certificate"] in issued, name
+        [cluster] = content["clusters"]
+        assert cluster["cluster"]["certificate-authority"] == m["kubernetes"]["cas"]["kubernetes"]["installed"]
+        assert content["current-context"] == content["contexts"][0]["name"]
+    assert me["kubeconfigs"]["admin"]["content"]["clusters"][0]["cluster"]["server"] == m["api"]["url"]
 
 
 def test_pillar_interface_wins_over_grains(example_ksha):
@@ -207,9 +232,11 @@ def test_settings_merge_defaults_os_family_pillar(case, family, over, pkgs):
 
 
 def test_states_follow_phase_order_once_each():
-    assert model.states(["etcd", "all", "kube-master", "etcd-ca"]) == [
+    assert model.states(["etcd", "all", "kube-master", "etcd-ca", "kubernetes-ca"]) == [
         "ksha.common",
         "ksha.etcd.ca",
         "ksha.etcd.pki",
         "ksha.etcd",
+        "ksha.kubernetes.ca",
+        "ksha.kubernetes.pki",
     ]

@@ -101,6 +101,8 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-etcd-members-bootstrapped",
         "ksha-phase-etcd-other-hosts-cleaned",
         "ksha-phase-etcd-cluster-healthy",
+        "ksha-phase-control-plane-ca-ready",
+        "ksha-phase-control-plane-certificates-issued",
     ]
     boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
@@ -349,11 +351,11 @@ PROBE_RETURNS = [
 
 @pytest.mark.parametrize("case, ret, found", PROBE_RETURNS, ids=[c[0] for c in PROBE_RETURNS])
 def test_probe_returns_are_read(case, ret, found):
-    assert plan.leftovers_found(ret) == found
+    assert plan.files_found(ret) == found
 
 
 def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cluster):
-    argv = plan.leftover_probe(cluster)
+    argv = plan.file_probe(cluster)
     assert argv[:2] == ["grep", "-cHsF"]
     files = argv[argv.index("--") + 1 :]
     lb, etcd = cluster["loadbalancer"], cluster["etcd"]
@@ -365,10 +367,51 @@ def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cl
 def test_clean_steps_only_where_something_is_left(cluster):
     """A converged cluster: no clean step. A former LB host and a former member: cleaned."""
     hosts = [h["name"] for h in cluster["hosts"]]
-    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"], "leftovers": {h: {} for h in hosts}}
+    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"], "files": {h: {} for h in hosts}}
     assert not [i for i in ids(plan.build(cluster, live)) if i.endswith("-cleaned")]
-    live["leftovers"]["node1"] = {cluster["loadbalancer"]["keepalived_conf"]: 1, cluster["etcd"]["unit_file"]: 1}
-    live["leftovers"]["node2"] = None
+    live["files"]["node1"] = {cluster["loadbalancer"]["keepalived_conf"]: 1, cluster["etcd"]["unit_file"]: 1}
+    live["files"]["node2"] = None
     steps = {s["id"]: s["target"] for s in plan.build(cluster, live)["steps"]}
     assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["node1", "node2"]
     assert steps["ksha-phase-etcd-other-hosts-cleaned"] == ["node1", "node2"]
+
+
+KEY = "/etc/ksha/kubernetes-ca/ca.key"
+TRUSTED = "/etc/kubernetes/pki/ca.crt"
+
+# (case, the probe's {host: files} (Kubernetes CA key, CA certificate), ca_host, expected: steps or refusal text)
+CONTROL_PLANE = [
+    ("bare hosts: the CA is made on the first master", {}, None, "steps"),
+    ("the key where the CA host is", {"master1": [KEY, TRUSTED], "master2": [TRUSTED]}, None, "steps"),
+    ("ca_host moved off the key", {"master1": [KEY, TRUSTED], "master2": [TRUSTED]}, "master2",
+     "ksha:kubernetes:pki:ca_host resolves to master2, but the Kubernetes CA's key is on master1"),
+    ("certificates issued, no key anywhere", {"master2": [TRUSTED]}, None,
+     "no host of the inventory holds the Kubernetes CA's key"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, files, ca_host, expected", CONTROL_PLANE, ids=[c[0] for c in CONTROL_PLANE])
+def test_control_plane_pki_steps_and_refusals(example_ksha, case, files, ca_host, expected):
+    example_ksha["loadbalancer"].update(mode="keepalived", address="192.168.0.100")
+    if ca_host:
+        example_ksha.setdefault("kubernetes", {}).setdefault("pki", {})["ca_host"] = ca_host
+    cluster = model.build(example_ksha)
+    found = {h["name"]: {p: 0 for p in files.get(h["name"], [])} for h in cluster["hosts"]}
+    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"], "files": found}
+    steps = plan.build(cluster, live)["steps"]
+    control_plane = [s for s in steps if s["id"].startswith("ksha-phase-control-plane")]
+    if expected == "steps":
+        assert [(s["id"], s["target"], s["sls"]) for s in control_plane] == [
+            ("ksha-phase-control-plane-ca-ready", ["master1"], ["ksha.kubernetes.ca"]),
+            ("ksha-phase-control-plane-certificates-issued", M, ["ksha.kubernetes.pki"]),
+        ]
+    else:
+        [refusal] = control_plane
+        assert refusal["id"] == "ksha-phase-control-plane-ca-stays-where-its-key-is"
+        assert refusal["state"] == "test.fail_without_changes" and expected in refusal["why"]
+        assert steps[-1] is refusal
+
+
+def test_no_phase_is_planned_after_a_refusal(cluster):
+    live = {"recorded": {"master1": "c"}, "current": None, "ca_keys": ["master1"]}
+    assert ids(plan.build(cluster, live))[-1] == "ksha-phase-etcd-cluster-reachable"

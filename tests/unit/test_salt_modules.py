@@ -72,7 +72,7 @@ def hosts():
     bare = Hosts()
     none_left = {"retcode": 2, "stdout": "", "stderr": "", "pid": 1}
     for name in ["master1", "master2", "master3", "node1", "node2", "node3"]:
-        bare.facts[name] = {"file.file_exists": False, "grains.get": "", "cmd.run_all": none_left}
+        bare.facts[name] = {"grains.get": "", "cmd.run_all": none_left}
     return bare
 
 
@@ -204,17 +204,18 @@ def test_plan_lb_hosts_in_keepalived_mode(fleet, example_ksha, hosts):
 
 def test_plan_asks_etcd_for_its_members_only_for_the_etcd_phase_of_a_bootstrapped_cluster(fleet, hosts):
     steps = dict(_plan())
-    assert [fun for fun, *_ in hosts.calls] == [["file.file_exists", "grains.get", "cmd.run_all"]]
+    assert [fun for fun, *_ in hosts.calls] == [["grains.get", "cmd.run_all"]]
     assert steps["ksha-phase-etcd-members-bootstrapped"] == ["master1", "master2", "master3"]
     # bare hosts: nothing to clean anywhere
     assert not [i for i in steps if i.endswith("-cleaned")]
     for member in ["master1", "master2", "master3"]:
         hosts.facts[member]["grains.get"] = "c0ffee"
-    hosts.facts["master1"]["file.file_exists"] = True
+    ca_key = model.build(fleet["master1"]["ksha"])["etcd"]["ca"]["key"]
+    hosts.facts["master1"]["cmd.run_all"] = {"retcode": 0, "stdout": f"{ca_key}:0", "pid": 1}
     hosts.members["master1"] = {"result": True, "members": [{"name": m, "id": "1"} for m in ["master1", "master2"]]}
     hosts.calls.clear()
     _plan(until="lb")
-    assert [fun for fun, *_ in hosts.calls] == [["file.file_exists", "grains.get", "cmd.run_all"]]
+    assert [fun for fun, *_ in hosts.calls] == [["grains.get", "cmd.run_all"]]
     hosts.calls.clear()
     steps = dict(_plan())
     assert [fun for fun, *_ in hosts.calls][1] == "ksha_etcd.members"
@@ -231,7 +232,7 @@ def test_plan_cleans_the_hosts_the_probe_finds_ksha_files_on(fleet, hosts, examp
     # the probe is the plan's command, run without a shell; a missing file is no error in the log
     [(_, target, args)] = hosts.calls
     assert target == ["master1", "master2", "master3", "node1", "node2", "node3"]
-    assert args[2] == [plan.leftover_probe(model.build(example_ksha)), "python_shell=False", "ignore_retcode=True"]
+    assert args[1] == [plan.file_probe(model.build(example_ksha)), "python_shell=False", "ignore_retcode=True"]
 
 
 def test_plan_without_pillar_is_the_failing_preflight(fleet):
@@ -395,7 +396,14 @@ def test_module_roles_and_host():
     assert (me["name"], me["ip"], me["states"]) == (
         "master2",
         "192.168.0.2",
-        ["ksha.common", "ksha.loadbalancer.clean", "ksha.loadbalancer.external", "ksha.etcd.pki", "ksha.etcd"],
+        [
+            "ksha.common",
+            "ksha.loadbalancer.clean",
+            "ksha.loadbalancer.external",
+            "ksha.etcd.pki",
+            "ksha.etcd",
+            "ksha.kubernetes.pki",
+        ],
     )
     assert module.host("nobody") == {}
 

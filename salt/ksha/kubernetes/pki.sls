@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.kubernetes.pki: a master's certificates from the Kubernetes CAs (signed
+    on the CA host), kubeadm's names under ksha:kubernetes:pki:dir, as the
+    cluster model lists them (ksha/model.py): the apiserver's serving
+    certificate (its SANs follow the masters and the LB), its kubelet client and
+    front-proxy client certificates, and the client certificates of the
+    kubeconfigs /etc/kubernetes/{admin,controller-manager,scheduler}.conf.
+    Any highstate renews one with fewer than days_remaining days left. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- set pki = ksha.kubernetes.pki %}
+{%- set k8s = model.kubernetes %}
+
+{%- if me.certificates.kubernetes %}
+ksha-kubernetes-pki-directory-present:
+  file.directory:
+    - name: {{ k8s.pki_dir }}
+    - user: root
+    - mode: '0755'
+    - makedirs: True
+{%-   for name, ca in k8s.cas | dictsort %}
+
+# The CA certificate, as the CA host's signing policy hands it out.
+ksha-kubernetes-pki-{{ name }}-ca-certificate-installed:
+  x509.pem_managed:
+    - name: {{ ca.installed }}
+    - text: {{ salt['x509.get_signing_policy'](ca.policy, ca_server=k8s.ca_host).get('signing_cert', '') | json }}
+    - mode: '0644'
+    - require:
+      - file: ksha-kubernetes-pki-directory-present
+{%-   endfor %}
+{%-   for cert in me.certificates.kubernetes %}
+
+ksha-kubernetes-pki-{{ cert.id }}-key-present:
+  x509.private_key_managed:
+    - name: {{ cert.path }}.key
+    - algo: ec
+    - keysize: 256
+    - new: False
+    - user: {{ cert.user }}
+    - mode: '0600'
+    - require:
+      - file: ksha-kubernetes-pki-directory-present
+
+ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
+  x509.certificate_managed:
+    - name: {{ cert.path }}.crt
+    - ca_server: {{ k8s.ca_host }}
+    - signing_policy: {{ cert.policy }}
+    - private_key: {{ cert.path }}.key
+    - CN: {{ cert.cn }}
+{%-     if cert.o %}
+    - O: {{ cert.o }}
+{%-     endif %}
+{%-     if cert.sans %}
+    - subjectAltName: {{ cert.sans }}
+{%-     endif %}
+    - days_remaining: {{ pki.days_remaining }}
+    - user: {{ cert.user }}
+    - mode: '0644'
+    - require:
+      - x509: ksha-kubernetes-pki-{{ cert.id }}-key-present
+{%-   endfor %}
+{%-   for name, kubeconfig in me.kubeconfigs | dictsort %}
+
+ksha-kubernetes-pki-{{ name }}-kubeconfig:
+  file.serialize:
+    - name: {{ kubeconfig.path }}
+    - dataset: {{ kubeconfig.content | json }}
+    - serializer: yaml
+    - user: root
+    - mode: '0600'
+    - require:
+      - x509: ksha-kubernetes-pki-{{ name }}-client-certificate-issued
+{%-   endfor %}
+{%- else %}
+ksha-kubernetes-pki-nothing-for-this-host:
+  test.nop:
+    - name: {{ grains['id'] }} is not a master
+{%- endif %}

@@ -1,0 +1,114 @@
+"""Phase 5 on the lab, as far as it is built: the Kubernetes PKI on the masters.
+
+Checked with the real clients: ``openssl`` in the hosts, ``kubectl`` (this machine's) reading
+the kubeconfigs the formula wrote.
+"""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.lab.conftest import converged_lab
+
+MASTERS = ["master1", "master2", "master3"]
+PKI = "/etc/kubernetes/pki"
+CA_DIR = "/etc/ksha/kubernetes-ca"
+DOMAIN = "lb.kubesphere.local"
+# each leaf certificate: (its CA's certificate, subject CN, O or None, extended key usage)
+LEAVES = {
+    "apiserver": ("ca.crt", "kube-apiserver", None, "TLS Web Server Authentication"),
+    "apiserver-kubelet-client": ("ca.crt", "kube-apiserver-kubelet-client", "system:masters", "TLS Web Client"),
+    "front-proxy-client": ("front-proxy-ca.crt", "front-proxy-client", None, "TLS Web Client"),
+    "admin-client": ("ca.crt", "kubernetes-admin", "system:masters", "TLS Web Client"),
+    "controller-manager-client": ("ca.crt", "system:kube-controller-manager", None, "TLS Web Client"),
+    "scheduler-client": ("ca.crt", "system:kube-scheduler", None, "TLS Web Client"),
+}
+KUBECONFIGS = {"admin.conf": "admin", "controller-manager.conf": "controller-manager", "scheduler.conf": "scheduler"}
+
+
+@pytest.fixture(scope="module")
+def cp_lab(_lab_session):
+    """The shared converged cluster (orch.ksha reaches the control-plane PKI)."""
+    lab, salt, states = converged_lab()
+    return lab, salt, states
+
+
+def test_orchestration_from_bare_hosts_issues_the_control_plane_pki(cp_lab):
+    _, _, states = cp_lab
+    issued = states["ksha-phase-control-plane-certificates-issued"]
+    assert issued["result"] is True
+    assert sorted(issued["changes"]["ret"]) == MASTERS
+    ca = states["ksha-phase-control-plane-ca-ready"]
+    assert list(ca["changes"]["ret"]) == ["master1"]
+
+
+def test_every_certificate_verifies_against_its_ca_with_kubeadms_subjects(cp_lab):
+    lab, _, _ = cp_lab
+    for name in MASTERS:
+        host = lab.hosts[name]
+        for leaf, (ca, cn, org, usage) in LEAVES.items():
+            crt = f"{PKI}/{leaf}.crt"
+            verified = lab.exec(host, "openssl", "verify", "-CAfile", f"{PKI}/{ca}", crt)
+            assert verified.returncode == 0 and verified.stdout.strip() == f"{crt}: OK", (name, verified.stderr)
+            text = lab.exec(
+                host, "openssl", "x509", "-noout", "-subject", "-ext", "extendedKeyUsage", "-in", crt
+            ).stdout
+            assert f"CN = {cn}" in text, (name, leaf, text)
+            assert (f"O = {org}" in text) if org else ("O = " not in text), (name, leaf, text)
+            assert usage in text, (name, leaf, text)
+        # the other CA does not verify it: front-proxy-ca and kubernetes-ca are two CAs
+        crossed = lab.exec(host, "openssl", "verify", "-CAfile", f"{PKI}/front-proxy-ca.crt", f"{PKI}/apiserver.crt")
+        assert crossed.returncode != 0
+
+
+def test_the_apiserver_certificate_names_every_way_to_reach_an_apiserver(cp_lab):
+    lab, _, _ = cp_lab
+    expected = {f"DNS:{m}" for m in MASTERS} | {f"IP Address:{lab.hosts[m].ip}" for m in MASTERS}
+    expected |= {f"DNS:{DOMAIN}", f"IP Address:{lab.vip}", "DNS:localhost", "IP Address:127.0.0.1"}
+    expected |= {"DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc"}
+    expected |= {"DNS:kubernetes.default.svc.cluster.local", "IP Address:10.233.0.1"}
+    serials = set()
+    for name in MASTERS:
+        out = lab.exec(lab.hosts[name], "openssl", "x509", "-noout", "-serial", "-ext", "subjectAltName", "-in",
+                       f"{PKI}/apiserver.crt").stdout  # fmt: skip
+        sans = set(re.split(r",\s*", out.split("Subject Alternative Name:", 1)[1].strip()))
+        assert sans == expected, (name, sans ^ expected)
+        serials.add(out.split("\n", 1)[0])
+    assert len(serials) == 3  # one certificate per master, each with its own key
+
+
+def test_keys_are_private_and_the_ca_keys_stay_on_the_ca_host(cp_lab):
+    lab, _, _ = cp_lab
+    for name in MASTERS:
+        keys = [f"{PKI}/{leaf}.key" for leaf in LEAVES]
+        confs = [f"/etc/kubernetes/{c}" for c in KUBECONFIGS]
+        out = lab.exec(lab.hosts[name], "stat", "-c", "%U %a", *keys, *confs).stdout.split("\n")
+        assert out[: len(keys) + len(confs)] == ["root 600"] * (len(keys) + len(confs)), name
+    ca_keys = lab.exec(lab.hosts["master1"], "stat", "-c", "%n %a", f"{CA_DIR}/ca.key", f"{CA_DIR}/front-proxy-ca.key")
+    assert ca_keys.stdout.split("\n")[:2] == [f"{CA_DIR}/ca.key 600", f"{CA_DIR}/front-proxy-ca.key 600"]
+    for name in ["master2", "master3", "node1"]:
+        found = lab.exec(lab.hosts[name], "sh", "-c", f"ls {CA_DIR} 2>/dev/null; ls {PKI} 2>/dev/null | grep ca.key")
+        assert found.stdout.strip() == "", name
+    # workers get no control-plane certificate
+    assert lab.exec(lab.hosts["node1"], "test", "-e", f"{PKI}/apiserver.crt").returncode != 0
+
+
+def test_kubectl_reads_the_kubeconfigs_admin_through_the_lb_the_others_their_own_apiserver(cp_lab):
+    lab, _, _ = cp_lab
+    for name in MASTERS:
+        root = lab.hosts[name].root
+        for conf, who in KUBECONFIGS.items():
+            out = subprocess.run(
+                ["kubectl", "--kubeconfig", f"{root}/etc/kubernetes/{conf}", "config", "view", "-o", "json"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            view = json.loads(out.stdout)
+            [cluster], [user] = view["clusters"], view["users"]
+            server = f"https://{DOMAIN}:6443" if who == "admin" else f"https://{lab.hosts[name].ip}:6443"
+            assert cluster["cluster"]["server"] == server, (name, conf)
+            assert cluster["cluster"]["certificate-authority"] == f"{PKI}/ca.crt"
+            assert user["user"]["client-certificate"] == f"{PKI}/{who}-client.crt"
+            assert user["user"]["client-key"] == f"{PKI}/{who}-client.key"
+            assert view["current-context"] == view["contexts"][0]["name"]
