@@ -46,8 +46,10 @@ class LabSalt:
     def run(self, fun, *args, timeout=600):
         return self._json("salt-run", fun, *args, timeout=timeout)
 
-    def orchestrate(self, *args):
-        """state.orchestrate orch.ksha: (exit code, {state ID: state return})."""
+    def orchestrate(self, *args, until=None):
+        """state.orchestrate orch.ksha (up to phase ``until``): (exit code, {state ID: state return})."""
+        if until:
+            args = (*args, f'pillar={{"ksha_until": "{until}"}}')
         rc, data, proc = self.run("state.orchestrate", "orch.ksha", *args)
         assert data is not None and isinstance(data["data"], dict), (data, proc.stderr[-2000:])
         states = next(iter(data["data"].values()))
@@ -108,14 +110,15 @@ class LabPillar:
     def restore(self):
         self.write(self.original)
 
-    def apply(self, change):
-        """Edit the pillar (as ``edit``) and run orch.ksha once: (exit code, {state ID: return}).
+    def apply(self, change, until=None):
+        """Edit the pillar (as ``edit``) and run orch.ksha once, up to phase ``until`` (a test of
+        the LB or etcd phases need not wait for the later phases): (exit code, {state ID: return}).
         The ``lab_pillar`` fixture restores the pillar afterwards and, unless the last ``apply``
-        was back to the original pillar and succeeded, leaves the cluster to be converged again
-        before the next test that uses it (``_converged_first``)."""
+        was back to the original pillar and succeeded, leaves the cluster to be converged again,
+        every phase, before the next test that uses it (``_converged_first``)."""
         pillar = self.edit(change)
         self.applied = True  # until the run below shows otherwise (it may raise)
-        rc, states = self.salt.orchestrate()
+        rc, states = self.salt.orchestrate(until=until)
         # Converged to the original already: the last apply set the original pillar back
         # (empty mappings aside) and its orchestration succeeded. Else it is converged later.
         self.applied = not (rc == 0 and _pruned(pillar) == _pruned(yaml.safe_load(self.original)))
@@ -193,7 +196,7 @@ _CONVERGED: dict[str, dict] = {}
 _ELSEWHERE: set[str] = set()
 # The module fixtures that hand out the shared converged cluster (they call converged_lab):
 # a test using one gets the cluster converged first. A new lab test module adds its own.
-CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab")
+CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", "cp_lab")
 
 
 def generation(lab):

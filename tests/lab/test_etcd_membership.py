@@ -58,7 +58,7 @@ def etcd_group(members_lab, lab_pillar):
             ksha["groups"]["etcd"] = members
             ksha.setdefault("etcd", {}).update(etcd_options)
 
-        return lab_pillar.apply(change)
+        return lab_pillar.apply(change, until="etcd")
 
     return apply
 
