@@ -8,7 +8,7 @@ signing policies. Nothing else derives these facts:
 
 - the master's external pillar ``ksha_model`` (``salt/_pillar/ksha_model.py``) publishes
   the model to every minion as the pillar key ``ksha_model`` (plus ``me``: the minion's
-  own host entry) and the etcd CA's ``x509_signing_policies`` to the CA host;
+  own host entry) and a CA's ``x509_signing_policies`` to its CA host;
 - ``salt/top.sls``, ``salt/ksha/map.jinja`` and the states render from that pillar key;
 - the execution modules read their settings from it;
 - the runner (``salt-run ksha.plan``, ``ksha.status``) calls ``build()`` itself.
@@ -660,7 +660,7 @@ def host(model: dict, name: str) -> dict:
 
 def for_minion(model: dict, minion_id: str, grains: dict | None = None) -> dict:
     """What the external pillar publishes to `minion_id`: ``{"ksha_model": model + me}``, and
-    the etcd CA's signing policies when it is the CA host.
+    the signing policies of the CAs it holds (etcd's, the Kubernetes CAs').
 
     ``me`` adds this minion's runtime facts from its grains: the interface holding its ip
     (keepalived's, unless ``ksha:loadbalancer:keepalived:interface`` names one).

@@ -111,7 +111,14 @@ def etcd_membership(members: list[str], recorded: dict[str, str], current: list[
 
 
 def ca_move_problem(
-    key: str, ca_host: str | None, holders: list[str], ca_dir: str, what: str, issued: bool, silent: tuple = ()
+    key: str,
+    ca_host: str | None,
+    holders: list[str],
+    ca_dir: str,
+    what: str,
+    issued: bool,
+    silent: tuple = (),
+    key_file: str = "ca.key",
 ) -> str | None:
     """Refuse a CA host that does not hold the CA key once the CA exists (pure).
 
@@ -124,6 +131,8 @@ def ca_move_problem(
         whether the CA has issued certificates already (the cluster was bootstrapped).
     silent
         the hosts that did not answer where the key is (the key may be on one of them).
+    key_file
+        the CA key's file name in ``ca_dir``.
 
     The CA host's state would make a new CA there, and every certificate of that CA would
     change at once: members that trust only one of the two CAs cannot talk to each other.
@@ -133,18 +142,18 @@ def ca_move_problem(
         return None
     if not holders and silent:
         return (
-            f"the {what} CA's key ({ca_dir}/ca.key) is on none of the hosts that answered, and "
+            f"the {what} CA's key ({ca_dir}/{key_file}) is on none of the hosts that answered, and "
             f"{', '.join(silent)} did not answer: bring them up (the CA host may be among them) and run again"
         )
     if not holders:
         return (
-            f"no host of the inventory holds the {what} CA's key ({ca_dir}/ca.key), but the CA has issued "
+            f"no host of the inventory holds the {what} CA's key ({ca_dir}/{key_file}), but the CA has issued "
             f"certificates: {ca_host} ({key}) would make a new CA and every {what} certificate would change at "
             f"once. Put {ca_dir} back on {ca_host} as it was (from the old CA host or its backup; docs/"
             "ARCHITECTURE.md, 'Moving a CA'), then run orch.ksha again; ksha never replaces a CA by itself"
         )
     return (
-        f"{key} resolves to {ca_host}, but the {what} CA's key is on {', '.join(holders)} ({ca_dir}/ca.key): "
+        f"{key} resolves to {ca_host}, but the {what} CA's key is on {', '.join(holders)} ({ca_dir}/{key_file}): "
         f"{ca_host} would make a new CA and every {what} certificate would change at once. Move the CA first: "
         f"copy {ca_dir} from {holders[0]} to {ca_host} as it is (docs/ARCHITECTURE.md, 'Moving a CA'), then run "
         f"orch.ksha again; or set {key} to a host that holds it"
@@ -155,13 +164,16 @@ def file_probe(model: dict) -> list[str]:
     """The command (argv, no shell) that tells the plan what it needs of a host's files (pure):
     what ksha's clean states would remove, where the CA keys are, whether the host trusts the
     Kubernetes CA. For each of those files that exists, ``path:N``, N the lines carrying a
-    ksha marker (grep -c; missing files are not listed). Read with ``files_found``."""
+    ksha marker (grep -c; a missing file is an error line of its own). A line counts either
+    component's marker: a file of one component never carries the other's. Read with
+    ``files_found``."""
     components = (model["loadbalancer"], model["etcd"])
     paths = [p for c in components for kind in ("marked", "owned") for p in c["leftovers"][kind]]
     cas = model["kubernetes"]["cas"]
     paths += [model["etcd"]["ca"]["key"], *(ca["key"] for ca in cas.values()), cas["kubernetes"]["installed"]]
     markers = [arg for c in components for arg in ("-e", c["marker"])]
-    return ["grep", "-cHsF", *markers, "--", *paths]
+    # LC_ALL=C: files_found reads grep's "No such file or directory", whatever the host's locale
+    return ["env", "LC_ALL=C", "grep", "-cHF", *markers, "--", *paths]
 
 
 def holders(files: dict, path: str) -> list[str]:
@@ -169,10 +181,17 @@ def holders(files: dict, path: str) -> list[str]:
     return [host for host, found in files.items() if found and path in found]
 
 
+MISSING = ": No such file or directory"
+
+
 def files_found(ret) -> dict[str, int] | None:
-    """``{path: marker lines}`` from a host's ``cmd.run_all`` of ``file_probe`` (pure);
-    None when the host did not run it (no answer, an error): then nothing is known."""
+    """``{path: marker lines}`` from a host's ``cmd.run_all`` of ``file_probe`` (pure); None
+    when nothing is known: no answer, or an error other than a missing file (a file grep could
+    not read may be ksha's keepalived.conf: it must not pass for absent)."""
     if not isinstance(ret, dict) or not isinstance(ret.get("stdout"), str) or ret.get("retcode") not in (0, 1, 2):
+        return None
+    errors = [line for line in str(ret.get("stderr") or "").splitlines() if line.strip()]
+    if any(not line.endswith(MISSING) for line in errors) or (ret["retcode"] == 2 and not errors):
         return None
     found = {}
     for line in ret["stdout"].splitlines():
@@ -335,14 +354,17 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
 
 def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) -> None:
     k8s = model["kubernetes"]
-    ca = k8s["cas"]["kubernetes"]
-    problem = ca_move_problem(
-        "ksha:kubernetes:pki:ca_host", k8s["ca_host"], holders(found, ca["key"]),
-        model["config"]["kubernetes"]["pki"]["ca_dir"], "Kubernetes", bool(holders(found, ca["installed"])), silent,
-    )  # fmt: skip
-    if problem:
-        steps.fail("ksha-phase-control-plane-ca-stays-where-its-key-is", problem)
-        return
+    # both CAs' keys (a partial copy of ca_dir is refused too); the CA has issued certificates
+    # once a host trusts kubernetes-ca
+    issued = bool(holders(found, k8s["cas"]["kubernetes"]["installed"]))
+    for name, ca in k8s["cas"].items():
+        problem = ca_move_problem(
+            "ksha:kubernetes:pki:ca_host", k8s["ca_host"], holders(found, ca["key"]),
+            model["config"]["kubernetes"]["pki"]["ca_dir"], name, issued, silent, ca["key"].rsplit("/", 1)[1],
+        )  # fmt: skip
+        if problem:
+            steps.fail("ksha-phase-control-plane-ca-stays-where-its-key-is", problem)
+            return
     steps.add(
         "ksha-phase-control-plane-ca-ready",
         "salt.state",

@@ -52,6 +52,7 @@ def check(ctx: Context, report: Report) -> None:
     pki = ctx.section("kubernetes", "pki")
     certificate_days(f"{KEY}:pki", pki, report)
     _ca_host(ctx, pki, report)
+    _pki_dirs(pki, ctx.section("etcd", "pki"), report)
     _leader_election(ctx.section("kubernetes", "leader_election"), report)
     for component, key in EXTRA_ARGS.items():
         section = key.split(":")[2]
@@ -204,6 +205,20 @@ def _in(address: Any, network) -> bool:
 
 def _ca_host(ctx: Context, pki: dict, report: Report) -> None:
     ca_host_in_group(ctx, report, f"{KEY}:pki:ca_host", pki.get("ca_host"), "kube-master", "a kube-master", "master")
+
+
+def _pki_dirs(pki: dict, etcd_pki: dict, report: Report) -> None:
+    """The etcd CA and the Kubernetes CAs each keep ca.key and ca.crt in their own directories:
+    one directory for both would make one CA's key the other's (and the two CA states rewrite
+    one ca.crt in turn); the same for the leaf directories' ca.crt."""
+    for which, what in (("ca_dir", "the CAs' keys"), ("dir", "the certificates")):
+        mine, etcd = pki.get(which), etcd_pki.get(which)
+        if isinstance(mine, str) and isinstance(etcd, str) and mine.rstrip("/") == etcd.rstrip("/"):
+            report.error(
+                f"{KEY}:pki:{which}",
+                f"{mine!r} is ksha:etcd:pki:{which} too: {what} of the two PKIs would overwrite each other's "
+                "ca.key/ca.crt; give each its own directory",
+            )
 
 
 def _leader_election(election: dict, report: Report) -> None:

@@ -11,7 +11,8 @@ validator (``ksha.inventory``) and, when it is valid, adds:
 - ``ksha_model``: the whole cluster model (``ksha.model.build``) plus ``me``, this
   minion's own host entry (roles, states, certificates, LB priority and peers, the
   interface holding its ip, from its grains);
-- ``x509_signing_policies``: the etcd CA's signing policies, on the CA host only.
+- ``x509_signing_policies``: a CA's signing policies, on its CA host only (the etcd CA's,
+  the Kubernetes CAs'; both on a host that holds both).
 
 An invalid pillar gives ``ksha_model: {errors: [...]}``, which the formula's map.jinja
 turns into a render error listing the findings. A minion without a ``ksha`` pillar gets

@@ -120,8 +120,10 @@ class LabPillar:
         self.applied = True  # until the run below shows otherwise (it may raise)
         rc, states = self.salt.orchestrate(until=until)
         # Converged to the original already: the last apply set the original pillar back
-        # (empty mappings aside) and its orchestration succeeded. Else it is converged later.
-        self.applied = not (rc == 0 and _pruned(pillar) == _pruned(yaml.safe_load(self.original)))
+        # (empty mappings aside) and its orchestration, every phase, succeeded. Else it is
+        # converged later (an apply before may have reached phases after ``until``).
+        back = _pruned(pillar) == _pruned(yaml.safe_load(self.original))
+        self.applied = not (rc == 0 and back and until is None)
         return rc, states
 
     def put_back(self):
@@ -210,9 +212,9 @@ def _converged_first(request):
     original pillar. Deferred to here, not done in that test's teardown, so that a run whose
     last tests do not use the cluster spends no orchestration on it."""
     if _ELSEWHERE and set(CONVERGED_FIXTURES) & set(request.fixturenames):
-        lab = _lab_ready()
-        if lab is not None:
-            _converge_if_elsewhere(lab)
+        # the lab the test gets (brought up again if a test took it down: a new lab is
+        # converged from bare hosts by converged_lab)
+        _converge_if_elsewhere(_lab_ready() or core.up("seed"))
 
 
 def _converge_if_elsewhere(lab):

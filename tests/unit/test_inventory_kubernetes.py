@@ -177,6 +177,16 @@ def test_kubernetes_findings(example_ksha, case, edits, expected):
 
 MORE = [
     (
+        "the Kubernetes CAs in the etcd CA's directory",
+        {"kubernetes:pki:ca_dir": "/etc/ksha/etcd-ca/"},
+        ["ERROR ksha:kubernetes:pki:ca_dir: '/etc/ksha/etcd-ca/' is ksha:etcd:pki:ca_dir too: the CAs' keys of the"],
+    ),
+    (
+        "the Kubernetes certificates in etcd's certificate directory",
+        {"kubernetes:pki:dir": "/etc/etcd/pki"},
+        ["ERROR ksha:kubernetes:pki:dir: '/etc/etcd/pki' is ksha:etcd:pki:dir too: the certificates of the two PKIs"],
+    ),
+    (
         "a leading zero in the version",
         {"kubernetes:version": f"v{V}.08"},
         [f"ERROR ksha:kubernetes:version: 'v{V}.08' is not a Kubernetes release version"],

@@ -337,11 +337,22 @@ def test_without_a_probe_every_other_host_is_cleaned():
 
 
 # (case, the cmd.run_all return of the probe, what is read from it)
+GONE = "grep: /c.sh: No such file or directory"
 PROBE_RETURNS = [
     ("files with and without the marker", {"retcode": 0, "stdout": "/a.conf:1\n/b.cfg:0"}, {"/a.conf": 1, "/b.cfg": 0}),
     ("no file has a marker", {"retcode": 1, "stdout": "/b.cfg:0"}, {"/b.cfg": 0}),
-    ("some files missing (grep says 2, lists the rest)", {"retcode": 2, "stdout": "/a.conf:2"}, {"/a.conf": 2}),
-    ("no file there", {"retcode": 2, "stdout": ""}, {}),
+    (
+        "some files missing (grep says 2, lists the rest)",
+        {"retcode": 2, "stdout": "/a.conf:2", "stderr": GONE},
+        {"/a.conf": 2},
+    ),
+    ("no file there", {"retcode": 2, "stdout": "", "stderr": f"{GONE}\n{GONE.replace('c.sh', 'd')}"}, {}),
+    (
+        "a file grep cannot read: not taken for absent",
+        {"retcode": 2, "stdout": "/a.conf:0", "stderr": "grep: /etc/keepalived/keepalived.conf: Permission denied"},
+        None,
+    ),
+    ("an error grep does not explain", {"retcode": 2, "stdout": "/a.conf:0", "stderr": ""}, None),
     ("a path with a colon", {"retcode": 0, "stdout": "/x:y.conf:1"}, {"/x:y.conf": 1}),
     ("the minion's error string", "'cmd.run_all' is not available.", None),
     ("grep not found", {"retcode": 127, "stdout": ""}, None),
@@ -356,12 +367,20 @@ def test_probe_returns_are_read(case, ret, found):
 
 def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cluster):
     argv = plan.file_probe(cluster)
-    assert argv[:2] == ["grep", "-cHsF"]
+    assert argv[:4] == ["env", "LC_ALL=C", "grep", "-cHF"]  # no -s: an unreadable file must show as an error
     files = argv[argv.index("--") + 1 :]
-    lb, etcd = cluster["loadbalancer"], cluster["etcd"]
+    lb, etcd, cas = cluster["loadbalancer"], cluster["etcd"], cluster["kubernetes"]["cas"]
     for path in (lb["keepalived_conf"], lb["haproxy_cfg"], lb["check_script"], lb["sysctl_file"], etcd["unit_file"]):
         assert path in files
-    assert ["-e", lb["marker"]] == argv[2:4] and ["-e", etcd["marker"]] == argv[4:6]
+    # where the CA keys are, and whether a host trusts the Kubernetes CA
+    for path in (
+        etcd["ca"]["key"],
+        cas["kubernetes"]["key"],
+        cas["front-proxy"]["key"],
+        cas["kubernetes"]["installed"],
+    ):
+        assert path in files
+    assert ["-e", lb["marker"]] == argv[4:6] and ["-e", etcd["marker"]] == argv[6:8]
 
 
 def test_clean_steps_only_where_something_is_left(cluster):
@@ -377,16 +396,21 @@ def test_clean_steps_only_where_something_is_left(cluster):
 
 
 KEY = "/etc/ksha/kubernetes-ca/ca.key"
+FP_KEY = "/etc/ksha/kubernetes-ca/front-proxy-ca.key"
 TRUSTED = "/etc/kubernetes/pki/ca.crt"
 
 # (case, the probe's {host: files} (Kubernetes CA key, CA certificate), ca_host, expected: steps or refusal text)
 CONTROL_PLANE = [
     ("bare hosts: the CA is made on the first master", {}, None, "steps"),
-    ("the key where the CA host is", {"master1": [KEY, TRUSTED], "master2": [TRUSTED]}, None, "steps"),
-    ("ca_host moved off the key", {"master1": [KEY, TRUSTED], "master2": [TRUSTED]}, "master2",
-     "ksha:kubernetes:pki:ca_host resolves to master2, but the Kubernetes CA's key is on master1"),
+    ("the keys where the CA host is", {"master1": [KEY, FP_KEY, TRUSTED], "master2": [TRUSTED]}, None, "steps"),
+    ("ca_host moved off the key", {"master1": [KEY, FP_KEY, TRUSTED], "master2": [TRUSTED]}, "master2",
+     "ksha:kubernetes:pki:ca_host resolves to master2, but the kubernetes CA's key is on master1"),
     ("certificates issued, no key anywhere", {"master2": [TRUSTED]}, None,
-     "no host of the inventory holds the Kubernetes CA's key"),
+     "no host of the inventory holds the kubernetes CA's key (/etc/ksha/kubernetes-ca/ca.key)"),
+    ("a partial copy: the front-proxy key stayed behind", {"master1": [FP_KEY, TRUSTED], "master2": [KEY, TRUSTED]},
+     "master2", "the front-proxy CA's key is on master1 (/etc/ksha/kubernetes-ca/front-proxy-ca.key)"),
+    ("no key among those that answered, the CA host silent", {"master2": [TRUSTED], "master1": None}, None,
+     "master1 did not answer"),
 ]  # fmt: skip
 
 
@@ -396,8 +420,10 @@ def test_control_plane_pki_steps_and_refusals(example_ksha, case, files, ca_host
     if ca_host:
         example_ksha.setdefault("kubernetes", {}).setdefault("pki", {})["ca_host"] = ca_host
     cluster = model.build(example_ksha)
-    found = {h["name"]: {p: 0 for p in files.get(h["name"], [])} for h in cluster["hosts"]}
-    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"], "files": found}
+    found = {h["name"]: {p: 0 for p in files.get(h["name"]) or []} for h in cluster["hosts"]}
+    found.update({h: None for h, paths in files.items() if paths is None})
+    silent = [h for h, paths in found.items() if paths is None]
+    live = {"recorded": {m: "c" for m in M}, "current": M, "ca_keys": ["master1"], "silent": silent, "files": found}
     steps = plan.build(cluster, live)["steps"]
     control_plane = [s for s in steps if s["id"].startswith("ksha-phase-control-plane")]
     if expected == "steps":

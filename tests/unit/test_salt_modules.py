@@ -70,7 +70,8 @@ class Hosts:
 def hosts():
     """Six bare hosts: no CA key, no bootstrap grain, none of ksha's files."""
     bare = Hosts()
-    none_left = {"retcode": 2, "stdout": "", "stderr": "", "pid": 1}
+    # grep's answer where none of the files is there: one "No such file" line each
+    none_left = {"retcode": 2, "stdout": "", "stderr": "grep: /etc/x: No such file or directory", "pid": 1}
     for name in ["master1", "master2", "master3", "node1", "node2", "node3"]:
         bare.facts[name] = {"grains.get": "", "cmd.run_all": none_left}
     return bare
@@ -195,7 +196,7 @@ def test_plan_lb_hosts_in_keepalived_mode(fleet, example_ksha, hosts):
     # Moving the LB: the hosts that stop being LB hosts are the ones cleaned.
     keepalived_conf = model.build(example_ksha)["loadbalancer"]["keepalived_conf"]
     for name in ["master1", "master2", "master3"]:
-        hosts.facts[name]["cmd.run_all"] = {"retcode": 2, "stdout": f"{keepalived_conf}:1", "pid": 1}
+        hosts.facts[name]["cmd.run_all"] = {**hosts.facts[name]["cmd.run_all"], "stdout": f"{keepalived_conf}:1"}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     steps = dict(_plan(until="lb"))
     assert steps["ksha-phase-lb-keepalived-haproxy-applied"] == ["node1", "node2"]
