@@ -137,6 +137,8 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.etcd.ca",  # master1 is the first etcd member: the default CA host
             "ksha.etcd.pki",  # kube-master: the apiserver's etcd client certificate
             "ksha.etcd",
+            "ksha.kubernetes.ca",  # master1 is the first kube-master: the Kubernetes CA host
+            "ksha.kubernetes.pki",
         ]
     }
 
@@ -145,7 +147,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     example_ksha["loadbalancer"]["mode"] = "keepalived"
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
-    etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
+    etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd", "ksha.kubernetes.ca", "ksha.kubernetes.pki"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)
@@ -255,6 +257,7 @@ def test_until_must_name_a_phase(salt_master, synced, set_pillar, one_host_ksha)
 def test_etcd_signing_policies_come_from_the_model_to_the_ca_host(salt_minion, synced, set_pillar, example_ksha):
     example_ksha["groups"]["kube-master"].append("node1")
     example_ksha["etcd"] = {"pki": {"ca_dir": "/srv/etcd-ca", "days_valid": 90}}
+    example_ksha["kubernetes"] = {"pki": {"ca_host": "master2"}}  # the Kubernetes CAs' elsewhere
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("pillar.get", "x509_signing_policies", "unmask=True")
     assert ret.returncode == 0, ret.stderr
@@ -271,7 +274,14 @@ def test_etcd_signing_policies_come_from_the_model_to_the_ca_host(salt_minion, s
 def test_only_the_ca_host_gets_the_signing_policies(salt_minion, synced, set_pillar, example_ksha):
     example_ksha["etcd"] = {"pki": {"ca_host": "master2"}}
     set_pillar(example_ksha)
-    ret = salt_minion.salt_call_cli(timeout=120).run("pillar.get", "x509_signing_policies", "unmask=True")
+    cli = salt_minion.salt_call_cli(timeout=120)
+    ret = cli.run("pillar.get", "x509_signing_policies", "unmask=True")
+    assert ret.returncode == 0, ret.stderr
+    # master1 is still the Kubernetes CA host (the first master): its CAs' policies only
+    assert sorted(ret.data) == ["ksha_kube_apiserver", "ksha_kube_client", "ksha_kube_front_proxy_client"]
+    example_ksha["kubernetes"] = {"pki": {"ca_host": "master3"}}
+    set_pillar(example_ksha)
+    ret = cli.run("pillar.get", "x509_signing_policies", "unmask=True")
     assert ret.returncode == 0, ret.stderr
     assert not ret.data
 
