@@ -10,6 +10,7 @@ A finding names the pillar key it is about in Salt's colon notation, so
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,22 @@ __all__ = [
 DEFAULTS_FILE = Path(__file__).resolve().parent / "formula" / "defaults.yaml"
 
 
+# (mtime_ns, size) of defaults.yaml -> its parsed content: the master's ext_pillar reads the
+# defaults for every pillar compile (each state run, each x509 state's file check), and
+# parsing the YAML was most of a compile's time. An edited file is read again.
+_DEFAULTS_CACHE: dict[tuple[int, int], dict] = {}
+
+
 def load_defaults() -> dict:
-    """The formula's defaults.yaml: the same file map.jinja imports."""
-    with DEFAULTS_FILE.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    """The formula's defaults.yaml: the same file map.jinja imports (a copy the caller may change)."""
+    stat = DEFAULTS_FILE.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    if key not in _DEFAULTS_CACHE:
+        with DEFAULTS_FILE.open(encoding="utf-8") as fh:
+            parsed = yaml.safe_load(fh)
+        _DEFAULTS_CACHE.clear()
+        _DEFAULTS_CACHE[key] = parsed
+    return copy.deepcopy(_DEFAULTS_CACHE[key])
 
 
 def merge(base: Any, over: Any) -> Any:

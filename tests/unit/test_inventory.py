@@ -423,3 +423,14 @@ def test_etcd_archive_source_needs_a_checksum(example_ksha):
     ]
     example_ksha["etcd"]["archive"] = {"sha256": "ab" * 32, "url": "salt://files/etcd.tgz", "version": "v3.4.23"}
     assert errors(example_ksha) == []
+
+
+def test_defaults_are_parsed_once_handed_out_as_copies_and_read_again_when_edited(tmp_path, monkeypatch):
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text("ksha:\n  a: 1\n")
+    monkeypatch.setattr(inventory, "DEFAULTS_FILE", defaults)
+    first = inventory.load_defaults()
+    first["ksha"]["a"] = 99  # a caller changing its copy changes nobody else's
+    assert inventory.load_defaults() == {"ksha": {"a": 1}}
+    defaults.write_text("ksha:\n  a: 2\n  b: 3\n")
+    assert inventory.load_defaults() == {"ksha": {"a": 2, "b": 3}}
