@@ -41,7 +41,7 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("etcd", ("ksha.etcd",)),
     ("etcd-clean", ("ksha.etcd.clean",)),
     ("kubernetes-ca", ("ksha.kubernetes.ca",)),
-    ("kube-master", ("ksha.kubernetes.pki",)),
+    ("kube-master", ("ksha.kubernetes.pki", "ksha.kubernetes.service_account")),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -385,8 +385,15 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         },
         "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in KUBE_COMPONENTS},
         "etcd_servers": ",".join(etcd["client_urls"][m] for m in etcd["names"]),
-        # the service account token keys (kubeadm's sa.key / sa.pub)
-        "service_account": {"key": f"{pki_dir}/sa.key", "pub": f"{pki_dir}/sa.pub"},
+        # The service account token keys, kubeadm's names: each master signs tokens with its own
+        # sa.key (made there; no private key leaves its host) and every apiserver verifies them with
+        # sa.pub, the public keys of every master in master order, which each master publishes to
+        # the Salt mine under `mine` (the orchestration's mine.send step).
+        "service_account": {
+            "key": f"{pki_dir}/sa.key",
+            "pub": f"{pki_dir}/sa.pub",
+            "mine": "ksha_kube_service_account_key",
+        },
         "service_account_issuer": f"https://kubernetes.default.svc.{domain}",
         "scheduler_config": f"{KUBE_CONF_DIR}/kube-scheduler.yaml",
     }

@@ -380,6 +380,22 @@ def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) 
         target=k8s["masters"],
         sls=["ksha.kubernetes.pki"],
     )
+    sa = k8s["service_account"]
+    steps.add(
+        "ksha-phase-control-plane-service-account-keys-published",
+        "salt.function",
+        "each master's service account public key into the Salt mine (its private key stays on it)",
+        target=k8s["masters"],
+        function="mine.send",
+        extra={"arg": [sa["mine"], sa["key"]], "kwarg": {"mine_function": "x509.get_public_key"}},
+    )
+    steps.add(
+        "ksha-phase-control-plane-service-account-keys-trusted",
+        "salt.state",
+        "every master's apiserver trusts the service account tokens of every master (sa.pub)",
+        target=k8s["masters"],
+        sls=["ksha.kubernetes.service_account"],
+    )
 
 
 def _etcd_steps(steps: Steps, model: dict, membership: dict, others: list[str]) -> None:

@@ -105,3 +105,40 @@ def runner(name, **kwargs):
         return runners[name](**salt.utils.args.clean_kwargs(**kwargs))
     finally:
         runners.destroy()
+
+
+PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----"
+
+
+def public_key_bundle(minions, published):
+    """The public keys `minions` published (``{minion: PEM}``, a ``mine.get`` result), as one
+    PEM text in `minions`' order, and the minions whose key is not there (or is not a PEM public
+    key): ``{"pem": str, "missing": [minion]}``. Pure: no mine, no files."""
+    pem, missing = [], []
+    for minion in minions:
+        key = published.get(minion)
+        if isinstance(key, str) and key.strip().startswith(PUBLIC_KEY_PEM):
+            pem.append(key.strip() + "\n")
+        else:
+            missing.append(minion)
+    return {"pem": "".join(pem), "missing": missing}
+
+
+def service_account_keys():
+    """The service account public keys every apiserver trusts: each master's, as the masters
+    published them to the Salt mine (``ksha_model:kubernetes:service_account:mine``), in master
+    order; ``missing`` names the masters whose key the mine does not hold (``salt -L <masters>
+    mine.send`` as ``salt-run ksha.plan`` shows, or one ``orch.ksha``, publishes them).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.service_account_keys
+    """
+    k8s = model()["kubernetes"]
+    masters = list(k8s["masters"])
+    published = (
+        __salt__["mine.get"](",".join(masters), k8s["service_account"]["mine"], tgt_type="list") if masters else {}
+    )
+    return public_key_bundle(masters, published or {})

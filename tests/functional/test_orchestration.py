@@ -115,6 +115,12 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-phase-etcd-cluster-healthy": [{"salt": "ksha-phase-etcd-other-hosts-cleaned"}],
         "ksha-phase-control-plane-ca-ready": [{"salt": "ksha-phase-etcd-cluster-healthy"}],
         "ksha-phase-control-plane-certificates-issued": [{"salt": "ksha-phase-control-plane-ca-ready"}],
+        "ksha-phase-control-plane-service-account-keys-published": [
+            {"salt": "ksha-phase-control-plane-certificates-issued"}
+        ],
+        "ksha-phase-control-plane-service-account-keys-trusted": [
+            {"salt": "ksha-phase-control-plane-service-account-keys-published"}
+        ],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
     assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
@@ -139,6 +145,7 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.etcd",
             "ksha.kubernetes.ca",  # master1 is the first kube-master: the Kubernetes CA host
             "ksha.kubernetes.pki",
+            "ksha.kubernetes.service_account",
         ]
     }
 
@@ -147,7 +154,8 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     example_ksha["loadbalancer"]["mode"] = "keepalived"
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
-    etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd", "ksha.kubernetes.ca", "ksha.kubernetes.pki"]
+    etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
+    etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)

@@ -4,6 +4,7 @@ Checked with the real clients: ``openssl`` in the hosts, ``kubectl`` (this machi
 the kubeconfigs the formula wrote.
 """
 
+import base64
 import json
 import re
 import subprocess
@@ -42,6 +43,8 @@ def test_orchestration_from_bare_hosts_issues_the_control_plane_pki(cp_lab):
     assert sorted(issued["changes"]["ret"]) == MASTERS
     ca = states["ksha-phase-control-plane-ca-ready"]
     assert list(ca["changes"]["ret"]) == ["master1"]
+    trusted = states["ksha-phase-control-plane-service-account-keys-trusted"]
+    assert trusted["result"] is True and sorted(trusted["changes"]["ret"]) == MASTERS
 
 
 def test_every_certificate_verifies_against_its_ca_with_kubeadms_subjects(cp_lab):
@@ -112,3 +115,35 @@ def test_kubectl_reads_the_kubeconfigs_admin_through_the_lb_the_others_their_own
             assert user["user"]["client-certificate"] == f"{PKI}/{who}-client.crt"
             assert user["user"]["client-key"] == f"{PKI}/{who}-client.key"
             assert view["current-context"] == view["contexts"][0]["name"]
+
+
+def test_each_master_signs_with_its_own_service_account_key_and_every_master_trusts_all(cp_lab, tmp_path):
+    """kube-controller-manager signs service account tokens with its master's sa.key, and any
+    apiserver verifies them with sa.pub: every master's public key, in master order."""
+    lab, _, _ = cp_lab
+    derived = []
+    for name in MASTERS:
+        host = lab.hosts[name]
+        assert lab.exec(host, "stat", "-c", "%U %a", f"{PKI}/sa.key").stdout.strip() == "root 600", name
+        derived.append(lab.exec(host, "openssl", "pkey", "-in", f"{PKI}/sa.key", "-pubout", check=True).stdout)
+    assert len(set(derived)) == 3  # three key pairs: no private key was copied
+    bundles = {name: (lab.hosts[name].root / PKI.lstrip("/") / "sa.pub").read_text() for name in MASTERS}
+    assert set(bundles.values()) == {"".join(derived)}
+    assert lab.exec(lab.hosts["node1"], "test", "-e", f"{PKI}/sa.pub").returncode != 0
+    # Signed with master2's key (on master2), verified with master1's sa.pub, by openssl.
+    data = "a service account token's signing input"
+    (tmp_path / "token").write_text(data)
+    signed = lab.exec(
+        lab.hosts["master2"], "sh", "-c", f'printf %s "{data}" | openssl dgst -sha256 -sign {PKI}/sa.key | base64 -w0'
+    )
+    (tmp_path / "token.sig").write_bytes(base64.b64decode(signed.stdout))
+    keys = re.findall(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----\n", bundles["master1"], re.S)
+    verdicts = []
+    for i, key in enumerate(keys):
+        (tmp_path / f"{i}.pem").write_text(key)
+        out = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-verify", tmp_path / f"{i}.pem", "-signature", tmp_path / "token.sig",
+             tmp_path / "token"], capture_output=True, text=True,
+        )  # fmt: skip
+        verdicts.append(out.returncode == 0)
+    assert verdicts == [False, True, False]

@@ -142,6 +142,7 @@ def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
         "ksha.etcd.pki",
         "ksha.etcd.clean",
         "ksha.kubernetes.pki",
+        "ksha.kubernetes.service_account",
     ]
 
 
@@ -191,7 +192,11 @@ def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
     on_kube_ca = model.for_minion(m, "master2")
     assert set(on_kube_ca["x509_signing_policies"]) == set(model.KUBE_POLICIES)
     assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
-    assert on_kube_ca["ksha_model"]["me"]["states"][-2:] == ["ksha.kubernetes.ca", "ksha.kubernetes.pki"]
+    assert on_kube_ca["ksha_model"]["me"]["states"][-3:] == [
+        "ksha.kubernetes.ca",
+        "ksha.kubernetes.pki",
+        "ksha.kubernetes.service_account",
+    ]
 
 
 def test_kubeconfigs_reference_the_certificates_the_model_issues(example_ksha):
@@ -239,4 +244,5 @@ def test_states_follow_phase_order_once_each():
         "ksha.etcd",
         "ksha.kubernetes.ca",
         "ksha.kubernetes.pki",
+        "ksha.kubernetes.service_account",
     ]

@@ -103,6 +103,8 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-etcd-cluster-healthy",
         "ksha-phase-control-plane-ca-ready",
         "ksha-phase-control-plane-certificates-issued",
+        "ksha-phase-control-plane-service-account-keys-published",
+        "ksha-phase-control-plane-service-account-keys-trusted",
     ]
     boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
@@ -115,6 +117,14 @@ def test_full_plan_from_bare_hosts(cluster):
         {"failhard": True},
         {"require": [{"salt": "ksha-phase-etcd-certificates-issued"}]},
     ]
+    published = result["steps"][-2]
+    assert published["args"][:4] == [
+        {"name": "mine.send"},
+        {"tgt": "master1,master2,master3"},
+        {"tgt_type": "list"},
+        {"arg": ["ksha_kube_service_account_key", "/etc/kubernetes/pki/sa.key"]},
+    ]
+    assert published["args"][4] == {"kwarg": {"mine_function": "x509.get_public_key"}}
     assert result["steps"][1]["args"][-1] == {"require": [{"ksha": "ksha-preflight-inventory-valid"}]}
     assert result["steps"][0]["args"] == [{"failhard": True}]
 
@@ -430,6 +440,8 @@ def test_control_plane_pki_steps_and_refusals(example_ksha, case, files, ca_host
         assert [(s["id"], s["target"], s["sls"]) for s in control_plane] == [
             ("ksha-phase-control-plane-ca-ready", ["master1"], ["ksha.kubernetes.ca"]),
             ("ksha-phase-control-plane-certificates-issued", M, ["ksha.kubernetes.pki"]),
+            ("ksha-phase-control-plane-service-account-keys-published", M, []),
+            ("ksha-phase-control-plane-service-account-keys-trusted", M, ["ksha.kubernetes.service_account"]),
         ]
     else:
         [refusal] = control_plane

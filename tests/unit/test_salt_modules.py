@@ -404,6 +404,7 @@ def test_module_roles_and_host():
             "ksha.etcd.pki",
             "ksha.etcd",
             "ksha.kubernetes.pki",
+            "ksha.kubernetes.service_account",
         ],
     )
     assert module.host("nobody") == {}
@@ -423,3 +424,33 @@ def test_module_runner_runs_on_the_master_only(monkeypatch):
     monkeypatch.setattr(module, "__opts__", {"id": "master2"}, raising=False)
     with pytest.raises(Exception, match="runs on the master.*salt-run ksha.plan"):
         module.runner("ksha.plan")
+
+
+PEM = {m: f"-----BEGIN PUBLIC KEY-----\n{m}key\n-----END PUBLIC KEY-----\n" for m in ("master1", "master2", "master3")}
+# (case, masters, what the mine holds, the bundle's keys in order, missing)
+BUNDLES = [
+    ("every master's key, in master order", ["master2", "master1"], PEM, ["master2", "master1"], []),
+    ("one master never published", ["master1", "master2", "master3"], {"master1": PEM["master1"], "master3": PEM["master3"]},
+     ["master1", "master3"], ["master2"]),
+    ("mine.send stored an error, not a key", ["master1"], {"master1": "Traceback ..."}, [], ["master1"]),
+    ("a key of a removed master is not trusted", ["master1"], PEM, ["master1"], []),
+    ("no masters", [], PEM, [], []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, masters, published, keys, missing", BUNDLES, ids=[b[0] for b in BUNDLES])
+def test_public_key_bundle(case, masters, published, keys, missing):
+    bundle = module.public_key_bundle(masters, published)
+    assert bundle == {"pem": "".join(PEM[m] for m in keys), "missing": missing}
+
+
+def test_service_account_keys_reads_the_models_masters_from_the_mine(monkeypatch):
+    asked = []
+
+    def mine_get(tgt, fun, tgt_type):
+        asked.append((tgt, fun, tgt_type))
+        return {"master1": PEM["master1"], "master3": PEM["master3"], "node1": PEM["master2"]}
+
+    monkeypatch.setattr(module, "__salt__", {"mine.get": mine_get}, raising=False)
+    assert module.service_account_keys() == {"pem": PEM["master1"] + PEM["master3"], "missing": ["master2"]}
+    assert asked == [("master1,master2,master3", "ksha_kube_service_account_key", "list")]

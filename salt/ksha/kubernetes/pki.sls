@@ -63,6 +63,19 @@ ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
     - require:
       - x509: ksha-kubernetes-pki-{{ cert.id }}-key-present
 {%-   endfor %}
+
+# This master's service account token signing key: made here and never copied
+# (every master has its own; each apiserver trusts all of their public keys).
+ksha-kubernetes-pki-service-account-key-present:
+  x509.private_key_managed:
+    - name: {{ k8s.service_account.key }}
+    - algo: ec
+    - keysize: 256
+    - new: False
+    - user: root
+    - mode: '0600'
+    - require:
+      - file: ksha-kubernetes-pki-directory-present
 {%-   for name, kubeconfig in me.kubeconfigs | dictsort %}
 
 ksha-kubernetes-pki-{{ name }}-kubeconfig:
