@@ -62,22 +62,23 @@ __all__ = [
 DEFAULTS_FILE = Path(__file__).resolve().parent / "formula" / "defaults.yaml"
 
 
-# (mtime_ns, size) of defaults.yaml -> its parsed content: the master's ext_pillar reads the
-# defaults for every pillar compile (each state run, each x509 state's file check), and
-# parsing the YAML was most of a compile's time. An edited file is read again.
-_DEFAULTS_CACHE: dict[tuple[int, int], dict] = {}
+# (inode, mtime, ctime, size) of defaults.yaml -> its parsed content: the master's ext_pillar
+# reads the defaults for every pillar compile (each state run, each x509 state's file check),
+# and parsing the YAML was most of a compile's time. An edited or replaced file is read again.
+_DEFAULTS_CACHE: dict[tuple[int, int, int, int], dict] = {}
 
 
 def load_defaults() -> dict:
     """The formula's defaults.yaml: the same file map.jinja imports (a copy the caller may change)."""
     stat = DEFAULTS_FILE.stat()
-    key = (stat.st_mtime_ns, stat.st_size)
-    if key not in _DEFAULTS_CACHE:
+    key = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+    parsed = _DEFAULTS_CACHE.get(key)
+    if parsed is None:
         with DEFAULTS_FILE.open(encoding="utf-8") as fh:
             parsed = yaml.safe_load(fh)
         _DEFAULTS_CACHE.clear()
         _DEFAULTS_CACHE[key] = parsed
-    return copy.deepcopy(_DEFAULTS_CACHE[key])
+    return copy.deepcopy(parsed)
 
 
 def merge(base: Any, over: Any) -> Any:

@@ -1,5 +1,7 @@
 """ksha.inventory.validate: one bad inventory per check, and the valid examples."""
 
+import os
+
 import pytest
 
 from ksha import inventory
@@ -434,3 +436,10 @@ def test_defaults_are_parsed_once_handed_out_as_copies_and_read_again_when_edite
     assert inventory.load_defaults() == {"ksha": {"a": 1}}
     defaults.write_text("ksha:\n  a: 2\n  b: 3\n")
     assert inventory.load_defaults() == {"ksha": {"a": 2, "b": 3}}
+    # the same size, the same modification time: a file put in its place is read again
+    replacement = tmp_path / "new.yaml"
+    replacement.write_text("ksha:\n  a: 4\n  b: 5\n")
+    stat = defaults.stat()
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    replacement.replace(defaults)
+    assert inventory.load_defaults() == {"ksha": {"a": 4, "b": 5}}
