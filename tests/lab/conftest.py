@@ -12,6 +12,7 @@ import time
 import pytest
 import yaml
 
+from ksha.plan import PHASES
 from ksha_lab import core
 
 
@@ -94,6 +95,9 @@ class LabPillar:
         self.path = lab.pillar_dir / "ksha.sls"
         self.original = self.path.read_text()
         self.applied = False
+        # the furthest phase an ``apply`` of this test ran with a changed pillar: the phases
+        # after it never saw the change, so they are still converged to the original pillar
+        self.reached = PHASES[0]
 
     def write(self, text):
         self.path.write_text(text)
@@ -114,26 +118,62 @@ class LabPillar:
         """Edit the pillar (as ``edit``) and run orch.ksha once, up to phase ``until`` (a test of
         the LB or etcd phases need not wait for the later phases): (exit code, {state ID: return}).
         The ``lab_pillar`` fixture restores the pillar afterwards and, unless the last ``apply``
-        was back to the original pillar and succeeded, leaves the cluster to be converged again,
-        every phase, before the next test that uses it (``_converged_first``)."""
+        set the original pillar back and converged every phase an ``apply`` of the test reached,
+        leaves the cluster to be converged again (up to that phase) before the next test that
+        uses it (``_converged_first``)."""
         pillar = self.edit(change)
-        self.applied = True  # until the run below shows otherwise (it may raise)
-        rc, states = self.salt.orchestrate(until=until)
-        # Converged to the original already: the last apply set the original pillar back
-        # (empty mappings aside) and its orchestration, every phase, succeeded. Else it is
-        # converged later (an apply before may have reached phases after ``until``).
         back = _pruned(pillar) == _pruned(yaml.safe_load(self.original))
-        self.applied = not (rc == 0 and back and until is None)
+        before = self.reached
+        # until the run below shows otherwise (it may raise, having run any phase up to `until`)
+        self.ran(until)
+        rc, states = self.salt.orchestrate(until=until)
+        self.reached, converged = after_apply(before, until, back, rc)
+        self.applied = not converged
         return rc, states
+
+    def ran(self, until=None):
+        """The test ran states of the phases up to `until` (None: every phase) with an edited
+        pillar itself (not through ``apply``): the cluster is converged again up to there after it."""
+        self.reached = furthest(self.reached, until)
+        self.applied = True
+
+    def converged(self):
+        """The test put the cluster back itself (the original pillar, applied to every host it
+        changed): nothing to converge after it."""
+        self.applied = False
 
     def put_back(self):
         """The original pillar again; after an ``apply`` that left the cluster elsewhere, the
-        cluster is marked to be converged to it by the next test that uses it (none may: the
-        last test of a run leaves the orchestration to nobody)."""
-        self.restore()
+        cluster is marked to be converged to it, up to the furthest phase an apply reached, by
+        the next test that uses it (none may: the last test of a run leaves the orchestration
+        to nobody)."""
         if self.applied:
             self.applied = False
-            _ELSEWHERE.add(generation(self.lab))
+            mark_elsewhere(self.lab, self.reached)
+        self.restore()
+
+
+def after_apply(reached, until, back, rc):
+    """After one ``apply`` up to phase `until` (None: every phase) that set the original pillar
+    back (`back`) or not, with exit code `rc` (None: not run yet), when the test's applies so far
+    changed phases up to `reached`: (the furthest phase changed now, whether the cluster is
+    converged to the original pillar). Converged: this apply set the original pillar back and
+    succeeded up to a phase no earlier apply went beyond; the phases after it only ever ran with
+    the original pillar. This holds while a phase's states depend on the pillar only, not on what
+    an earlier phase left on the hosts (true of every phase so far; a phase that reads the live
+    cluster, as the etcd phase reads its members, is itself among those converged again)."""
+    if not back:
+        reached = furthest(reached, until)
+    return reached, rc == 0 and back and furthest(reached, until) == phase_or_last(until)
+
+
+def phase_or_last(until):
+    return until or PHASES[-1]
+
+
+def furthest(*phases):
+    """The latest of phases (None: every phase, the last), as a phase name."""
+    return max((phase_or_last(p) for p in phases), key=PHASES.index)
 
 
 def _pruned(value):
@@ -184,9 +224,9 @@ def wait_for(predicate, timeout, step=0.2):
     return predicate()
 
 
-def orchestrate_ok(salt, *args):
-    """orch.ksha, which must succeed: {state ID: return}."""
-    rc, states = salt.orchestrate(*args)
+def orchestrate_ok(salt, *args, until=None):
+    """orch.ksha (up to phase ``until``), which must succeed: {state ID: return}."""
+    rc, states = salt.orchestrate(*args, until=until)
     assert rc == 0, failed_states(states)
     return states
 
@@ -194,8 +234,9 @@ def orchestrate_ok(salt, *args):
 # The lab's generation (its master's pid: a new lab, a new master) -> the states of the
 # orchestration that converged it from bare hosts.
 _CONVERGED: dict[str, dict] = {}
-# The generations whose cluster a test left elsewhere (its pillar is the original again).
-_ELSEWHERE: set[str] = set()
+# The generations whose cluster a test left elsewhere (its pillar is the original again) -> the
+# furthest phase that must be converged again (the later ones never saw the change).
+_ELSEWHERE: dict[str, str] = {}
 # The module fixtures that hand out the shared converged cluster (they call converged_lab):
 # a test using one gets the cluster converged first. A new lab test module adds its own.
 CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", "cp_lab")
@@ -203,6 +244,13 @@ CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", 
 
 def generation(lab):
     return (lab.master_dir / "salt-master.pid").read_text().strip()
+
+
+def mark_elsewhere(lab, until=None):
+    """The cluster of `lab` is not converged to the original pillar up to phase `until` (None:
+    any phase): the next test that uses it converges it first."""
+    key = generation(lab)
+    _ELSEWHERE[key] = furthest(_ELSEWHERE.get(key, PHASES[0]), until)
 
 
 @pytest.fixture(autouse=True)
@@ -219,8 +267,9 @@ def _converged_first(request):
 
 def _converge_if_elsewhere(lab):
     if generation(lab) in _ELSEWHERE:
-        orchestrate_ok(LabSalt(lab))
-        _ELSEWHERE.discard(generation(lab))
+        until = _ELSEWHERE[generation(lab)]
+        orchestrate_ok(LabSalt(lab), until=None if until == PHASES[-1] else until)
+        del _ELSEWHERE[generation(lab)]
 
 
 def converged_lab():
