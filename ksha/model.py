@@ -388,7 +388,7 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         # The service account token keys, kubeadm's names: each master signs tokens with its own
         # sa.key (made there; no private key leaves its host) and every apiserver verifies them with
         # sa.pub, the public keys of every master in master order, which each master publishes to
-        # the Salt mine under `mine` (the orchestration's mine.send step).
+        # the Salt mine under `mine` (ksha.publish_service_account_key, an orchestration step).
         "service_account": {
             "key": f"{pki_dir}/sa.key",
             "pub": f"{pki_dir}/sa.pub",

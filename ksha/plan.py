@@ -380,14 +380,14 @@ def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) 
         target=k8s["masters"],
         sls=["ksha.kubernetes.pki"],
     )
-    sa = k8s["service_account"]
     steps.add(
         "ksha-phase-control-plane-service-account-keys-published",
         "salt.function",
-        "each master's service account public key into the Salt mine (its private key stays on it)",
+        "each master's service account public key into the Salt mine, stored before the next step (its "
+        "private key stays on it)",
         target=k8s["masters"],
-        function="mine.send",
-        extra={"arg": [sa["mine"], sa["key"]], "kwarg": {"mine_function": "x509.get_public_key"}},
+        function="ksha.publish_service_account_key",
+        extra={"expect_minions": True},
     )
     steps.add(
         "ksha-phase-control-plane-service-account-keys-trusted",

@@ -10,6 +10,9 @@ a job returns the masked form; this module reads ``__pillar__`` (plain values) a
 returns what holds no secret exposed.
 """
 
+import calendar
+import time
+
 import salt.exceptions
 import salt.utils.args
 import salt.utils.secret
@@ -112,16 +115,17 @@ PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----"
 
 def public_key_bundle(minions, published):
     """The public keys `minions` published (``{minion: PEM}``, a ``mine.get`` result), as one
-    PEM text in `minions`' order, and the minions whose key is not there (or is not a PEM public
-    key): ``{"pem": str, "missing": [minion]}``. Pure: no mine, no files."""
-    pem, missing = [], []
+    PEM text in `minions`' order, each minion's key, and the minions whose key is not there (or
+    is not a PEM public key): ``{"pem": str, "keys": {minion: PEM}, "missing": [minion]}``.
+    Pure: no mine, no files."""
+    keys, missing = {}, []
     for minion in minions:
         key = published.get(minion)
         if isinstance(key, str) and key.strip().startswith(PUBLIC_KEY_PEM):
-            pem.append(key.strip() + "\n")
+            keys[minion] = key.strip() + "\n"
         else:
             missing.append(minion)
-    return {"pem": "".join(pem), "missing": missing}
+    return {"pem": "".join(keys.values()), "keys": keys, "missing": missing}
 
 
 def service_account_keys():
@@ -142,3 +146,77 @@ def service_account_keys():
         __salt__["mine.get"](",".join(masters), k8s["service_account"]["mine"], tgt_type="list") if masters else {}
     )
     return public_key_bundle(masters, published or {})
+
+
+def publish_service_account_key(timeout=60):
+    """Publish this master's service account public key to the Salt mine and wait until the
+    master's mine holds it (``mine.send`` only hands it to the minion's own process, which sends
+    it on later): orch.ksha's step before ``ksha.kubernetes.service_account``, so that no master
+    writes ``sa.pub`` with a key published before this run. True once the mine holds it;
+    raises after ``timeout`` seconds (the step fails, naming this master).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -L master1,master2,master3 ksha.publish_service_account_key
+    """
+    sa = model()["kubernetes"]["service_account"]
+    me = __grains__["id"]
+    try:
+        mine = __salt__["x509.get_public_key"](sa["key"])
+    except Exception as exc:  # noqa: BLE001 - no key yet: ksha.kubernetes.pki makes it
+        raise salt.exceptions.CommandExecutionError(
+            f"{me} has no service account key {sa['key']} to publish (ksha.kubernetes.pki makes it): {exc}"
+        ) from exc
+    __salt__["mine.send"](sa["mine"], sa["key"], mine_function="x509.get_public_key")
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = (__salt__["mine.get"](me, sa["mine"], tgt_type="list") or {}).get(me)
+        if isinstance(stored, str) and stored.strip() == mine.strip():
+            return True
+        if time.monotonic() >= deadline:
+            raise salt.exceptions.CommandExecutionError(
+                f"the Salt mine did not store {me}'s service account public key ({sa['mine']}) within {timeout} s "
+                "(does the master keep minion data? minion_data_cache must not be False)"
+            )
+        time.sleep(0.5)
+
+
+def days_left(not_after, now):
+    """Whole days from `now` (seconds since the epoch) until `not_after`, x509's
+    ``"%Y-%m-%d %H:%M:%S"`` in UTC. Pure."""
+    end = calendar.timegm(time.strptime(not_after, "%Y-%m-%d %H:%M:%S"))
+    return int((end - now) // 86400)
+
+
+def cert_days_left(path):
+    """Days until the certificate at ``path`` expires (None if it cannot be read).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.cert_days_left /etc/kubernetes/pki/apiserver.crt
+    """
+    try:
+        cert = __salt__["x509.read_certificate"](path)
+    except Exception:  # noqa: BLE001 - missing or unreadable: reported as unknown
+        return None
+    return days_left(cert["not_after"], time.time())
+
+
+def certificates_days_left():
+    """Days left of every certificate the model gives this minion, by the CA that signs it:
+    ``{"etcd": {id: days}, "kubernetes": {id: days}}`` (None: missing or unreadable).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.certificates_days_left
+    """
+    return {
+        ca: {cert["id"]: cert_days_left(cert["path"] + ".crt") for cert in certs}
+        for ca, certs in (host().get("certificates") or {}).items()
+    }

@@ -400,9 +400,4 @@ def cert_days_left(path):
 
         salt master1 ksha_etcd.cert_days_left /etc/etcd/pki/server.crt
     """
-    try:
-        cert = __salt__["x509.read_certificate"](path)
-    except Exception:  # noqa: BLE001 - missing or unreadable: reported as unknown
-        return None
-    end = time.mktime(time.strptime(cert["not_after"], "%Y-%m-%d %H:%M:%S"))
-    return int((end - time.mktime(time.gmtime())) // 86400)
+    return __salt__["ksha.cert_days_left"](path)

@@ -345,6 +345,39 @@ def _etcd_view(members, ip_of, server_cert, timeout):
     return healths[best], by_member, {m: d for m, d in days.items() if isinstance(d, int)}
 
 
+def _control_plane_view(masters, timeout):
+    """{master: {certificate id: days left or None}} of the Kubernetes certificates each
+    answering master holds (``ksha.certificates_days_left``)."""
+    if not masters:
+        return {}
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        out = client.cmd(masters, "ksha.certificates_days_left", tgt_type="list", timeout=timeout)
+    return {m: r.get("kubernetes") or {} for m, r in out.items() if isinstance(r, dict)}
+
+
+def control_plane_rows(masters, days, renew_at):
+    """The control plane's lines of ``ksha.status`` and whether any is a problem (pure): per
+    master, its certificate with the fewest days left; a master that did not answer, or one whose
+    certificate is missing or unreadable, is a problem; one at or under `renew_at` days
+    (``ksha:kubernetes:pki:days_remaining``) is due for renewal at its next highstate."""
+    lines, problem = [], False
+    for master in masters:
+        certs = days.get(master)
+        if certs is None:
+            lines.append(f"  {master}: did not answer")
+            problem = True
+            continue
+        unknown = sorted(c for c, d in certs.items() if d is None)
+        if unknown or not certs:
+            lines.append(f"  {master}: certificates missing or unreadable: {', '.join(unknown) or 'all'}")
+            problem = True
+            continue
+        soonest = min(certs, key=lambda c: (certs[c], c))
+        due = "  <-- renewed at the next highstate" if certs[soonest] <= renew_at else ""
+        lines.append(f"  {master}: {len(certs)} certificates, soonest {soonest} {certs[soonest]} days left{due}")
+    return lines, problem
+
+
 def _size(n):
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -359,7 +392,8 @@ def status(output="table", timeout=5):
     output
         ``table`` (default): a text table; ``data``: a dict, with ``healthy`` and
         ``retcode`` (so ``salt-run ksha.status output=data`` exits 1 when a minion
-        is down, the VIP is not on exactly one host or etcd is unhealthy).
+        is down, the VIP is not on exactly one host, etcd is unhealthy, or a master did not
+        answer or lacks one of its Kubernetes certificates).
 
     CLI Example:
 
@@ -392,10 +426,15 @@ def status(output="table", timeout=5):
     members = cluster["etcd"]["names"]
     ip_of = {r["host"]: r["address"] for r in rows}
     etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
+    masters = cluster["kubernetes"]["masters"]
+    kube_days = _control_plane_view(masters, timeout)
+    renew_at = cluster["config"]["kubernetes"]["pki"]["days_remaining"]
+    control_plane, control_plane_problem = control_plane_rows(masters, kube_days, renew_at)
     unhealthy = (
         any(row["minion"] == "DOWN" for row in rows)
         or (keepalived and len(holders) != 1)
         or bool(members and not (etcd_health or {}).get("healthy"))
+        or control_plane_problem
     )
     __context__["retcode"] = 1 if unhealthy else 0
     if output == "data":
@@ -407,6 +446,7 @@ def status(output="table", timeout=5):
             "vip_holders": holders,
             "backends": backends,
             "etcd": {"health": etcd_health, "members": etcd_rows, "cert_days_left": cert_days},
+            "control_plane": {"cert_days_left": kube_days},
         }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [
@@ -441,4 +481,8 @@ def status(output="table", timeout=5):
                 days = cert_days.get(member)
                 cert = f"{days} days" if days is not None else "unknown"
                 lines.append(f"  etcd {member}: {state}{role}, db {size}, server certificate {cert} left")
+    if masters:
+        lines.append("")
+        lines.append("control plane (its PKI; the components are not deployed yet):")
+        lines += control_plane
     return "\n".join(lines)

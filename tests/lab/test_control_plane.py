@@ -118,8 +118,9 @@ def test_kubectl_reads_the_kubeconfigs_admin_through_the_lb_the_others_their_own
 
 
 def test_each_master_signs_with_its_own_service_account_key_and_every_master_trusts_all(cp_lab, tmp_path):
-    """kube-controller-manager signs service account tokens with its master's sa.key, and any
-    apiserver verifies them with sa.pub: every master's public key, in master order."""
+    """A master's apiserver (and controller-manager) signs service account tokens with that
+    master's sa.key, and any apiserver verifies them with sa.pub: every master's public key, in
+    master order."""
     lab, _, _ = cp_lab
     derived = []
     for name in MASTERS:

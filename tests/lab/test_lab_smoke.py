@@ -133,6 +133,11 @@ def test_status_runner_table(converged):
     rc, data, proc = lab_salt.run("ksha.status", "output=data")
     assert (rc, data["healthy"], data["vip_holders"]) == (1, False, []), proc.stderr
     assert data["etcd"]["health"]["healthy"] is True
+    # The control plane's certificates, read on each master (all issued by orch.ksha just now).
+    kube_days = data["control_plane"]["cert_days_left"]
+    assert sorted(kube_days) == ["master1", "master2", "master3"]
+    assert all(len(certs) == 6 and all(364 <= d <= 365 for d in certs.values()) for certs in kube_days.values())
+    assert f"  master2: 6 certificates, soonest {min(kube_days['master2'])} 364 days left" in lines
 
 
 def test_lab_state_is_recorded(lab):

@@ -119,12 +119,11 @@ def test_full_plan_from_bare_hosts(cluster):
     ]
     published = result["steps"][-2]
     assert published["args"][:4] == [
-        {"name": "mine.send"},
+        {"name": "ksha.publish_service_account_key"},
         {"tgt": "master1,master2,master3"},
         {"tgt_type": "list"},
-        {"arg": ["ksha_kube_service_account_key", "/etc/kubernetes/pki/sa.key"]},
+        {"expect_minions": True},
     ]
-    assert published["args"][4] == {"kwarg": {"mine_function": "x509.get_public_key"}}
     assert result["steps"][1]["args"][-1] == {"require": [{"ksha": "ksha-preflight-inventory-valid"}]}
     assert result["steps"][0]["args"] == [{"failhard": True}]
 

@@ -38,6 +38,7 @@ def fleet(monkeypatch, example_ksha, hosts):
     monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
     monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
     monkeypatch.setattr(runner, "_etcd_view", lambda members, ip_of, pki_dir, timeout: ETCD_VIEW)
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: CP_VIEW)
     monkeypatch.setattr(salt.client, "get_local_client", lambda conf_file: hosts)
     return minions
 
@@ -78,6 +79,9 @@ def hosts():
 
 
 # ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
+CP_VIEW = {
+    m: {"apiserver": 364, "admin-client": 364, "front-proxy-client": 200} for m in ("master1", "master2", "master3")
+}
 ETCD_VIEW = (
     {"healthy": True, "cluster_id": "c0ffee", "leader": "master2", "problems": [], "members": {}},
     {
@@ -298,6 +302,11 @@ def test_status_table(fleet, monkeypatch, context):
         "  etcd master1: up, db 20.0 KiB, server certificate 364 days left",
         "  etcd master2: up (leader), db 24.0 KiB, server certificate 364 days left",
         "  etcd master3: up, db 2.0 MiB, server certificate 29 days left",
+        "",
+        "control plane (its PKI; the components are not deployed yet):",
+        "  master1: 3 certificates, soonest front-proxy-client 200 days left",
+        "  master2: 3 certificates, soonest front-proxy-client 200 days left",
+        "  master3: 3 certificates, soonest front-proxy-client 200 days left",
     ]
     assert context["retcode"] == 1  # node2's minion is down
 
@@ -311,10 +320,34 @@ def test_status_flags_an_unhealthy_or_unreachable_etcd(fleet, monkeypatch, conte
     assert "  etcd master3: DOWN, db -, server certificate unknown left" in lines
     assert context["retcode"] == 1
     monkeypatch.setattr(runner, "_etcd_view", lambda *args: (None, {}, {}))
-    assert runner.status().splitlines()[-1] == (
-        "etcd: no member answers (not bootstrapped yet, or every member is down)"
-    )
+    assert "etcd: no member answers (not bootstrapped yet, or every member is down)" in runner.status().splitlines()
     assert context["retcode"] == 1
+
+
+# (case, {master: {certificate: days}} as the masters answered, lines, a problem)
+CONTROL_PLANE_ROWS = [
+    ("every certificate there", {"master1": {"apiserver": 300, "admin-client": 200}},
+     ["  master1: 2 certificates, soonest admin-client 200 days left"], False),
+    ("due for renewal (days_remaining 30)", {"master1": {"apiserver": 30}},
+     ["  master1: 1 certificates, soonest apiserver 30 days left  <-- renewed at the next highstate"], False),
+    ("a certificate missing", {"master1": {"apiserver": None, "admin-client": 20}},
+     ["  master1: certificates missing or unreadable: apiserver"], True),
+    ("none issued yet", {"master1": {}}, ["  master1: certificates missing or unreadable: all"], True),
+    ("the master did not answer", {}, ["  master1: did not answer"], True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, days, lines, problem", CONTROL_PLANE_ROWS, ids=[r[0] for r in CONTROL_PLANE_ROWS])
+def test_control_plane_rows(case, days, lines, problem):
+    assert runner.control_plane_rows(["master1"], days, 30) == (lines, problem)
+
+
+def test_status_flags_a_master_without_its_certificates(fleet, monkeypatch, context):
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: {**CP_VIEW, "master3": {}})
+    out = runner.status(output="data")
+    assert (out["healthy"], out["retcode"]) == (False, 1)
+    assert out["control_plane"]["cert_days_left"]["master3"] == {}
 
 
 def test_status_data(fleet, monkeypatch):
@@ -441,7 +474,7 @@ BUNDLES = [
 @pytest.mark.parametrize("case, masters, published, keys, missing", BUNDLES, ids=[b[0] for b in BUNDLES])
 def test_public_key_bundle(case, masters, published, keys, missing):
     bundle = module.public_key_bundle(masters, published)
-    assert bundle == {"pem": "".join(PEM[m] for m in keys), "missing": missing}
+    assert bundle == {"pem": "".join(PEM[m] for m in keys), "keys": {m: PEM[m] for m in keys}, "missing": missing}
 
 
 def test_service_account_keys_reads_the_models_masters_from_the_mine(monkeypatch):
@@ -452,5 +485,72 @@ def test_service_account_keys_reads_the_models_masters_from_the_mine(monkeypatch
         return {"master1": PEM["master1"], "master3": PEM["master3"], "node1": PEM["master2"]}
 
     monkeypatch.setattr(module, "__salt__", {"mine.get": mine_get}, raising=False)
-    assert module.service_account_keys() == {"pem": PEM["master1"] + PEM["master3"], "missing": ["master2"]}
+    assert module.service_account_keys() == {
+        "pem": PEM["master1"] + PEM["master3"],
+        "keys": {"master1": PEM["master1"], "master3": PEM["master3"]},
+        "missing": ["master2"],
+    }
     assert asked == [("master1,master2,master3", "ksha_kube_service_account_key", "list")]
+
+
+def test_days_left_counts_whole_days_in_utc():
+    now = 1_800_000_000  # 2027-01-15 08:00:00 UTC
+    assert module.days_left("2027-01-16 08:00:00", now) == 1
+    assert module.days_left("2027-01-16 07:59:59", now) == 0
+    assert module.days_left("2027-01-15 07:00:00", now) == -1
+
+
+def test_certificates_days_left_reads_the_models_certificates_of_this_minion(monkeypatch):
+    read = []
+
+    def read_certificate(path):
+        read.append(path)
+        if path.endswith("/apiserver.crt"):
+            raise OSError("no such file")
+        return {"not_after": "2999-01-01 00:00:00"}
+
+    monkeypatch.setattr(module, "__salt__", {"x509.read_certificate": read_certificate}, raising=False)
+    days = module.certificates_days_left()
+    assert sorted(days) == ["etcd", "kubernetes"]
+    assert days["kubernetes"]["apiserver"] is None
+    assert days["kubernetes"]["admin-client"] > 300000
+    assert "/etc/kubernetes/pki/front-proxy-client.crt" in read
+
+
+def mine_double(monkeypatch, stored_after):
+    """The x509 and mine functions publish_service_account_key calls: master2's key is PEM
+    master2; the mine returns `stored_after` (a list, one entry per mine.get) for master2."""
+    calls = []
+    answers = iter(stored_after)
+
+    def send(name, *args, **kwargs):
+        calls.append(("send", name, args, kwargs))
+        return True
+
+    def get(tgt, fun, tgt_type):
+        calls.append(("get", tgt, fun, tgt_type))
+        return {"master2": next(answers, stored_after[-1])}
+
+    functions = {"x509.get_public_key": lambda key: PEM["master2"], "mine.send": send, "mine.get": get}
+    monkeypatch.setattr(module, "__salt__", functions, raising=False)
+    monkeypatch.setattr(module.time, "sleep", lambda s: None)
+    return calls
+
+
+def test_publish_service_account_key_waits_until_the_mine_holds_this_masters_key(monkeypatch):
+    calls = mine_double(monkeypatch, [PEM["master1"], None, PEM["master2"]])  # stale, nothing, then stored
+    assert module.publish_service_account_key() is True
+    assert calls[0] == (
+        "send", "ksha_kube_service_account_key", ("/etc/kubernetes/pki/sa.key",),
+        {"mine_function": "x509.get_public_key"},
+    )  # fmt: skip
+    assert [c[0] for c in calls] == ["send", "get", "get", "get"]
+
+
+def test_publish_service_account_key_fails_when_the_mine_never_stores_it(monkeypatch):
+    mine_double(monkeypatch, [PEM["master1"]])
+    with pytest.raises(
+        Exception,
+        match=r"did not store master2.s service account public key \(ksha_kube_service_account_key\) within 0 s",
+    ):
+        module.publish_service_account_key(timeout=0)

@@ -65,7 +65,8 @@ ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
 {%-   endfor %}
 
 # This master's service account token signing key: made here and never copied
-# (every master has its own; each apiserver trusts all of their public keys).
+# (every master has its own; each apiserver trusts all of their public keys,
+# ksha.kubernetes.service_account).
 ksha-kubernetes-pki-service-account-key-present:
   x509.private_key_managed:
     - name: {{ k8s.service_account.key }}

@@ -1,0 +1,59 @@
+"""ksha's Kubernetes control-plane states that plain states cannot express.
+
+``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
+published to the Salt mine, read when the state runs (not when the SLS renders), so that
+``test=True`` on hosts whose keys are not made yet shows the plan instead of a failure, and
+refuses while this master's own published key is not the one its ``sa.key`` has.
+"""
+
+__virtualname__ = "ksha_kube"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def service_account_keys_trusted(name, user="root", mode="0644"):
+    """``name`` (``sa.pub``) holds every master's service account public key, in master order
+    (``ksha.service_account_keys``). Fails, changing nothing, while the Salt mine lacks a
+    master's key, naming the master and how to publish it; with ``test=True`` that is the plan
+    (``result: None``), as orch.ksha's ``mine.send`` step publishes the keys before this runs.
+
+    name
+        The bundle file, ``ksha_model:kubernetes:service_account:pub``.
+    """
+    keys = __salt__["ksha.service_account_keys"]()
+    me = __grains__["id"]
+    sa = __salt__["ksha.model"]()["kubernetes"]["service_account"]
+    # This master's own key as it is now: one made anew since it was published (a highstate
+    # replacing a lost sa.key) would leave the mine, and every sa.pub, with the old one.
+    try:
+        own = __salt__["x509.get_public_key"](sa["key"]).strip() + "\n"
+    except Exception:  # noqa: BLE001 - no key (ksha.kubernetes.pki makes it, before this)
+        own = None
+    if me in keys["keys"] and keys["keys"][me] != own:
+        comment = (
+            f"{me}'s service account key ({sa['key']}) is not the one the Salt mine holds for it: "
+            f"run orch.ksha, or salt {me} ksha.publish_service_account_key, then this again"
+        )
+        if __opts__["test"]:
+            return {"name": name, "result": None, "changes": {}, "comment": comment}
+        return {"name": name, "result": False, "changes": {}, "comment": comment}
+    if keys["missing"]:
+        who = ", ".join(keys["missing"])
+        if __opts__["test"]:
+            return {
+                "name": name,
+                "result": None,
+                "changes": {},
+                "comment": f"{name} would trust every master's service account key once the Salt mine holds "
+                f"{who}'s (orch.ksha publishes them in the step before this one)",
+            }
+        return {
+            "name": name,
+            "result": False,
+            "changes": {},
+            "comment": f"the Salt mine holds no service account public key ({sa['mine']}) of {who}: run orch.ksha, "
+            f"which publishes them, or salt -L {','.join(keys['missing'])} ksha.publish_service_account_key",
+        }
+    return __states__["file.managed"](name, contents=keys["pem"], user=user, mode=mode)

@@ -1,0 +1,76 @@
+"""salt/_states/ksha_kube.py under Salt's loader mock: the mine is the module's
+``ksha.service_account_keys`` (its parsing has its own tests); the lab runs the real one."""
+
+import pytest
+
+from tests.conftest import load_salt_module
+
+kube = load_salt_module("states", "ksha_kube")
+PEM = "-----BEGIN PUBLIC KEY-----\nk\n-----END PUBLIC KEY-----\n"
+SA = {"key": "/etc/kubernetes/pki/sa.key", "pub": "/etc/kubernetes/pki/sa.pub", "mine": "ksha_kube_service_account_key"}
+
+
+@pytest.fixture
+def managed():
+    return []
+
+
+@pytest.fixture
+def configure_loader_modules(managed):
+    def file_managed(name, **kwargs):
+        managed.append((name, kwargs))
+        return {"name": name, "result": True, "changes": {"diff": "new file"}, "comment": "written"}
+
+    return {
+        kube: {
+            "__opts__": {"test": False},
+            "__grains__": {"id": "master1"},
+            "__salt__": {
+                "ksha.model": lambda: {"kubernetes": {"service_account": SA}},
+                "x509.get_public_key": lambda key: PEM,  # master1's sa.key
+            },
+            "__states__": {"file.managed": file_managed},
+        }
+    }
+
+
+def keys(pem, missing, published=None):
+    published = {"master1": PEM} if published is None else published
+    kube.__salt__["ksha.service_account_keys"] = lambda: {"pem": pem, "keys": published, "missing": missing}
+
+
+def test_every_key_published_writes_the_bundle_with_file_managed(managed):
+    keys(PEM * 3, [])
+    ret = kube.service_account_keys_trusted(SA["pub"])
+    assert ret["result"] is True and ret["changes"] == {"diff": "new file"}
+    assert managed == [(SA["pub"], {"contents": PEM * 3, "user": "root", "mode": "0644"})]
+
+
+def test_a_master_missing_from_the_mine_fails_naming_it_and_the_command(managed):
+    keys(PEM, ["master2", "master3"])
+    ret = kube.service_account_keys_trusted(SA["pub"])
+    assert ret["result"] is False and ret["changes"] == {} and managed == []
+    assert "of master2, master3: run orch.ksha" in ret["comment"]
+    assert "salt -L master2,master3 ksha.publish_service_account_key" in ret["comment"]
+
+
+def test_in_test_mode_a_missing_key_is_the_plan_not_a_failure(managed, monkeypatch):
+    monkeypatch.setitem(kube.__opts__, "test", True)
+    keys("", ["master1", "master2", "master3"], published={})
+    ret = kube.service_account_keys_trusted(SA["pub"])
+    assert ret["result"] is None and ret["changes"] == {} and managed == []
+    assert "once the Salt mine holds master1, master2, master3's" in ret["comment"]
+
+
+@pytest.mark.parametrize("test", [False, True])
+def test_a_key_made_anew_since_it_was_published_is_refused_until_published(managed, monkeypatch, test):
+    monkeypatch.setitem(kube.__opts__, "test", test)
+    stale = PEM.replace("\nk\n", "\nold\n")
+    keys(stale * 3, [], published={"master1": stale})
+    ret = kube.service_account_keys_trusted(SA["pub"])
+    assert ret["result"] is (None if test else False) and ret["changes"] == {} and managed == []
+    assert (
+        "master1's service account key (/etc/kubernetes/pki/sa.key) is not the one the Salt mine holds"
+        in (ret["comment"])
+    )
+    assert "salt master1 ksha.publish_service_account_key" in ret["comment"]
