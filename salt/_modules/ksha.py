@@ -131,8 +131,8 @@ def public_key_bundle(minions, published):
 def service_account_keys():
     """The service account public keys every apiserver trusts: each master's, as the masters
     published them to the Salt mine (``ksha_model:kubernetes:service_account:mine``), in master
-    order; ``missing`` names the masters whose key the mine does not hold (``salt -L <masters>
-    mine.send`` as ``salt-run ksha.plan`` shows, or one ``orch.ksha``, publishes them).
+    order; ``missing`` names the masters whose key the mine does not hold (one ``orch.ksha``, or
+    ``ksha.publish_service_account_key`` on them, publishes it).
 
     CLI Example:
 

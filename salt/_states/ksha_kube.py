@@ -17,7 +17,9 @@ def service_account_keys_trusted(name, user="root", mode="0644"):
     """``name`` (``sa.pub``) holds every master's service account public key, in master order
     (``ksha.service_account_keys``). Fails, changing nothing, while the Salt mine lacks a
     master's key, naming the master and how to publish it; with ``test=True`` that is the plan
-    (``result: None``), as orch.ksha's ``mine.send`` step publishes the keys before this runs.
+    (``result: None``), as orch.ksha's step before this one publishes the keys
+    (``ksha.publish_service_account_key``). Refuses, the same way, on a master whose ``sa.key``
+    is not the key the mine holds for it.
 
     name
         The bundle file, ``ksha_model:kubernetes:service_account:pub``.
