@@ -260,6 +260,10 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
     )
     if model is None:
         return {"until": until, "steps": steps.steps}
+    release_problem = model["kubernetes"]["archive"]["problem"]
+    if "control-plane" in enabled and model["kubernetes"]["masters"] and release_problem:
+        steps.fail("ksha-preflight-kubernetes-release-checksum-set", release_problem)
+        return {"until": until, "steps": steps.steps}
     everyone = [h["name"] for h in model["hosts"]]
     lb, etcd = model["loadbalancer"], model["etcd"]
     steps.add(
@@ -365,6 +369,14 @@ def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) 
         if problem:
             steps.fail("ksha-phase-control-plane-ca-stays-where-its-key-is", problem)
             return
+    steps.add(
+        "ksha-phase-control-plane-binaries-installed",
+        "salt.state",
+        f"the Kubernetes {k8s['version']} release on every master, checked by its sha256 before anything "
+        f"changes, under {k8s['release_dir']} with its binaries linked into /usr/local/bin",
+        target=k8s["masters"],
+        sls=["ksha.kubernetes.install"],
+    )
     steps.add(
         "ksha-phase-control-plane-ca-ready",
         "salt.state",

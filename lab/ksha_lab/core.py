@@ -18,14 +18,16 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksha import importer, model
+from ksha import importer, inventory, model
 from ksha.saltconf import QUIET_SALT_LOGGERS, REPO, file_roots
 from ksha_lab import base
+from ksha_lab.standins import release
 
 STATE = Path(os.environ.get("KSHA_LAB_STATE", "/var/lib/ksha-lab"))
 CACHE = Path(os.environ.get("KSHA_LAB_CACHE", "/var/cache/ksha-lab"))
@@ -179,9 +181,15 @@ class Lab:
         # The seed's LB is a cloud LB; the lab has none, so it runs ksha's own: keepalived + haproxy
         # on the masters holding the VIP (the one edit to what the importer wrote).
         ksha["loadbalancer"]["mode"] = "keepalived"
+        # The Kubernetes release: the lab's own tarball of stand-ins, served on the bridge.
+        k8s = ksha.setdefault("kubernetes", {})
+        version = k8s.get("version") or inventory.load_defaults()["kubernetes"]["version"]
+        tarball = release.build(self.www, version)
+        k8s["archive"] = {"url": self.release_url(version), "sha256": release.sha256(tarball)}
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
-            "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB).\n"
+            "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB) and\n"
+            "# ksha:kubernetes:archive the lab's release tarball of stand-ins (ksha_lab/standins/release.py).\n"
         )
         (self.pillar_dir / "ksha.sls").write_text(header + importer.dump_yaml({"ksha": ksha}))
         importer.write_roster(roster, STATE / "roster")
@@ -223,6 +231,25 @@ class Lab:
 
     def salt_cmd(self, tool: str, *args: str) -> list[str]:
         return [str(BIN / tool), "-c", str(self.master_dir), *args]
+
+    @property
+    def www(self) -> Path:
+        return STATE / "www"
+
+    def release_url(self, version: str) -> str:
+        return f"http://{self.master_ip}:{release.PORT}/{version}/{release.TARBALL}"
+
+    def serve_release(self) -> None:
+        """The release tarball over HTTP on the bridge (see release.serve), answering before this returns."""
+        release.serve(self.www, self.master_ip)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.master_ip}:{release.PORT}/", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise LabError(f"the release server on {self.master_ip}:{release.PORT} did not answer in 30 s")
 
     def start_master(self) -> None:
         d = self.master_dir
@@ -472,6 +499,7 @@ def up(topology: str = "seed", subnet: str = DEFAULT_SUBNET, log: Callable[[str]
     lab.save()
     lab.write_pillar()
     lab.create_bridge()
+    lab.serve_release()
     lab.start_master()
     for host in lab.hosts.values():
         lab.prepare_host(host, base_root)
@@ -520,7 +548,7 @@ def leftovers() -> dict[str, list]:
         except OSError:
             continue
         text = b" ".join(cmdline)
-        if str(STATE).encode() in text and (b"systemd-nspawn" in text or b"salt-master" in text):
+        if str(STATE).encode() in text and any(p in text for p in (b"systemd-nspawn", b"salt-master", b"http.server")):
             procs.append(int(proc.name))
     mounts = [
         line.split()[1]

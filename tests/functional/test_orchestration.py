@@ -113,7 +113,8 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-phase-etcd-members-bootstrapped": [{"salt": "ksha-phase-etcd-certificates-issued"}],
         "ksha-phase-etcd-other-hosts-cleaned": [{"salt": "ksha-phase-etcd-members-bootstrapped"}],
         "ksha-phase-etcd-cluster-healthy": [{"salt": "ksha-phase-etcd-other-hosts-cleaned"}],
-        "ksha-phase-control-plane-ca-ready": [{"salt": "ksha-phase-etcd-cluster-healthy"}],
+        "ksha-phase-control-plane-binaries-installed": [{"salt": "ksha-phase-etcd-cluster-healthy"}],
+        "ksha-phase-control-plane-ca-ready": [{"salt": "ksha-phase-control-plane-binaries-installed"}],
         "ksha-phase-control-plane-certificates-issued": [{"salt": "ksha-phase-control-plane-ca-ready"}],
         "ksha-phase-control-plane-service-account-keys-published": [
             {"salt": "ksha-phase-control-plane-certificates-issued"}
@@ -144,10 +145,38 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.etcd.pki",  # kube-master: the apiserver's etcd client certificate
             "ksha.etcd",
             "ksha.kubernetes.ca",  # master1 is the first kube-master: the Kubernetes CA host
+            "ksha.kubernetes.install",
             "ksha.kubernetes.pki",
             "ksha.kubernetes.service_account",
         ]
     }
+
+
+def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, set_pillar, example_ksha):
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.kubernetes.install")
+    assert ret.returncode == 0, ret.stderr
+
+    def args(state_id):
+        [(fun, fun_args)] = [(k, v) for k, v in ret.data[state_id].items() if not k.startswith("__")]
+        return fun, {k: v for a in fun_args if isinstance(a, dict) for k, v in a.items()}
+
+    fun, extracted = args("ksha-kubernetes-release-archive-extracted")
+    assert fun == "archive" and extracted["name"] == "/opt/kubernetes-v1.30.8"
+    assert extracted["source"] == "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz"
+    assert extracted["source_hash"] == "sha256=" + example_ksha["kubernetes"]["archive"]["sha256"]
+    links = {args(i)[1]["name"]: args(i)[1]["target"] for i in ret.data if i.endswith("-binary-linked")}
+    assert links == {
+        f"/usr/local/bin/{b}": f"/opt/kubernetes-v1.30.8/kubernetes/server/bin/{b}"
+        for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+    }
+    # Without a checksum (as the shipped example is), a highstate fails it, saying where to find it.
+    example_ksha["kubernetes"]["archive"]["sha256"] = None
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.kubernetes.install")
+    assert list(ret.data) == ["ksha-kubernetes-release-checksum-set"]
+    fun, refusal = args("ksha-kubernetes-release-checksum-set")
+    assert fun == "test" and refusal["name"].startswith("ksha:kubernetes:archive:sha256 is not set")
 
 
 def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_pillar, example_ksha):
@@ -155,7 +184,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
-    etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
+    etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)

@@ -1,4 +1,4 @@
-"""Phase 5 on the lab, as far as it is built: the Kubernetes PKI on the masters.
+"""Phase 5 on the lab, as far as it is built: the Kubernetes release and PKI on the masters.
 
 Checked with the real clients: ``openssl`` in the hosts, ``kubectl`` (this machine's) reading
 the kubeconfigs the formula wrote.
@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.lab.conftest import converged_lab
+from tests.lab.conftest import converged_lab, failed_states
 
 MASTERS = ["master1", "master2", "master3"]
 PKI = "/etc/kubernetes/pki"
@@ -26,6 +26,8 @@ LEAVES = {
     "controller-manager-client": ("ca.crt", "system:kube-controller-manager", None, "TLS Web Client"),
     "scheduler-client": ("ca.crt", "system:kube-scheduler", None, "TLS Web Client"),
 }
+VERSION = "v1.30.8"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 KUBECONFIGS = {"admin.conf": "admin", "controller-manager.conf": "controller-manager", "scheduler.conf": "scheduler"}
 
 
@@ -148,3 +150,47 @@ def test_each_master_signs_with_its_own_service_account_key_and_every_master_tru
         )  # fmt: skip
         verdicts.append(out.returncode == 0)
     assert verdicts == [False, True, False]
+
+
+def release_links(lab, host):
+    out = lab.exec(
+        lab.hosts[host], "sh", "-c", "for b in " + " ".join(BINARIES) + "; do readlink /usr/local/bin/$b; done"
+    )
+    return out.stdout.split()
+
+
+def test_every_master_runs_binaries_of_the_pinned_release_checked_by_sha256(cp_lab, lab_pillar):
+    """The release comes from the pillar's URL (the lab's tarball of stand-ins, served on its
+    bridge) through the formula's archive path; a tarball whose sha256 differs changes nothing."""
+    lab, salt, states = cp_lab
+    installed = states["ksha-phase-control-plane-binaries-installed"]
+    assert installed["result"] is True and sorted(installed["changes"]["ret"]) == MASTERS
+    release = f"/opt/kubernetes-{VERSION}/kubernetes/server/bin"
+    for host in MASTERS:
+        assert release_links(lab, host) == [f"{release}/{b}" for b in BINARIES], host
+        version = lab.exec(lab.hosts[host], "/usr/local/bin/kube-apiserver", "--version")
+        assert (version.returncode, version.stdout) == (0, f"Kubernetes {VERSION}\n")
+        refused = lab.exec(lab.hosts[host], "/usr/local/bin/kube-scheduler", "--insecure-port=10251")
+        assert (refused.returncode, refused.stderr) == (1, "Error: unknown flag: --insecure-port\n")
+        client = lab.exec(lab.hosts[host], "/usr/local/bin/kubectl", "version", "--client")  # the real kubectl
+        assert client.returncode == 0 and client.stdout.startswith("Client Version: v1."), client
+    for host in ("node1", "node2", "node3"):
+        assert lab.exec(lab.hosts[host], "test", "-e", "/usr/local/bin/kube-apiserver").returncode != 0, host
+
+    # Another release whose tarball does not match its pinned sha256: refused before anything changes.
+    lab_pillar.ran("control-plane")
+    lab_pillar.edit(
+        lambda ksha: ksha["kubernetes"].update(
+            version="v1.30.9", archive={**ksha["kubernetes"]["archive"], "sha256": "0" * 64}
+        )
+    )
+    out = salt.salt("master2", "state.apply", "ksha.kubernetes.install", timeout=300)["master2"]
+    failed = failed_states(out)
+    refused = failed.pop("ksha-kubernetes-release-archive-extracted")
+    assert "0" * 64 in refused, refused
+    assert all("requisite" in comment.lower() for comment in failed.values()), failed  # the links
+    assert not [s for s in out.values() if s["changes"]], out
+    assert lab.exec(lab.hosts["master2"], "test", "-e", "/opt/kubernetes-v1.30.9").returncode != 0
+    assert release_links(lab, "master2") == [f"{release}/{b}" for b in BINARIES]
+    lab_pillar.restore()
+    lab_pillar.converged()  # nothing changed anywhere

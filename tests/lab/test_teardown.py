@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from ksha_lab import core
@@ -9,7 +10,17 @@ from ksha_lab import core
 KSHA_LAB = Path(sys.executable).parent / "ksha-lab"
 
 
+def served(url):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
 def test_down_twice_leaves_no_process_mount_or_bridge(lab):
+    release = lab.release_url("v1.30.8")
+    assert served(release)  # the lab's Kubernetes release, on the bridge
     for _ in range(2):
         run = subprocess.run([str(KSHA_LAB), "down"], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
@@ -19,3 +30,4 @@ def test_down_twice_leaves_no_process_mount_or_bridge(lab):
     assert " overlay " not in Path("/proc/mounts").read_text()
     bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
     assert core.BRIDGE not in bridges
+    assert not served(release)

@@ -141,6 +141,7 @@ def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
         "ksha.loadbalancer.external",
         "ksha.etcd.pki",
         "ksha.etcd.clean",
+        "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
     ]
@@ -192,8 +193,9 @@ def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
     on_kube_ca = model.for_minion(m, "master2")
     assert set(on_kube_ca["x509_signing_policies"]) == set(model.KUBE_POLICIES)
     assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
-    assert on_kube_ca["ksha_model"]["me"]["states"][-3:] == [
+    assert on_kube_ca["ksha_model"]["me"]["states"][-4:] == [
         "ksha.kubernetes.ca",
+        "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
     ]
@@ -243,6 +245,7 @@ def test_states_follow_phase_order_once_each():
         "ksha.etcd.pki",
         "ksha.etcd",
         "ksha.kubernetes.ca",
+        "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
     ]

@@ -153,7 +153,7 @@ def test_release_and_ca_host(example_ksha):
     cluster = k8s(example_ksha, **{"kubernetes:archive": {"url": "http://mirror/k.tar.gz", "sha256": "a" * 64}})
     kube = cluster["kubernetes"]
     version = kube["version"]
-    assert kube["archive"] == {"url": "http://mirror/k.tar.gz", "sha256": "a" * 64}
+    assert kube["archive"] == {"url": "http://mirror/k.tar.gz", "sha256": "a" * 64, "problem": None}
     assert kube["release_links"]["kube-apiserver"] == {
         "link": "/usr/local/bin/kube-apiserver",
         "target": f"/opt/kubernetes-{version}/kubernetes/server/bin/kube-apiserver",

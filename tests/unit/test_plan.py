@@ -101,6 +101,7 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-etcd-members-bootstrapped",
         "ksha-phase-etcd-other-hosts-cleaned",
         "ksha-phase-etcd-cluster-healthy",
+        "ksha-phase-control-plane-binaries-installed",
         "ksha-phase-control-plane-ca-ready",
         "ksha-phase-control-plane-certificates-issued",
         "ksha-phase-control-plane-service-account-keys-published",
@@ -437,6 +438,7 @@ def test_control_plane_pki_steps_and_refusals(example_ksha, case, files, ca_host
     control_plane = [s for s in steps if s["id"].startswith("ksha-phase-control-plane")]
     if expected == "steps":
         assert [(s["id"], s["target"], s["sls"]) for s in control_plane] == [
+            ("ksha-phase-control-plane-binaries-installed", M, ["ksha.kubernetes.install"]),
             ("ksha-phase-control-plane-ca-ready", ["master1"], ["ksha.kubernetes.ca"]),
             ("ksha-phase-control-plane-certificates-issued", M, ["ksha.kubernetes.pki"]),
             ("ksha-phase-control-plane-service-account-keys-published", M, []),
@@ -452,3 +454,48 @@ def test_control_plane_pki_steps_and_refusals(example_ksha, case, files, ca_host
 def test_no_phase_is_planned_after_a_refusal(cluster):
     live = {"recorded": {"master1": "c"}, "current": None, "ca_keys": ["master1"]}
     assert ids(plan.build(cluster, live))[-1] == "ksha-phase-etcd-cluster-reachable"
+
+
+# (case, until, sha256, kube-master group) -> the preflight's refusal (its step ID), or None: the
+# run goes on. A release without its checksum is refused before any host is touched, unless the
+# run stops before the control plane or there is no master to install it on.
+RELEASE = [
+    ("no checksum, the whole run", None, None, M, "ksha-preflight-kubernetes-release-checksum-set"),
+    (
+        "no checksum, up to the control plane",
+        "control-plane",
+        None,
+        M,
+        "ksha-preflight-kubernetes-release-checksum-set",
+    ),
+    ("no checksum, up to etcd only", "etcd", None, M, None),
+    ("no checksum, up to preflight only", "preflight", None, M, None),
+    ("a checksum", None, "ab" * 32, M, None),
+]
+
+
+@pytest.mark.parametrize("case, until, sha256, masters, refusal", RELEASE, ids=[r[0] for r in RELEASE])
+def test_a_release_without_its_checksum_is_refused_at_preflight(example_ksha, case, until, sha256, masters, refusal):
+    example_ksha["kubernetes"]["archive"]["sha256"] = sha256
+    example_ksha["groups"]["kube-master"] = masters
+    cluster = model.build(example_ksha)
+    live = {"recorded": {}, "current": None, "ca_keys": [], "files": {}}
+    steps = plan.build(cluster, live, until=until)["steps"]
+    failing = [s for s in steps if s["state"] == "test.fail_without_changes"]
+    if refusal is None:
+        assert not failing, failing
+        assert ("ksha-phase-control-plane-binaries-installed" in ids({"steps": steps})) == (
+            until in (None, "control-plane")
+        )
+        return
+    assert [s["id"] for s in steps] == ["ksha-preflight-inventory-valid", refusal]
+    why = steps[-1]["why"]
+    assert why.startswith("ksha:kubernetes:archive:sha256 is not set")
+    assert "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz.sha256" in why
+
+
+def test_a_mirror_url_is_never_shown_in_the_refusal(example_ksha):
+    """A mirror's URL may carry credentials: the refusal names the key and upstream's checksum only."""
+    example_ksha["kubernetes"]["archive"] = {"url": "https://user:s3cret@mirror.example/k.tar.gz", "sha256": None}
+    [_, refusal] = plan.build(model.build(example_ksha), {"recorded": {}, "current": None, "ca_keys": []})["steps"]
+    assert "s3cret" not in refusal["why"] and "mirror.example" not in refusal["why"]

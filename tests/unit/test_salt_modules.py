@@ -436,6 +436,7 @@ def test_module_roles_and_host():
             "ksha.loadbalancer.external",
             "ksha.etcd.pki",
             "ksha.etcd",
+            "ksha.kubernetes.install",
             "ksha.kubernetes.pki",
             "ksha.kubernetes.service_account",
         ],

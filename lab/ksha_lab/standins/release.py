@@ -1,0 +1,82 @@
+"""The Kubernetes release the lab serves: upstream's kubernetes-server-linux-amd64.tar.gz layout
+and names (kubernetes/server/bin/<binary>), holding STAND-INS for the components
+(ksha_lab/standins/kube_component.py; the real binaries cannot be downloaded here) and this
+machine's real kubectl. ksha installs it through the same archive path a user takes with the
+real tarball: a URL and its sha256 in the pillar.
+
+The lab serves it over HTTP on its bridge (``serve``; the lab's salt-master's address), under
+``/<version>/kubernetes-server-linux-amd64.tar.gz`` as dl.k8s.io does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from ksha import flags, model
+
+COMPONENT = Path(__file__).resolve().parent / "kube_component.py"
+TARBALL = "kubernetes-server-linux-amd64.tar.gz"
+PORT = 8780
+
+
+def standin(component: str, version: str) -> bytes:
+    """The stand-in executable of `component`: its name, version and flags, then kube_component.py."""
+    head = (
+        "#!/usr/bin/python3\n"
+        f"# ksha-lab STAND-IN for {component} {version}: not the real binary (see the text below).\n"
+        f"COMPONENT = {json.dumps(component)}\n"
+        f"VERSION = {json.dumps(version)}\n"
+        f"KNOWN_FLAGS = {json.dumps(sorted(flags.known(component)))}\n"
+    )
+    return head.encode() + COMPONENT.read_bytes()
+
+
+def real_kubectl() -> Path:
+    found = shutil.which("kubectl")
+    if not found:
+        raise RuntimeError("the lab's release carries this machine's kubectl, and there is none (make apt)")
+    return Path(os.path.realpath(found))
+
+
+def build(www: Path, version: str) -> Path:
+    """Write <www>/<version>/kubernetes-server-linux-amd64.tar.gz; return its path."""
+    out = www / version / TARBALL
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz", compresslevel=1) as tar:
+        for directory in ("kubernetes", "kubernetes/server", "kubernetes/server/bin"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for component in model.KUBE_COMPONENTS:
+            data = standin(component, version)
+            info = tarfile.TarInfo(f"kubernetes/server/bin/{component}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(real_kubectl(), arcname="kubernetes/server/bin/kubectl")
+    return out
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def serve(www: Path, address: str, port: int = PORT) -> int:
+    """Start a detached HTTP server of `www` on address:port; return its pid (`down` stops it: its
+    command line names the lab's state directory)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(www), str(port)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    return proc.pid

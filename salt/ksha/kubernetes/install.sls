@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.kubernetes.install: on every master, the Kubernetes release
+    (kubernetes-server-linux-amd64.tar.gz of ksha:kubernetes:version, from
+    ksha:kubernetes:archive:url or upstream), checked against
+    ksha:kubernetes:archive:sha256 before anything is extracted, under
+    /opt/kubernetes-<version>/ with the components' binaries and kubectl
+    linked into /usr/local/bin. Without a sha256 this fails, saying where
+    upstream publishes it (the model's archive.problem). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import model with context %}
+{%- set k8s = model.kubernetes %}
+
+{%- if grains['id'] not in k8s.masters %}
+ksha-kubernetes-release-nothing-for-this-host:
+  test.nop:
+    - name: {{ grains['id'] }} is not a master
+{%- elif k8s.archive.problem %}
+ksha-kubernetes-release-checksum-set:
+  test.fail_without_changes:
+    - name: {{ k8s.archive.problem | json }}
+{%- else %}
+ksha-kubernetes-release-archive-extracted:
+  archive.extracted:
+    - name: {{ k8s.release_dir }}
+    - source: {{ k8s.archive.url | json }}
+    - source_hash: sha256={{ k8s.archive.sha256 }}
+    - user: root
+{%-   for binary, link in k8s.release_links | dictsort %}
+
+ksha-kubernetes-{{ binary }}-binary-linked:
+  file.symlink:
+    - name: {{ link.link }}
+    - target: {{ link.target }}
+    - force: True
+    - require:
+      - archive: ksha-kubernetes-release-archive-extracted
+{%-   endfor %}
+{%- endif %}

@@ -1,0 +1,71 @@
+"""The lab's Kubernetes release: upstream's tarball layout, stand-ins that refuse what the pinned
+version's binaries would refuse, and a real kubectl."""
+
+import subprocess
+import tarfile
+
+import pytest
+
+from ksha import flags
+from ksha_lab.standins import release
+
+VERSION = "v1.30.8"
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    www = tmp_path_factory.mktemp("www")
+    tarball = release.build(www, VERSION)
+    assert tarball == www / VERSION / "kubernetes-server-linux-amd64.tar.gz"
+    with tarfile.open(tarball) as tar:
+        names = sorted(m.name for m in tar.getmembers() if m.isfile())
+        tar.extractall(www / "x", filter="tar")
+    assert names == [
+        "kubernetes/server/bin/kube-apiserver",
+        "kubernetes/server/bin/kube-controller-manager",
+        "kubernetes/server/bin/kube-scheduler",
+        "kubernetes/server/bin/kubectl",
+    ]
+    return www / "x" / "kubernetes" / "server" / "bin"
+
+
+def run(path, *args):
+    return subprocess.run([str(path), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("component", ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])
+def test_each_stand_in_says_its_version_and_what_it_is(extracted, component):
+    out = run(extracted / component, "--version")
+    assert (out.returncode, out.stdout) == (0, f"Kubernetes {VERSION}\n")
+    assert "STAND-IN" in (extracted / component).read_text().splitlines()[1]
+
+
+# (component, arguments) -> the flag refused, or None: every flag is the version's
+FLAGS = [
+    ("kube-apiserver", ["--secure-port=6443", "--etcd-servers", "https://10.0.0.1:2379"], None),
+    ("kube-apiserver", ["--insecure-port=8080"], "--insecure-port"),  # removed in 1.24
+    ("kube-apiserver", ["--secure-port=6443", "--no-such-flag"], "--no-such-flag"),
+    ("kube-controller-manager", ["--leader-elect=true", "--cluster-cidr=10.233.64.0/18"], None),
+    ("kube-scheduler", ["--cluster-cidr=10.233.64.0/18"], "--cluster-cidr"),  # the controller-manager's
+    ("kube-scheduler", ["--config=/etc/kubernetes/kube-scheduler.yaml", "-v", "2"], None),
+]
+
+
+@pytest.mark.parametrize("component, args, refused", FLAGS)
+def test_flags_not_in_the_pinned_reference_are_refused(extracted, component, args, refused):
+    out = run(extracted / component, *args)
+    assert out.returncode == 1
+    if refused:
+        assert out.stderr == f"Error: unknown flag: {refused}\n"
+    else:
+        assert "ksha-lab STAND-IN; every flag is one of" in out.stderr and "does not serve" in out.stderr
+
+
+def test_the_flag_lists_are_the_references(extracted):
+    text = (extracted / "kube-scheduler").read_text()
+    assert f"KNOWN_FLAGS = {sorted(flags.known('kube-scheduler'))}".replace("'", '"') in text
+
+
+def test_kubectl_is_this_machines_real_one(extracted):
+    out = run(extracted / "kubectl", "version", "--client")
+    assert out.returncode == 0 and out.stdout.startswith("Client Version: v1."), out
