@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ksha import release
 from ksha.inventory import host_names, load_defaults, merge
 
 OSFAMILY_FILE = Path(__file__).resolve().parent / "formula" / "osfamilymap.yaml"  # -> salt/ksha/
@@ -335,21 +336,6 @@ def first_ip(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr, strict=False).network_address + 1)
 
 
-def upstream_release_url(version: str) -> str:
-    return f"https://dl.k8s.io/{version}/kubernetes-server-linux-amd64.tar.gz"
-
-
-def release_checksum_missing(version: str) -> str:
-    """The refusal when ksha:kubernetes:archive:sha256 is not set: the fix names where upstream
-    publishes the checksum (a mirror serves the same tarball, so the same checksum). The
-    archive's URL is not shown: a mirror's may carry credentials."""
-    return (
-        f"ksha:kubernetes:archive:sha256 is not set: ksha installs no Kubernetes release it cannot check; "
-        f"set it to the sha256 of kubernetes-server-linux-amd64.tar.gz {version}, which upstream publishes "
-        f"at {upstream_release_url(version)}.sha256"
-    )
-
-
 def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]], api: dict, etcd: dict) -> dict:
     """The control plane's shared facts: release, CAs, SANs, kubeconfig endpoints, certificates' paths."""
     k8s = conf["kubernetes"]
@@ -359,7 +345,7 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
     domain = k8s["cluster_domain"]
     service_ip = first_ip(k8s["service_cidr"])
     release_dir = f"/opt/kubernetes-{version}"
-    url = k8s["archive"]["url"] or upstream_release_url(version)
+    url = k8s["archive"]["url"] or release.upstream_url(version)
     # The apiserver's serving certificate, the same on every master: every name and address a
     # client may use to reach any apiserver, so a master added or the LB moved re-issues it on
     # every master in the same run.
@@ -394,7 +380,7 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
             "sha256": k8s["archive"]["sha256"],
             # why the release cannot be installed (None: it can): the plan refuses the run before
             # any host is touched, and ksha.kubernetes.install fails with it on a highstate
-            "problem": None if k8s["archive"]["sha256"] else release_checksum_missing(version),
+            "problem": None if k8s["archive"]["sha256"] else release.checksum_missing(version),
         },
         # the tarball's kubernetes/server/bin/<binary>, extracted here and linked into /usr/local/bin
         "release_dir": release_dir,

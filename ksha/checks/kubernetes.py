@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Any
 
-from ksha import flags
+from ksha import flags, release
 from ksha.checks.base import Context, Report, ca_host_in_group, certificate_days, names, show
 
 KEY = "ksha:kubernetes"
@@ -47,7 +47,7 @@ EXTRA_ARGS = {
 def check(ctx: Context, report: Report) -> None:
     k8s = ctx.section("kubernetes")
     _version(k8s, report)
-    _archive(ctx.section("kubernetes", "archive"), report)
+    _archive(ctx, k8s, ctx.section("kubernetes", "archive"), report)
     _networks(ctx, k8s, report)
     pki = ctx.section("kubernetes", "pki")
     certificate_days(f"{KEY}:pki", pki, report)
@@ -75,8 +75,14 @@ def _version(k8s: dict, report: Report) -> None:
         )
 
 
-def _archive(archive: dict, report: Report) -> None:
+def _archive(ctx: Context, k8s: dict, archive: dict, report: Report) -> None:
     sha256, url = archive.get("sha256"), archive.get("url")
+    if sha256 is None and ctx.groups.get("kube-master") and isinstance(k8s.get("version"), str):
+        report.warning(
+            f"{KEY}:archive:sha256",
+            release.checksum_missing(k8s["version"]).split(": ", 1)[1]
+            + " (orch.ksha refuses to start its control-plane phase until then)",
+        )
     if sha256 is not None and not _SHA256.fullmatch(sha256):
         report.error(
             f"{KEY}:archive:sha256",
