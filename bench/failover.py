@@ -3,8 +3,9 @@
 Usage (root): .venv/bin/python bench/failover.py [--runs 5] [--configs ksha,anchor] [--deadline 2]
                                                  [--scenarios holder-killed,haproxy-killed,backend-killed] [--keep]
 
-Brings up the seed lab if it is not up, starts the kube-apiserver STAND-IN on the masters
-(ksha_lab/standins; there is no real apiserver in ksha yet) and deploys the LB. A client on this
+Brings up the seed lab if it is not up, converges it with orch.ksha (LB, etcd, the control
+plane's release and PKI), starts the kube-apiserver STAND-IN that ksha installed on the masters
+(ksha_lab/standins; ksha runs no apiserver yet) with the model's flags, and deploys the LB. A client on this
 machine (the lab bridge) sends an HTTPS GET /readyz through the VIP every 50 ms (each with a
 --deadline, 2 s by default, for connection, TLS and answer; certificate and LB domain verified).
 Per scenario and run it records
@@ -224,16 +225,22 @@ class Bench:
 
     # --- configurations -------------------------------------------------------------
 
-    def deploy_standins(self):
-        self.ca_file.write_bytes(standin.deploy(self.lab, [self.host(n) for n in MASTERS]))
-
-    def use_ksha(self):
-        for args in (("saltutil.sync_all",), ("state.orchestrate", "orch.ksha", 'pillar={"ksha_until": "lb"}')):
+    def orchestrate(self, until):
+        for args in (("saltutil.sync_all",), ("state.orchestrate", "orch.ksha", f'pillar={{"ksha_until": "{until}"}}')):
             rc, out = self.lab.salt_run_json(*args)
             if rc != 0:
                 raise RuntimeError(f"salt-run {' '.join(args)} failed (exit {rc}): {str(out)[-3000:]}")
             if args[0] == "saltutil.sync_all":
                 self.lab.salt_json("*", "saltutil.sync_all")
+
+    def deploy_standins(self):
+        """The apiserver stand-ins that ksha installs, with the formula's certificates and etcd: the
+        cluster converged up to the control plane first."""
+        self.orchestrate("control-plane")
+        self.ca_file.write_bytes(standin.deploy(self.lab, [self.host(n) for n in MASTERS]))
+
+    def use_ksha(self):
+        self.orchestrate("lb")
         for name in MASTERS:  # a clean start, as a fresh deployment would have
             self.sh(name, "systemctl", "restart", "haproxy", "keepalived", check=True)
         return 6443

@@ -2,7 +2,13 @@
 
 import copy
 import importlib.util
+import shutil
 import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,17 +73,104 @@ def model_functions(ksha, minion_id):
     return {"ksha.model": module.model}
 
 
-@pytest.fixture
-def standin_certs(tmp_path):
-    """A test CA and a serving certificate for lb.kubesphere.local and 127.0.0.1 (ca.crt, s.key, s.crt)."""
-    from ksha_lab.standins import pki
+STANDIN_VERSION = "v1.30.8"
 
+
+@pytest.fixture(scope="session")
+def standin_files(tmp_path_factory):
+    """The lab's Kubernetes release, extracted (``kubernetes/server/bin/``), and a test CA with
+    certificates: server (lb.kubesphere.local, 127.0.0.1, localhost), client, etcd-client (of
+    that CA) and stranger (of another CA), each NAME.crt + NAME.key, and ca.crt."""
+    from ksha_lab.standins import pki, release
+
+    d = tmp_path_factory.mktemp("standin")
     ca_key, ca_cert = pki.make_ca()
-    key, cert = pki.make_server_cert(ca_key, ca_cert, "master1", ["lb.kubesphere.local", "127.0.0.1"])
-    (tmp_path / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
-    (tmp_path / "s.key").write_bytes(key)
-    (tmp_path / "s.crt").write_bytes(cert)
-    return tmp_path
+    (d / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
+    names = ["lb.kubesphere.local", "127.0.0.1", "localhost"]
+    for name, cn in (("server", "master1"), ("client", "kubernetes-admin"), ("etcd-client", "kube-apiserver")):
+        key, cert = pki.make_server_cert(ca_key, ca_cert, cn, names)
+        (d / f"{name}.key").write_bytes(key)
+        (d / f"{name}.crt").write_bytes(cert)
+    other_key, other_cert = pki.make_ca("another CA")
+    key, cert = pki.make_server_cert(other_key, other_cert, "stranger", names)
+    (d / "stranger.key").write_bytes(key)
+    (d / "stranger.crt").write_bytes(cert)
+    tarball = release.build(d / "www", STANDIN_VERSION)
+    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(d)], check=True)
+    return d
+
+
+def start_etcd(files, data_dir):
+    """This machine's etcd, one member, TLS with client certificates of the test CA: (client URL, process)."""
+    url = f"https://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        ["etcd", "--name", "t", "--data-dir", str(data_dir), "--listen-client-urls", url,
+         "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{free_port()}",
+         "--cert-file", str(files / "server.crt"), "--key-file", str(files / "server.key"),
+         "--trusted-ca-file", str(files / "ca.crt"), "--client-cert-auth"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return url, proc
+
+
+def start_standin_apiserver(files, port, etcd_url, cert="server"):
+    """The release's kube-apiserver stand-in on 127.0.0.1:`port` with the test CA's files."""
+    return subprocess.Popen(
+        [str(files / "kubernetes/server/bin/kube-apiserver"), "--bind-address=127.0.0.1", f"--secure-port={port}",
+         f"--tls-cert-file={files / cert}.crt", f"--tls-private-key-file={files / 'server.key'}",
+         f"--client-ca-file={files / 'ca.crt'}", f"--etcd-servers={etcd_url}", f"--etcd-cafile={files / 'ca.crt'}",
+         f"--etcd-certfile={files / 'etcd-client.crt'}", f"--etcd-keyfile={files / 'etcd-client.key'}",
+         "--authorization-mode=Node,RBAC"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def https_get(files, port, path, client=None):
+    """(status, body) of GET https://127.0.0.1:port/path, verifying the server against the test CA."""
+    context = ssl.create_default_context(cafile=str(files / "ca.crt"))
+    if client:
+        context.load_cert_chain(str(files / f"{client}.crt"), str(files / f"{client}.key"))
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=context, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.read().decode()
+
+
+def wait_for_status(files, port, path, want, proc=None, timeout=10.0):
+    """GET path until it answers `want` (a status code): (status, body) of the last answer."""
+    deadline = time.monotonic() + timeout
+    got = (None, "")
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the stand-in exited: {proc.stderr.read()}")
+        try:
+            got = https_get(files, port, path)
+            if got[0] == want:
+                return got
+        except (ConnectionRefusedError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    return got
+
+
+@pytest.fixture
+def standin_apiserver(standin_files, tmp_path):
+    """The release's kube-apiserver stand-in, ready (this machine's etcd behind it): (port,
+    files, etcd process)."""
+    if not shutil.which("etcd"):
+        pytest.skip("needs etcd (make apt)")
+    etcd_url, etcd = start_etcd(standin_files, tmp_path / "etcd")
+    port = free_port()
+    proc = start_standin_apiserver(standin_files, port, etcd_url)
+    try:
+        assert wait_for_status(standin_files, port, "/readyz", 200, proc) == (200, "ok")
+        yield port, standin_files, etcd
+    finally:
+        for p in (proc, etcd):
+            p.kill()
+            p.wait()
 
 
 def free_port():

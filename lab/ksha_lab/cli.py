@@ -102,16 +102,9 @@ def cmd_salt(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """`make demo`: lab up, apiserver stand-ins, sync, the plan, orchestrate, status; the lab stays up."""
+    """`make demo`: lab up, sync, the plan, orchestrate, apiserver stand-ins, status; the lab stays up."""
     lab = core.up(args.topology, args.subnet)
     masters = [h for h in lab.hosts.values() if "kube-master" in h.groups]
-    print(
-        "\nksha has no control plane yet, so the LB gets the kube-apiserver STAND-IN as its backends:\n"
-        "ksha_lab/standins/kube_apiserver.py (test-only, a TLS /readyz server with a throw-away CA) on "
-        + ", ".join(f"{h.name} {h.ip}:6443" for h in masters),
-        flush=True,
-    )
-    standin.deploy(lab, masters)
     steps = [
         ("salt-run", "saltutil.sync_all"),
         ("salt", "*", "saltutil.sync_all"),
@@ -124,6 +117,14 @@ def cmd_demo(args) -> int:
         if rc != 0:
             print(f"\n{tool} {' '.join(rest)} failed (exit {rc}); the lab is still up for a look.", file=sys.stderr)
             return rc
+    print(
+        "\nksha runs no Kubernetes component yet, so the LB's backends are the kube-apiserver STAND-IN that\n"
+        "orch.ksha installed from the lab's release tarball (test-only: TLS with the formula's certificate,\n"
+        "/readyz while etcd is healthy), started with the model's flags on "
+        + ", ".join(f"{h.name} {h.ip}:6443" for h in masters),
+        flush=True,
+    )
+    standin.deploy(lab, masters)
     # keepalived takes the VIP once its check has passed twice (about 2 s after it starts).
     deadline = time.monotonic() + 20
     while True:

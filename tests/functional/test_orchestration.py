@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ksha.saltconf import file_roots
-from tests.conftest import REPO
+from tests.conftest import RELEASE_SHA256, REPO
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -83,6 +83,7 @@ def one_host_ksha():
         "hosts": [{"name": "master1", "ip": "10.99.0.11"}],
         "groups": {"kube-master": ["master1"], "kube-node": [], "etcd": ["master1"]},
         "loadbalancer": {"mode": "none"},
+        "kubernetes": {"archive": {"sha256": RELEASE_SHA256}},
     }
 
 

@@ -1,16 +1,13 @@
-"""salt/_modules/ksha_lb.py under Salt's loader mock; probe() against the real stand-in over TLS."""
+"""salt/_modules/ksha_lb.py under Salt's loader mock; probe() over TLS against the kube-apiserver stand-in
+of the lab's release (this machine's etcd behind it)."""
 
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
 
-from ksha_lab.standins.deploy import STANDIN
 from tests.conftest import free_port, load_salt_module, model_functions
 
 ksha_lb = load_salt_module("modules", "ksha_lb")
@@ -80,22 +77,10 @@ def test_backends_without_haproxy(tmp_path):
 
 
 @pytest.fixture
-def standin(standin_certs):
-    tmp_path = standin_certs
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, STANDIN, "--bind-address=127.0.0.1", f"--secure-port={port}",
-         f"--tls-cert-file={tmp_path / 's.crt'}", f"--tls-private-key-file={tmp_path / 's.key'}"]
-    )  # fmt: skip
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield port, tmp_path / "ca.crt"
-    proc.terminate()
-    proc.wait(5)
+def standin(standin_apiserver):
+    """The lab release's kube-apiserver stand-in, ready, on 127.0.0.1: (port, its CA)."""
+    port, files, _ = standin_apiserver
+    return port, files / "ca.crt"
 
 
 def test_probe_verifies_the_lb_domain_against_the_ca(standin):

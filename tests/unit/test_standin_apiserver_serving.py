@@ -1,0 +1,36 @@
+"""The kube-apiserver stand-in of the lab's release serves with the files its real flags name:
+TLS with its certificate, client certificates from --client-ca-file, and /readyz that follows a
+real etcd (this machine's, over TLS with the etcd client certificate)."""
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import STANDIN_VERSION, free_port, https_get, start_standin_apiserver, wait_for_status
+
+
+def test_ready_while_etcd_is_healthy_and_not_ready_without_it(standin_apiserver):
+    port, files, etcd = standin_apiserver
+    assert https_get(files, port, "/livez") == (200, "ok")
+    status, body = https_get(files, port, "/version")
+    assert status == 200 and json.loads(body)["gitVersion"] == STANDIN_VERSION
+    assert https_get(files, port, "/api")[0] == 401  # anonymous
+    assert https_get(files, port, "/api", client="client")[0] == 404  # a client of the CA; no objects yet
+    with pytest.raises((urllib.error.URLError, ssl.SSLError)):  # a certificate of another CA is refused
+        https_get(files, port, "/api", client="stranger")
+    with pytest.raises((urllib.error.URLError, ConnectionResetError)):  # TLS only
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).read()
+    etcd.kill()
+    etcd.wait()
+    status, body = wait_for_status(files, port, "/readyz", 500)  # etcd's health is asked at most once a second
+    assert status == 500 and body.startswith("[-]etcd failed: ")
+    assert https_get(files, port, "/livez") == (200, "ok")
+
+
+def test_a_key_that_does_not_match_its_certificate_stops_it(standin_files):
+    proc = start_standin_apiserver(standin_files, free_port(), "https://127.0.0.1:1", cert="client")
+    assert proc.wait(timeout=30) == 1  # client.crt with server.key
+    assert "failed to load the serving certificate" in proc.stderr.read()
