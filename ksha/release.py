@@ -8,12 +8,16 @@ def upstream_url(version: str) -> str:
     return f"https://dl.k8s.io/{version}/kubernetes-server-linux-amd64.tar.gz"
 
 
-def checksum_missing(version: str) -> str:
-    """Why a release without ksha:kubernetes:archive:sha256 is not installed, and the fix: where
-    upstream publishes the checksum (a mirror serves the same tarball, so the same checksum). The
-    archive's URL is not shown: a mirror's may carry credentials."""
+def checksum_fix(version: str) -> str:
+    """What to do about a missing ksha:kubernetes:archive:sha256: where upstream publishes the
+    checksum (a mirror serves the same tarball, so the same checksum). The archive's URL is not
+    shown: a mirror's may carry credentials."""
     return (
-        f"ksha:kubernetes:archive:sha256 is not set: ksha installs no Kubernetes release it cannot check; "
-        f"set it to the sha256 of kubernetes-server-linux-amd64.tar.gz {version}, which upstream publishes "
-        f"at {upstream_url(version)}.sha256"
+        f"ksha installs no Kubernetes release it cannot check; set it to the sha256 of "
+        f"kubernetes-server-linux-amd64.tar.gz {version}, which upstream publishes at {upstream_url(version)}.sha256"
     )
+
+
+def checksum_missing(version: str) -> str:
+    """The plan's refusal (and the install state's failure) without the checksum."""
+    return f"ksha:kubernetes:archive:sha256 is not set: {checksum_fix(version)}"

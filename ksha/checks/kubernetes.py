@@ -80,8 +80,9 @@ def _archive(ctx: Context, k8s: dict, archive: dict, report: Report) -> None:
     if sha256 is None and ctx.groups.get("kube-master") and isinstance(k8s.get("version"), str):
         report.warning(
             f"{KEY}:archive:sha256",
-            release.checksum_missing(k8s["version"]).split(": ", 1)[1]
-            + " (orch.ksha refuses to start its control-plane phase until then)",
+            release.checksum_fix(k8s["version"])
+            + " (until then orch.ksha refuses to run, before any host is touched, unless ksha_until stops it "
+            "before the control-plane phase)",
         )
     if sha256 is not None and not _SHA256.fullmatch(sha256):
         report.error(

@@ -241,15 +241,22 @@ class Lab:
 
     def serve_release(self) -> None:
         """The release tarball over HTTP on the bridge (see release.serve), answering before this returns."""
-        release.serve(self.www, self.master_ip)
+        log = STATE / "release-server.log"
+        proc = release.serve(self.www, self.master_ip, log)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://{self.master_ip}:{release.PORT}/", timeout=2):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.2)
-        raise LabError(f"the release server on {self.master_ip}:{release.PORT} did not answer in 30 s")
+                continue
+            time.sleep(0.5)  # a second server on the port would have failed to bind by now
+            if proc.poll() is None:  # this server answered, not another one holding the port
+                return
+        why = log.read_text(errors="replace").strip()[-500:] if proc.poll() is not None else "no answer in 30 s"
+        proc.kill()
+        raise LabError(f"the release server on {self.master_ip}:{release.PORT} did not start: {why}")
 
     def start_master(self) -> None:
         d = self.master_dir

@@ -1,16 +1,48 @@
 """ksha's Kubernetes control-plane states that plain states cannot express.
 
+``release_extracted`` is Salt's ``archive.extracted`` with any credentials of its source URL
+(``user:password@`` of a mirror) taken out of what it returns: on a failed download or checksum
+``archive.extracted`` returns ``file.cached``'s return, whose name is the URL as given.
+
 ``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
 published to the Salt mine, read when the state runs (not when the SLS renders), so that
 ``test=True`` on hosts whose keys are not made yet shows the plan instead of a failure, and
 refuses while this master's own published key is not the one its ``sa.key`` has.
 """
 
+import re
+
 __virtualname__ = "ksha_kube"
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def __virtual__():
     return __virtualname__
+
+
+def redacted(value):
+    """`value` (a state return: dicts, lists, strings) with the userinfo of every URL in its
+    strings replaced by ``<redacted>``."""
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\1<redacted>@", value)
+    if isinstance(value, dict):
+        return {redacted(k): redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redacted(v) for v in value)
+    return value
+
+
+def release_extracted(name, source, source_hash, user="root"):
+    """``archive.extracted`` of ``source`` into ``name``, checked against ``source_hash`` before
+    anything is extracted; its return with the credentials of any URL redacted (the source is a
+    mirror's URL from ``ksha:kubernetes:archive:url``, which may carry them).
+
+    name
+        The release directory (``/opt/kubernetes-<version>``).
+    """
+    ret = __states__["archive.extracted"](name=name, source=source, source_hash=source_hash, user=user)
+    return {**redacted(ret), "name": name}
 
 
 def service_account_keys_trusted(name, user="root", mode="0644"):

@@ -163,7 +163,7 @@ def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, s
         return fun, {k: v for a in fun_args if isinstance(a, dict) for k, v in a.items()}
 
     fun, extracted = args("ksha-kubernetes-release-archive-extracted")
-    assert fun == "archive" and extracted["name"] == "/opt/kubernetes-v1.30.8"
+    assert fun == "ksha_kube" and extracted["name"] == "/opt/kubernetes-v1.30.8"
     assert extracted["source"] == "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz"
     assert extracted["source_hash"] == "sha256=" + example_ksha["kubernetes"]["archive"]["sha256"]
     links = {args(i)[1]["name"]: args(i)[1]["target"] for i in ret.data if i.endswith("-binary-linked")}
@@ -178,6 +178,23 @@ def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, s
     assert list(ret.data) == ["ksha-kubernetes-release-checksum-set"]
     fun, refusal = args("ksha-kubernetes-release-checksum-set")
     assert fun == "test" and refusal["name"].startswith("ksha:kubernetes:archive:sha256 is not set")
+
+
+def test_a_mirrors_credentials_are_in_no_return_of_the_release_state(salt_minion, synced, tmp_path):
+    """Salt's archive.extracted returns the URL as given when the download fails; ksha's state
+    does not (the mirror here refuses connections: nothing listens on port 9)."""
+    url = "http://ksha-user:s3cret@127.0.0.1:9/kubernetes-server-linux-amd64.tar.gz"
+    assert salt_minion.salt_call_cli(timeout=120).run("saltutil.sync_states").returncode == 0
+    ret = salt_minion.salt_call_cli(timeout=120).run(
+        "state.single", "ksha_kube.release_extracted", str(tmp_path / "release"), f"source={url}",
+        f"source_hash=sha256={'0' * 64}",
+    )  # fmt: skip
+    assert ret.returncode != 0
+    assert isinstance(ret.data, dict), ret.data  # a state return, not an error list
+    [state] = ret.data.values()
+    assert state["result"] is False and "Connection refused" in state["comment"], state
+    assert "s3cret" not in ret.stdout + ret.stderr and "ksha-user" not in ret.stdout + ret.stderr
+    assert not (tmp_path / "release").exists()
 
 
 def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_pillar, example_ksha):

@@ -172,8 +172,9 @@ def test_every_master_runs_binaries_of_the_pinned_release_checked_by_sha256(cp_l
         assert (version.returncode, version.stdout) == (0, f"Kubernetes {VERSION}\n")
         refused = lab.exec(lab.hosts[host], "/usr/local/bin/kube-scheduler", "--insecure-port=10251")
         assert (refused.returncode, refused.stderr) == (1, "Error: unknown flag: --insecure-port\n")
-        client = lab.exec(lab.hosts[host], "/usr/local/bin/kubectl", "version", "--client")  # the real kubectl
-        assert client.returncode == 0 and client.stdout.startswith("Client Version: v1."), client
+        client = lab.exec(lab.hosts[host], "/usr/local/bin/kubectl", "version", "--client", "-o", "json")  # real
+        assert client.returncode == 0, client
+        assert json.loads(client.stdout)["clientVersion"]["gitVersion"].startswith("v1."), client
     for host in ("node1", "node2", "node3"):
         assert lab.exec(lab.hosts[host], "test", "-e", "/usr/local/bin/kube-apiserver").returncode != 0, host
 

@@ -6,6 +6,7 @@ the formula's apiserver certificate, ready while etcd is.
 """
 
 import functools
+import json
 import subprocess
 import time
 
@@ -133,8 +134,9 @@ def test_real_kubectl_reaches_an_apiserver_through_the_lb_with_admin_conf(keepal
     kubectl = ["/usr/local/bin/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
     ready = lab.exec(lab.hosts["master2"], *kubectl, "get", "--raw", "/readyz")
     assert (ready.returncode, ready.stdout) == (0, "ok"), ready.stderr
-    version = lab.exec(lab.hosts["master2"], *kubectl, "version")
-    assert version.returncode == 0 and "Server Version: v1.30.8" in version.stdout, version
+    version = lab.exec(lab.hosts["master2"], *kubectl, "version", "-o", "json")
+    assert version.returncode == 0, version
+    assert json.loads(version.stdout)["serverVersion"]["gitVersion"] == "v1.30.8"
     # On this machine: admin.conf made portable (its files embedded), to the VIP by address,
     # verifying the LB domain as the certificate names it.
     flat = lab.exec(lab.hosts["master2"], *kubectl, "config", "view", "--flatten", "--raw", check=True).stdout

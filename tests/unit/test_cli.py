@@ -14,8 +14,8 @@ KSHA = Path(sys.executable).parent / "ksha"
 CHECKSUM_WARNING = (
     "ksha:kubernetes:archive:sha256: ksha installs no Kubernetes release it cannot check; set it to the sha256 "
     "of kubernetes-server-linux-amd64.tar.gz v1.30.8, which upstream publishes at "
-    "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz.sha256 (orch.ksha refuses to start its "
-    "control-plane phase until then)"
+    "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz.sha256 (until then orch.ksha refuses to run, "
+    "before any host is touched, unless ksha_until stops it before the control-plane phase)"
 )
 
 

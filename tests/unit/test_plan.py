@@ -456,28 +456,21 @@ def test_no_phase_is_planned_after_a_refusal(cluster):
     assert ids(plan.build(cluster, live))[-1] == "ksha-phase-etcd-cluster-reachable"
 
 
-# (case, until, sha256, kube-master group) -> the preflight's refusal (its step ID), or None: the
-# run goes on. A release without its checksum is refused before any host is touched, unless the
-# run stops before the control plane or there is no master to install it on.
+# (case, until, sha256) -> the preflight's refusal (its step ID), or None: the run goes on. A
+# release without its checksum is refused before any host is touched, unless the run stops
+# before the control plane.
 RELEASE = [
-    ("no checksum, the whole run", None, None, M, "ksha-preflight-kubernetes-release-checksum-set"),
-    (
-        "no checksum, up to the control plane",
-        "control-plane",
-        None,
-        M,
-        "ksha-preflight-kubernetes-release-checksum-set",
-    ),
-    ("no checksum, up to etcd only", "etcd", None, M, None),
-    ("no checksum, up to preflight only", "preflight", None, M, None),
-    ("a checksum", None, "ab" * 32, M, None),
+    ("no checksum, the whole run", None, None, "ksha-preflight-kubernetes-release-checksum-set"),
+    ("no checksum, up to the control plane", "control-plane", None, "ksha-preflight-kubernetes-release-checksum-set"),
+    ("no checksum, up to etcd only", "etcd", None, None),
+    ("no checksum, up to preflight only", "preflight", None, None),
+    ("a checksum", None, "ab" * 32, None),
 ]
 
 
-@pytest.mark.parametrize("case, until, sha256, masters, refusal", RELEASE, ids=[r[0] for r in RELEASE])
-def test_a_release_without_its_checksum_is_refused_at_preflight(example_ksha, case, until, sha256, masters, refusal):
+@pytest.mark.parametrize("case, until, sha256, refusal", RELEASE, ids=[r[0] for r in RELEASE])
+def test_a_release_without_its_checksum_is_refused_at_preflight(example_ksha, case, until, sha256, refusal):
     example_ksha["kubernetes"]["archive"]["sha256"] = sha256
-    example_ksha["groups"]["kube-master"] = masters
     cluster = model.build(example_ksha)
     live = {"recorded": {}, "current": None, "ca_keys": [], "files": {}}
     steps = plan.build(cluster, live, until=until)["steps"]

@@ -1,12 +1,12 @@
 """The lab's Kubernetes release: upstream's tarball layout, stand-ins that refuse what the pinned
 version's binaries would refuse, and a real kubectl."""
 
+import json
 import subprocess
 import tarfile
 
 import pytest
 
-from ksha import flags
 from ksha_lab.standins import release
 
 VERSION = "v1.30.8"
@@ -41,14 +41,16 @@ def test_each_stand_in_says_its_version_and_what_it_is(extracted, component):
     assert "STAND-IN" in (extracted / component).read_text().splitlines()[1]
 
 
-# (component, arguments) -> the flag refused, or None: every flag is the version's
+# (component, arguments) -> what the real binary prints refusing them, or None: every flag is the version's
 FLAGS = [
-    ("kube-apiserver", ["--secure-port=6443", "--etcd-servers", "https://10.0.0.1:2379"], None),
-    ("kube-apiserver", ["--insecure-port=8080"], "--insecure-port"),  # removed in 1.24
-    ("kube-apiserver", ["--secure-port=6443", "--no-such-flag"], "--no-such-flag"),
+    ("kube-apiserver", ["--secure-port=6443", "--etcd-servers=https://10.0.0.1:2379"], None),
+    ("kube-apiserver", ["--insecure-port=8080"], "unknown flag: --insecure-port"),  # removed in 1.24
+    ("kube-apiserver", ["--secure-port=6443", "--no-such-flag"], "unknown flag: --no-such-flag"),
+    ("kube-apiserver", ["-bind-address=10.0.0.1"], "unknown shorthand flag: 'b' in -bind-address=10.0.0.1"),
     ("kube-controller-manager", ["--leader-elect=true", "--cluster-cidr=10.233.64.0/18"], None),
-    ("kube-scheduler", ["--cluster-cidr=10.233.64.0/18"], "--cluster-cidr"),  # the controller-manager's
-    ("kube-scheduler", ["--config=/etc/kubernetes/kube-scheduler.yaml", "-v", "2"], None),
+    ("kube-scheduler", ["--cluster-cidr=10.233.64.0/18"], "unknown flag: --cluster-cidr"),  # the controller-manager's
+    ("kube-scheduler", ["--config=/etc/kubernetes/kube-scheduler.yaml", "-v=2"], None),
+    ("kube-scheduler", ["--leader-elect", "true"], '"kube-scheduler" does not take any arguments, got ["true"]'),
 ]
 
 
@@ -57,18 +59,14 @@ def test_flags_not_in_the_pinned_reference_are_refused(extracted, component, arg
     out = run(extracted / component, *args)
     assert out.returncode == 1
     if refused:
-        assert out.stderr == f"Error: unknown flag: {refused}\n"
+        assert out.stderr == f"Error: {refused}\n"
     elif component == "kube-apiserver":  # its flags accepted, it needs the files it serves with
         assert out.stderr.startswith("Error: ksha-lab stand-in kube-apiserver needs --bind-address, ")
     else:
         assert "ksha-lab STAND-IN; every flag is one of" in out.stderr and "does not serve" in out.stderr
 
 
-def test_the_flag_lists_are_the_references(extracted):
-    text = (extracted / "kube-scheduler").read_text()
-    assert f"KNOWN_FLAGS = {sorted(flags.known('kube-scheduler'))}".replace("'", '"') in text
-
-
 def test_kubectl_is_this_machines_real_one(extracted):
-    out = run(extracted / "kubectl", "version", "--client")
-    assert out.returncode == 0 and out.stdout.startswith("Client Version: v1."), out
+    out = run(extracted / "kubectl", "version", "--client", "-o", "json")  # Debian's 1.20 prints no "v1.x" line
+    assert out.returncode == 0, out
+    assert json.loads(out.stdout)["clientVersion"]["gitVersion"].startswith("v1."), out

@@ -15,7 +15,8 @@ What it does, as the real binary would:
   certificates verified against --client-ca-file (a request without one is anonymous);
   ``/livez`` and ``/healthz`` answer ``ok``; ``/readyz`` answers ``ok`` only while etcd
   (--etcd-servers, over TLS with --etcd-cafile/--etcd-certfile/--etcd-keyfile) reports itself
-  healthy (it has a leader; asked at most once a second), else 500; ``/version`` the version as JSON; any other path 401
+  healthy (it has a leader; asked at most once a second), else 500; ``/version`` the version as JSON (``gitCommit``: ``ksha-lab-stand-in``; it says what it is on
+  stderr, the journal, when it starts); any other path 401
   without a client certificate, 404 with one (this stand-in stores no objects yet). It tells
   systemd it is ready (sd_notify) once it listens;
 - the other components: it says it is a stand-in that does not serve (yet) and exits 1, so that
@@ -35,24 +36,40 @@ import threading
 import time
 import urllib.request
 
+SHORTHANDS = {"h": "help", "v": "v"}
+
 
 def parse(argv, known):
-    """{flag: value or None}, or the first unknown flag's name (a str)."""
-    flags = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("-") or arg in ("-", "--"):
-            continue  # the components take no positional arguments that matter here
-        name, eq, value = arg.lstrip("-").partition("=")
-        long_name = {"h": "help", "v": "v"}.get(name, name) if not arg.startswith("--") else name
-        if long_name not in known:
-            return arg.split("=", 1)[0]
-        if not eq and i < len(argv) and not argv[i].startswith("-"):
-            value, i = argv[i], i + 1
-        flags[long_name] = value if (eq or value) else None
+    """{flag: value or None}, or the error the real binary prints (a str), as pflag and the
+    components' cobra commands have them: an unknown flag, an unknown shorthand (a long name
+    after one dash), a positional argument (they take none). Stricter than pflag in one way,
+    which ksha never meets (it writes --name=value): a value must follow ``=``, since the
+    stand-in does not know which flags are booleans (``--leader-elect true`` gives the
+    positional argument ``true`` to the real binary too)."""
+    flags, positional = {}, []
+    for arg in argv:
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            positional.append(arg)
+            continue
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if name not in known:
+                return f"unknown flag: --{name}"
+        else:
+            short, eq, value = arg[1:].partition("=")
+            if len(short) != 1 or short not in SHORTHANDS:
+                return f"unknown shorthand flag: {short[0]!r} in {arg}"
+            name = SHORTHANDS[short]
+        flags[name] = value if eq else None
+    if any(positional):
+        return "{} does not take any arguments, got {}".format(
+            json.dumps(COMMAND[0]), json.dumps([a for a in positional if a != "--"])
+        )
     return flags
+
+
+# the command's name, for the messages (set by main)
+COMMAND = ["kube-component"]
 
 
 ETCD_CHECK_EVERY_S = 1.0
@@ -169,7 +186,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         elif path == "/version":
             major, minor = settings["version"].lstrip("v").split(".")[:2]
             self.reply(200, json.dumps({"major": major, "minor": minor, "gitVersion": settings["version"],
-                                        "platform": "linux/amd64"}), "application/json")  # fmt: skip
+                                        "gitCommit": "ksha-lab-stand-in", "platform": "linux/amd64"}),
+                       "application/json")  # fmt: skip
         elif not self.connection.getpeercert():
             self.status(401, "Unauthorized", "Unauthorized")
         else:
@@ -195,15 +213,18 @@ def serve_apiserver(version, flags):
     context.verify_mode = ssl.CERT_OPTIONAL
     address = (flags["bind-address"], int(flags.get("secure-port") or 6443))
     server = TLSServer(address, ApiHandler, context, {**flags, "version": version})
+    print(f"ksha-lab STAND-IN kube-apiserver {version} (not the real one) serving on {address[0]}:{address[1]}",
+          file=sys.stderr, flush=True)  # fmt: skip
     sd_notify("READY=1")
     server.serve_forever()
     return 0
 
 
 def main(component, version, known, argv):
+    COMMAND[0] = component
     flags = parse(argv, set(known))
     if isinstance(flags, str):
-        print(f"Error: unknown flag: {flags}", file=sys.stderr)
+        print(f"Error: {flags}", file=sys.stderr)
         return 1
     if "version" in flags and flags["version"] in (None, "true", "raw"):
         print(f"Kubernetes {version}")

@@ -72,11 +72,11 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def serve(www: Path, address: str, port: int = PORT) -> int:
-    """Start a detached HTTP server of `www` on address:port; return its pid (`down` stops it: its
-    command line names the lab's state directory)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(www), str(port)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    return proc.pid
+def serve(www: Path, address: str, log: Path, port: int = PORT) -> subprocess.Popen:
+    """Start a detached HTTP server of `www` on address:port, its requests and errors logged to
+    `log` (`down` stops it: its command line names the lab's state directory)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(www), str(port)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip

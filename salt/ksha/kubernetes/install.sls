@@ -21,8 +21,9 @@ ksha-kubernetes-release-checksum-set:
   test.fail_without_changes:
     - name: {{ k8s.archive.problem | json }}
 {%- else %}
+# archive.extracted, with the credentials a mirror's URL may carry kept out of its return
 ksha-kubernetes-release-archive-extracted:
-  archive.extracted:
+  ksha_kube.release_extracted:
     - name: {{ k8s.release_dir }}
     - source: {{ k8s.archive.url | json }}
     - source_hash: sha256={{ k8s.archive.sha256 }}
@@ -35,6 +36,6 @@ ksha-kubernetes-{{ binary }}-binary-linked:
     - target: {{ link.target }}
     - force: True
     - require:
-      - archive: ksha-kubernetes-release-archive-extracted
+      - ksha_kube: ksha-kubernetes-release-archive-extracted
 {%-   endfor %}
 {%- endif %}
