@@ -11,6 +11,7 @@ returns what holds no secret exposed.
 """
 
 import calendar
+import os
 import time
 
 import salt.exceptions
@@ -220,3 +221,54 @@ def certificates_days_left():
         ca: {cert["id"]: cert_days_left(cert["path"] + ".crt") for cert in certs}
         for ca, certs in (host().get("certificates") or {}).items()
     }
+
+
+def _main_process(unit):
+    """(pid, wall-clock start time) of the unit's main process, or (None, None) when it is not running."""
+    pid = __salt__["cmd.run"](["systemctl", "show", "-p", "MainPID", "--value", unit], python_shell=False).strip()
+    if not pid.isdigit() or pid == "0":
+        return None, None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None, None
+    # From the uptime (1/100 s), not /proc/stat's btime (whole seconds, truncated): a file
+    # written just before the process started must not look newer than the process.
+    return pid, time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+
+
+def _stale_binary(pid, binary):
+    """Why the process does not run `binary` as it is on disk now (another file, or one since
+    replaced: an upgrade), or None."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    if exe.endswith(" (deleted)"):
+        return f"{exe[: -len(' (deleted)')]} was replaced"
+    if os.path.exists(binary) and exe != os.path.realpath(binary):
+        return f"runs {exe}, not {os.path.realpath(binary)}"
+    return None
+
+
+def changed_since_start(unit, watched, binary=None):
+    """What the running process of systemd ``unit`` does not run with yet: the files of
+    ``watched`` changed since it started, and ``binary`` when the process runs another file or
+    one since replaced (an upgrade). ``{"running": False, "changed": []}`` when it is not running.
+    The rolling restarts of etcd and kube-apiserver (``ksha_etcd``, ``ksha_kube`` states) read it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.changed_since_start kube-apiserver '["/etc/systemd/system/kube-apiserver.service"]'
+    """
+    pid, started = _main_process(unit)
+    if started is None:
+        return {"running": False, "changed": []}
+    changed = [p for p in watched if os.path.exists(p) and os.path.getmtime(p) > started]
+    stale = _stale_binary(pid, binary) if binary else None
+    return {"running": True, "changed": changed + ([stale] if stale else [])}

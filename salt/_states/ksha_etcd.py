@@ -78,37 +78,6 @@ def cluster_healthy(name, timeout=120, record=False):
     return ret
 
 
-def _main_process(unit):
-    """(pid, wall-clock start time) of the unit's main process, or (None, None) when it is not running."""
-    pid = __salt__["cmd.run"](["systemctl", "show", "-p", "MainPID", "--value", unit], python_shell=False).strip()
-    if not pid.isdigit() or pid == "0":
-        return None, None
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        with open("/proc/uptime", encoding="ascii") as fh:
-            uptime = float(fh.read().split()[0])
-    except (OSError, IndexError, ValueError):
-        return None, None
-    # From the uptime (1/100 s), not /proc/stat's btime (whole seconds, truncated): a file
-    # written just before the process started must not look newer than the process.
-    return pid, time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
-
-
-def _stale_binary(pid, binary):
-    """Why the process does not run `binary` as it is on disk now (another file, or one since
-    replaced: an upgrade), or None."""
-    try:
-        exe = os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return None
-    if exe.endswith(" (deleted)"):
-        return f"{exe[: -len(' (deleted)')]} was replaced"
-    if os.path.exists(binary) and exe != os.path.realpath(binary):
-        return f"runs {exe}, not {os.path.realpath(binary)}"
-    return None
-
-
 # systemctl restart etcd: at most the unit's TimeoutStopSec + TimeoutStartSec (etcd.service.jinja)
 UNIT_RESTART_S = 15 + 120
 
@@ -161,14 +130,11 @@ def running_with_current_config(name, watched, binary=None, timeout=120, progres
     at a time, never two at once. A stopped service is left to ``service.running``.
     """
     ret = _ret(name)
-    pid, started = _main_process(name)
-    if started is None:
+    found = __salt__["ksha.changed_since_start"](name, watched, binary)
+    if not found["running"]:
         ret.update(result=True, comment=f"{name} is not running; nothing to restart")
         return ret
-    newer = [p for p in watched if os.path.exists(p) and os.path.getmtime(p) > started]
-    stale = _stale_binary(pid, binary) if binary else None
-    if stale:
-        newer.append(stale)
+    newer = found["changed"]
     if not newer:
         ret.update(result=True, comment=f"{name} runs with its current configuration")
         return ret

@@ -1,8 +1,8 @@
 """salt/_states/ksha_etcd.py: when running_with_current_config restarts etcd, under Salt's loader mock.
 
 The "etcd" here is a real process (a copy of sleep, so the binary check has a file of its own to
-compare and replace); its unit's MainPID and the rolling-restart command are what the mock stands
-in for. The restart itself (an etcd lock, one member at a time) is shown in the lab.
+compare and replace); its unit's MainPID (ksha.changed_since_start's systemctl call) and the
+rolling-restart command are what the mock stands in for. The restart itself (an etcd lock, one member at a time) is shown in the lab.
 """
 
 import os
@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import load_salt_module
 
 state = load_salt_module("states", "ksha_etcd")
+# what the process runs with: the real ksha.changed_since_start, its systemctl call mocked
+ksha_module = load_salt_module("modules")
 
 
 @pytest.fixture
@@ -69,17 +71,18 @@ def configure_loader_modules(etcd, restarts):
         ],
     }
     return {
+        ksha_module: {"__salt__": {"cmd.run": lambda cmd, **kwargs: str(proc.pid)}},
         state: {
             "__opts__": {"test": False},
             "__grains__": {"id": "master1"},
             "__salt__": {
-                "cmd.run": lambda cmd, **kwargs: str(proc.pid),
+                "ksha.changed_since_start": ksha_module.changed_since_start,
                 "cmd.run_all": run_all,
                 "ksha_etcd.settings": lambda: settings,
                 "ksha_etcd.health": lambda: {"healthy": True},
                 "ksha_etcd.members": lambda: listed,
             },
-        }
+        },
     }
 
 
@@ -200,7 +203,7 @@ def test_restart_failure_names_the_step_and_the_cause(case, out, progress, first
 
 def test_a_stopped_service_is_left_to_service_running(restarts):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(state.__salt__, "cmd.run", lambda cmd, **kwargs: "0")
+        mp.setitem(ksha_module.__salt__, "cmd.run", lambda cmd, **kwargs: "0")
         ret = state.running_with_current_config("etcd", watched=["/etc/hostname"])
     assert ret["result"] is True and ret["comment"] == "etcd is not running; nothing to restart"
     assert restarts == []
