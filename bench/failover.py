@@ -4,8 +4,8 @@ Usage (root): .venv/bin/python bench/failover.py [--runs 5] [--configs ksha,anch
                                                  [--scenarios holder-killed,haproxy-killed,backend-killed] [--keep]
 
 Brings up the seed lab if it is not up, converges it with orch.ksha (LB, etcd, the control
-plane's release and PKI), starts the kube-apiserver STAND-IN that ksha installed on the masters
-(ksha_lab/standins; ksha runs no apiserver yet) with the model's flags, and deploys the LB. A client on this
+plane: the kube-apiserver STAND-IN, ksha_lab/standins, run by ksha's unit with the model's flags
+on the masters), and deploys the LB. A client on this
 machine (the lab bridge) sends an HTTPS GET /readyz through the VIP every 50 ms (each with a
 --deadline, 2 s by default, for connection, TLS and answer; certificate and LB domain verified).
 Per scenario and run it records
@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ksha_lab import core  # noqa: E402
-from ksha_lab.standins import deploy as standin  # noqa: E402
+from ksha_lab.standins import apiservers as standin  # noqa: E402
 
 MASTERS = ["master1", "master2", "master3"]
 SCENARIOS = ("holder-killed", "haproxy-killed", "backend-killed")
@@ -234,10 +234,10 @@ class Bench:
                 self.lab.salt_json("*", "saltutil.sync_all")
 
     def deploy_standins(self):
-        """The apiserver stand-ins that ksha installs, with the formula's certificates and etcd: the
-        cluster converged up to the control plane first."""
+        """The apiserver stand-ins that ksha installs and runs, with the formula's certificates and
+        etcd: the cluster converged up to the control plane."""
         self.orchestrate("control-plane")
-        self.ca_file.write_bytes(standin.deploy(self.lab, [self.host(n) for n in MASTERS]))
+        self.ca_file.write_bytes(standin.share_ca(self.lab, [self.host(n) for n in MASTERS]))
 
     def use_ksha(self):
         self.orchestrate("lb")

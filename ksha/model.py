@@ -42,7 +42,15 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("etcd", ("ksha.etcd",)),
     ("etcd-clean", ("ksha.etcd.clean",)),
     ("kubernetes-ca", ("ksha.kubernetes.ca",)),
-    ("kube-master", ("ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account")),
+    (
+        "kube-master",
+        (
+            "ksha.kubernetes.install",
+            "ksha.kubernetes.pki",
+            "ksha.kubernetes.service_account",
+            "ksha.kubernetes.service",
+        ),
+    ),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -389,6 +397,20 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
             for name in (*KUBE_COMPONENTS, "kubectl")
         },
         "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in KUBE_COMPONENTS},
+        # the apiserver's rolling restart (ksha_kube.running_with_current_config): one master at a
+        # time under this etcd lock, each waiting for every other apiserver to be ready first and
+        # for its own to be ready (and UP in its haproxy, on an LB host) after
+        "apiserver": {
+            "unit": "kube-apiserver",
+            "binary": f"/usr/local/bin/{KUBE_COMPONENTS[0]}",
+            "lock": "ksha-kube-apiserver-rolling-restart",
+            "wait_ready_s": k8s["apiserver"]["wait_ready_s"],
+            # each master's apiserver, as the others probe its /readyz (its name is in its SANs)
+            "endpoints": {m: {"address": ip_of[m], "port": k8s["apiserver_port"]} for m in masters},
+        },
+        "marker": "Managed by Salt (ksha.kubernetes)",
+        # masters that get etcdctl from etcd.client_pkgs (the rolling lock): the members have etcd's
+        "etcdctl_hosts": [m for m in masters if m not in etcd["names"]],
         "etcd_servers": ",".join(etcd["client_urls"][m] for m in etcd["names"]),
         # The service account token keys, kubeadm's names: each master signs tokens with its own
         # sa.key (made there; no private key leaves its host) and every apiserver verifies them with
@@ -579,6 +601,46 @@ def kube_flags(conf: dict, host: str, ip: str, k8s: dict, kubeconfigs: dict, etc
     return {c: {**flags[c], **{k: _flag_value(v) for k, v in (extra[c] or {}).items()}} for c in KUBE_COMPONENTS}
 
 
+# The files kube-apiserver reads at start, by the flags ksha gives it: a change of one restarts it
+# (one master at a time). A flag of extra_args naming a file is not watched: ksha does not know
+# whether the apiserver reads or writes it (an audit log would restart it for ever).
+APISERVER_FILE_FLAGS = (
+    "client-ca-file", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "kubelet-client-certificate",
+    "kubelet-client-key", "proxy-client-cert-file", "proxy-client-key-file", "requestheader-client-ca-file",
+    "service-account-key-file", "service-account-signing-key-file", "tls-cert-file", "tls-private-key-file",
+)  # fmt: skip
+
+
+def systemd_quoted(arg: str) -> str:
+    """`arg` as one word of a systemd unit's ExecStart: ``%`` and ``$`` doubled (no specifier or
+    variable is expanded), in double quotes with ``\\`` and ``"`` escaped when it holds a blank or
+    a quote."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if any(c in arg for c in " \t\"'\\;"):
+        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return arg
+
+
+def _units(host: str, k8s: dict, flags: dict[str, dict]) -> dict:
+    """The control-plane units `host` (a master) runs: {component: {path, exec_start, watched}}.
+    Only kube-apiserver so far (controller-manager and scheduler: later)."""
+    if host not in k8s["masters"]:
+        return {}
+    component = k8s["apiserver"]["unit"]
+    given = flags[component]
+    path = k8s["unit_files"][component]
+    return {
+        component: {
+            "path": path,
+            "binary": k8s["apiserver"]["binary"],
+            # one word per line: the binary, then every flag in name order
+            "exec_start": [k8s["apiserver"]["binary"]]
+            + [systemd_quoted(f"--{name}={value}") for name, value in sorted(given.items())],
+            "watched": [path, *sorted({given[f] for f in APISERVER_FILE_FLAGS if given.get(f)})],
+        }
+    }
+
+
 def _flag_value(value: Any) -> str:
     """A pillar value as a flag's value: YAML's true/false as Go's."""
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -623,6 +685,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     for name in names:
         host_roles = roles(conf, name, groups, lb, etcd, k8s)
         kubeconfigs = _kubeconfigs(conf, name, ip_of[name], api, k8s)
+        flags = kube_flags(conf, name, ip_of[name], k8s, kubeconfigs, etcd)
         hosts.append(
             {
                 "name": name,
@@ -637,7 +700,8 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                     "kubernetes": _kube_certificates(conf, name, k8s),
                 },
                 "kubeconfigs": kubeconfigs,
-                "flags": kube_flags(conf, name, ip_of[name], k8s, kubeconfigs, etcd),
+                "flags": flags,
+                "units": _units(name, k8s, flags),
                 "scheduler_configuration": (
                     scheduler_configuration(conf, kubeconfigs["scheduler"]["path"]) if kubeconfigs else None
                 ),

@@ -408,6 +408,14 @@ def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) 
         target=k8s["masters"],
         sls=["ksha.kubernetes.service_account"],
     )
+    steps.add(
+        "ksha-phase-control-plane-apiservers-running",
+        "salt.state",
+        "kube-apiserver on every master with the model's flags; a changed one restarts one master at a time, "
+        "every other apiserver ready first, itself ready and UP in haproxy after",
+        target=k8s["masters"],
+        sls=["ksha.kubernetes.service"],
+    )
 
 
 def _etcd_steps(steps: Steps, model: dict, membership: dict, others: list[str]) -> None:

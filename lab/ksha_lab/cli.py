@@ -9,7 +9,7 @@ import sys
 import time
 
 from ksha_lab import core
-from ksha_lab.standins import deploy as standin
+from ksha_lab.standins import apiservers as standin
 
 
 def _lab() -> core.Lab:
@@ -102,7 +102,7 @@ def cmd_salt(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """`make demo`: lab up, sync, the plan, orchestrate, apiserver stand-ins, status; the lab stays up."""
+    """`make demo`: lab up, sync, the plan, orchestrate, status; the lab stays up."""
     lab = core.up(args.topology, args.subnet)
     masters = [h for h in lab.hosts.values() if "kube-master" in h.groups]
     steps = [
@@ -118,13 +118,13 @@ def cmd_demo(args) -> int:
             print(f"\n{tool} {' '.join(rest)} failed (exit {rc}); the lab is still up for a look.", file=sys.stderr)
             return rc
     print(
-        "\nksha runs no Kubernetes component yet, so the LB's backends are the kube-apiserver STAND-IN that\n"
-        "orch.ksha installed from the lab's release tarball (test-only: TLS with the formula's certificate,\n"
-        "/readyz while etcd is healthy), started with the model's flags on "
+        "\nKubernetes binaries cannot be downloaded here: the kube-apiserver ksha runs on the masters is the\n"
+        "lab's STAND-IN from its release tarball (test-only: TLS with the formula's certificate, /readyz while\n"
+        "etcd is healthy), with the model's flags in ksha's unit on "
         + ", ".join(f"{h.name} {h.ip}:6443" for h in masters),
         flush=True,
     )
-    standin.deploy(lab, masters)
+    standin.share_ca(lab, masters)
     # keepalived takes the VIP once its check has passed twice (about 2 s after it starts).
     deadline = time.monotonic() + 20
     while True:

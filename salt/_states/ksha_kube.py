@@ -4,13 +4,23 @@
 (``user:password@`` of a mirror) taken out of what it returns: on a failed download or checksum
 ``archive.extracted`` returns ``file.cached``'s return, whose name is the URL as given.
 
+``running_with_current_config`` restarts kube-apiserver when its unit, a file it reads or its
+binary changed since it started: one master at a time (an etcd lock), never while another
+apiserver is not ready, and done only once this one is ready again and, on an LB host, UP in its
+haproxy. Its decision is ``_restart_decision`` (pure).
+
 ``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
 published to the Salt mine, read when the state runs (not when the SLS renders), so that
 ``test=True`` on hosts whose keys are not made yet shows the plan instead of a failure, and
 refuses while this master's own published key is not the one its ``sa.key`` has.
 """
 
+import os
 import re
+import select
+import signal
+import subprocess
+import time
 
 __virtualname__ = "ksha_kube"
 
@@ -21,15 +31,15 @@ def __virtual__():
     return __virtualname__
 
 
-def redacted(value):
+def _redacted(value):
     """`value` (a state return: dicts, lists, strings) with the userinfo of every URL in its
     strings replaced by ``<redacted>``."""
     if isinstance(value, str):
         return _USERINFO.sub(r"\1<redacted>@", value)
     if isinstance(value, dict):
-        return {redacted(k): redacted(v) for k, v in value.items()}
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redacted(v) for v in value)
+        return type(value)(_redacted(v) for v in value)
     return value
 
 
@@ -42,7 +52,7 @@ def release_extracted(name, source, source_hash, user="root"):
         The release directory (``/opt/kubernetes-<version>``).
     """
     ret = __states__["archive.extracted"](name=name, source=source, source_hash=source_hash, user=user)
-    return {**redacted(ret), "name": name}
+    return {**_redacted(ret), "name": name}
 
 
 def service_account_keys_trusted(name, user="root", mode="0644"):
@@ -91,3 +101,180 @@ def service_account_keys_trusted(name, user="root", mode="0644"):
             f"which publishes them, or salt -L {','.join(keys['missing'])} ksha.publish_service_account_key",
         }
     return __states__["file.managed"](name, contents=keys["pem"], user=user, mode=mode)
+
+
+def _restart_decision(changed, others_ready, waited_out=False):
+    """Whether an apiserver restarts now (pure): ``(action, comment)``, action one of ``none``,
+    ``restart``, ``wait``, ``refuse``.
+
+    changed
+        what it does not run with yet (``ksha.changed_since_start``); empty: nothing to do.
+    others_ready
+        ``{master: ready}``, every other master's apiserver ``/readyz`` as probed now.
+    waited_out
+        the wait for the others is over (``wait_ready_s``): a ``wait`` becomes a refusal.
+
+    It restarts only while every other apiserver is ready, so no restart ever takes a second one
+    down (with the rolling lock, one restart at a time); while one is not ready it waits, and
+    refuses when the wait is over, naming them.
+    """
+    if not changed:
+        return "none", "runs with its current configuration"
+    unready = sorted(m for m, ready in others_ready.items() if not ready)
+    if not unready:
+        ready = ", ".join(sorted(others_ready)) or "none: the only master"
+        return "restart", f"every other apiserver is ready ({ready})"
+    serving = len(others_ready) - len(unready)
+    if not waited_out:
+        return "wait", f"waiting for the apiservers of {', '.join(unready)} to be ready"
+    return "refuse", (
+        f"not restarted: the apiservers of {', '.join(unready)} are not ready (/readyz), and restarting this one "
+        f"would leave {serving} of {len(others_ready) + 1} serving. Make them ready (journalctl -u kube-apiserver "
+        f"on {', '.join(unready)}), then run this again; changed: {', '.join(changed)}"
+    )
+
+
+def _restart_budget(masters, timeout):
+    """Seconds a rolling restart may take, lock queue included: each of the `masters` may restart
+    before this one, waiting at most `timeout` for the others, for itself and for haproxy."""
+    return max(1, int(masters)) * (3 * int(timeout) + 30)
+
+
+def _ready(endpoints, cafile):
+    """{master: whether its apiserver answers /readyz with 200}, its certificate verified."""
+    return {
+        m: bool(
+            __salt__["ksha_lb.probe"](address=e["address"], port=e["port"], domain=m, cafile=cafile, timeout=2)["ok"]
+        )
+        for m, e in endpoints.items()
+    }
+
+
+def _until(predicate, timeout, step=0.5):
+    """The predicate's first truthy value within `timeout` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(step)
+
+
+def _lock(k8s_flags, model, budget):
+    """The rolling lock held by ``etcdctl lock`` (with the apiserver's own etcd client certificate),
+    ended by SIGTERM (which releases it) or by ``timeout`` once the budget is spent: (process,
+    None) once held, else (None, why)."""
+    env = {
+        **os.environ,
+        "ETCDCTL_API": "3",
+        "ETCDCTL_CACERT": k8s_flags["etcd-cafile"],
+        "ETCDCTL_CERT": k8s_flags["etcd-certfile"],
+        "ETCDCTL_KEY": k8s_flags["etcd-keyfile"],
+    }
+    cmd = ["timeout", "-k", "10", str(budget), "etcdctl", f"--endpoints={k8s_flags['etcd-servers']}", "lock",
+           model["kubernetes"]["apiserver"]["lock"]]  # fmt: skip
+    try:
+        # pylint: disable-next=consider-using-with
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    except OSError as exc:
+        return None, f"etcdctl lock: {exc}"
+    # etcdctl prints the lock's key once it holds it
+    ready, _, _ = select.select([proc.stdout], [], [], budget)
+    line = proc.stdout.readline() if ready else b""
+    if line.strip():
+        return proc, None
+    _release(proc)
+    err = (proc.stderr.read() or b"").decode(errors="replace").strip()
+    return None, f"the {model['kubernetes']['apiserver']['lock']} lock was not held within {budget} s: {err[-400:]}"
+
+
+def _release(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _up_in_haproxy(me):
+    rows = __salt__["ksha_lb.backends"]()
+    return any(row["name"] == me and row["state"] == "UP" for row in rows.get("backends", []))
+
+
+def _journal(unit, lines=10):
+    out = __salt__["cmd.run_all"](["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
+                                  python_shell=False)  # fmt: skip
+    return (out.get("stdout") or "").strip()
+
+
+def running_with_current_config(name, watched, binary=None, timeout=120):
+    """Restart ``name`` (kube-apiserver) when a file of ``watched`` changed after its process
+    started, or its process does not run ``binary`` as it is now; one master at a time, never
+    two apiservers down at once.
+
+    The restart holds the etcd lock ``ksha_model:kubernetes:apiserver:lock``; holding it, it waits
+    (up to ``timeout`` s) until every other master's apiserver answers ``/readyz`` (refusing when
+    they do not: ``_restart_decision``), restarts, waits until this one is ready and, on an LB host,
+    UP in its haproxy, and only then releases the lock. So highstates on every master at once
+    restart them one after the other. A stopped service is left to ``service.running``.
+    """
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    found = __salt__["ksha.changed_since_start"](name, watched, binary)
+    if not found["running"]:
+        ret.update(result=True, comment=f"{name} is not running; nothing to restart")
+        return ret
+    changed = found["changed"]
+    if not changed:
+        ret.update(result=True, comment=f"{name} runs with its current configuration")
+        return ret
+    if __opts__.get("test"):
+        ret.update(
+            result=None,
+            comment=f"{name} would be restarted, one master at a time, every other apiserver ready first: changed "
+            + ", ".join(changed),
+        )
+        return ret
+    model = __salt__["ksha.model"]()
+    me = __grains__["id"]
+    k8s = model["kubernetes"]
+    endpoints = k8s["apiserver"]["endpoints"]
+    cafile = k8s["cas"]["kubernetes"]["installed"]
+    others = {m: e for m, e in endpoints.items() if m != me}
+    flags = model["me"]["flags"]["kube-apiserver"]
+    budget = _restart_budget(len(endpoints), timeout)
+    lock, why = _lock(flags, model, budget)
+    if lock is None:
+        ret["comment"] = f"{name} not restarted: {why}"
+        return ret
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            action, comment = _restart_decision(changed, _ready(others, cafile), time.monotonic() >= deadline)
+            if action != "wait":
+                break
+            time.sleep(1)
+        if action == "refuse":
+            ret["comment"] = f"{name} {comment}"
+            return ret
+        __salt__["cmd.run_all"](["systemctl", "daemon-reload"], python_shell=False)
+        restart = __salt__["cmd.run_all"](["systemctl", "restart", name], python_shell=False)
+        if restart["retcode"] != 0 or not _until(lambda: _ready({me: endpoints[me]}, cafile)[me], timeout):
+            how = (restart.get("stderr") or "").strip() or f"not ready (/readyz) {timeout} s after its restart"
+            ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n{_journal(name)}"
+            return ret
+        steps = [comment, "restarted", "ready"]
+        if "loadbalancer" in model["me"]["roles"]:
+            if not _until(lambda: _up_in_haproxy(me), timeout):
+                ret["comment"] = f"{name} is ready but this host's haproxy does not see it UP after {timeout} s"
+                return ret
+            steps.append("UP in haproxy")
+    finally:
+        _release(lock)
+    ret.update(
+        result=True,
+        changes={"restarted": name, "because": changed},
+        comment=f"{name} restarted under the {k8s['apiserver']['lock']} lock: " + ", then ".join(steps),
+    )
+    return ret

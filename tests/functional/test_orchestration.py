@@ -12,6 +12,7 @@ import copy
 import pytest
 import yaml
 
+from ksha import model
 from ksha.saltconf import file_roots
 from tests.conftest import RELEASE_SHA256, REPO
 
@@ -123,6 +124,9 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-phase-control-plane-service-account-keys-trusted": [
             {"salt": "ksha-phase-control-plane-service-account-keys-published"}
         ],
+        "ksha-phase-control-plane-apiservers-running": [
+            {"salt": "ksha-phase-control-plane-service-account-keys-trusted"}
+        ],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
     assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
@@ -149,6 +153,7 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.kubernetes.install",
             "ksha.kubernetes.pki",
             "ksha.kubernetes.service_account",
+            "ksha.kubernetes.service",
         ]
     }
 
@@ -180,6 +185,29 @@ def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, s
     assert fun == "test" and refusal["name"].startswith("ksha:kubernetes:archive:sha256 is not set")
 
 
+def test_the_apiserver_unit_and_its_rolling_restart_render_from_the_model(
+    salt_minion, synced, set_pillar, example_ksha
+):
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.kubernetes.service")
+    assert ret.returncode == 0, ret.stderr
+    unit = model.host(model.build(example_ksha), "master1")["units"]["kube-apiserver"]
+    chunks = {i: {k: v for a in c[f] for k, v in (a.items() if isinstance(a, dict) else [])}
+              for i, c in ret.data.items() for f in c if not f.startswith("__")}  # fmt: skip
+    assert set(chunks) == {
+        "ksha-kubernetes-kube-apiserver-systemd-unit",
+        "ksha-kubernetes-kube-apiserver-service-enabled",
+        "ksha-kubernetes-kube-apiserver-service-running",
+        "ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time",
+    }
+    written = chunks["ksha-kubernetes-kube-apiserver-systemd-unit"]
+    assert written["name"] == "/etc/systemd/system/kube-apiserver.service"
+    assert written["context"]["exec_start"] == unit["exec_start"]
+    rolling = chunks["ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time"]
+    assert rolling["watched"] == unit["watched"] and rolling["timeout"] == 120
+    assert rolling["binary"] == "/usr/local/bin/kube-apiserver"
+
+
 def test_a_mirrors_credentials_are_in_no_return_of_the_release_state(salt_minion, synced, tmp_path):
     """Salt's archive.extracted returns the URL as given when the download fails; ksha's state
     does not (the mirror here refuses connections: nothing listens on port 9)."""
@@ -203,6 +231,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
     etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
+    etcd += ["ksha.kubernetes.service"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)

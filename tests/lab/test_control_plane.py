@@ -1,17 +1,20 @@
-"""Phase 5 on the lab, as far as it is built: the Kubernetes release and PKI on the masters.
+"""Phase 5 on the lab, as far as it is built: the Kubernetes release, the PKI and ksha's
+kube-apiserver units (running the lab's stand-in) on the masters, with their rolling restarts.
 
 Checked with the real clients: ``openssl`` in the hosts, ``kubectl`` (this machine's) reading
-the kubeconfigs the formula wrote.
+the kubeconfigs the formula wrote, ``curl`` through the LB, systemd's own timestamps.
 """
 
 import base64
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
-from tests.lab.conftest import converged_lab, failed_states
+from ksha_lab.standins import apiservers
+from tests.lab.conftest import converged_lab, failed_states, wait_for
 
 MASTERS = ["master1", "master2", "master3"]
 PKI = "/etc/kubernetes/pki"
@@ -47,6 +50,8 @@ def test_orchestration_from_bare_hosts_issues_the_control_plane_pki(cp_lab):
     assert list(ca["changes"]["ret"]) == ["master1"]
     trusted = states["ksha-phase-control-plane-service-account-keys-trusted"]
     assert trusted["result"] is True and sorted(trusted["changes"]["ret"]) == MASTERS
+    running = states["ksha-phase-control-plane-apiservers-running"]
+    assert running["result"] is True and sorted(running["changes"]["ret"]) == MASTERS
 
 
 def test_every_certificate_verifies_against_its_ca_with_kubeadms_subjects(cp_lab):
@@ -195,3 +200,127 @@ def test_every_master_runs_binaries_of_the_pinned_release_checked_by_sha256(cp_l
     assert release_links(lab, "master2") == [f"{release}/{b}" for b in BINARIES]
     lab_pillar.restore()
     lab_pillar.converged()  # nothing changed anywhere
+
+
+def apiserver_process(lab, name):
+    """(the argv of master `name`'s kube-apiserver unit's main process, its MainPID)."""
+    pid = lab.exec(lab.hosts[name], "systemctl", "show", "-p", "MainPID", "--value", "kube-apiserver").stdout.strip()
+    cmdline = lab.exec(lab.hosts[name], "cat", f"/proc/{pid}/cmdline").stdout
+    return cmdline.rstrip("\0").split("\0"), pid
+
+
+def model_argv(salt, name):
+    flags = salt.salt(name, "ksha.host")[name]["flags"]["kube-apiserver"]
+    return ["/usr/local/bin/kube-apiserver"] + [f"--{k}={v}" for k, v in sorted(flags.items())]
+
+
+def test_every_master_runs_ksha_s_apiserver_unit_with_the_model_s_flags(cp_lab):
+    lab, salt, _ = cp_lab
+    for name in MASTERS:
+        host = lab.hosts[name]
+        assert lab.exec(host, "systemctl", "is-enabled", "kube-apiserver").stdout.strip() == "enabled", name
+        assert lab.exec(host, "systemctl", "is-active", "kube-apiserver").stdout.strip() == "active", name
+        argv, _ = apiserver_process(lab, name)
+        # the stand-in is a Python script: its argv is the interpreter, then the binary and its flags
+        expected = model_argv(salt, name)
+        assert argv[-len(expected) :] == expected, (name, argv)
+        unit = (host.root / "etc/systemd/system/kube-apiserver.service").read_text()
+        assert unit.startswith("# Managed by Salt (ksha.kubernetes)"), unit[:80]
+        # the real kubectl, admin.conf through the LB domain
+        ready = lab.exec(host, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw", "/readyz")
+        assert (ready.returncode, ready.stdout.strip()) == (0, "ok"), (name, ready.stderr)
+
+
+def down_intervals(lab):
+    """{master: (monotonic µs its apiserver unit last stopped, last became active)} from systemd,
+    whose timestamps share the kernel's monotonic clock across the lab's hosts."""
+    out = {}
+    for name in MASTERS:
+        shown = lab.exec(
+            lab.hosts[name], "systemctl", "show", "kube-apiserver",
+            "-p", "ActiveExitTimestampMonotonic", "-p", "ActiveEnterTimestampMonotonic",
+        ).stdout  # fmt: skip
+        values = dict(line.split("=", 1) for line in shown.split())
+        out[name] = (int(values["ActiveExitTimestampMonotonic"]), int(values["ActiveEnterTimestampMonotonic"]))
+    return out
+
+
+PROBE = "/run/ksha-test-probe.log"
+
+
+def start_probe(lab, host):
+    """curl through the LB domain every 50 ms on `host` (a worker), each status code on a line."""
+    loop = (
+        f"while :; do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 2 --cacert {apiservers.CLIENT_CA_FILE} "
+        f"https://{DOMAIN}:6443/readyz >> {PROBE}; sleep 0.05; done"
+    )
+    lab.exec(host, "rm", "-f", PROBE)
+    lab.exec(host, "systemd-run", "--unit=ksha-test-probe", "--collect", "sh", "-c", loop, check=True)
+
+
+def stop_probe(lab, host):
+    lab.exec(host, "systemctl", "stop", "ksha-test-probe")
+    return lab.exec(host, "cat", PROBE).stdout.split()
+
+
+def rolled(salt):
+    """ksha.kubernetes.service on every master at once, as a highstate would run it: {master: its
+    rolling restart state's return}."""
+    out = salt.salt(",".join(MASTERS), "state.apply", "ksha.kubernetes.service", timeout=600)
+    assert not failed_states(out), failed_states(out)
+    return {m: next(s for s in out[m].values() if s["__id__"].endswith("-restarted-one-master-at-a-time"))
+            for m in MASTERS}  # fmt: skip
+
+
+def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fails(cp_lab, lab_pillar):
+    """A pillar change of the apiservers' flags, applied on every master at once (a highstate's
+    way): each restarts under the rolling lock after every other is ready; a client going through
+    the VIP every 50 ms sees no failure, and systemd's timestamps show no two down at once."""
+    lab, salt, _ = cp_lab
+    apiservers.share_ca(lab, [lab.hosts[m] for m in MASTERS])
+    probe_host = lab.hosts["node1"]
+    start_probe(lab, probe_host)
+    try:
+        assert wait_for(lambda: lab.exec(probe_host, "grep", "-c", "200", PROBE).stdout.strip() not in ("", "0"), 10)
+        lab_pillar.ran("control-plane")
+        lab_pillar.edit(lambda ksha: ksha["kubernetes"]["apiserver"].update(extra_args={"v": 2}))
+        restarts = rolled(salt)
+        time.sleep(1)
+    finally:
+        codes = stop_probe(lab, probe_host)
+    for name, ret in restarts.items():
+        assert ret["changes"]["restarted"] == "kube-apiserver", (name, ret)
+        assert ret["changes"]["because"] == ["/etc/systemd/system/kube-apiserver.service"], (name, ret)
+        assert "then restarted, then ready, then UP in haproxy" in ret["comment"], ret["comment"]
+        argv, _ = apiserver_process(lab, name)
+        assert "--v=2" in argv, argv
+    intervals = sorted(down_intervals(lab).values())
+    for (_, up), (down_next, _) in zip(intervals, intervals[1:], strict=False):
+        assert up < down_next, intervals  # the next one stopped only after this one was back
+    print(f"probe through the VIP during the rolling restart: {len(codes)} requests, {codes.count('200')} ok")
+    assert len(codes) > 20 and set(codes) == {"200"}, [c for c in codes if c != "200"]
+
+    # back to the original flags: one more rolling restart
+    lab_pillar.restore()
+    back = rolled(salt)
+    assert all(ret["changes"].get("restarted") for ret in back.values()), back
+    for name in MASTERS:
+        expected = model_argv(salt, name)
+        assert apiserver_process(lab, name)[0][-len(expected) :] == expected, name
+    lab_pillar.converged()
+
+
+def test_a_hand_edited_unit_is_put_back_and_the_apiserver_restarted_with_the_model_s_flags(cp_lab):
+    lab, salt, _ = cp_lab
+    host = lab.hosts["master3"]
+    unit = "/etc/systemd/system/kube-apiserver.service"
+    lab.exec(host, "sed", "-i", "s/--authorization-mode=Node,RBAC/--authorization-mode=AlwaysAllow/", unit, check=True)
+    lab.exec(host, "sh", "-c", "systemctl daemon-reload && systemctl restart kube-apiserver", check=True)
+    assert "--authorization-mode=AlwaysAllow" in apiserver_process(lab, "master3")[0]
+    out = salt.salt("master3", "state.apply", "ksha.kubernetes.service", timeout=600)["master3"]
+    assert not failed_states(out), failed_states(out)
+    changed = {s["__id__"]: s["changes"] for s in out.values() if s["changes"]}
+    assert set(changed) == {"ksha-kubernetes-kube-apiserver-systemd-unit",
+                            "ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time"}, changed  # fmt: skip
+    argv, _ = apiserver_process(lab, "master3")
+    assert "--authorization-mode=Node,RBAC" in argv and "--authorization-mode=AlwaysAllow" not in argv

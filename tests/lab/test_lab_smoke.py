@@ -46,8 +46,16 @@ def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
     assert set(minion_sync) == set(SEED_ROLES)
     roles = lab_salt.salt(",".join(lab.hosts), "ksha.roles")
     assert roles == SEED_ROLES
-    states = lab_salt.salt("master1", "sys.list_state_functions", "ksha")
-    assert states == {"master1": ["ksha.inventory_valid"]}
+    states = lab_salt.salt("master1", "sys.list_state_functions", "ksha", "ksha_kube")
+    # the states and nothing else: a helper without a leading underscore would be listed as a state
+    assert states == {
+        "master1": [
+            "ksha.inventory_valid",
+            "ksha_kube.release_extracted",
+            "ksha_kube.running_with_current_config",
+            "ksha_kube.service_account_keys_trusted",
+        ]
+    }
 
 
 def test_lab_pillar_comes_from_the_importer_and_validates(lab, lab_salt):

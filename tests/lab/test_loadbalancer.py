@@ -1,8 +1,8 @@
 """Issue 4 in the lab: keepalived + haproxy VIP in front of the masters' apiservers.
 
 The apiservers are the kube-apiserver STAND-IN that ksha installs from the lab's release tarball
-(ksha_lab/standins/deploy.py), run with the model's flags: TLS on each master's node address with
-the formula's apiserver certificate, ready while etcd is.
+and runs with its own unit and the model's flags (ksha_lab/standins/apiservers.py): TLS on each
+master's node address with the formula's apiserver certificate, ready while etcd is.
 """
 
 import functools
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ksha_lab.standins import deploy as standin
+from ksha_lab.standins import apiservers as standin
 from tests.lab.conftest import converged_lab, failed_states, wait_for
 
 DOMAIN = standin.DOMAIN
@@ -40,10 +40,10 @@ def request(lab, host, timeout=2):
 
 @pytest.fixture(scope="module")
 def keepalived_lab(_lab_session):
-    """The shared converged cluster (the lab's pillar is in keepalived mode), with the
-    kube-apiserver stand-in on the masters as the LB's backends."""
+    """The shared converged cluster (the lab's pillar is in keepalived mode), with ksha's
+    kube-apiserver units (the stand-in) on the masters as the LB's backends."""
     lab, salt, _ = converged_lab()
-    standin.deploy(lab, [lab.hosts[n] for n in ("master1", "master2", "master3")])
+    standin.share_ca(lab, [lab.hosts[n] for n in ("master1", "master2", "master3")])
     return lab, salt
 
 

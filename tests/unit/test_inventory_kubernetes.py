@@ -162,7 +162,7 @@ CASES = [
     (
         "an unknown key in the section",
         {"kubernetes:apiserver:extra_flags": {"v": 2}},
-        ["WARNING ksha:kubernetes:apiserver:extra_flags: unknown key, ignored (known keys: extra_sans, extra_args)"],
+        ["WARNING ksha:kubernetes:apiserver:extra_flags: unknown key, ignored (known keys: extra_sans, wait_ready_s,"],
     ),
 ]
 

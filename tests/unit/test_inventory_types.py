@@ -252,7 +252,10 @@ def test_every_key_of_the_defaults_has_a_type_and_every_type_a_key():
 @pytest.mark.parametrize(
     "path, known",
     [
-        (("etcd", "clinet_port"), "ksha:etcd:clinet_port: unknown key, ignored (known keys: source, pkgs, archive,"),
+        (
+            ("etcd", "clinet_port"),
+            "ksha:etcd:clinet_port: unknown key, ignored (known keys: source, pkgs, client_pkgs, archive,",
+        ),
         (("loadbalancer", "keepalived", "advert"), "ksha:loadbalancer:keepalived:advert: unknown key, ignored"),
         (("etcd", "pki", "days"), "ksha:etcd:pki:days: unknown key, ignored (known keys: ca_host, ca_dir,"),
     ],

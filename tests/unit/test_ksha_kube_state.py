@@ -94,7 +94,7 @@ REDACTED = [
 
 @pytest.mark.parametrize("text, expected", REDACTED)
 def test_urls_lose_their_credentials(text, expected):
-    assert kube.redacted(text) == expected
+    assert kube._redacted(text) == expected
 
 
 def test_the_release_extraction_never_returns_the_mirrors_credentials():
@@ -117,3 +117,71 @@ def test_the_release_extraction_never_returns_the_mirrors_credentials():
         ret["comment"]
         == "Unable to manage file: HTTP 401 for https://<redacted>@mirror.example/kubernetes-server-linux-amd64.tar.gz"
     )
+
+
+# (case, changed, others_ready, waited_out, action, comment starts)
+DECISIONS = [
+    ("nothing changed: nothing to do, whatever the others", [], {"master2": False}, False, "none", "runs with"),
+    ("changed, every other ready: restart", ["/u"], {"master2": True, "master3": True}, False, "restart",
+     "every other apiserver is ready (master2, master3)"),
+    ("the only master: restart", ["/u"], {}, False, "restart", "every other apiserver is ready (none: the only"),
+    ("one other not ready: wait", ["/u"], {"master2": True, "master3": False}, False, "wait",
+     "waiting for the apiservers of master3"),
+    ("still not ready when the wait is over: refuse, naming it", ["/u"], {"master2": True, "master3": False}, True,
+     "refuse", "not restarted: the apiservers of master3 are not ready (/readyz), and restarting this one would "
+     "leave 1 of 3 serving"),
+    ("none of the others ready: refuse too (this may be the last one serving)", ["/u"],
+     {"master2": False, "master3": False}, True, "refuse", "not restarted: the apiservers of master2, master3"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, changed, ready, waited_out, action, comment", DECISIONS, ids=[d[0] for d in DECISIONS])
+def test_restart_decision(case, changed, ready, waited_out, action, comment):
+    got, text = kube._restart_decision(changed, ready, waited_out)
+    assert got == action and text.startswith(comment), text
+    if action == "refuse":
+        assert "journalctl -u kube-apiserver" in text and text.endswith("changed: /u")
+
+
+@pytest.fixture
+def apiserver(monkeypatch):
+    """What kube-apiserver runs with now (ksha.changed_since_start); the lock must not be taken."""
+
+    def no_lock(*args):
+        raise AssertionError("the lock was taken")
+
+    monkeypatch.setattr(kube, "_lock", no_lock)
+
+    def found(running, changed):
+        kube.__salt__["ksha.changed_since_start"] = lambda name, watched, binary: {
+            "running": running,
+            "changed": changed,
+        }
+
+    return found
+
+
+def test_an_apiserver_with_its_current_configuration_or_stopped_is_left_alone(apiserver):
+    apiserver(True, [])
+    ret = kube.running_with_current_config("kube-apiserver", ["/u"], "/usr/local/bin/kube-apiserver")
+    assert ret == {"name": "kube-apiserver", "result": True, "changes": {},
+                   "comment": "kube-apiserver runs with its current configuration"}  # fmt: skip
+    apiserver(False, [])
+    ret = kube.running_with_current_config("kube-apiserver", ["/u"])
+    assert ret["result"] is True and ret["comment"] == "kube-apiserver is not running; nothing to restart"
+
+
+def test_in_test_mode_a_changed_apiserver_is_the_plan(apiserver, monkeypatch):
+    monkeypatch.setitem(kube.__opts__, "test", True)
+    apiserver(True, ["/etc/systemd/system/kube-apiserver.service", "/usr/local/bin/kube-apiserver was replaced"])
+    ret = kube.running_with_current_config("kube-apiserver", ["/etc/systemd/system/kube-apiserver.service"])
+    assert ret["result"] is None and ret["changes"] == {}
+    assert ret["comment"] == (
+        "kube-apiserver would be restarted, one master at a time, every other apiserver ready first: changed "
+        "/etc/systemd/system/kube-apiserver.service, /usr/local/bin/kube-apiserver was replaced"
+    )
+
+
+def test_the_restart_budget_covers_every_master_before_this_one():
+    assert kube._restart_budget(3, 120) == 3 * (3 * 120 + 30)
+    assert kube._restart_budget(0, 10) == 60

@@ -144,6 +144,7 @@ def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
         "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
+        "ksha.kubernetes.service",
     ]
 
 
@@ -193,11 +194,12 @@ def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
     on_kube_ca = model.for_minion(m, "master2")
     assert set(on_kube_ca["x509_signing_policies"]) == set(model.KUBE_POLICIES)
     assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
-    assert on_kube_ca["ksha_model"]["me"]["states"][-4:] == [
+    assert on_kube_ca["ksha_model"]["me"]["states"][-5:] == [
         "ksha.kubernetes.ca",
         "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
+        "ksha.kubernetes.service",
     ]
 
 
@@ -248,4 +250,5 @@ def test_states_follow_phase_order_once_each():
         "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
+        "ksha.kubernetes.service",
     ]

@@ -209,3 +209,50 @@ def test_every_kubernetes_path_follows_the_pki_dir(example_ksha):
     assert not [v for v in flag_values if v.startswith("/etc/kubernetes/pki")]
     assert master["flags"]["kube-apiserver"]["etcd-certfile"] == "/srv/k8s/pki/apiserver-etcd-client.crt"
     assert "/srv/k8s/pki" in cluster["etcd"]["cert_dirs"]
+
+
+def test_the_apiserver_unit_runs_the_models_flags_and_watches_the_files_they_name(example_ksha):
+    m = model.build(variant(example_ksha, **{"kubernetes:apiserver:extra_args": {"audit-log-path": "/var/log/a.log"}}))
+    master2 = model.host(m, "master2")
+    [(component, unit)] = master2["units"].items()
+    assert component == "kube-apiserver" and unit["path"] == "/etc/systemd/system/kube-apiserver.service"
+    given = master2["flags"]["kube-apiserver"]
+    assert unit["exec_start"] == ["/usr/local/bin/kube-apiserver"] + [f"--{k}={v}" for k, v in sorted(given.items())]
+    assert unit["binary"] == m["kubernetes"]["release_links"]["kube-apiserver"]["link"]
+    # the unit and every file ksha's flags name; never a file of extra_args (a log would restart it for ever)
+    assert unit["watched"][0] == unit["path"]
+    assert set(unit["watched"][1:]) == {given[f] for f in model.APISERVER_FILE_FLAGS}
+    assert "/var/log/a.log" not in unit["watched"]
+    assert {"/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/sa.pub", "/etc/etcd/pki/ca.crt"} <= set(
+        unit["watched"]
+    )
+    assert model.host(m, "node1")["units"] == {}
+    # every master's apiserver, as the rolling restart probes it
+    assert m["kubernetes"]["apiserver"]["endpoints"]["master3"] == {"address": "192.168.0.3", "port": 6443}
+    assert m["kubernetes"]["apiserver"]["wait_ready_s"] == 120
+
+
+def test_masters_outside_etcd_get_etcdctl_for_the_rolling_lock(example_ksha):
+    m = model.build(variant(example_ksha, **{"groups:etcd": ["master1", "master2", "node1"]}))
+    assert m["kubernetes"]["etcdctl_hosts"] == ["master3"]
+    assert model.build(example_ksha)["kubernetes"]["etcdctl_hosts"] == []
+    assert model.settings(example_ksha, "Debian")["etcd"]["client_pkgs"] == ["etcd-client"]
+    assert model.settings(example_ksha, "RedHat")["etcd"]["client_pkgs"] == ["etcd"]
+
+
+# an argument -> the same as one word of systemd's ExecStart (systemd.service(5): quoting, specifiers, variables)
+QUOTED = [
+    ("--v=2", "--v=2"),
+    ("--feature-gates=A=true,B=false", "--feature-gates=A=true,B=false"),
+    ("--x=50%", "--x=50%%"),
+    ("--x=$HOME", "--x=$$HOME"),
+    ("--x=a b", '"--x=a b"'),
+    ('--x=say "hi"', '"--x=say \\"hi\\""'),
+    ("--x=a\\b", '"--x=a\\\\b"'),
+    ("--x=a;b", '"--x=a;b"'),
+]
+
+
+@pytest.mark.parametrize("arg, word", QUOTED)
+def test_systemd_quoted(arg, word):
+    assert model.systemd_quoted(arg) == word

@@ -439,6 +439,7 @@ def test_module_roles_and_host():
             "ksha.kubernetes.install",
             "ksha.kubernetes.pki",
             "ksha.kubernetes.service_account",
+            "ksha.kubernetes.service",
         ],
     )
     assert module.host("nobody") == {}

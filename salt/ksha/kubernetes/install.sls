@@ -7,9 +7,11 @@
     ksha:kubernetes:archive:sha256 before anything is extracted, under
     /opt/kubernetes-<version>/ with the components' binaries and kubectl
     linked into /usr/local/bin. Without a sha256 this fails, saying where
-    upstream publishes it (the model's archive.problem). #}
+    upstream publishes it (the model's archive.problem). A master that is not
+    an etcd member gets etcdctl (ksha:etcd:client_pkgs): the apiservers'
+    rolling restart holds an etcd lock. #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import model with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model with context %}
 {%- set k8s = model.kubernetes %}
 
 {%- if grains['id'] not in k8s.masters %}
@@ -38,4 +40,10 @@ ksha-kubernetes-{{ binary }}-binary-linked:
     - require:
       - ksha_kube: ksha-kubernetes-release-archive-extracted
 {%-   endfor %}
+{%-   if grains['id'] in k8s.etcdctl_hosts %}
+
+ksha-kubernetes-etcdctl-installed:
+  pkg.installed:
+    - pkgs: {{ ksha.etcd.client_pkgs | json }}
+{%-   endif %}
 {%- endif %}

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+---
+{#- ksha.kubernetes.service: a master's control-plane components running and
+    enabled (kube-apiserver so far). A change of a unit, of a file a flag names
+    or of the binary (a new release) restarts it one master at a time: an etcd
+    lock, every other apiserver ready (/readyz) first, this one ready and UP in
+    its haproxy after (ksha_kube.running_with_current_config). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import ksha, me with context %}
+
+include:
+  - .config
+
+{%- for component, unit in me.units | dictsort %}
+
+ksha-kubernetes-{{ component }}-service-enabled:
+  service.enabled:
+    - name: {{ component }}
+    - require:
+      - file: ksha-kubernetes-{{ component }}-systemd-unit
+
+ksha-kubernetes-{{ component }}-service-running:
+  service.running:
+    - name: {{ component }}
+    - require:
+      - service: ksha-kubernetes-{{ component }}-service-enabled
+
+ksha-kubernetes-{{ component }}-restarted-one-master-at-a-time:
+  ksha_kube.running_with_current_config:
+    - name: {{ component }}
+    - watched: {{ unit.watched | json }}
+    - binary: {{ unit.binary }}
+    - timeout: {{ ksha.kubernetes.apiserver.wait_ready_s }}
+    - require:
+      - service: ksha-kubernetes-{{ component }}-service-running
+{%- endfor %}
