@@ -184,6 +184,29 @@ def publish_service_account_key(timeout=60):
         time.sleep(0.5)
 
 
+def apiserver_ready(master=None, timeout=2):
+    """Whether ``master``'s (default: this master's) kube-apiserver answers ``/readyz`` with 200,
+    over TLS verified with the cluster CA under the master's name, from this host: ``ksha_lb.probe``'s
+    return (``ok``, ``status``, ``error``), or None when it is not a master. ``ksha.status`` and
+    the apiservers' rolling restart ask it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -L master1,master2,master3 ksha.apiserver_ready
+    """
+    k8s = model()["kubernetes"]
+    name = master or __grains__["id"]
+    endpoint = k8s["apiserver"]["endpoints"].get(name)
+    if not endpoint:
+        return None
+    return __salt__["ksha_lb.probe"](
+        address=endpoint["address"], port=endpoint["port"], domain=name, cafile=k8s["cas"]["kubernetes"]["installed"],
+        timeout=timeout,
+    )  # fmt: skip
+
+
 def days_left(not_after, now):
     """Whole days from `now` (seconds since the epoch) until `not_after`, x509's
     ``"%Y-%m-%d %H:%M:%S"`` in UTC. Pure."""
@@ -240,24 +263,44 @@ def _main_process(unit):
     return pid, time.time() - (uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
 
 
-def _stale_binary(pid, binary):
+def _is_script(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _stale_binary(pid, binary, started):
     """Why the process does not run `binary` as it is on disk now (another file, or one since
-    replaced: an upgrade), or None."""
+    replaced: an upgrade), or None. A `binary` that is a script (the process's exe is then its
+    interpreter) is stale when it, or the link at `binary`, is newer than the process (`started`):
+    a link made to point elsewhere (a new release) is written anew."""
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return None
     if exe.endswith(" (deleted)"):
         return f"{exe[: -len(' (deleted)')]} was replaced"
-    if os.path.exists(binary) and exe != os.path.realpath(binary):
-        return f"runs {exe}, not {os.path.realpath(binary)}"
+    if not os.path.exists(binary):
+        return None
+    target = os.path.realpath(binary)
+    if exe == target:
+        return None
+    if not _is_script(target):
+        return f"runs {exe}, not {target}"
+    if os.lstat(binary).st_mtime > started:
+        return f"{binary} now points to {target}"
+    if os.path.getmtime(target) > started:
+        return f"{target} was replaced"
     return None
 
 
 def changed_since_start(unit, watched, binary=None):
     """What the running process of systemd ``unit`` does not run with yet: the files of
     ``watched`` changed since it started, and ``binary`` when the process runs another file or
-    one since replaced (an upgrade). ``{"running": False, "changed": []}`` when it is not running.
+    one since replaced (an upgrade; a binary that is a script, by the script the interpreter runs).
+    ``{"running": False, "changed": []}`` when it is not running.
     The rolling restarts of etcd and kube-apiserver (``ksha_etcd``, ``ksha_kube`` states) read it.
 
     CLI Example:
@@ -270,5 +313,5 @@ def changed_since_start(unit, watched, binary=None):
     if started is None:
         return {"running": False, "changed": []}
     changed = [p for p in watched if os.path.exists(p) and os.path.getmtime(p) > started]
-    stale = _stale_binary(pid, binary) if binary else None
+    stale = _stale_binary(pid, binary, started) if binary else None
     return {"running": True, "changed": changed + ([stale] if stale else [])}

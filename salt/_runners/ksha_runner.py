@@ -346,35 +346,51 @@ def _etcd_view(members, ip_of, server_cert, timeout):
 
 
 def _control_plane_view(masters, timeout):
-    """{master: {certificate id: days left or None}} of the Kubernetes certificates each
-    answering master holds (``ksha.certificates_days_left``)."""
+    """In one publish to the masters: ({master: {certificate id: days left or None}} of the
+    Kubernetes certificates each answering master holds (``ksha.certificates_days_left``),
+    {master: whether its apiserver answers /readyz (``ksha.apiserver_ready``), None: unknown})."""
     if not masters:
-        return {}
+        return {}, {}
+    functions = ["ksha.certificates_days_left", "ksha.apiserver_ready"]
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        out = client.cmd(masters, "ksha.certificates_days_left", tgt_type="list", timeout=timeout)
-    return {m: r.get("kubernetes") or {} for m, r in out.items() if isinstance(r, dict)}
+        out = client.cmd(masters, functions, [[], []], tgt_type="list", timeout=timeout)
+    answers = {m: r for m, r in out.items() if isinstance(r, dict)}
+    days = {
+        m: r.get(functions[0], {}).get("kubernetes") or {}
+        for m, r in answers.items()
+        if isinstance(r.get(functions[0]), dict)
+    }
+    ready = {m: r[functions[1]].get("ok") for m, r in answers.items() if isinstance(r.get(functions[1]), dict)}
+    return days, ready
 
 
-def control_plane_rows(masters, days, renew_at):
+def control_plane_rows(masters, days, renew_at, ready=None):
     """The control plane's lines of ``ksha.status`` and whether any is a problem (pure): per
-    master, its certificate with the fewest days left; a master that did not answer, or one whose
-    certificate is missing or unreadable, is a problem; one at or under `renew_at` days
-    (``ksha:kubernetes:pki:days_remaining``) is due for renewal at its next highstate."""
+    master, whether its apiserver is ready (``ready``: {master: True, False or None}) and its
+    certificate with the fewest days left; a master that did not answer, one whose apiserver is
+    not ready (or did not say), or one whose certificate is missing or unreadable, is a problem;
+    one at or under `renew_at` days (``ksha:kubernetes:pki:days_remaining``) is due for renewal
+    at its next highstate."""
     lines, problem = [], False
+    ready = ready or {}
     for master in masters:
         certs = days.get(master)
         if certs is None:
             lines.append(f"  {master}: did not answer")
             problem = True
             continue
+        apiserver = {True: "apiserver ready", False: "apiserver NOT READY"}.get(ready.get(master), "apiserver unknown")
+        problem = problem or ready.get(master) is not True
         unknown = sorted(c for c, d in certs.items() if d is None)
         if unknown or not certs:
-            lines.append(f"  {master}: certificates missing or unreadable: {', '.join(unknown) or 'all'}")
+            lines.append(f"  {master}: {apiserver}, certificates missing or unreadable: {', '.join(unknown) or 'all'}")
             problem = True
             continue
         soonest = min(certs, key=lambda c: (certs[c], c))
         due = "  <-- renewed at the next highstate" if certs[soonest] <= renew_at else ""
-        lines.append(f"  {master}: {len(certs)} certificates, soonest {soonest} {certs[soonest]} days left{due}")
+        lines.append(
+            f"  {master}: {apiserver}, {len(certs)} certificates, soonest {soonest} {certs[soonest]} days left{due}"
+        )
     return lines, problem
 
 
@@ -393,7 +409,7 @@ def status(output="table", timeout=5):
         ``table`` (default): a text table; ``data``: a dict, with ``healthy`` and
         ``retcode`` (so ``salt-run ksha.status output=data`` exits 1 when a minion
         is down, the VIP is not on exactly one host, etcd is unhealthy, or a master did not
-        answer or lacks one of its Kubernetes certificates).
+        answer, lacks one of its Kubernetes certificates or its apiserver is not ready).
 
     CLI Example:
 
@@ -427,9 +443,9 @@ def status(output="table", timeout=5):
     ip_of = {r["host"]: r["address"] for r in rows}
     etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
     masters = cluster["kubernetes"]["masters"]
-    kube_days = _control_plane_view(masters, timeout)
+    kube_days, apiservers_ready = _control_plane_view(masters, timeout)
     renew_at = cluster["config"]["kubernetes"]["pki"]["days_remaining"]
-    control_plane, control_plane_problem = control_plane_rows(masters, kube_days, renew_at)
+    control_plane, control_plane_problem = control_plane_rows(masters, kube_days, renew_at, apiservers_ready)
     unhealthy = (
         any(row["minion"] == "DOWN" for row in rows)
         or (keepalived and len(holders) != 1)
@@ -446,7 +462,7 @@ def status(output="table", timeout=5):
             "vip_holders": holders,
             "backends": backends,
             "etcd": {"health": etcd_health, "members": etcd_rows, "cert_days_left": cert_days},
-            "control_plane": {"cert_days_left": kube_days},
+            "control_plane": {"cert_days_left": kube_days, "apiserver_ready": apiservers_ready},
         }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [
@@ -483,6 +499,8 @@ def status(output="table", timeout=5):
                 lines.append(f"  etcd {member}: {state}{role}, db {size}, server certificate {cert} left")
     if masters:
         lines.append("")
-        lines.append("control plane (its PKI; the components are not deployed yet):")
+        lines.append(
+            "control plane (kube-apiserver and the PKI; controller-manager and scheduler are not deployed yet):"
+        )
         lines += control_plane
     return "\n".join(lines)

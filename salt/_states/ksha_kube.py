@@ -140,14 +140,9 @@ def _restart_budget(masters, timeout):
     return max(1, int(masters)) * (3 * int(timeout) + 30)
 
 
-def _ready(endpoints, cafile):
-    """{master: whether its apiserver answers /readyz with 200}, its certificate verified."""
-    return {
-        m: bool(
-            __salt__["ksha_lb.probe"](address=e["address"], port=e["port"], domain=m, cafile=cafile, timeout=2)["ok"]
-        )
-        for m, e in endpoints.items()
-    }
+def _ready(masters):
+    """{master: whether its apiserver answers /readyz} (``ksha.apiserver_ready``)."""
+    return {m: bool((__salt__["ksha.apiserver_ready"](m) or {}).get("ok")) for m in masters}
 
 
 def _until(predicate, timeout, step=0.5):
@@ -240,8 +235,7 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
     me = __grains__["id"]
     k8s = model["kubernetes"]
     endpoints = k8s["apiserver"]["endpoints"]
-    cafile = k8s["cas"]["kubernetes"]["installed"]
-    others = {m: e for m, e in endpoints.items() if m != me}
+    others = [m for m in endpoints if m != me]
     flags = model["me"]["flags"]["kube-apiserver"]
     budget = _restart_budget(len(endpoints), timeout)
     lock, why = _lock(flags, model, budget)
@@ -251,7 +245,7 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
     try:
         deadline = time.monotonic() + timeout
         while True:
-            action, comment = _restart_decision(changed, _ready(others, cafile), time.monotonic() >= deadline)
+            action, comment = _restart_decision(changed, _ready(others), time.monotonic() >= deadline)
             if action != "wait":
                 break
             time.sleep(1)
@@ -260,7 +254,7 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
             return ret
         __salt__["cmd.run_all"](["systemctl", "daemon-reload"], python_shell=False)
         restart = __salt__["cmd.run_all"](["systemctl", "restart", name], python_shell=False)
-        if restart["retcode"] != 0 or not _until(lambda: _ready({me: endpoints[me]}, cafile)[me], timeout):
+        if restart["retcode"] != 0 or not _until(lambda: _ready([me])[me], timeout):
             how = (restart.get("stderr") or "").strip() or f"not ready (/readyz) {timeout} s after its restart"
             ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n{_journal(name)}"
             return ret

@@ -227,7 +227,8 @@ def test_every_master_runs_ksha_s_apiserver_unit_with_the_model_s_flags(cp_lab):
         unit = (host.root / "etc/systemd/system/kube-apiserver.service").read_text()
         assert unit.startswith("# Managed by Salt (ksha.kubernetes)"), unit[:80]
         # the real kubectl, admin.conf through the LB domain
-        ready = lab.exec(host, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw", "/readyz")
+        ready = lab.exec(host, "/usr/local/bin/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw",
+                         "/readyz")  # fmt: skip
         assert (ready.returncode, ready.stdout.strip()) == (0, "ok"), (name, ready.stderr)
 
 
@@ -283,7 +284,7 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
     try:
         assert wait_for(lambda: lab.exec(probe_host, "grep", "-c", "200", PROBE).stdout.strip() not in ("", "0"), 10)
         lab_pillar.ran("control-plane")
-        lab_pillar.edit(lambda ksha: ksha["kubernetes"]["apiserver"].update(extra_args={"v": 2}))
+        lab_pillar.edit(lambda ksha: ksha["kubernetes"].setdefault("apiserver", {}).update(extra_args={"v": 2}))
         restarts = rolled(salt)
         time.sleep(1)
     finally:

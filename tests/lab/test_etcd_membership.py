@@ -34,6 +34,18 @@ def write_keys(lab, host, names, count=KEYS, batch=100):
     assert out.returncode == 0, out.stderr
 
 
+def readyz(lab, master):
+    """The HTTP status of `master`'s apiserver's /readyz, asked on it by curl with the cluster CA."""
+    return lab.exec(
+        lab.hosts[master], "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3",
+        "--cacert", "/etc/kubernetes/pki/ca.crt", f"https://{master}:6443/readyz",
+    ).stdout.strip()  # fmt: skip
+
+
+def apiserver_pid(lab, master):
+    return lab.exec(lab.hosts[master], "systemctl", "show", "-p", "MainPID", "--value", "kube-apiserver").stdout.strip()
+
+
 def count_keys(lab, host, names):
     out = etcdctl(lab, host, "get", PREFIX, "--prefix", "--keys-only", "--limit=1", "--write-out=json",
                   endpoints=endpoints(lab, names))  # fmt: skip
@@ -184,6 +196,9 @@ def test_quorum_loss_is_restored_from_the_latest_snapshot(members_lab):
         ).returncode
         != 0
     )
+    # without quorum no apiserver is ready (curl, each master's own)
+    assert wait_for(lambda: {readyz(lab, m) for m in three} == {"500"}, 15), {m: readyz(lab, m) for m in three}
+    pids = {m: apiserver_pid(lab, m) for m in three}
 
     rc, data, proc = salt.run("state.orchestrate", "orch.ksha.etcd_restore", timeout=900)
     states = next(iter(data["data"].values()))
@@ -192,6 +207,9 @@ def test_quorum_loss_is_restored_from_the_latest_snapshot(members_lab):
     assert chosen["name"] == f"restoring {backup} from master1 onto master1, master2, master3"
     assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
     assert sorted(health(salt)["members"]) == three
+    # and with the restored cluster every apiserver is ready again, the same processes (none restarted)
+    assert wait_for(lambda: {readyz(lab, m) for m in three} == {"200"}, 15), {m: readyz(lab, m) for m in three}
+    assert {m: apiserver_pid(lab, m) for m in three} == pids
     assert count_keys(lab, "master2", ["master2"]) == KEYS
     after = etcdctl(
         lab, "master3", "get", "/ksha/after-snapshot", "--print-value-only", endpoints=endpoints(lab, ["master3"])

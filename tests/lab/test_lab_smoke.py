@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ksha_lab import core
-from tests.lab.conftest import converged_lab, failed_states
+from tests.lab.conftest import converged_lab, failed_states, wait_for
 
 SEED_ROLES = {
     "master1": ["kube-master", "etcd"],
@@ -23,7 +23,8 @@ def test_every_minion_answers_on_a_booted_systemd_host(lab, lab_salt):
         assert grains[name]["init"] == "systemd"
         assert grains[name]["virtual"] == "systemd-nspawn"
         assert grains[name]["os"] == "Debian"
-        assert grains[name]["ip4_interfaces"]["host0"] == [host.ip]
+        # its address, and the VIP on the LB host holding it
+        assert [a for a in grains[name]["ip4_interfaces"]["host0"] if a != lab.vip] == [host.ip]
         assert lab.system_state(host) == "running"
     providers = lab_salt.salt("master1", "test.provider", "service")
     assert providers == {"master1": "systemd_service"}
@@ -131,21 +132,30 @@ def test_highstate_repairs_drift_and_then_reports_no_changes(converged):
 
 def test_status_runner_table(converged):
     lab, lab_salt, _ = converged
-    rc, table, proc = lab_salt.run("ksha.status")
-    lines = table.splitlines()
-    assert lines[1].split() == ["master1", lab.hosts["master1"].ip, "kube-master,etcd", "up"]
-    assert f"API endpoint: lb.kubesphere.local:6443 -> {lab.vip} (loadbalancer mode: keepalived)" in lines
-    # No apiserver (nor stand-in) in these tests: keepalived's check fails on every LB host, so
-    # nobody holds the VIP, and status says so; output=data exits 1 for it.
-    assert f"VIP {lab.vip} held by: NOBODY  <-- expected exactly one holder" in lines
+
+    # ksha's apiservers (the stand-in, ksha's unit) are the LB's backends: one LB host holds the VIP
+    # (master1 once its priority has preempted it), every master's apiserver is ready
+    def settled():
+        rc, data, _ = lab_salt.run("ksha.status", "output=data")
+        return rc == 0 and data["vip_holders"] == ["master1"]
+
+    wait_for(settled, 30, step=1)
     rc, data, proc = lab_salt.run("ksha.status", "output=data")
-    assert (rc, data["healthy"], data["vip_holders"]) == (1, False, []), proc.stderr
+    assert (rc, data["healthy"], data["vip_holders"]) == (0, True, ["master1"]), (data, proc.stderr)
     assert data["etcd"]["health"]["healthy"] is True
+    assert data["control_plane"]["apiserver_ready"] == {"master1": True, "master2": True, "master3": True}
     # The control plane's certificates, read on each master (all issued by orch.ksha just now).
     kube_days = data["control_plane"]["cert_days_left"]
     assert sorted(kube_days) == ["master1", "master2", "master3"]
     assert all(len(certs) == 6 and all(364 <= d <= 365 for d in certs.values()) for certs in kube_days.values())
-    assert f"  master2: 6 certificates, soonest {min(kube_days['master2'])} 364 days left" in lines
+    rc, table, proc = lab_salt.run("ksha.status")
+    lines = table.splitlines()
+    assert rc == 0, table
+    assert lines[1].split() == ["master1", lab.hosts["master1"].ip, "kube-master,etcd", "up", "held"]
+    assert f"API endpoint: lb.kubesphere.local:6443 -> {lab.vip} (loadbalancer mode: keepalived)" in lines
+    assert f"VIP {lab.vip} held by: master1" in lines
+    assert "apiserver backends (haproxy on master1): master1 UP, master2 UP, master3 UP" in lines
+    assert f"  master2: apiserver ready, 6 certificates, soonest {min(kube_days['master2'])} 364 days left" in lines
 
 
 def test_lab_state_is_recorded(lab):

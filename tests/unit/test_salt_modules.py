@@ -38,7 +38,7 @@ def fleet(monkeypatch, example_ksha, hosts):
     monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
     monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
     monkeypatch.setattr(runner, "_etcd_view", lambda members, ip_of, pki_dir, timeout: ETCD_VIEW)
-    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: CP_VIEW)
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY))
     monkeypatch.setattr(salt.client, "get_local_client", lambda conf_file: hosts)
     return minions
 
@@ -78,10 +78,13 @@ def hosts():
     return bare
 
 
-# ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
+# ksha.status's control-plane view of a healthy cluster (what _control_plane_view gathers from the
+# masters: their certificates' days left, their apiservers' readiness)
 CP_VIEW = {
     m: {"apiserver": 364, "admin-client": 364, "front-proxy-client": 200} for m in ("master1", "master2", "master3")
 }
+CP_READY = {"master1": True, "master2": True, "master3": True}
+# ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
 ETCD_VIEW = (
     {"healthy": True, "cluster_id": "c0ffee", "leader": "master2", "problems": [], "members": {}},
     {
@@ -303,10 +306,10 @@ def test_status_table(fleet, monkeypatch, context):
         "  etcd master2: up (leader), db 24.0 KiB, server certificate 364 days left",
         "  etcd master3: up, db 2.0 MiB, server certificate 29 days left",
         "",
-        "control plane (its PKI; the components are not deployed yet):",
-        "  master1: 3 certificates, soonest front-proxy-client 200 days left",
-        "  master2: 3 certificates, soonest front-proxy-client 200 days left",
-        "  master3: 3 certificates, soonest front-proxy-client 200 days left",
+        "control plane (kube-apiserver and the PKI; controller-manager and scheduler are not deployed yet):",
+        "  master1: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
+        "  master2: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
+        "  master3: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
     ]
     assert context["retcode"] == 1  # node2's minion is down
 
@@ -324,27 +327,35 @@ def test_status_flags_an_unhealthy_or_unreachable_etcd(fleet, monkeypatch, conte
     assert context["retcode"] == 1
 
 
-# (case, {master: {certificate: days}} as the masters answered, lines, a problem)
+# (case, {master: {certificate: days}} as the masters answered, {master: apiserver ready}, lines, a problem)
 CONTROL_PLANE_ROWS = [
-    ("every certificate there", {"master1": {"apiserver": 300, "admin-client": 200}},
-     ["  master1: 2 certificates, soonest admin-client 200 days left"], False),
-    ("due for renewal (days_remaining 30)", {"master1": {"apiserver": 30}},
-     ["  master1: 1 certificates, soonest apiserver 30 days left  <-- renewed at the next highstate"], False),
-    ("a certificate missing", {"master1": {"apiserver": None, "admin-client": 20}},
-     ["  master1: certificates missing or unreadable: apiserver"], True),
-    ("none issued yet", {"master1": {}}, ["  master1: certificates missing or unreadable: all"], True),
-    ("the master did not answer", {}, ["  master1: did not answer"], True),
+    ("every certificate there", {"master1": {"apiserver": 300, "admin-client": 200}}, {"master1": True},
+     ["  master1: apiserver ready, 2 certificates, soonest admin-client 200 days left"], False),
+    ("due for renewal (days_remaining 30)", {"master1": {"apiserver": 30}}, {"master1": True},
+     ["  master1: apiserver ready, 1 certificates, soonest apiserver 30 days left  <-- renewed at the next highstate"],
+     False),
+    ("the apiserver not ready", {"master1": {"apiserver": 300}}, {"master1": False},
+     ["  master1: apiserver NOT READY, 1 certificates, soonest apiserver 300 days left"], True),
+    ("the apiserver's readiness not said", {"master1": {"apiserver": 300}}, {},
+     ["  master1: apiserver unknown, 1 certificates, soonest apiserver 300 days left"], True),
+    ("a certificate missing", {"master1": {"apiserver": None, "admin-client": 20}}, {"master1": True},
+     ["  master1: apiserver ready, certificates missing or unreadable: apiserver"], True),
+    ("none issued yet", {"master1": {}}, {"master1": False},
+     ["  master1: apiserver NOT READY, certificates missing or unreadable: all"], True),
+    ("the master did not answer", {}, {}, ["  master1: did not answer"], True),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case, days, lines, problem", CONTROL_PLANE_ROWS, ids=[r[0] for r in CONTROL_PLANE_ROWS])
-def test_control_plane_rows(case, days, lines, problem):
-    assert runner.control_plane_rows(["master1"], days, 30) == (lines, problem)
+@pytest.mark.parametrize(
+    "case, days, ready, lines, problem", CONTROL_PLANE_ROWS, ids=[r[0] for r in CONTROL_PLANE_ROWS]
+)
+def test_control_plane_rows(case, days, ready, lines, problem):
+    assert runner.control_plane_rows(["master1"], days, 30, ready) == (lines, problem)
 
 
 def test_status_flags_a_master_without_its_certificates(fleet, monkeypatch, context):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
-    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: {**CP_VIEW, "master3": {}})
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: ({**CP_VIEW, "master3": {}}, CP_READY))
     out = runner.status(output="data")
     assert (out["healthy"], out["retcode"]) == (False, 1)
     assert out["control_plane"]["cert_days_left"]["master3"] == {}
@@ -443,6 +454,24 @@ def test_module_roles_and_host():
         ],
     )
     assert module.host("nobody") == {}
+
+
+def test_apiserver_ready_probes_a_masters_readyz_verified_under_its_name(monkeypatch):
+    asked = []
+
+    def probe(**kwargs):
+        asked.append(kwargs)
+        return {"ok": True, "status": 200}
+
+    monkeypatch.setitem(module.__salt__, "ksha_lb.probe", probe)
+    assert module.apiserver_ready() == {"ok": True, "status": 200}  # this master's (master2)
+    assert module.apiserver_ready("master3", timeout=1)["ok"] is True
+    ca = "/etc/kubernetes/pki/ca.crt"
+    assert asked == [
+        {"address": "192.168.0.2", "port": 6443, "domain": "master2", "cafile": ca, "timeout": 2},
+        {"address": "192.168.0.3", "port": 6443, "domain": "master3", "cafile": ca, "timeout": 1},
+    ]
+    assert module.apiserver_ready("node1") is None and len(asked) == 2  # not a master: not probed
 
 
 def test_module_model_says_what_is_missing(monkeypatch):
