@@ -141,6 +141,14 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
     mode = lb["mode"]
     running = [h for h in (lb.get("hosts") or groups["kube-master"]) if h in ip_of] if mode == "keepalived" else []
     apiserver_port = conf["kubernetes"]["apiserver_port"]
+    inter = lb["haproxy"]["check_inter_ms"]
+    check = {
+        "inter": inter,
+        "fastinter": inter // 2,
+        "downinter": inter * 2,
+        "fall": lb["haproxy"]["check_fall"],
+        "rise": lb["haproxy"]["check_rise"],
+    }
     # the files ksha manages on an LB host; ksha.loadbalancer.clean removes the configs only
     # where they carry the marker, and ksha's own files
     files = {
@@ -165,17 +173,15 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         ],
         # haproxy's apiserver checks: a server changing state is checked twice as often,
         # a server that is down half as often
-        "check": {
-            "inter": lb["haproxy"]["check_inter_ms"],
-            "fastinter": lb["haproxy"]["check_inter_ms"] // 2,
-            "downinter": lb["haproxy"]["check_inter_ms"] * 2,
-            "fall": lb["haproxy"]["check_fall"],
-            "rise": lb["haproxy"]["check_rise"],
-        },
+        "check": check,
         # haproxy's frontend and backend names (the check script and ksha_lb read them too)
         "names": {"apiserver": "ksha-apiserver", "console": "ksha-console"},
         # the console's NodePorts are checked at the TCP level, every 2 s (no KubeSphere, no hurry)
         "console_check": {"inter": 2000, "fall": 2, "rise": 2},
+        # keepalived mode: at most how long haproxy takes to see a ready apiserver UP again (a DOWN
+        # server is checked every downinter, then rise checks every fastinter); a rolling restart
+        # on a master that is no LB host waits this long before the next master may go down
+        "settle_s": (check["downinter"] + check["rise"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
         # the check script runs every second, is given a second, two failures take the VIP away
         # and two successes give it back
         "vrrp_script": {"interval": 1, "timeout": 1, "fall": 2, "rise": 2},
@@ -400,13 +406,13 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         # the apiserver's rolling restart (ksha_kube.running_with_current_config): one master at a
         # time under this etcd lock, each waiting for every other apiserver to be ready first and
         # for its own to be ready (and UP in its haproxy, on an LB host) after
+        # (every master's apiserver, as the others probe its /readyz: loadbalancer.backends)
         "apiserver": {
             "unit": "kube-apiserver",
-            "binary": f"/usr/local/bin/{KUBE_COMPONENTS[0]}",
             "lock": "ksha-kube-apiserver-rolling-restart",
-            "wait_ready_s": k8s["apiserver"]["wait_ready_s"],
-            # each master's apiserver, as the others probe its /readyz (its name is in its SANs)
-            "endpoints": {m: {"address": ip_of[m], "port": k8s["apiserver_port"]} for m in masters},
+            # the unit's TimeoutStopSec and TimeoutStartSec: a restart takes at most their sum
+            "stop_timeout_s": 15,
+            "start_timeout_s": 120,
         },
         "marker": "Managed by Salt (ksha.kubernetes)",
         # masters that get etcdctl from etcd.client_pkgs (the rolling lock): the members have etcd's
@@ -629,13 +635,13 @@ def _units(host: str, k8s: dict, flags: dict[str, dict]) -> dict:
     component = k8s["apiserver"]["unit"]
     given = flags[component]
     path = k8s["unit_files"][component]
+    binary = k8s["release_links"][component]["link"]
     return {
         component: {
             "path": path,
-            "binary": k8s["apiserver"]["binary"],
+            "binary": binary,
             # one word per line: the binary, then every flag in name order
-            "exec_start": [k8s["apiserver"]["binary"]]
-            + [systemd_quoted(f"--{name}={value}") for name, value in sorted(given.items())],
+            "exec_start": [binary] + [systemd_quoted(f"--{name}={value}") for name, value in sorted(given.items())],
             "watched": [path, *sorted({given[f] for f in APISERVER_FILE_FLAGS if given.get(f)})],
         }
     }

@@ -33,6 +33,15 @@ CONFLICTS = {
     "kube-scheduler": {},
     "kube-controller-manager": {},
 }
+# flag values ksha cannot work with: (component, flag) -> (the value, why)
+NEEDED = {
+    ("kube-apiserver", "anonymous-auth"): (
+        "false",
+        "--anonymous-auth=false makes /readyz answer 401: haproxy's checks, ksha's rolling restarts and "
+        "ksha.status read it without a client certificate, so every apiserver would look down; leave it out "
+        "(RBAC lets anonymous requests read only the health and version paths)",
+    ),
+}
 # client-go: the renew deadline must exceed the retry period times its jitter factor
 LEADER_JITTER = 1.2
 
@@ -264,6 +273,8 @@ def _extra_args(component: str, key: str, extra: dict, report: Report) -> None:
             )
         elif value is None or isinstance(value, (dict, list)):
             report.error(where, f"must be the flag's value (a string, number or true/false), got {show(value)}")
+        elif (component, flag) in NEEDED and str(value).lower() == NEEDED[(component, flag)][0]:
+            report.error(where, NEEDED[(component, flag)][1])
         elif isinstance(value, str) and (_CONTROL.search(value) or not value.strip()):
             report.error(
                 where, f"{show(value)} has a line break or control character, or is blank: write the value alone"

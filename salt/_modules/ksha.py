@@ -196,14 +196,15 @@ def apiserver_ready(master=None, timeout=2):
 
         salt -L master1,master2,master3 ksha.apiserver_ready
     """
-    k8s = model()["kubernetes"]
+    found = model()
     name = master or __grains__["id"]
-    endpoint = k8s["apiserver"]["endpoints"].get(name)
+    # every master's apiserver: the LB's backends (whatever the LB mode)
+    endpoint = next((b for b in found["loadbalancer"]["backends"] if b["name"] == name), None)
     if not endpoint:
         return None
     return __salt__["ksha_lb.probe"](
-        address=endpoint["address"], port=endpoint["port"], domain=name, cafile=k8s["cas"]["kubernetes"]["installed"],
-        timeout=timeout,
+        address=endpoint["ip"], port=endpoint["port"], domain=name,
+        cafile=found["kubernetes"]["cas"]["kubernetes"]["installed"], timeout=timeout,
     )  # fmt: skip
 
 
@@ -246,6 +247,22 @@ def certificates_days_left():
     }
 
 
+def journal_tail(unit, lines=10):
+    """The last `lines` lines of systemd ``unit``'s journal, as text (for the comments of failed
+    restarts).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.journal_tail kube-apiserver
+    """
+    out = __salt__["cmd.run_all"](
+        ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"], python_shell=False
+    )
+    return (out.get("stdout") or "").strip()
+
+
 def _main_process(unit):
     """(pid, wall-clock start time) of the unit's main process, or (None, None) when it is not running."""
     pid = __salt__["cmd.run"](["systemctl", "show", "-p", "MainPID", "--value", unit], python_shell=False).strip()
@@ -274,8 +291,8 @@ def _is_script(path):
 def _stale_binary(pid, binary, started):
     """Why the process does not run `binary` as it is on disk now (another file, or one since
     replaced: an upgrade), or None. A `binary` that is a script (the process's exe is then its
-    interpreter) is stale when it, or the link at `binary`, is newer than the process (`started`):
-    a link made to point elsewhere (a new release) is written anew."""
+    interpreter) is stale when it, or the link at `binary`, changed since the process started
+    (`started`; their ctime): a link made to point elsewhere (a new release) is written anew."""
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
@@ -289,9 +306,10 @@ def _stale_binary(pid, binary, started):
         return None
     if not _is_script(target):
         return f"runs {exe}, not {target}"
-    if os.lstat(binary).st_mtime > started:
+    # ctime: what tar or touch cannot set back (an archive extracted anew keeps its files' mtimes)
+    if os.path.islink(binary) and os.lstat(binary).st_ctime > started:
         return f"{binary} now points to {target}"
-    if os.path.getmtime(target) > started:
+    if os.stat(target).st_ctime > started:
         return f"{target} was replaced"
     return None
 

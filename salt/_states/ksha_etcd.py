@@ -26,10 +26,7 @@ def _ret(name):
 
 
 def _journal_tail(unit="etcd", lines=15):
-    out = __salt__["cmd.run_all"](
-        ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"], python_shell=False
-    )
-    return out.get("stdout", "").strip()
+    return __salt__["ksha.journal_tail"](unit, lines)
 
 
 def cluster_healthy(name, timeout=120, record=False):
@@ -82,14 +79,14 @@ def cluster_healthy(name, timeout=120, record=False):
 UNIT_RESTART_S = 15 + 120
 
 
-def restart_budget(members, timeout):
+def _restart_budget(members, timeout):
     """Seconds a restart may take, lock queue included: each of the `members` may restart
     before this one, each waiting at most `timeout` for the others and for itself, plus the
     unit's own stop and start timeouts."""
     return max(1, int(members)) * (2 * int(timeout) + UNIT_RESTART_S + 10)
 
 
-def restart_failure(name, out, progress, budget, journal=""):
+def _restart_failure(name, out, progress, budget, journal=""):
     """The comment of a failed rolling restart (pure): which step it reached and why it failed,
     from the command's result (Salt's timeout leaves only "Timed out" in stdout), its progress
     file and the unit's journal."""
@@ -184,7 +181,7 @@ step "done"
     # The lock may be queued behind every other member's restart: the budget covers the whole
     # queue. `timeout` ends the whole process group (etcdctl and the script it runs) when it
     # is spent, so no script goes on restarting etcd after its lock's lease ran out.
-    budget = restart_budget(len(conf["client_urls"]), timeout)
+    budget = _restart_budget(len(conf["client_urls"]), timeout)
     cmd = [
         "timeout",
         "-k",
@@ -203,7 +200,7 @@ step "done"
         fh.write(f"{time.strftime('%H:%M:%S', time.gmtime())} waiting for the {RESTART_LOCK} lock\n")
     out = __salt__["cmd.run_all"](cmd, python_shell=False, env=env, timeout=budget + 30)
     if out["retcode"] != 0:
-        ret["comment"] = restart_failure(name, out, _read(progress), budget, _journal_tail(name, 10))
+        ret["comment"] = _restart_failure(name, out, _read(progress), budget, _journal_tail(name, 10))
         return ret
     ret.update(
         result=True,
@@ -232,12 +229,12 @@ STEP_TEXT = {
 }
 
 
-def describe(steps):
+def _describe(steps):
     """The steps of a decision as one line: "snapshot, add as a learner, ..."."""
     return ", ".join(["take a snapshot"] + [STEP_TEXT[kind].format(arg=arg) for kind, arg in steps])
 
 
-def join_decision(name, peer_url, members, health, has_data):
+def _join_decision(name, peer_url, members, health, has_data):
     """What joining ``name`` (this host) to the running cluster takes (pure).
 
     members
@@ -284,13 +281,13 @@ def join_decision(name, peer_url, members, health, has_data):
     steps += [("start", None), ("promote", None)]
     return {
         "action": "join",
-        "comment": f"{name} would join: {describe(steps)}",
+        "comment": f"{name} would join: {_describe(steps)}",
         "steps": steps,
         "member_id": None if entry is None or stale else entry["id"],
     }
 
 
-def leave_decision(name, members, health):
+def _leave_decision(name, members, health):
     """What removing member ``name`` takes (pure); run on a member that stays.
 
     Returns ``{"action": "none" | "refuse" | "leave", "comment", "steps"}``. Refused when the
@@ -323,7 +320,7 @@ def leave_decision(name, members, health):
         target = next(m["id"] for m in members if m["name"] != name and not m["learner"])
         steps.append(("move_leader", target))
     steps.append(("remove", entry["id"]))
-    return {"action": "leave", "comment": f"{name} ({entry['id']}) would leave: {describe(steps)}", "steps": steps}
+    return {"action": "leave", "comment": f"{name} ({entry['id']}) would leave: {_describe(steps)}", "steps": steps}
 
 
 def _before_the_steps(ret, decision, action, endpoints):
@@ -355,7 +352,7 @@ def _snapshot_first(ret, endpoints):
 def member_present(name, peer_url, initial_cluster_file, timeout=120):
     """This host (etcd member ``name``) is a voting member of the running cluster.
 
-    Run on the joining host. The decision is ``join_decision`` (the same for ``test=True``
+    Run on the joining host. The decision is ``_join_decision`` (the same for ``test=True``
     and the real run); every step checks what is already done, so a rerun after a failure
     half way continues where it stopped. Refuses, changing nothing, when another member is
     unhealthy or the cluster would lose quorum.
@@ -372,7 +369,7 @@ def member_present(name, peer_url, initial_cluster_file, timeout=120):
         return ret
     has_data = os.path.isdir(os.path.join(conf["data_dir"], "member"))
     health = __salt__["ksha_etcd.health"](endpoints=others)
-    decision = join_decision(name, peer_url, listed["members"], health, has_data)
+    decision = _join_decision(name, peer_url, listed["members"], health, has_data)
     changes = _before_the_steps(ret, decision, "join", others)
     if changes is None:
         return ret
@@ -416,7 +413,7 @@ def member_present(name, peer_url, initial_cluster_file, timeout=120):
                 time.sleep(1)
             changes["promoted"] = member_id
         else:
-            raise ValueError(f"join_decision gave an unknown step {kind!r}")
+            raise ValueError(f"_join_decision gave an unknown step {kind!r}")
     ret.update(result=True, comment=f"{name} joined as {member_id} (snapshot {snapshot})")
     return ret
 
@@ -424,7 +421,7 @@ def member_present(name, peer_url, initial_cluster_file, timeout=120):
 def member_absent(name, timeout=60):  # pylint: disable=unused-argument
     """etcd member ``name`` is not in the cluster. Run on a member that stays.
 
-    The decision is ``leave_decision`` (the same for ``test=True`` and the real run):
+    The decision is ``_leave_decision`` (the same for ``test=True`` and the real run):
     refused, changing nothing, when another member is unhealthy or when the members left
     would not keep quorum. Takes a snapshot first and moves leadership away from the
     member first when it leads.
@@ -436,7 +433,7 @@ def member_absent(name, timeout=60):  # pylint: disable=unused-argument
         return ret
     urls = [m["client_urls"][0] for m in listed["members"] if m["client_urls"] and m["name"] != name]
     health = __salt__["ksha_etcd.health"](endpoints=urls)
-    decision = leave_decision(name, listed["members"], health)
+    decision = _leave_decision(name, listed["members"], health)
     changes = _before_the_steps(ret, decision, "leave", urls)
     if changes is None:
         return ret
@@ -455,7 +452,7 @@ def member_absent(name, timeout=60):  # pylint: disable=unused-argument
                 return ret
             changes["removed"] = arg
         else:
-            raise ValueError(f"leave_decision gave an unknown step {kind!r}")
+            raise ValueError(f"_leave_decision gave an unknown step {kind!r}")
     ret.update(result=True, comment=f"{name} removed (snapshot {snapshot})")
     return ret
 

@@ -20,6 +20,7 @@ import re
 import select
 import signal
 import subprocess
+import tempfile
 import time
 
 __virtualname__ = "ksha_kube"
@@ -134,10 +135,11 @@ def _restart_decision(changed, others_ready, waited_out=False):
     )
 
 
-def _restart_budget(masters, timeout):
-    """Seconds a rolling restart may take, lock queue included: each of the `masters` may restart
-    before this one, waiting at most `timeout` for the others, for itself and for haproxy."""
-    return max(1, int(masters)) * (3 * int(timeout) + 30)
+def _restart_budget(masters, timeout, unit_restart_s):
+    """Seconds a master may queue for the rolling lock: each of the `masters` may restart before
+    this one, each waiting at most `timeout` for the others, for itself and for haproxy, plus its
+    unit's own stop and start (`unit_restart_s`)."""
+    return max(1, int(masters)) * (3 * int(timeout) + int(unit_restart_s) + 10)
 
 
 def _ready(masters):
@@ -155,10 +157,12 @@ def _until(predicate, timeout, step=0.5):
         time.sleep(step)
 
 
-def _lock(k8s_flags, model, budget):
-    """The rolling lock held by ``etcdctl lock`` (with the apiserver's own etcd client certificate),
-    ended by SIGTERM (which releases it) or by ``timeout`` once the budget is spent: (process,
-    None) once held, else (None, why)."""
+def _lock(k8s_flags, name, budget):
+    """Hold the etcd lock `name`, with the apiserver's own etcd client certificate: ``etcdctl lock``
+    runs, while it holds it, a shell that says so and then lives as long as this process does
+    (``kill -0``), so no holder outlives the state (a Salt job killed midway frees the lock within a
+    second); ``_release`` ends that shell, and etcdctl then releases the lock. Returns (holder,
+    None) once held, within `budget` seconds, else (None, why)."""
     env = {
         **os.environ,
         "ETCDCTL_API": "3",
@@ -166,42 +170,55 @@ def _lock(k8s_flags, model, budget):
         "ETCDCTL_CERT": k8s_flags["etcd-certfile"],
         "ETCDCTL_KEY": k8s_flags["etcd-keyfile"],
     }
-    cmd = ["timeout", "-k", "10", str(budget), "etcdctl", f"--endpoints={k8s_flags['etcd-servers']}", "lock",
-           model["kubernetes"]["apiserver"]["lock"]]  # fmt: skip
+    # SIGTERM ends it at once and cleanly (etcdctl then exits 0): the trap runs while it waits
+    hold = f'trap "exit 0" TERM; echo "held $$"; while kill -0 {os.getpid()} 2>/dev/null; do sleep 1 & wait $!; done'
+    cmd = ["etcdctl", f"--endpoints={k8s_flags['etcd-servers']}", "lock", name, "--", "/bin/sh", "-c", hold]
+    errors = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
     try:
         # pylint: disable-next=consider-using-with
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env)
     except OSError as exc:
+        errors.close()
         return None, f"etcdctl lock: {exc}"
-    # etcdctl prints the lock's key once it holds it
+    proc.errors = errors
     ready, _, _ = select.select([proc.stdout], [], [], budget)
-    line = proc.stdout.readline() if ready else b""
-    if line.strip():
+    line = proc.stdout.readline().split() if ready else []
+    if len(line) == 2 and line[0] == b"held" and line[1].isdigit():
+        proc.shell = int(line[1])
         return proc, None
-    _release(proc)
-    err = (proc.stderr.read() or b"").decode(errors="replace").strip()
-    return None, f"the {model['kubernetes']['apiserver']['lock']} lock was not held within {budget} s: {err[-400:]}"
+    proc.shell = None
+    return None, f"the {name} lock was not held within {budget} s: {_release(proc)[-400:]}"
+
+
+def _held(proc):
+    """Whether the lock's holder still runs (etcdctl exits once the lock or its session is gone)."""
+    return proc.poll() is None
 
 
 def _release(proc):
+    """End the holder (the lock is released); etcdctl's error output, if any."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.shell:
+            try:
+                os.kill(proc.shell, signal.SIGTERM)
+            except OSError:
+                pass
+        else:  # still waiting for the lock
+            proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.errors.seek(0)
+    out = proc.errors.read().decode(errors="replace").strip()
+    proc.errors.close()
+    return out
 
 
 def _up_in_haproxy(me):
     rows = __salt__["ksha_lb.backends"]()
     return any(row["name"] == me and row["state"] == "UP" for row in rows.get("backends", []))
-
-
-def _journal(unit, lines=10):
-    out = __salt__["cmd.run_all"](["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
-                                  python_shell=False)  # fmt: skip
-    return (out.get("stdout") or "").strip()
 
 
 def running_with_current_config(name, watched, binary=None, timeout=120):
@@ -233,12 +250,12 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
         return ret
     model = __salt__["ksha.model"]()
     me = __grains__["id"]
-    k8s = model["kubernetes"]
-    endpoints = k8s["apiserver"]["endpoints"]
-    others = [m for m in endpoints if m != me]
-    flags = model["me"]["flags"]["kube-apiserver"]
-    budget = _restart_budget(len(endpoints), timeout)
-    lock, why = _lock(flags, model, budget)
+    k8s, lb = model["kubernetes"], model["loadbalancer"]
+    masters = [b["name"] for b in lb["backends"]]
+    others = [m for m in masters if m != me]
+    unit_restart_s = k8s["apiserver"]["stop_timeout_s"] + k8s["apiserver"]["start_timeout_s"]
+    budget = _restart_budget(len(masters), timeout, unit_restart_s)
+    lock, why = _lock(model["me"]["flags"]["kube-apiserver"], k8s["apiserver"]["lock"], budget)
     if lock is None:
         ret["comment"] = f"{name} not restarted: {why}"
         return ret
@@ -252,11 +269,17 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
         if action == "refuse":
             ret["comment"] = f"{name} {comment}"
             return ret
+        if not _held(lock):
+            ret["comment"] = f"{name} not restarted: the {k8s['apiserver']['lock']} lock was lost (etcd unreachable?)"
+            return ret
         __salt__["cmd.run_all"](["systemctl", "daemon-reload"], python_shell=False)
         restart = __salt__["cmd.run_all"](["systemctl", "restart", name], python_shell=False)
+        ret["changes"] = {"restarted": name, "because": changed}
         if restart["retcode"] != 0 or not _until(lambda: _ready([me])[me], timeout):
             how = (restart.get("stderr") or "").strip() or f"not ready (/readyz) {timeout} s after its restart"
-            ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n{_journal(name)}"
+            ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n" + __salt__[
+                "ksha.journal_tail"
+            ](name)
             return ret
         steps = [comment, "restarted", "ready"]
         if "loadbalancer" in model["me"]["roles"]:
@@ -264,6 +287,10 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
                 ret["comment"] = f"{name} is ready but this host's haproxy does not see it UP after {timeout} s"
                 return ret
             steps.append("UP in haproxy")
+        elif lb["settle_s"]:
+            # the LB hosts' haproxy see it UP within this (the model's check timings)
+            time.sleep(lb["settle_s"])
+            steps.append(f"{lb['settle_s']} s for haproxy to see it UP")
     finally:
         _release(lock)
     ret.update(
@@ -272,3 +299,25 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
         comment=f"{name} restarted under the {k8s['apiserver']['lock']} lock: " + ", then ".join(steps),
     )
     return ret
+
+
+def mod_watch(name, sfun=None, **kwargs):
+    """The unit changed (``watch``): in a real run, the same as ``running_with_current_config``;
+    under ``test=True``, where the unit is not written, its would-be change is the plan."""
+    if not __opts__.get("test"):
+        return running_with_current_config(name, **kwargs)
+    found = __salt__["ksha.changed_since_start"](name, kwargs.get("watched", []), kwargs.get("binary"))
+    if not found["running"]:
+        return {
+            "name": name,
+            "result": None,
+            "changes": {},
+            "comment": f"{name} is not running: service.running starts it",
+        }
+    return {
+        "name": name,
+        "result": None,
+        "changes": {},
+        "comment": f"{name} would be restarted, one master at a time, every other apiserver ready first: its unit "
+        "changes" + "".join(f", {c}" for c in found["changed"]),
+    }

@@ -285,6 +285,12 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
         assert wait_for(lambda: lab.exec(probe_host, "grep", "-c", "200", PROBE).stdout.strip() not in ("", "0"), 10)
         lab_pillar.ran("control-plane")
         lab_pillar.edit(lambda ksha: ksha["kubernetes"].setdefault("apiserver", {}).update(extra_args={"v": 2}))
+        # test=True first: the unit is not written, and the plan says each apiserver would restart
+        planned = salt.salt(",".join(MASTERS), "state.apply", "ksha.kubernetes.service", "test=True", timeout=300)
+        for name in MASTERS:
+            [plan] = [s for s in planned[name].values() if s["__id__"].endswith("-restarted-one-master-at-a-time")]
+            assert plan["result"] is None and plan["comment"].endswith("its unit changes"), (name, plan)
+            assert "--v=2" not in apiserver_process(lab, name)[0]
         restarts = rolled(salt)
         time.sleep(1)
     finally:

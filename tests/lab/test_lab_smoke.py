@@ -47,14 +47,22 @@ def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
     assert set(minion_sync) == set(SEED_ROLES)
     roles = lab_salt.salt(",".join(lab.hosts), "ksha.roles")
     assert roles == SEED_ROLES
-    states = lab_salt.salt("master1", "sys.list_state_functions", "ksha", "ksha_kube")
+    states = lab_salt.salt("master1", "sys.list_state_functions", "ksha", "ksha_etcd", "ksha_kube", "ksha_lb")
     # the states and nothing else: a helper without a leading underscore would be listed as a state
     assert states == {
         "master1": [
             "ksha.inventory_valid",
+            "ksha_etcd.cluster_healthy",
+            "ksha_etcd.member_absent",
+            "ksha_etcd.member_present",
+            "ksha_etcd.not_a_member",
+            "ksha_etcd.restored",
+            "ksha_etcd.running_with_current_config",
+            "ksha_kube.mod_watch",  # Salt's name for what a watch calls
             "ksha_kube.release_extracted",
             "ksha_kube.running_with_current_config",
             "ksha_kube.service_account_keys_trusted",
+            "ksha_lb.reachable",
         ]
     }
 

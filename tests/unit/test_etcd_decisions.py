@@ -1,4 +1,4 @@
-"""The etcd membership decisions of salt/_states/ksha_etcd.py (join_decision, leave_decision):
+"""The etcd membership decisions of salt/_states/ksha_etcd.py (_join_decision, _leave_decision):
 pure functions, one row per path and per refusal. member_present/member_absent carry them out
 (the lab's membership tests), and test=True reports the same decision."""
 
@@ -39,15 +39,15 @@ JOINS = [
 
 @pytest.mark.parametrize("case, listed, hl, has_data, action, steps, comment", JOINS, ids=[j[0] for j in JOINS])
 def test_join_decision(case, listed, hl, has_data, action, steps, comment):
-    decision = states.join_decision("m4", PEER, listed, hl, has_data)
+    decision = states._join_decision("m4", PEER, listed, hl, has_data)
     assert (decision["action"], decision["steps"]) == (action, steps)
     assert comment in decision["comment"]
 
 
 def test_join_keeps_the_id_of_a_listed_learner():
     listed = THREE + [member("m4", "a4", PEER, learner=True)]
-    assert states.join_decision("m4", PEER, listed, health(), True)["member_id"] == "a4"
-    assert states.join_decision("m4", PEER, THREE, health(), False)["member_id"] is None
+    assert states._join_decision("m4", PEER, listed, health(), True)["member_id"] == "a4"
+    assert states._join_decision("m4", PEER, THREE, health(), False)["member_id"] is None
 
 
 # (case, members, health, action, steps, comment part)
@@ -64,7 +64,7 @@ LEAVES = [
 
 @pytest.mark.parametrize("case, listed, hl, action, steps, comment", LEAVES, ids=[c[0] for c in LEAVES])
 def test_leave_decision(case, listed, hl, action, steps, comment):
-    decision = states.leave_decision("m9", listed, hl)
+    decision = states._leave_decision("m9", listed, hl)
     assert (decision["action"], decision["steps"]) == (action, steps)
     assert comment in decision["comment"]
 
@@ -82,4 +82,4 @@ def test_test_mode_reports_the_decision_and_changes_nothing(monkeypatch):
     monkeypatch.setattr(states, "__opts__", {"test": True}, raising=False)
     ret = states.member_present("m4", PEER, "/nonexistent/initial-cluster.env")
     assert ret["result"] is None and calls == []
-    assert ret["comment"] == states.join_decision("m4", PEER, THREE, health(), False)["comment"]
+    assert ret["comment"] == states._join_decision("m4", PEER, THREE, health(), False)["comment"]

@@ -155,6 +155,16 @@ CASES = [
         ["ERROR ksha:kubernetes:apiserver:extra_sans:2: 'not a name' is neither a DNS name nor an IP address"],
     ),
     (
+        "anonymous requests refused: /readyz would answer 401 to every health check",
+        {"kubernetes:apiserver:extra_args": {"anonymous-auth": False}},
+        ["ERROR ksha:kubernetes:apiserver:extra_args:anonymous-auth: --anonymous-auth=false makes /readyz answer 401"],
+    ),
+    (
+        "anonymous-auth left true is fine",
+        {"kubernetes:apiserver:extra_args": {"anonymous-auth": "true"}},
+        [],
+    ),
+    (
         "extra_args not a mapping",
         {"kubernetes:apiserver:extra_args": ["--v=2"]},
         ["ERROR ksha:kubernetes:apiserver:extra_args: must be a mapping, got ['--v=2']"],

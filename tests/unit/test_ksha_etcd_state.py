@@ -71,12 +71,13 @@ def configure_loader_modules(etcd, restarts):
         ],
     }
     return {
-        ksha_module: {"__salt__": {"cmd.run": lambda cmd, **kwargs: str(proc.pid)}},
+        ksha_module: {"__salt__": {"cmd.run": lambda cmd, **kwargs: str(proc.pid), "cmd.run_all": run_all}},
         state: {
             "__opts__": {"test": False},
             "__grains__": {"id": "master1"},
             "__salt__": {
                 "ksha.changed_since_start": ksha_module.changed_since_start,
+                "ksha.journal_tail": ksha_module.journal_tail,
                 "cmd.run_all": run_all,
                 "ksha_etcd.settings": lambda: settings,
                 "ksha_etcd.health": lambda: {"healthy": True},
@@ -110,7 +111,7 @@ def test_a_changed_file_restarts_under_the_lock_and_test_mode_only_says_so(etcd,
     assert ret["result"] is True and ret["changes"] == {"restarted": "etcd", "because": [str(conf)]}
     [cmd] = restarts
     # `timeout` ends the whole process group (etcdctl and its script) when the budget is spent
-    assert cmd[:4] == ["timeout", "-k", "10", str(state.restart_budget(3, 120))]
+    assert cmd[:4] == ["timeout", "-k", "10", str(state._restart_budget(3, 120))]
     assert cmd[4:6] == ["etcdctl", "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379"]
     assert cmd[6:10] == ["lock", "ksha-etcd-rolling-restart", "--", "/bin/sh"]
     # the started others are waited for before the restart (not master3, never started), this member after it
@@ -153,6 +154,7 @@ def test_a_failed_restart_fails_with_its_step_and_error(tmp_path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(state.__salt__, "cmd.run_all", run_all)
+        mp.setitem(ksha_module.__salt__, "cmd.run_all", run_all)  # the journal, through ksha.journal_tail
         ret = state.running_with_current_config("etcd", watched=[str(conf)], progress=str(progress))
     assert ret["result"] is False and ret["changes"] == {}
     lines = ret["comment"].splitlines()
@@ -195,7 +197,7 @@ FAILURES = [
 
 @pytest.mark.parametrize("case, out, progress, first", FAILURES, ids=[f[0] for f in FAILURES])
 def test_restart_failure_names_the_step_and_the_cause(case, out, progress, first):
-    comment = state.restart_failure("etcd", out, progress, 810)
+    comment = state._restart_failure("etcd", out, progress, 810)
     assert comment.splitlines()[0] == first
     if "context deadline" in out["stdout"]:
         assert "stdout: Error: context deadline exceeded" in comment

@@ -1,9 +1,14 @@
 """salt/_states/ksha_kube.py under Salt's loader mock: the mine is the module's
 ``ksha.service_account_keys`` (its parsing has its own tests); the lab runs the real one."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.conftest import load_salt_module
+from tests.conftest import REPO, load_salt_module
 
 kube = load_salt_module("states", "ksha_kube")
 PEM = "-----BEGIN PUBLIC KEY-----\nk\n-----END PUBLIC KEY-----\n"
@@ -153,10 +158,11 @@ def apiserver(monkeypatch):
     monkeypatch.setattr(kube, "_lock", no_lock)
 
     def found(running, changed):
-        kube.__salt__["ksha.changed_since_start"] = lambda name, watched, binary: {
-            "running": running,
-            "changed": changed,
-        }
+        monkeypatch.setitem(
+            kube.__salt__,
+            "ksha.changed_since_start",
+            lambda name, watched, binary: {"running": running, "changed": changed},
+        )
 
     return found
 
@@ -182,6 +188,93 @@ def test_in_test_mode_a_changed_apiserver_is_the_plan(apiserver, monkeypatch):
     )
 
 
-def test_the_restart_budget_covers_every_master_before_this_one():
-    assert kube._restart_budget(3, 120) == 3 * (3 * 120 + 30)
-    assert kube._restart_budget(0, 10) == 60
+def test_in_test_mode_a_unit_that_would_change_is_the_plan(apiserver, monkeypatch):
+    """Under test=True the unit is not written: the watch (mod_watch) says the restart."""
+    monkeypatch.setitem(kube.__opts__, "test", True)
+    apiserver(True, [])
+    ret = kube.mod_watch("kube-apiserver", sfun="running_with_current_config", watched=["/u"], binary="/b")
+    assert ret["result"] is None and ret["changes"] == {}
+    assert ret["comment"] == (
+        "kube-apiserver would be restarted, one master at a time, every other apiserver ready first: its unit changes"
+    )
+    apiserver(False, [])
+    ret = kube.mod_watch("kube-apiserver", sfun="running_with_current_config", watched=["/u"], binary="/b")
+    assert ret == {"name": "kube-apiserver", "result": None, "changes": {},
+                   "comment": "kube-apiserver is not running: service.running starts it"}  # fmt: skip
+
+
+def test_the_restart_budget_covers_every_master_and_its_units_restart():
+    assert kube._restart_budget(3, 120, 135) == 3 * (3 * 120 + 135 + 10)
+    assert kube._restart_budget(0, 10, 135) == 175
+
+
+@pytest.fixture
+def lock_etcd(standin_files, tmp_path):
+    """This machine's etcd (TLS, client certificates of the test CA) and the apiserver's etcd flags for it."""
+    from tests.conftest import start_etcd
+
+    url, proc = start_etcd(standin_files, tmp_path / "etcd")
+    flags = {
+        "etcd-servers": url,
+        "etcd-cafile": str(standin_files / "ca.crt"),
+        "etcd-certfile": str(standin_files / "etcd-client.crt"),
+        "etcd-keyfile": str(standin_files / "etcd-client.key"),
+    }
+    yield flags
+    proc.kill()
+    proc.wait()
+
+
+def other_gets_the_lock(flags, within=2):
+    """Whether another etcdctl holds the lock within `within` seconds (it then lets it go)."""
+    env = {**os.environ, "ETCDCTL_API": "3", "ETCDCTL_CACERT": flags["etcd-cafile"],
+           "ETCDCTL_CERT": flags["etcd-certfile"], "ETCDCTL_KEY": flags["etcd-keyfile"]}  # fmt: skip
+    out = subprocess.run(
+        ["timeout", str(within), "etcdctl", f"--endpoints={flags['etcd-servers']}", "lock", LOCK, "--", "true"],
+        env=env, capture_output=True,
+    )  # fmt: skip
+    return out.returncode == 0
+
+
+LOCK = "ksha-kube-apiserver-rolling-restart"
+
+
+def test_the_rolling_lock_is_held_until_released_and_never_outlives_its_owner(lock_etcd):
+    """The real etcd and etcdctl: while ksha holds the lock no other etcdctl gets it; once released,
+    one does; and a holder whose owner process is gone frees it by itself."""
+    held, why = kube._lock(lock_etcd, LOCK, 20)
+    assert why is None and kube._held(held)
+    assert not other_gets_the_lock(lock_etcd)
+    assert kube._release(held) == ""
+    assert not kube._held(held) and other_gets_the_lock(lock_etcd)
+
+    # an owner that dies (a Salt job killed midway): its holder lets the lock go
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, json.dumps(lock_etcd)], cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout.readline().strip() == b"held"
+        assert not other_gets_the_lock(lock_etcd)
+    finally:
+        owner.kill()
+        owner.wait()
+    assert other_gets_the_lock(lock_etcd, within=5)
+
+
+# a process that takes the lock with the state's own _lock, says so, and waits to be killed
+OWNER = """
+import json, sys, time
+from tests.conftest import REPO, load_salt_module
+kube = load_salt_module("states", "ksha_kube")
+held, why = kube._lock(json.loads(sys.argv[1]), "ksha-kube-apiserver-rolling-restart", 20)
+print("held" if held else why, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lock_not_held_in_time_says_so_and_leaves_no_holder(lock_etcd):
+    first, _ = kube._lock(lock_etcd, LOCK, 20)
+    try:
+        second, why = kube._lock(lock_etcd, LOCK, 1)
+        assert second is None and why.startswith(f"the {LOCK} lock was not held within 1 s")
+    finally:
+        kube._release(first)
+    assert other_gets_the_lock(lock_etcd)

@@ -227,9 +227,21 @@ def test_the_apiserver_unit_runs_the_models_flags_and_watches_the_files_they_nam
         unit["watched"]
     )
     assert model.host(m, "node1")["units"] == {}
-    # every master's apiserver, as the rolling restart probes it
-    assert m["kubernetes"]["apiserver"]["endpoints"]["master3"] == {"address": "192.168.0.3", "port": 6443}
-    assert m["kubernetes"]["apiserver"]["wait_ready_s"] == 120
+    # the unit's own timeouts, which the rolling restart's budget counts
+    assert (m["kubernetes"]["apiserver"]["stop_timeout_s"], m["kubernetes"]["apiserver"]["start_timeout_s"]) == (
+        15,
+        120,
+    )
+
+
+def test_how_long_haproxy_takes_to_see_a_restarted_apiserver_up(example_ksha):
+    """keepalived mode: a DOWN server is checked every downinter (2 x inter), then rise checks every
+    fastinter (inter / 2); other modes have no haproxy of ksha's to wait for."""
+    keepalived = variant(example_ksha, **{"loadbalancer:mode": "keepalived", "loadbalancer:address": "192.168.0.100"})
+    assert model.build(keepalived)["loadbalancer"]["settle_s"] == (1000 + 2 * 250) / 1000
+    slow = variant(keepalived, **{"loadbalancer:haproxy:check_inter_ms": 2000, "loadbalancer:haproxy:check_rise": 3})
+    assert model.build(slow)["loadbalancer"]["settle_s"] == (4000 + 3 * 1000) / 1000
+    assert model.build(example_ksha)["loadbalancer"]["settle_s"] == 0  # external mode
 
 
 def test_masters_outside_etcd_get_etcdctl_for_the_rolling_lock(example_ksha):

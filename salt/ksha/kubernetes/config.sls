@@ -23,6 +23,8 @@ ksha-kubernetes-{{ component }}-systemd-unit:
         name: {{ me.name }}
         marker: {{ model.kubernetes.marker | json }}
         exec_start: {{ unit.exec_start | json }}
+        stop_timeout_s: {{ model.kubernetes.apiserver.stop_timeout_s }}
+        start_timeout_s: {{ model.kubernetes.apiserver.start_timeout_s }}
 {%- else %}
 
 ksha-kubernetes-units-nothing-for-this-host:

@@ -34,4 +34,8 @@ ksha-kubernetes-{{ component }}-restarted-one-master-at-a-time:
     - timeout: {{ ksha.kubernetes.apiserver.wait_ready_s }}
     - require:
       - service: ksha-kubernetes-{{ component }}-service-running
+    # under test=True the unit is not written, so its would-be change is what says "restart"
+    # (the state's mod_watch); a real run reads what changed since the process started
+    - watch:
+      - file: ksha-kubernetes-{{ component }}-systemd-unit
 {%- endfor %}
