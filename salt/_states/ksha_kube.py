@@ -304,9 +304,11 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
 def mod_watch(name, sfun=None, **kwargs):
     """The unit changed (``watch``): in a real run, the same as ``running_with_current_config``;
     under ``test=True``, where the unit is not written, its would-be change is the plan."""
+    # Salt hands a mod_watch every argument of the low chunk, its own keys too: take this state's only
+    args = {k: kwargs[k] for k in ("watched", "binary", "timeout") if k in kwargs}
     if not __opts__.get("test"):
-        return running_with_current_config(name, **kwargs)
-    found = __salt__["ksha.changed_since_start"](name, kwargs.get("watched", []), kwargs.get("binary"))
+        return running_with_current_config(name, **args)
+    found = __salt__["ksha.changed_since_start"](name, args.get("watched", []), args.get("binary"))
     if not found["running"]:
         return {
             "name": name,
