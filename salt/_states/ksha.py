@@ -1,10 +1,19 @@
-"""ksha states that run on the master inside ``orch/ksha.sls``.
+"""ksha states.
 
-``inventory_valid`` is the orchestration's preflight. Validation only reads,
+``inventory_valid`` is the orchestration's preflight, on the master. Validation only reads,
 so it runs with ``test=True`` too: a dry run shows a real verdict.
+
+``release_extracted`` (minions) is Salt's ``archive.extracted`` with any credentials of its
+source URL (``user:password@`` of a mirror) taken out of what it returns: on a failed download or
+checksum ``archive.extracted`` returns ``file.cached``'s return, whose name is the URL as given.
+The Kubernetes release and etcd's archive are extracted with it.
 """
 
+import re
+
 __virtualname__ = "ksha"
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def __virtual__():
@@ -30,3 +39,28 @@ def inventory_valid(name, minion=None):
     ret["result"] = bool(report["result"])
     ret["comment"] = "\n".join([*report["findings"], report["summary"]])
     return ret
+
+
+def _redacted(value):
+    """`value` (a state return: dicts, lists, strings) with the userinfo of every URL in its
+    strings replaced by ``<redacted>``."""
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\1<redacted>@", value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redacted(v) for v in value)
+    return value
+
+
+def release_extracted(name, source, source_hash, user="root", **kwargs):
+    """``archive.extracted`` of ``source`` into ``name``, checked against ``source_hash`` before
+    anything is extracted (``kwargs``: more of its arguments, e.g. ``options``); its return with
+    the credentials of any URL redacted (a mirror's URL, ``ksha:kubernetes:archive:url`` or
+    ``ksha:etcd:archive:url``, may carry them).
+
+    name
+        The release directory (``/opt/kubernetes-<version>``, ``/opt/etcd-<version>``).
+    """
+    ret = __states__["archive.extracted"](name=name, source=source, source_hash=source_hash, user=user, **kwargs)
+    return {**_redacted(ret), "name": name}

@@ -1,9 +1,5 @@
 """ksha's Kubernetes control-plane states that plain states cannot express.
 
-``release_extracted`` is Salt's ``archive.extracted`` with any credentials of its source URL
-(``user:password@`` of a mirror) taken out of what it returns: on a failed download or checksum
-``archive.extracted`` returns ``file.cached``'s return, whose name is the URL as given.
-
 ``running_with_current_config`` restarts kube-apiserver when its unit, a file it reads or its
 binary changed since it started: one master at a time (an etcd lock), never while another
 apiserver is not ready, and done only once this one is ready again and, on an LB host, UP in its
@@ -16,7 +12,6 @@ refuses while this master's own published key is not the one its ``sa.key`` has.
 """
 
 import os
-import re
 import select
 import signal
 import subprocess
@@ -25,35 +20,9 @@ import time
 
 __virtualname__ = "ksha_kube"
 
-_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
 
 def __virtual__():
     return __virtualname__
-
-
-def _redacted(value):
-    """`value` (a state return: dicts, lists, strings) with the userinfo of every URL in its
-    strings replaced by ``<redacted>``."""
-    if isinstance(value, str):
-        return _USERINFO.sub(r"\1<redacted>@", value)
-    if isinstance(value, dict):
-        return {_redacted(k): _redacted(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_redacted(v) for v in value)
-    return value
-
-
-def release_extracted(name, source, source_hash, user="root"):
-    """``archive.extracted`` of ``source`` into ``name``, checked against ``source_hash`` before
-    anything is extracted; its return with the credentials of any URL redacted (the source is a
-    mirror's URL from ``ksha:kubernetes:archive:url``, which may carry them).
-
-    name
-        The release directory (``/opt/kubernetes-<version>``).
-    """
-    ret = __states__["archive.extracted"](name=name, source=source, source_hash=source_hash, user=user)
-    return {**_redacted(ret), "name": name}
 
 
 def service_account_keys_trusted(name, user="root", mode="0644"):

@@ -168,7 +168,7 @@ def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, s
         return fun, {k: v for a in fun_args if isinstance(a, dict) for k, v in a.items()}
 
     fun, extracted = args("ksha-kubernetes-release-archive-extracted")
-    assert fun == "ksha_kube" and extracted["name"] == "/opt/kubernetes-v1.30.8"
+    assert fun == "ksha" and extracted["name"] == "/opt/kubernetes-v1.30.8"
     assert extracted["source"] == "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz"
     assert extracted["source_hash"] == "sha256=" + example_ksha["kubernetes"]["archive"]["sha256"]
     links = {args(i)[1]["name"]: args(i)[1]["target"] for i in ret.data if i.endswith("-binary-linked")}
@@ -214,7 +214,7 @@ def test_a_mirrors_credentials_are_in_no_return_of_the_release_state(salt_minion
     url = "http://ksha-user:s3cret@127.0.0.1:9/kubernetes-server-linux-amd64.tar.gz"
     assert salt_minion.salt_call_cli(timeout=120).run("saltutil.sync_states").returncode == 0
     ret = salt_minion.salt_call_cli(timeout=120).run(
-        "state.single", "ksha_kube.release_extracted", str(tmp_path / "release"), f"source={url}",
+        "state.single", "ksha.release_extracted", str(tmp_path / "release"), f"source={url}",
         f"source_hash=sha256={'0' * 64}",
     )  # fmt: skip
     assert ret.returncode != 0

@@ -52,6 +52,7 @@ def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
     assert states == {
         "master1": [
             "ksha.inventory_valid",
+            "ksha.release_extracted",
             "ksha_etcd.cluster_healthy",
             "ksha_etcd.member_absent",
             "ksha_etcd.member_present",
@@ -59,7 +60,6 @@ def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
             "ksha_etcd.restored",
             "ksha_etcd.running_with_current_config",
             "ksha_kube.mod_watch",  # Salt's name for what a watch calls
-            "ksha_kube.release_extracted",
             "ksha_kube.running_with_current_config",
             "ksha_kube.service_account_keys_trusted",
             "ksha_lb.reachable",

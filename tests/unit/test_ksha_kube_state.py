@@ -81,49 +81,6 @@ def test_a_key_made_anew_since_it_was_published_is_refused_until_published(manag
     assert "salt master1 ksha.publish_service_account_key" in ret["comment"]
 
 
-# (a string of a state return) -> the same with every URL's userinfo redacted
-REDACTED = [
-    ("https://u:s3cret@mirror.example/k.tar.gz", "https://<redacted>@mirror.example/k.tar.gz"),
-    (
-        "Unable to fetch http://user@10.0.0.1:8080/k.tar.gz: 404",
-        "Unable to fetch http://<redacted>@10.0.0.1:8080/k.tar.gz: 404",
-    ),
-    (
-        "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz",
-        "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz",
-    ),
-    ("a@b c://no userinfo here", "a@b c://no userinfo here"),
-    ("two: ftp://a:b@h/x and salt://c:d@e/y", "two: ftp://<redacted>@h/x and salt://<redacted>@e/y"),
-]
-
-
-@pytest.mark.parametrize("text, expected", REDACTED)
-def test_urls_lose_their_credentials(text, expected):
-    assert kube._redacted(text) == expected
-
-
-def test_the_release_extraction_never_returns_the_mirrors_credentials():
-    url = "https://u:s3cret@mirror.example/kubernetes-server-linux-amd64.tar.gz"
-
-    def extracted(**kwargs):  # a failed download: archive.extracted hands back file.cached's return
-        return {
-            "name": kwargs["source"],
-            "result": False,
-            "changes": {},
-            "comment": f"Unable to manage file: HTTP 401 for {kwargs['source']}",
-            "__run_num__": [kwargs["source"]],
-        }
-
-    kube.__states__["archive.extracted"] = extracted
-    ret = kube.release_extracted("/opt/kubernetes-v1.30.8", url, "sha256=" + "0" * 64)
-    assert "s3cret" not in repr(ret)
-    assert ret["name"] == "/opt/kubernetes-v1.30.8" and ret["result"] is False
-    assert (
-        ret["comment"]
-        == "Unable to manage file: HTTP 401 for https://<redacted>@mirror.example/kubernetes-server-linux-amd64.tar.gz"
-    )
-
-
 # (case, changed, others_ready, waited_out, action, comment starts)
 DECISIONS = [
     ("nothing changed: nothing to do, whatever the others", [], {"master2": False}, False, "none", "runs with"),

@@ -18,8 +18,9 @@ ksha-etcd-user-present:
     - createhome: False
     - shell: /usr/sbin/nologin
 
+# archive.extracted, with the credentials a mirror's URL may carry kept out of its return
 ksha-etcd-release-archive-extracted:
-  archive.extracted:
+  ksha.release_extracted:
     - name: {{ model.etcd.release_dir }}
     - source: {{ etcd.archive.url }}
     - source_hash: sha256={{ etcd.archive.sha256 }}
@@ -34,7 +35,7 @@ ksha-etcd-{{ binary }}-binary-linked:
     - target: {{ link.target }}
     - force: True
     - require:
-      - archive: ksha-etcd-release-archive-extracted
+      - ksha: ksha-etcd-release-archive-extracted
 {%-   endfor %}
 {%- else %}
 ksha-etcd-packages-installed:

@@ -25,7 +25,7 @@ ksha-kubernetes-release-checksum-set:
 {%- else %}
 # archive.extracted, with the credentials a mirror's URL may carry kept out of its return
 ksha-kubernetes-release-archive-extracted:
-  ksha_kube.release_extracted:
+  ksha.release_extracted:
     - name: {{ k8s.release_dir }}
     - source: {{ k8s.archive.url | json }}
     - source_hash: sha256={{ k8s.archive.sha256 }}
@@ -38,7 +38,7 @@ ksha-kubernetes-{{ binary }}-binary-linked:
     - target: {{ link.target }}
     - force: True
     - require:
-      - ksha_kube: ksha-kubernetes-release-archive-extracted
+      - ksha: ksha-kubernetes-release-archive-extracted
 {%-   endfor %}
 {%-   if grains['id'] in k8s.etcdctl_hosts %}
 
