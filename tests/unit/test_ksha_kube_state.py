@@ -235,3 +235,14 @@ def test_a_lock_not_held_in_time_says_so_and_leaves_no_holder(lock_etcd):
     finally:
         kube._release(first)
     assert other_gets_the_lock(lock_etcd)
+
+
+def test_a_watch_in_a_real_run_checks_as_the_state_does_with_its_own_arguments_only(apiserver):
+    """Salt hands mod_watch every key of the low chunk (its own too): they must not reach the state."""
+    apiserver(True, [])
+    ret = kube.mod_watch(
+        "kube-apiserver", sfun="running_with_current_config", watched=["/u"], binary="/b", timeout=5,
+        __reqs__={"watch": []}, __id__="ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time", order=10001,
+    )  # fmt: skip
+    assert ret == {"name": "kube-apiserver", "result": True, "changes": {},
+                   "comment": "kube-apiserver runs with its current configuration"}  # fmt: skip
