@@ -261,6 +261,11 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         # ksha.etcd.clean touches a unit carrying this marker only; a host with no such unit (and
         # no bootstrap grain) is not cleaned (ksha.plan.with_leftovers)
         "marker": "Managed by Salt (ksha.etcd)",
+        # the unit's TimeoutStopSec and TimeoutStartSec: a rolling restart counts their sum
+        "stop_timeout_s": 15,
+        "start_timeout_s": 120,
+        # the grain that records a bootstrapped cluster (ksha.etcd.healthy sets it; the plan reads it)
+        "bootstrap_grain": "ksha_etcd_cluster_id",
         "leftovers": {"marked": [ETCD_UNIT_FILE], "owned": []},
         "cert_dirs": [pki_dir, conf["kubernetes"]["pki"]["dir"]],
         "admin": {

@@ -46,6 +46,8 @@ def settings():
         "client_urls": etcd["client_urls"],
         "peer_urls": etcd["peer_urls"],
         "local_client_url": etcd["local_client_url"],
+        "unit_restart_s": etcd["stop_timeout_s"] + etcd["start_timeout_s"],
+        "bootstrap_grain": etcd["bootstrap_grain"],
     }
 
 

@@ -178,7 +178,10 @@ def _live(cluster, timeout, etcd=True):
         out = client.cmd(
             hosts,
             ["grains.get", "cmd.run_all"],
-            [["ksha_etcd_cluster_id"], [planner.file_probe(cluster), "python_shell=False", "ignore_retcode=True"]],
+            [
+                [cluster["etcd"]["bootstrap_grain"]],
+                [planner.file_probe(cluster), "python_shell=False", "ignore_retcode=True"],
+            ],
             tgt_type="list",
             timeout=timeout,
         )

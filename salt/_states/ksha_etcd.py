@@ -38,7 +38,7 @@ def cluster_healthy(name, timeout=120, record=False):
         Seconds to wait. On failure the comment has the problems and this host's etcd
         log tail.
     record
-        Set the grain ``ksha_etcd_cluster_id`` on this minion once healthy: the
+        Set the grain ``ksha_model:etcd:bootstrap_grain`` (``ksha_etcd_cluster_id``) on this minion once healthy: the
         orchestration's record that this cluster was bootstrapped (it then never
         bootstraps it again).
 
@@ -63,27 +63,22 @@ def cluster_healthy(name, timeout=120, record=False):
     members = ", ".join(sorted(health["members"]))
     ret["comment"] = f"etcd cluster {health['cluster_id']} healthy: members {members}, leader {health['leader']}"
     ret["result"] = True
-    if record and __grains__.get("ksha_etcd_cluster_id") != health["cluster_id"]:
+    grain = __salt__["ksha_etcd.settings"]()["bootstrap_grain"] if record else None
+    if record and __grains__.get(grain) != health["cluster_id"]:
         if __opts__.get("test"):
             ret["result"] = None
-            ret["comment"] += f"; would record grain ksha_etcd_cluster_id={health['cluster_id']}"
+            ret["comment"] += f"; would record grain {grain}={health['cluster_id']}"
         else:
-            __salt__["grains.setval"]("ksha_etcd_cluster_id", health["cluster_id"])
-            ret["changes"] = {
-                "ksha_etcd_cluster_id": {"old": __grains__.get("ksha_etcd_cluster_id"), "new": health["cluster_id"]}
-            }
+            __salt__["grains.setval"](grain, health["cluster_id"])
+            ret["changes"] = {grain: {"old": __grains__.get(grain), "new": health["cluster_id"]}}
     return ret
 
 
-# systemctl restart etcd: at most the unit's TimeoutStopSec + TimeoutStartSec (etcd.service.jinja)
-UNIT_RESTART_S = 15 + 120
-
-
-def _restart_budget(members, timeout):
+def _restart_budget(members, timeout, unit_restart_s):
     """Seconds a restart may take, lock queue included: each of the `members` may restart
     before this one, each waiting at most `timeout` for the others and for itself, plus the
     unit's own stop and start timeouts."""
-    return max(1, int(members)) * (2 * int(timeout) + UNIT_RESTART_S + 10)
+    return max(1, int(members)) * (2 * int(timeout) + int(unit_restart_s) + 10)
 
 
 def _restart_failure(name, out, progress, budget, journal=""):
@@ -181,7 +176,7 @@ step "done"
     # The lock may be queued behind every other member's restart: the budget covers the whole
     # queue. `timeout` ends the whole process group (etcdctl and the script it runs) when it
     # is spent, so no script goes on restarting etcd after its lock's lease ran out.
-    budget = _restart_budget(len(conf["client_urls"]), timeout)
+    budget = _restart_budget(len(conf["client_urls"]), timeout, conf["unit_restart_s"])
     cmd = [
         "timeout",
         "-k",

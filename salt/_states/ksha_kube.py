@@ -224,7 +224,7 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
     others = [m for m in masters if m != me]
     unit_restart_s = k8s["apiserver"]["stop_timeout_s"] + k8s["apiserver"]["start_timeout_s"]
     budget = _restart_budget(len(masters), timeout, unit_restart_s)
-    lock, why = _lock(model["me"]["flags"]["kube-apiserver"], k8s["apiserver"]["lock"], budget)
+    lock, why = _lock(model["me"]["flags"][k8s["apiserver"]["unit"]], k8s["apiserver"]["lock"], budget)
     if lock is None:
         ret["comment"] = f"{name} not restarted: {why}"
         return ret

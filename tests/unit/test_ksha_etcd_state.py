@@ -51,6 +51,7 @@ def configure_loader_modules(etcd, restarts):
         return {"retcode": 0, "stdout": "", "stderr": ""}
 
     settings = {
+        "unit_restart_s": 135,
         "client_port": 2379,
         "cacert": "/etc/etcd/pki/ca.crt",
         "cert": "/etc/etcd/pki/admin.crt",
@@ -111,7 +112,7 @@ def test_a_changed_file_restarts_under_the_lock_and_test_mode_only_says_so(etcd,
     assert ret["result"] is True and ret["changes"] == {"restarted": "etcd", "because": [str(conf)]}
     [cmd] = restarts
     # `timeout` ends the whole process group (etcdctl and its script) when the budget is spent
-    assert cmd[:4] == ["timeout", "-k", "10", str(state._restart_budget(3, 120))]
+    assert cmd[:4] == ["timeout", "-k", "10", str(state._restart_budget(3, 120, 135))]
     assert cmd[4:6] == ["etcdctl", "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379"]
     assert cmd[6:10] == ["lock", "ksha-etcd-rolling-restart", "--", "/bin/sh"]
     # the started others are waited for before the restart (not master3, never started), this member after it

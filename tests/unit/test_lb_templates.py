@@ -54,6 +54,7 @@ def contexts(ksha, minion, check_script=None):
         "check": published["loadbalancer"]["check"],
         "console_check": published["loadbalancer"]["console_check"],
         "names": published["loadbalancer"]["names"],
+        "marker": published["loadbalancer"]["marker"],
     }
     keepalived = {
         "lb": lb,
@@ -67,6 +68,7 @@ def contexts(ksha, minion, check_script=None):
         "check_script": check_script or published["loadbalancer"]["check_script"],
         "vrrp_script": published["loadbalancer"]["vrrp_script"],
         "garp": published["loadbalancer"]["garp"],
+        "marker": published["loadbalancer"]["marker"],
         # the template reads the VRRP password from the ksha pillar itself (the model has none)
         "salt": {"pillar.get": lambda key, default="": pillar_get({"ksha": ksha}, key, default)},
     }

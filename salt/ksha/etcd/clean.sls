@@ -48,4 +48,4 @@ ksha-etcd-clean-unit-removed:
 
 ksha-etcd-clean-bootstrap-record-removed:
   grains.absent:
-    - name: ksha_etcd_cluster_id
+    - name: {{ model.etcd.bootstrap_grain }}

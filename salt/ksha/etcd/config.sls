@@ -35,6 +35,7 @@ ksha-etcd-member-settings:
         local_client_url: {{ model.etcd.local_client_url }}
         tls: {{ model.etcd.tls | json }}
         metrics_url: {{ model.etcd.metrics_url | json }}
+        marker: {{ model.etcd.marker | json }}
     - require:
       - file: ksha-etcd-config-directory-present
       - file: ksha-etcd-data-directory-present
@@ -51,6 +52,9 @@ ksha-etcd-systemd-unit:
         binary: {{ model.etcd.binary }}
         initial_cluster_file: {{ model.etcd.initial_cluster_file }}
         env_file: {{ model.etcd.env_file }}
+        marker: {{ model.etcd.marker | json }}
+        stop_timeout_s: {{ model.etcd.stop_timeout_s }}
+        start_timeout_s: {{ model.etcd.start_timeout_s }}
     # the unit points at the binary only once it is there (a refused archive changes nothing)
     - require:
 {%- if etcd.source == 'archive' %}

@@ -23,7 +23,7 @@ ksha-etcd-restore-initial-cluster-removed:
 
 ksha-etcd-restore-bootstrap-record-removed:
   grains.absent:
-    - name: ksha_etcd_cluster_id
+    - name: {{ model.etcd.bootstrap_grain }}
 
 {%- set action = restore.get('action', {}).get(me.name) %}
 {%- if action not in ('restore', 'move_aside') %}

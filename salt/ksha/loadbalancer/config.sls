@@ -30,6 +30,7 @@ ksha-loadbalancer-haproxy-config:
         check: {{ model.loadbalancer.check | json }}
         console_check: {{ model.loadbalancer.console_check | json }}
         names: {{ model.loadbalancer.names | json }}
+        marker: {{ model.loadbalancer.marker | json }}
     - require:
       - pkg: ksha-loadbalancer-packages-installed
 
@@ -64,5 +65,6 @@ ksha-loadbalancer-keepalived-config:
         check_script: {{ model.loadbalancer.check_script }}
         vrrp_script: {{ model.loadbalancer.vrrp_script | json }}
         garp: {{ model.loadbalancer.garp | json }}
+        marker: {{ model.loadbalancer.marker | json }}
     - require:
       - file: ksha-loadbalancer-keepalived-check-script
