@@ -246,9 +246,8 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
         ret["changes"] = {"restarted": name, "because": changed}
         if restart["retcode"] != 0 or not _until(lambda: _ready([me])[me], timeout):
             how = (restart.get("stderr") or "").strip() or f"not ready (/readyz) {timeout} s after its restart"
-            ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n" + __salt__[
-                "ksha.journal_tail"
-            ](name)
+            journal = __salt__["ksha.journal_tail"](name)
+            ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n{journal}"
             return ret
         steps = [comment, "restarted", "ready"]
         if "loadbalancer" in model["me"]["roles"]:
