@@ -317,8 +317,8 @@ def _stale_binary(pid, binary, started):
 def changed_since_start(unit, watched, binary=None):
     """What the running process of systemd ``unit`` does not run with yet: the files of
     ``watched`` changed since it started, and ``binary`` when the process runs another file or
-    one since replaced (an upgrade; a binary that is a script, by the script the interpreter runs).
-    ``{"running": False, "changed": []}`` when it is not running.
+    one since replaced (an upgrade; a binary that is a script, by the script the interpreter runs):
+    ``{"running": bool, "changed": [what], "comment": why nothing is to restart, or None}``.
     The rolling restarts of etcd and kube-apiserver (``ksha_etcd``, ``ksha_kube`` states) read it.
 
     CLI Example:
@@ -329,7 +329,9 @@ def changed_since_start(unit, watched, binary=None):
     """
     pid, started = _main_process(unit)
     if started is None:
-        return {"running": False, "changed": []}
+        return {"running": False, "changed": [], "comment": f"{unit} is not running; nothing to restart"}
     changed = [p for p in watched if os.path.exists(p) and os.path.getmtime(p) > started]
     stale = _stale_binary(pid, binary, started) if binary else None
-    return {"running": True, "changed": changed + ([stale] if stale else [])}
+    changed += [stale] if stale else []
+    comment = None if changed else f"{unit} runs with its current configuration"
+    return {"running": True, "changed": changed, "comment": comment}

@@ -123,12 +123,9 @@ def running_with_current_config(name, watched, binary=None, timeout=120, progres
     """
     ret = _ret(name)
     found = __salt__["ksha.changed_since_start"](name, watched, binary)
-    if not found["running"]:
-        ret.update(result=True, comment=f"{name} is not running; nothing to restart")
-        return ret
     newer = found["changed"]
     if not newer:
-        ret.update(result=True, comment=f"{name} runs with its current configuration")
+        ret.update(result=True, comment=found["comment"])
         return ret
     if __opts__.get("test"):
         ret.update(result=None, comment=f"{name} would be restarted, one member at a time: changed {', '.join(newer)}")

@@ -203,12 +203,9 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     found = __salt__["ksha.changed_since_start"](name, watched, binary)
-    if not found["running"]:
-        ret.update(result=True, comment=f"{name} is not running; nothing to restart")
-        return ret
     changed = found["changed"]
     if not changed:
-        ret.update(result=True, comment=f"{name} runs with its current configuration")
+        ret.update(result=True, comment=found["comment"])
         return ret
     if __opts__.get("test"):
         ret.update(
