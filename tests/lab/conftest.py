@@ -203,7 +203,7 @@ def failed_states(out):
     return}: a minion's highstate, the orchestration's states); for salt's per-minion output
     ({minion: state run}), {minion: that} for every minion with one (or the minion's error as is)."""
     if all(isinstance(v, dict) and "result" in v for v in out.values()):
-        return {s.get("__id__", key): s["comment"] for key, s in out.items() if s["result"] is not True}
+        return {s.get("__id__", key): _why(s) for key, s in out.items() if s["result"] is not True}
     failed = {}
     for minion, states in out.items():
         if not isinstance(states, dict):
@@ -211,6 +211,17 @@ def failed_states(out):
         elif bad := failed_states(states):
             failed[minion] = bad
     return failed
+
+
+def _why(state):
+    """A failed state's comment; for an orchestration step, with its minions' failed states too
+    ("Run failed on minions: X" alone does not say why)."""
+    minions = (state.get("changes") or {}).get("ret")
+    if not isinstance(minions, dict):
+        return state["comment"]
+    runs = {m: r for m, r in minions.items() if isinstance(r, dict) and r}  # salt.state steps' state runs
+    failed = {m: f for m, r in runs.items() if (f := failed_states(r))}
+    return f"{state['comment']}: {failed}" if failed else state["comment"]
 
 
 def wait_for(predicate, timeout, step=0.2):
