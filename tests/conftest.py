@@ -80,15 +80,23 @@ STANDIN_VERSION = "v1.30.8"
 def standin_files(tmp_path_factory):
     """The lab's Kubernetes release, extracted (``kubernetes/server/bin/``), and a test CA with
     certificates: server (lb.kubesphere.local, 127.0.0.1, localhost), client, etcd-client (of
-    that CA) and stranger (of another CA), each NAME.crt + NAME.key, and ca.crt."""
+    that CA), nobody (a user with no role), controller-manager, node1 (a node), and stranger (of
+    another CA), each NAME.crt + NAME.key, and ca.crt."""
     from ksha_lab.standins import pki, release
 
     d = tmp_path_factory.mktemp("standin")
     ca_key, ca_cert = pki.make_ca()
     (d / "ca.crt").write_bytes(pki.ca_pem(ca_cert))
     names = ["lb.kubesphere.local", "127.0.0.1", "localhost"]
-    for name, cn in (("server", "master1"), ("client", "kubernetes-admin"), ("etcd-client", "kube-apiserver")):
-        key, cert = pki.make_server_cert(ca_key, ca_cert, cn, names)
+    for name, cn, orgs in (
+        ("server", "master1", ()),
+        ("client", "kubernetes-admin", ("system:masters",)),
+        ("etcd-client", "kube-apiserver", ()),
+        ("nobody", "somebody", ()),
+        ("controller-manager", "system:kube-controller-manager", ()),
+        ("node1", "system:node:node1", ("system:nodes",)),
+    ):
+        key, cert = pki.make_server_cert(ca_key, ca_cert, cn, names, orgs)
         (d / f"{name}.key").write_bytes(key)
         (d / f"{name}.crt").write_bytes(cert)
     other_key, other_cert = pki.make_ca("another CA")

@@ -36,6 +36,9 @@ PACKAGES = (
     "keepalived",
     "etcd-server",
     "etcd-client",
+    # the Kubernetes stand-ins (ksha_lab/standins) read kubeconfigs and the scheduler's
+    # configuration file with it; the real binaries need nothing of the host
+    "python3-yaml",
     # ksha.common's base packages (salt/ksha/osfamilymap.yaml): the lab has no
     # network to the package mirror, so everything the formula installs is here.
     "conntrack",

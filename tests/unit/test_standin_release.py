@@ -49,7 +49,7 @@ FLAGS = [
     ("kube-apiserver", ["-bind-address=10.0.0.1"], "unknown shorthand flag: 'b' in -bind-address=10.0.0.1"),
     ("kube-controller-manager", ["--leader-elect=true", "--cluster-cidr=10.233.64.0/18"], None),
     ("kube-scheduler", ["--cluster-cidr=10.233.64.0/18"], "unknown flag: --cluster-cidr"),  # the controller-manager's
-    ("kube-scheduler", ["--config=/etc/kubernetes/kube-scheduler.yaml", "-v=2"], None),
+    ("kube-scheduler", ["--config=/nonexistent/kube-scheduler.yaml", "-v=2"], None),
     ("kube-scheduler", ["--leader-elect", "true"], '"kube-scheduler" does not take any arguments, got ["true"]'),
 ]
 
@@ -62,8 +62,10 @@ def test_flags_not_in_the_pinned_reference_are_refused(extracted, component, arg
         assert out.stderr == f"Error: {refused}\n"
     elif component == "kube-apiserver":  # its flags accepted, it needs the files it serves with
         assert out.stderr.startswith("Error: ksha-lab stand-in kube-apiserver needs --bind-address, ")
-    else:
-        assert "ksha-lab STAND-IN; every flag is one of" in out.stderr and "does not serve" in out.stderr
+    elif component == "kube-controller-manager":  # its flags accepted, it needs a kubeconfig
+        assert out.stderr == "Error: invalid configuration: no configuration has been provided\n"
+    else:  # the scheduler's flags accepted, it reads its --config file
+        assert out.stderr == "Error: open /nonexistent/kube-scheduler.yaml: no such file or directory\n"
 
 
 def test_kubectl_is_this_machines_real_one(extracted):

@@ -9,32 +9,57 @@ What it does, as the real binary would:
 - ``--version`` prints ``Kubernetes <version>`` and exits 0;
 - a flag that is not in the version's reference is refused: ``Error: unknown flag: --<name>``
   on stderr, exit 1 (cobra's message and code);
-- kube-apiserver serves (``serve_apiserver``), with the files its flags name: TLS on
+- kube-apiserver (``serve_apiserver``) serves with the files its flags name: TLS on
   --bind-address:--secure-port with --tls-cert-file/--tls-private-key-file (a key that does not
   match its certificate, or a missing file, stops it as it stops the real one); client
-  certificates verified against --client-ca-file (a request without one is anonymous);
-  ``/livez`` and ``/healthz`` answer ``ok``; ``/readyz`` answers ``ok`` only while etcd
-  (--etcd-servers, over TLS with --etcd-cafile/--etcd-certfile/--etcd-keyfile) reports itself
-  healthy (it has a leader; asked at most once a second), else 500; ``/version`` the version as JSON (``gitCommit``: ``ksha-lab-stand-in``; it says what it is on
-  stderr, the journal, when it starts); any other path 401
-  without a client certificate, 404 with one (this stand-in stores no objects yet). It tells
-  systemd it is ready (sd_notify) once it listens;
-- the other components: it says it is a stand-in that does not serve (yet) and exits 1, so that
-  nothing mistakes it for a running component.
+  certificates verified against --client-ca-file, their CN the user and O the groups (a request
+  without one is ``system:anonymous``, allowed the health paths and /version only).
+  Its objects live in the **real etcd** of --etcd-servers (TLS with --etcd-cafile/--etcd-certfile/
+  --etcd-keyfile), through etcd's v3 JSON gateway, as JSON under the real layout
+  (``/registry/leases/<namespace>/<name>``, ``/registry/minions/<node>``, ...): resourceVersion is
+  the key's etcd revision, and an update naming an old one is refused (409), as leader election
+  needs. Served: ``/livez``, ``/healthz``, ``/readyz`` (``ok`` only while etcd reports a leader,
+  asked at most once a second, and the four system namespaces exist), ``/version``, discovery
+  (``/api``, ``/apis``, each group version), and get, list, create, update, merge patch and
+  delete of namespaces, configmaps, secrets, nodes, leases, CustomResourceDefinitions and the
+  custom resources they define (served once created). Authorization is RBAC's bootstrap roles in
+  short: ``system:masters`` may do anything; kube-controller-manager and kube-scheduler read
+  everything and write their Leases in kube-system; a node (``system:node:<name>`` in
+  ``system:nodes``) writes only its own Node and its Lease in kube-node-lease (the Node
+  authorizer); anyone else gets 403. Not served (the requests say so, 404/405/415): watch,
+  server-side apply, JSON patch, OpenAPI v2 and schemas (``/openapi/v3`` says only that the server
+  validates, ``fieldValidation``: unknown top-level fields are refused), Services and the rest. It
+  tells systemd it is ready (sd_notify) once it listens, and says what it is on stderr (the
+  journal) and in /version (``gitCommit``: ``ksha-lab-stand-in``).
+- kube-controller-manager and kube-scheduler (``run_elected``): read their kubeconfig (the
+  controller-manager's --kubeconfig; the scheduler's from its --config file, a
+  KubeSchedulerConfiguration, as the real one does) and run client-go's leader election on
+  the ``kube-system`` Lease named after the component, with the configured lease duration,
+  renew deadline and retry period (refused as client-go refuses them unless duration > deadline
+  > 1.2 x retry). A leader that cannot renew within the deadline exits 1, ``leaderelection
+  lost``, as the real ones do. They run no controllers and no scheduling.
 
-Runs with the container's Python 3 standard library only.
+Runs with the container's Python 3 standard library, and python3-yaml for kubeconfigs.
 """
 
+import base64
 import concurrent.futures
+import datetime
 import http.server
 import json
 import os
+import random
+import re
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 
 SHORTHANDS = {"h": "help", "v": "v"}
 
@@ -70,6 +95,99 @@ def parse(argv, known):
 
 # the command's name, for the messages (set by main)
 COMMAND = ["kube-component"]
+
+
+def log(message):
+    print(f"{COMMAND[0]}: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# etcd, through its v3 JSON gateway (etcd >= 3.4: POST /v3/kv/...; keys and values base64)
+
+
+class EtcdError(Exception):
+    """etcd did not answer the request (no member reachable, or the request failed there)."""
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def _prefix_end(prefix):
+    """etcd's range_end for every key under `prefix`: the prefix with its last byte plus one."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+class Etcd:
+    """The etcd client URLs of --etcd-servers, over TLS with the apiserver's etcd client
+    certificate. A request goes to the member that answered last, then to the others."""
+
+    def __init__(self, servers, cafile, certfile, keyfile, timeout=3.0):
+        self.urls = [u.rstrip("/") for u in servers.split(",") if u]
+        self.context = ssl.create_default_context(cafile=cafile)
+        self.context.load_cert_chain(certfile, keyfile)
+        self.timeout, self.good = timeout, 0
+
+    def call(self, path, body):
+        errors = []
+        for i in range(len(self.urls)):
+            at = (self.good + i) % len(self.urls)
+            request = urllib.request.Request(
+                self.urls[at] + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, context=self.context, timeout=self.timeout) as resp:
+                    answer = json.loads(resp.read())
+            except urllib.error.HTTPError as err:
+                with err:
+                    detail = err.read().decode(errors="replace")
+                try:
+                    detail = json.loads(detail).get("error", detail)
+                except ValueError:
+                    pass
+                errors.append(f"{self.urls[at]}: {detail}")
+                continue
+            except (OSError, ValueError) as err:
+                errors.append(f"{self.urls[at]}: {getattr(err, 'reason', err)}")
+                continue
+            self.good = at
+            return answer
+        raise EtcdError("; ".join(errors))
+
+    def get(self, key):
+        """(value, mod_revision) of `key`, or (None, 0)."""
+        kvs = self.call("/v3/kv/range", {"key": _b64(key)}).get("kvs") or []
+        if not kvs:
+            return None, 0
+        return base64.b64decode(kvs[0]["value"]).decode(), int(kvs[0]["mod_revision"])
+
+    def list(self, prefix):
+        """(revision, [(value, mod_revision)]) of every key under `prefix`."""
+        answer = self.call("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)})
+        items = [(base64.b64decode(kv["value"]).decode(), int(kv["mod_revision"])) for kv in answer.get("kvs") or []]
+        return int(answer["header"]["revision"]), items
+
+    def put_if(self, key, value, mod_revision=None, exists=True):
+        """Put `value` only if the key is as expected: absent (exists=False), or at
+        `mod_revision`, or present (mod_revision None). The new revision, or None."""
+        if not exists:
+            compare = {"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+        elif mod_revision is not None:
+            compare = {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}
+        else:
+            compare = {"key": _b64(key), "target": "VERSION", "result": "GREATER", "version": "0"}
+        answer = self.call(
+            "/v3/kv/txn", {"compare": [compare], "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}]}
+        )
+        return int(answer["header"]["revision"]) if answer.get("succeeded") else None
+
+    def delete(self, key):
+        """The deleted value, or None when there was none."""
+        answer = self.call("/v3/kv/deleterange", {"key": _b64(key), "prev_kv": True})
+        prev = answer.get("prev_kvs") or []
+        return base64.b64decode(prev[0]["value"]).decode() if prev else None
 
 
 ETCD_CHECK_EVERY_S = 1.0
@@ -110,16 +228,292 @@ def etcd_healthy(servers, cafile, certfile, keyfile, timeout=2.0):
     return False, "; ".join(why)
 
 
-def sd_notify(message):
-    """Tell systemd (Type=notify units) what the real components tell it; nothing outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
+# ---------------------------------------------------------------------------------------------
+# The API: resources, paths, authorization
+
+
+# {(group, version): {plural: (kind, namespaced, short names)}}; custom resources come from the
+# CustomResourceDefinitions in etcd
+BUILTIN = {
+    ("", "v1"): {
+        "configmaps": ("ConfigMap", True, ["cm"]),
+        "namespaces": ("Namespace", False, ["ns"]),
+        "nodes": ("Node", False, ["no"]),
+        "secrets": ("Secret", True, []),
+    },
+    ("coordination.k8s.io", "v1"): {"leases": ("Lease", True, [])},
+    ("apiextensions.k8s.io", "v1"): {"customresourcedefinitions": ("CustomResourceDefinition", False, ["crd", "crds"])},
+}
+VERBS = ["create", "delete", "get", "list", "patch", "update"]
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+CRDS = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
+# a DNS-1123 subdomain: the names of most objects
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+CONTROL_PLANE_USERS = ("system:kube-controller-manager", "system:kube-scheduler")
+
+
+class Resource:
+    def __init__(self, group, version, plural, kind, namespaced, short=()):
+        self.group, self.version, self.plural, self.kind = group, version, plural, kind
+        self.namespaced, self.short = namespaced, list(short)
+
+    @property
+    def group_version(self):
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self):
+        """``leases.coordination.k8s.io``: how the real apiserver's messages name it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def key(self, namespace, name=""):
+        """The etcd key (or, without a name, the prefix) of the real apiserver's layout."""
+        if self.group in ("", "coordination.k8s.io"):
+            base = "/registry/" + {"nodes": "minions"}.get(self.plural, self.plural)
+        else:
+            base = f"/registry/{self.group}/{self.plural}"
+        parts = [base] + ([namespace] if self.namespaced and namespace else []) + [name]
+        return "/".join(parts)
+
+    def discovery(self):
+        return {"name": self.plural, "singularName": self.kind.lower(), "namespaced": self.namespaced,
+                "kind": self.kind, "verbs": VERBS, "shortNames": self.short}  # fmt: skip
+
+
+def custom_resources(etcd):
+    """The resources the CustomResourceDefinitions in etcd define: {(group, version): {plural: Resource}}."""
+    out = {}
+    for value, _ in etcd.list(CRDS)[1]:
+        spec = json.loads(value).get("spec", {})
+        names = spec.get("names", {})
+        for version in spec.get("versions", []):
+            if version.get("served"):
+                out.setdefault((spec.get("group"), version.get("name")), {})[names.get("plural")] = Resource(
+                    spec.get("group"), version["name"], names.get("plural"), names.get("kind"),
+                    spec.get("scope") == "Namespaced", names.get("shortNames", []),
+                )  # fmt: skip
+    return out
+
+
+def resources(etcd, with_custom=True):
+    out = {
+        gv: {plural: Resource(gv[0], gv[1], plural, *spec) for plural, spec in plurals.items()}
+        for gv, plurals in BUILTIN.items()
+    }
+    if with_custom:
+        for gv, plurals in custom_resources(etcd).items():
+            out.setdefault(gv, {}).update(plurals)
+    return out
+
+
+def route(path):
+    """What a path names: ("public", path), ("discovery", group or None, version or None),
+    ("resource", group, version, namespace, plural, name, subresource), or None."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, rest = "", parts[1:]
+        if not rest:
+            return ("discovery", None, None)
+    elif parts[:1] == ["apis"]:
+        if len(parts) == 1:
+            return ("discovery", None, None)
+        if len(parts) == 2:
+            return ("discovery", parts[1], None)
+        group, rest = parts[1], parts[2:]
+    else:
+        return None
+    version, rest = rest[0], rest[1:]
+    if not rest:
+        return ("discovery", group, version)
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, plural, rest = rest[1], rest[2], rest[3:]
+    else:
+        namespace, plural, rest = "", rest[0], rest[1:]
+    name = rest[0] if rest else ""
+    return ("resource", group, version, namespace, plural, name, "/".join(rest[1:]))
+
+
+def allowed(user, groups, verb, resource, namespace, name):
+    """RBAC's bootstrap roles and the Node authorizer, in short (see the module text)."""
+    if "system:masters" in groups:
+        return True
+    if user in CONTROL_PLANE_USERS:
+        if verb in ("get", "list"):
+            return True
+        return resource.plural == "leases" and namespace == "kube-system"
+    if user.startswith("system:node:") and "system:nodes" in groups:
+        node = user[len("system:node:") :]
+        if resource.plural == "nodes":
+            return verb in ("get", "list") or (name == node and verb in ("create", "update", "patch", "get"))
+        if resource.plural == "leases" and namespace == "kube-node-lease":
+            return name == node or verb in ("create", "list")
+        return False
+    return False
+
+
+def openapi_v3(known, group_version):
+    """The OpenAPI v3 documents kubectl reads before it writes: the index (``/openapi/v3``), and
+    per group version the PATCH operations that take ``fieldValidation`` (so kubectl leaves the
+    validation to the server, ``fieldValidation=Strict``). No schemas: the stand-in's checks are
+    its own (``Api.check``)."""
+    paths = {(f"apis/{g}/{v}" if g else f"api/{v}"): (g, v) for g, v in known}
+    if not group_version:
+        return {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash=ksha-lab"} for p in sorted(paths)}}
+    if group_version not in paths:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    ops = {}
+    for plural, r in sorted(known[paths[group_version]].items()):
+        scope = "/namespaces/{namespace}" if r.namespaced else ""
+        ops[f"/{group_version}{scope}/{plural}/{{name}}"] = {"patch": {
+            "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}}}}  # fmt: skip
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (ksha-lab stand-in)", "version": "unversioned"},
+            "paths": ops}  # fmt: skip
+
+
+# the top-level fields each kind has (fieldValidation=Strict refuses others); a custom resource: any
+FIELDS = {
+    "ConfigMap": {"data", "binaryData", "immutable"},
+    "Secret": {"data", "stringData", "type", "immutable"},
+    "Namespace": {"spec", "status"},
+    "Node": {"spec", "status"},
+    "Lease": {"spec"},
+    "CustomResourceDefinition": {"spec", "status"},
+}
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch (a strategic merge patch is taken as one: the same for maps)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def now_rfc3339():
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    def __init__(self, code, reason, message):
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def not_found(resource, name):
+    return ApiError(404, "NotFound", f'{resource.qualified} "{name}" not found')
+
+
+class Api:
+    """The objects in etcd, as the apiserver's REST storage keeps them."""
+
+    def __init__(self, etcd):
+        self.etcd = etcd
+
+    def decode(self, resource, value, revision):
+        obj = json.loads(value)
+        obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        obj["apiVersion"], obj["kind"] = resource.group_version, resource.kind
+        return obj
+
+    def get(self, resource, namespace, name):
+        value, revision = self.etcd.get(resource.key(namespace, name))
+        if value is None:
+            raise not_found(resource, name)
+        return self.decode(resource, value, revision)
+
+    def list(self, resource, namespace, selector=""):
+        revision, items = self.etcd.list(resource.key(namespace))
+        objects = [self.decode(resource, value, rev) for value, rev in items]
+        wanted = [tuple(term.split("=", 1)) for term in selector.split(",") if "=" in term]
+        objects = [o for o in objects if all(o["metadata"].get("labels", {}).get(k) == v for k, v in wanted)]
+        return {"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
+                "metadata": {"resourceVersion": str(revision)}, "items": objects}  # fmt: skip
+
+    def check(self, resource, namespace, obj, name=None, strict=False):
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        unknown = sorted(set(obj) - {"apiVersion", "kind", "metadata"} - FIELDS[resource.kind]) if (
+            isinstance(obj, dict) and strict and resource.kind in FIELDS) else []  # fmt: skip
+        if unknown:
+            raise ApiError(400, "BadRequest", f'strict decoding error: unknown field "{unknown[0]}"')
+        if not isinstance(meta, dict) or not meta.get("name"):
+            raise ApiError(400, "BadRequest", "metadata.name: Required value: name or generateName is required")
+        if obj.get("kind") != resource.kind or obj.get("apiVersion") != resource.group_version:
+            raise ApiError(400, "BadRequest", f"the object is not a {resource.group_version} {resource.kind}")
+        if name is not None and meta["name"] != name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        if resource.namespaced and meta.get("namespace", namespace) != namespace:
+            raise ApiError(400, "BadRequest",
+                           "the namespace of the provided object does not match the namespace sent on the request")  # fmt: skip
+        if not NAME.match(meta["name"]) or len(meta["name"]) > 253:
+            raise ApiError(422, "Invalid", f'{resource.kind} "{meta["name"]}" is invalid: metadata.name: Invalid value')
+        if resource.namespaced:
+            meta["namespace"] = namespace
+            if self.etcd.get(f"/registry/namespaces/{namespace}")[0] is None:
+                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+
+    def create(self, resource, namespace, obj, strict=False):
+        self.check(resource, namespace, obj, strict=strict)
+        meta = obj["metadata"]
+        meta.pop("resourceVersion", None)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+        if resource.plural == "customresourcedefinitions":
+            obj["status"] = {"acceptedNames": obj.get("spec", {}).get("names", {}), "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}]}  # fmt: skip
+        revision = self.etcd.put_if(resource.key(namespace, meta["name"]), json.dumps(obj), exists=False)
+        if revision is None:
+            raise ApiError(409, "AlreadyExists", f'{resource.qualified} "{meta["name"]}" already exists')
+        return self.decode(resource, json.dumps(obj), revision)
+
+    def update(self, resource, namespace, name, obj, old=None, strict=False):
+        """Replace the object; a resourceVersion in `obj` must be the stored one (409 else)."""
+        self.check(resource, namespace, obj, name, strict)
+        old = old or self.get(resource, namespace, name)
+        meta = obj["metadata"]
+        wanted = meta.pop("resourceVersion", None)
+        meta.update(uid=old["metadata"].get("uid"), creationTimestamp=old["metadata"].get("creationTimestamp"))
+        revision = self.etcd.put_if(resource.key(namespace, name), json.dumps(obj), int(wanted) if wanted else None)
+        if revision is None:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource.qualified} "{name}": the '
+                                            "object has been modified; please apply your changes to the latest "
+                                            "version and try again")  # fmt: skip
+        return self.decode(resource, json.dumps(obj), revision)
+
+    def patch(self, resource, namespace, name, patch, strict=False):
+        for _ in range(5):  # a concurrent writer: read again, as the real one does
+            old = self.get(resource, namespace, name)
+            new = merge_patch(old, patch)
+            new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
+            try:
+                return self.update(resource, namespace, name, new, old, strict)
+            except ApiError as err:
+                if err.code != 409:
+                    raise
+        raise ApiError(409, "Conflict", f'{resource.qualified} "{name}": too many concurrent writers')
+
+    def delete(self, resource, namespace, name):
+        value = self.etcd.delete(resource.key(namespace, name))
+        if value is None:
+            raise not_found(resource, name)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "kind": resource.plural}}  # fmt: skip
+
+    def bootstrap(self):
+        """The system namespaces, as the real apiserver's post-start hook makes them."""
+        namespaces = resources(self.etcd, with_custom=False)[("", "v1")]["namespaces"]
+        for ns in SYSTEM_NAMESPACES:
+            try:
+                self.create(namespaces, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            except ApiError as err:
+                if err.code != 409:
+                    raise
 
 
 class TLSServer(http.server.ThreadingHTTPServer):
@@ -133,6 +527,9 @@ class TLSServer(http.server.ThreadingHTTPServer):
         self.context, self.settings = context, settings
         self.lock = threading.Lock()
         self.checked = (float("-inf"), (False, "not checked yet"))
+        self.etcd = Etcd(*(settings[k] for k in ("etcd-servers", "etcd-cafile", "etcd-certfile", "etcd-keyfile")))
+        self.api = Api(self.etcd)
+        self.bootstrapped = threading.Event()
 
     def etcd_health(self):
         """etcd's health, asked at most once a second (the LB's checks come several a second)."""
@@ -143,6 +540,17 @@ class TLSServer(http.server.ThreadingHTTPServer):
                 result = etcd_healthy(*(self.settings[k] for k in keys))
                 self.checked = (time.monotonic(), result)
             return result
+
+    def bootstrap_until_done(self):
+        while True:
+            try:
+                self.api.bootstrap()
+            except (EtcdError, ApiError, KeyError, ValueError) as err:
+                log(f"creating the system namespaces: {err}; trying again")
+                time.sleep(1)
+                continue
+            self.bootstrapped.set()
+            return
 
     def finish_request(self, request, client_address):
         request.settimeout(10)
@@ -156,6 +564,9 @@ class TLSServer(http.server.ThreadingHTTPServer):
             tls.close()
 
 
+PUBLIC = ("/livez", "/healthz", "/readyz", "/version")
+
+
 class ApiHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -167,34 +578,164 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def status(self, code, reason, message):
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": message, "reason": reason, "code": code}  # fmt: skip
-        self.reply(code, json.dumps(body), "application/json")
+    def json(self, code, obj):
+        self.reply(code, json.dumps(obj), "application/json")
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def status(self, code, reason, message):
+        self.json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                         "message": message, "reason": reason, "code": code})  # fmt: skip
+
+    def identity(self):
+        """(user, groups) of the client certificate: CN and O, as the x509 authenticator maps them."""
+        cert = self.connection.getpeercert()
+        if not cert:
+            return "system:anonymous", ["system:unauthenticated"]
+        subject = [attr for rdn in cert.get("subject", ()) for attr in rdn]
+        user = next((v for k, v in subject if k == "commonName"), "")
+        return user, [v for k, v in subject if k == "organizationName"] + ["system:authenticated"]
+
+    def public(self, path):
         settings = self.server.settings
-        path = self.path.split("?")[0]
         if path in ("/livez", "/healthz"):
             self.reply(200, "ok")
         elif path == "/readyz":
             ok, why = self.server.etcd_health()
-            if ok:
-                self.reply(200, "ok")
-            else:
+            if not ok:
                 self.reply(500, f"[-]etcd failed: {why}\nreadyz check failed\n")
-        elif path == "/version":
-            major, minor = settings["version"].lstrip("v").split(".")[:2]
-            self.reply(200, json.dumps({"major": major, "minor": minor, "gitVersion": settings["version"],
-                                        "gitCommit": "ksha-lab-stand-in", "platform": "linux/amd64"}),
-                       "application/json")  # fmt: skip
-        elif not self.connection.getpeercert():
-            self.status(401, "Unauthorized", "Unauthorized")
+            elif not self.server.bootstrapped.is_set():
+                self.reply(500, "[-]poststarthook/bootstrap-namespaces failed: not finished\nreadyz check failed\n")
+            else:
+                self.reply(200, "ok")
         else:
-            self.status(404, "NotFound", "the server could not find the requested resource (ksha-lab stand-in)")
+            major, minor = settings["version"].lstrip("v").split(".")[:2]
+            self.json(200, {"major": major, "minor": minor, "gitVersion": settings["version"],
+                            "gitCommit": "ksha-lab-stand-in", "platform": "linux/amd64"})  # fmt: skip
+
+    def discovery(self, group, version):
+        known = resources(self.server.etcd)
+        if group is None:
+            if self.path.split("?")[0].rstrip("/") == "/api":
+                settings = self.server.settings
+                address = f"{settings.get('advertise-address') or settings['bind-address']}:{settings.get('secure-port') or 6443}"
+                return self.json(200, {"kind": "APIVersions", "versions": ["v1"],
+                                       "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                                       "serverAddress": address}]})  # fmt: skip
+            groups = {}
+            for g, v in sorted(known):
+                if g:
+                    groups.setdefault(g, []).append({"groupVersion": f"{g}/{v}", "version": v})
+            return self.json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": g, "versions": vs, "preferredVersion": vs[0]} for g, vs in groups.items()]})  # fmt: skip
+        if version is None:
+            vs = [{"groupVersion": f"{group}/{v}", "version": v} for g, v in sorted(known) if g == group]
+            if not vs:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return self.json(200, {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs,
+                                   "preferredVersion": vs[0]})  # fmt: skip
+        if (group, version) not in known:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        gv = f"{group}/{version}" if group else version
+        self.json(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                        "resources": [r.discovery() for _, r in sorted(known[(group, version)].items())]})  # fmt: skip
+
+    def body(self):
+        try:
+            return json.loads(self.raw or b"null")
+        except ValueError as err:
+            raise ApiError(400, "BadRequest", f"the body is not JSON: {err}") from None
+
+    def handle_api(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        path = url.path.rstrip("/") or "/"
+        if method == "GET" and path in PUBLIC:
+            return self.public(path)
+        user, groups = self.identity()
+        target = route(path)
+        if user == "system:anonymous":
+            raise ApiError(403, "Forbidden", f'forbidden: User "{user}" cannot {method.lower()} path "{path}"')
+        if method == "GET" and (path == "/openapi/v3" or path.startswith("/openapi/v3/")):
+            return self.json(200, openapi_v3(resources(self.server.etcd), path[len("/openapi/v3/") :]))
+        if target is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource (ksha-lab stand-in)")
+        if target[0] == "discovery":
+            if method != "GET":
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on discovery")
+            return self.discovery(target[1], target[2])
+        _, group, version, namespace, plural, name, sub = target
+        resource = resources(self.server.etcd).get((group, version), {}).get(plural)
+        if resource is None or sub not in ("", "status"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if query.get("watch", ["false"])[0] in ("true", "1"):
+            raise ApiError(405, "MethodNotAllowed", "watch is not served by the ksha-lab stand-in")
+        verb = {("GET", True): "get", ("GET", False): "list", ("POST", False): "create", ("PUT", True): "update",
+                ("PATCH", True): "patch", ("DELETE", True): "delete"}.get((method, bool(name)))  # fmt: skip
+        if verb is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
+        # a create names its object in the body (NodeRestriction: a node creates only its own Node)
+        obj = self.body() if verb == "create" else None
+        named = str((obj.get("metadata") or {}).get("name", "")) if isinstance(obj, dict) else name
+        if not allowed(user, groups, verb, resource, namespace, named):
+            where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+            subject = f'{resource.qualified} "{name}"' if name else resource.qualified
+            raise ApiError(403, "Forbidden", f'{subject} is forbidden: User "{user}" cannot {verb} resource '
+                                             f'"{plural}" in API group "{group}"{where}')  # fmt: skip
+        api = self.server.api
+        strict = query.get("fieldValidation", [""])[0] == "Strict"
+        if verb == "get":
+            return self.json(200, api.get(resource, namespace, name))
+        if verb == "list":
+            return self.json(200, api.list(resource, namespace, query.get("labelSelector", [""])[0]))
+        if verb == "create":
+            return self.json(201, api.create(resource, namespace, self.body(), strict))
+        if verb == "update":
+            return self.json(200, api.update(resource, namespace, name, self.body(), strict=strict))
+        if verb == "delete":
+            return self.json(200, api.delete(resource, namespace, name))
+        kind = (self.headers.get("Content-Type") or "").split(";")[0]
+        if kind not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            raise ApiError(415, "UnsupportedMediaType", f"the ksha-lab stand-in takes merge patches only, not {kind}")
+        return self.json(200, api.patch(resource, namespace, name, self.body(), strict))
+
+    def serve(self, method):
+        # every request's body is read, used or not (a DELETE's options): the connection is kept
+        self.raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            self.handle_api(method)
+        except ApiError as err:
+            self.status(err.code, err.reason, err.message)
+        except EtcdError as err:
+            self.status(500, "InternalError", f"etcd: {err}")
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.serve("GET")
+
+    def do_POST(self):  # noqa: N802
+        self.serve("POST")
+
+    def do_PUT(self):  # noqa: N802
+        self.serve("PUT")
+
+    def do_PATCH(self):  # noqa: N802
+        self.serve("PATCH")
+
+    def do_DELETE(self):  # noqa: N802
+        self.serve("DELETE")
 
     def log_message(self, *args):
         pass
+
+
+def sd_notify(message):
+    """Tell systemd (Type=notify units) what the real components tell it; nothing outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
 
 
 def serve_apiserver(version, flags):
@@ -212,12 +753,233 @@ def serve_apiserver(version, flags):
         return 1
     context.verify_mode = ssl.CERT_OPTIONAL
     address = (flags["bind-address"], int(flags.get("secure-port") or 6443))
-    server = TLSServer(address, ApiHandler, context, {**flags, "version": version})
+    try:
+        server = TLSServer(address, ApiHandler, context, {**flags, "version": version})
+    except (OSError, ssl.SSLError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
+    threading.Thread(target=server.bootstrap_until_done, daemon=True).start()
     print(f"ksha-lab STAND-IN kube-apiserver {version} (not the real one) serving on {address[0]}:{address[1]}",
           file=sys.stderr, flush=True)  # fmt: skip
     sd_notify("READY=1")
     server.serve_forever()
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# kube-controller-manager and kube-scheduler: client-go's leader election on a Lease
+
+
+class Client:
+    """An API client from a kubeconfig (its current context), as client-go builds one."""
+
+    def __init__(self, path, timeout):
+        import yaml  # python3-yaml: kubeconfigs are YAML
+
+        with open(path) as f:
+            conf = yaml.safe_load(f)
+        base = os.path.dirname(os.path.abspath(path))
+        current = conf["current-context"]
+        context = next(c["context"] for c in conf["contexts"] if c["name"] == current)
+        cluster = next(c["cluster"] for c in conf["clusters"] if c["name"] == context["cluster"])
+        user = next(u["user"] for u in conf["users"] if u["name"] == context["user"])
+        self.server, self.timeout = cluster["server"].rstrip("/"), timeout
+        self.context = ssl.create_default_context()
+        if cluster.get("certificate-authority-data"):
+            self.context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        else:
+            self.context.load_verify_locations(os.path.join(base, cluster["certificate-authority"]))
+        cert, key = (self._file(user, base, field) for field in ("client-certificate", "client-key"))
+        self.context.load_cert_chain(cert, key)
+
+    @staticmethod
+    def _file(user, base, field):
+        if user.get(f"{field}-data"):
+            out = tempfile.NamedTemporaryFile(delete=False, prefix="ksha-standin-")
+            out.write(base64.b64decode(user[f"{field}-data"]))
+            out.close()
+            return out.name
+        return os.path.join(base, user[field])
+
+    def request(self, method, path, body=None):
+        """(status, object or None); status 0 when the apiserver did not answer."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.server + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json", "Accept": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, context=self.context, timeout=self.timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                try:
+                    return err.code, json.loads(err.read())
+                except ValueError:
+                    return err.code, None
+        except (OSError, ValueError) as err:
+            log(f"error talking to {self.server}: {getattr(err, 'reason', err)}")
+            return 0, None
+
+
+JITTER = 1.2  # client-go's JitterFactor
+
+
+def micro_time():
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds(text):
+    """A Go duration of whole or fractional milliseconds (``500ms``), seconds (``15s``) or minutes (``1m``)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(text))
+    if not match:
+        raise ValueError(f"invalid duration {text!r}")
+    return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
+
+
+class Elector:
+    """client-go's LeaseLock leader election: a standby takes the Lease once it has seen the same
+    holder and renewTime for a whole lease duration (its own clock, not the holder's)."""
+
+    def __init__(self, client, namespace, name, identity, duration, deadline, retry):
+        if duration <= deadline:
+            raise ValueError("leaseDuration must be greater than renewDeadline")
+        if deadline <= JITTER * retry:
+            raise ValueError("renewDeadline must be greater than retryPeriod*JitterFactor")
+        self.client, self.identity = client, identity
+        self.duration, self.deadline, self.retry = duration, deadline, retry
+        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.name, self.observed, self.observed_at = name, None, 0.0
+
+    def try_acquire_or_renew(self):
+        now = micro_time()
+        status, lease = self.client.request("GET", f"{self.path}/{self.name}")
+        if status == 404:
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.name},
+                    "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration),
+                             "acquireTime": now, "renewTime": now, "leaseTransitions": 0}}  # fmt: skip
+            status, _ = self.client.request("POST", self.path, body)
+            if status == 201:
+                self.observed, self.observed_at = (self.identity, now), time.monotonic()
+                return True
+            return False
+        if status != 200:
+            return False
+        spec = lease.get("spec") or {}
+        record = (spec.get("holderIdentity"), spec.get("renewTime"))
+        if record != self.observed:
+            self.observed, self.observed_at = record, time.monotonic()
+        holder = spec.get("holderIdentity")
+        mine = holder == self.identity
+        if (
+            holder
+            and not mine
+            and self.observed_at + spec.get("leaseDurationSeconds", self.duration) > time.monotonic()
+        ):
+            return False
+        lease["spec"] = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.duration),
+            "acquireTime": spec.get("acquireTime") if mine else now,
+            "renewTime": now,
+            "leaseTransitions": spec.get("leaseTransitions", 0) + (0 if mine or not holder else 1),
+        }
+        status, _ = self.client.request("PUT", f"{self.path}/{self.name}", lease)
+        if status == 200:
+            self.observed, self.observed_at = (self.identity, now), time.monotonic()
+            return True
+        return False
+
+    def run(self):
+        """Acquire (retrying with client-go's jitter), then renew every retry period; returns when
+        a renewal did not succeed within the renew deadline (leadership lost)."""
+        where = f"{self.path.split('/namespaces/')[1].split('/')[0]}/{self.name}"
+        log(f"attempting to acquire leader lease {where}...")
+        while not self.try_acquire_or_renew():
+            time.sleep(self.retry + random.random() * JITTER * self.retry)
+        log(f"successfully acquired lease {where} as {self.identity} (ksha-lab stand-in: it runs no controllers)")
+        while True:
+            time.sleep(self.retry)
+            give_up = time.monotonic() + self.deadline
+            while not self.try_acquire_or_renew():
+                if time.monotonic() >= give_up:
+                    log(f"failed to renew lease {where}: timed out waiting for the condition")
+                    return
+                time.sleep(self.retry)
+
+
+# the files a controller-manager flag names that it reads at start (a missing one stops it)
+CONTROLLER_MANAGER_FILES = (
+    "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "root-ca-file",
+    "service-account-private-key-file", "requestheader-client-ca-file",
+)  # fmt: skip
+
+
+def election_settings(component, flags):
+    """(kubeconfig, lease namespace, lease name, duration, deadline, retry, elect) from the
+    component's flags (the scheduler's from its --config file), or an error (a str)."""
+    if component == "kube-scheduler":
+        if not flags.get("config"):
+            return "ksha-lab stand-in kube-scheduler needs --config (ksha writes one)"
+        import yaml
+
+        try:
+            with open(flags["config"]) as f:
+                conf = yaml.safe_load(f)
+        except OSError as err:
+            return f"open {flags['config']}: {(err.strerror or str(err)).lower()}"
+        if (
+            conf.get("apiVersion") != "kubescheduler.config.k8s.io/v1"
+            or conf.get("kind") != "KubeSchedulerConfiguration"
+        ):
+            return f'no kind "{conf.get("kind")}" is registered for version "{conf.get("apiVersion")}"'
+        election = conf.get("leaderElection") or {}
+        kubeconfig = (conf.get("clientConnection") or {}).get("kubeconfig")
+        values = (election.get("leaseDuration", "15s"), election.get("renewDeadline", "10s"),
+                  election.get("retryPeriod", "2s"))  # fmt: skip
+        where = (election.get("resourceNamespace", "kube-system"), election.get("resourceName", component))
+        elect = election.get("leaderElect", True)
+    else:
+        for name in CONTROLLER_MANAGER_FILES:
+            if flags.get(name) and not os.access(flags[name], os.R_OK):
+                return f"open {flags[name]}: no such file or directory"
+        kubeconfig = flags.get("kubeconfig")
+        values = (flags.get("leader-elect-lease-duration", "15s"), flags.get("leader-elect-renew-deadline", "10s"),
+                  flags.get("leader-elect-retry-period", "2s"))  # fmt: skip
+        where = (flags.get("leader-elect-resource-namespace", "kube-system"),
+                 flags.get("leader-elect-resource-name", component))  # fmt: skip
+        elect = flags.get("leader-elect", "true") in (None, "true")
+    if not kubeconfig:
+        return "invalid configuration: no configuration has been provided"
+    try:
+        duration, deadline, retry = (seconds(v) for v in values)
+    except ValueError as err:
+        return str(err)
+    return kubeconfig, where[0], where[1], duration, deadline, retry, elect
+
+
+def run_elected(component, version, flags):
+    settings = election_settings(component, flags)
+    if isinstance(settings, str):
+        print(f"Error: {settings}", file=sys.stderr)
+        return 1
+    kubeconfig, namespace, name, duration, deadline, retry, elect = settings
+    try:
+        client = Client(kubeconfig, timeout=deadline)
+    except (OSError, KeyError, StopIteration, ssl.SSLError, ValueError) as err:
+        print(f"Error: invalid kubeconfig {kubeconfig}: {err}", file=sys.stderr)
+        return 1
+    log(f"ksha-lab STAND-IN {component} {version} (not the real one): leader election only, no controllers")
+    if not elect:
+        while True:
+            time.sleep(3600)
+    identity = f"{socket.gethostname()}_{uuid.uuid4()}"
+    try:
+        elector = Elector(client, namespace, name, identity, duration, deadline, retry)
+    except ValueError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
+    elector.run()
+    log("leaderelection lost")
+    return 1
 
 
 def main(component, version, known, argv):
@@ -231,11 +993,7 @@ def main(component, version, known, argv):
         return 0
     if component == "kube-apiserver":
         return serve_apiserver(version, flags)
-    print(
-        f"{component} {version}: ksha-lab STAND-IN; every flag is one of {version}'s, but this stand-in does not serve",
-        file=sys.stderr,
-    )
-    return 1
+    return run_elected(component, version, flags)
 
 
 if __name__ == "__main__":

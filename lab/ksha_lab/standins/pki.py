@@ -9,8 +9,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def _name(cn):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def _name(cn, orgs=()):
+    """CN, then O: the subject an apiserver maps to a user and groups."""
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs] + [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
 def _pem_key(key):
@@ -36,7 +39,7 @@ def make_ca(cn="ksha-lab test CA"):
     return key, cert
 
 
-def make_server_cert(ca_key, ca_cert, cn, names):
+def make_server_cert(ca_key, ca_cert, cn, names, orgs=()):
     key = ec.generate_private_key(ec.SECP256R1())
     sans = []
     for name in names:
@@ -47,7 +50,7 @@ def make_server_cert(ca_key, ca_cert, cn, names):
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn))
+        .subject_name(_name(cn, orgs))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
