@@ -622,6 +622,13 @@ APISERVER_FILE_FLAGS = (
 )  # fmt: skip
 
 
+# The files kube-controller-manager reads at start, by the flags ksha gives it (and the client
+# certificate its kubeconfig names): a change of one restarts it.
+CONTROLLER_MANAGER_FILE_FLAGS = (
+    "kubeconfig", "root-ca-file", "service-account-private-key-file", "requestheader-client-ca-file",
+)  # fmt: skip
+
+
 def systemd_quoted(arg: str) -> str:
     """`arg` as one word of a systemd unit's ExecStart: ``%`` and ``$`` doubled (no specifier or
     variable is expanded), in double quotes with ``\\`` and ``"`` escaped when it holds a blank or
@@ -632,24 +639,60 @@ def systemd_quoted(arg: str) -> str:
     return arg
 
 
-def _units(host: str, k8s: dict, flags: dict[str, dict]) -> dict:
-    """The control-plane units `host` (a master) runs: {component: {path, exec_start, watched}}.
-    Only kube-apiserver so far (controller-manager and scheduler: later)."""
+# What each component's unit says of it: (Description, systemd Type). kube-apiserver tells
+# systemd it is ready (sd_notify); the controller-manager and scheduler do not.
+UNIT_KINDS = {
+    "kube-apiserver": ("Kubernetes API server", "notify"),
+    "kube-controller-manager": ("Kubernetes controller manager", "simple"),
+    "kube-scheduler": ("Kubernetes scheduler", "simple"),
+}
+
+
+def _units(host: str, conf: dict, k8s: dict, flags: dict[str, dict], kubeconfigs: dict) -> dict:
+    """The control-plane units `host` (a master) runs: {component: {path, binary, exec_start,
+    watched, description, type, rolling, configuration}}. ``watched``: the unit and every file the component
+    reads at start (a change restarts it). ``rolling``: its restart is gated (kube-apiserver:
+    one master at a time, the others ready first); the controller-manager and scheduler restart
+    where they changed, their leader election moving the lease."""
     if host not in k8s["masters"]:
         return {}
-    component = k8s["apiserver"]["unit"]
-    given = flags[component]
-    path = k8s["unit_files"][component]
-    binary = k8s["release_links"][component]["link"]
-    return {
-        component: {
+    reads = {
+        "kube-apiserver": [flags["kube-apiserver"].get(f) for f in APISERVER_FILE_FLAGS],
+        "kube-controller-manager": [
+            *(flags["kube-controller-manager"].get(f) for f in CONTROLLER_MANAGER_FILE_FLAGS),
+            kubeconfigs["controller-manager"]["cert"], kubeconfigs["controller-manager"]["key"],
+        ],
+        "kube-scheduler": [
+            k8s["scheduler_config"], kubeconfigs["scheduler"]["path"],
+            kubeconfigs["scheduler"]["cert"], kubeconfigs["scheduler"]["key"], kubeconfigs["scheduler"]["ca"],
+        ],
+    }  # fmt: skip
+    out = {}
+    for component in KUBE_COMPONENTS:
+        given = flags[component]
+        path = k8s["unit_files"][component]
+        binary = k8s["release_links"][component]["link"]
+        description, kind = UNIT_KINDS[component]
+        out[component] = {
             "path": path,
             "binary": binary,
             # one word per line: the binary, then every flag in name order
             "exec_start": [binary] + [systemd_quoted(f"--{name}={value}") for name, value in sorted(given.items())],
-            "watched": [path, *sorted({given[f] for f in APISERVER_FILE_FLAGS if given.get(f)})],
+            "watched": [path, *sorted({f for f in reads[component] if f})],
+            "description": f"{description} (ksha master {host})",
+            "type": kind,
+            "rolling": component == k8s["apiserver"]["unit"],
+            # a configuration file of its own, written next to the unit: {path, content} or None
+            "configuration": (
+                {
+                    "path": k8s["scheduler_config"],
+                    "content": scheduler_configuration(conf, kubeconfigs["scheduler"]["path"]),
+                }
+                if component == "kube-scheduler"
+                else None
+            ),
         }
-    }
+    return out
 
 
 def _flag_value(value: Any) -> str:
@@ -712,10 +755,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                 },
                 "kubeconfigs": kubeconfigs,
                 "flags": flags,
-                "units": _units(name, k8s, flags),
-                "scheduler_configuration": (
-                    scheduler_configuration(conf, kubeconfigs["scheduler"]["path"]) if kubeconfigs else None
-                ),
+                "units": _units(name, conf, k8s, flags, kubeconfigs),
             }
         )
     hosts_file = [[ip_of[n], n] for n in names]

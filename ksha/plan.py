@@ -409,10 +409,11 @@ def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) 
         sls=["ksha.kubernetes.service_account"],
     )
     steps.add(
-        "ksha-phase-control-plane-apiservers-running",
+        "ksha-phase-control-plane-components-running",
         "salt.state",
-        "kube-apiserver on every master with the model's flags; a changed one restarts one master at a time, "
-        "every other apiserver ready first, itself ready and UP in haproxy after",
+        "kube-apiserver, kube-controller-manager and kube-scheduler on every master with the model's flags; a "
+        "changed apiserver restarts one master at a time, every other apiserver ready first, itself ready and UP in "
+        "haproxy after; a changed controller-manager or scheduler in place (leader election keeps one active)",
         target=k8s["masters"],
         sls=["ksha.kubernetes.service"],
     )

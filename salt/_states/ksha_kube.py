@@ -1,9 +1,11 @@
 """ksha's Kubernetes control-plane states that plain states cannot express.
 
-``running_with_current_config`` restarts kube-apiserver when its unit, a file it reads or its
-binary changed since it started: one master at a time (an etcd lock), never while another
-apiserver is not ready, and done only once this one is ready again and, on an LB host, UP in its
-haproxy. Its decision is ``_restart_decision`` (pure).
+``running_with_current_config`` restarts a control-plane component when its unit, a file it
+reads or its binary changed since it started. kube-apiserver (``rolling``): one master at a time
+(an etcd lock), never while another apiserver is not ready, and done only once this one is ready
+again and, on an LB host, UP in its haproxy; its decision is ``_restart_decision`` (pure). The
+controller-manager and scheduler restart in place: their leader election keeps one of them
+active on some master meanwhile, so the restart needs no lock, only to see the unit stay active.
 
 ``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
 published to the Salt mine, read when the state runs (not when the SLS renders), so that
@@ -190,12 +192,47 @@ def _up_in_haproxy(me):
     return any(row["name"] == me and row["state"] == "UP" for row in rows.get("backends", []))
 
 
-def running_with_current_config(name, watched, binary=None, timeout=120):
-    """Restart ``name`` (kube-apiserver) when a file of ``watched`` changed after its process
-    started, or its process does not run ``binary`` as it is now; one master at a time, never
-    two apiservers down at once.
+# seconds a component restarted in place must stay active: one that refuses its flags or files
+# exits at once, and systemd's Restart=on-failure shows it activating again
+STAYS_ACTIVE_S = 3
 
-    The restart holds the etcd lock ``ksha_model:kubernetes:apiserver:lock``; holding it, it waits
+
+def _what(name, rolling):
+    if rolling:
+        return f"{name} would be restarted, one master at a time, every other apiserver ready first"
+    return f"{name} would be restarted in place (its leader election keeps another master's active meanwhile)"
+
+
+def _stays_active(name, seconds, step=0.5):
+    """Whether ``name`` is active at every look for `seconds` (``systemctl is-active``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state = __salt__["cmd.run_all"](["systemctl", "is-active", name], python_shell=False)
+        if state["retcode"] != 0:
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(step)
+
+
+def _restart_in_place(name, changed):
+    ret = {"name": name, "result": False, "changes": {"restarted": name, "because": changed}, "comment": ""}
+    __salt__["cmd.run_all"](["systemctl", "daemon-reload"], python_shell=False)
+    restart = __salt__["cmd.run_all"](["systemctl", "restart", name], python_shell=False)
+    if restart["retcode"] != 0 or not _stays_active(name, STAYS_ACTIVE_S):
+        how = (restart.get("stderr") or "").strip() or f"not active {STAYS_ACTIVE_S} s after its restart"
+        ret["comment"] = f"{name} restarted but {how}\n{__salt__['ksha.journal_tail'](name)}"
+        return ret
+    ret.update(result=True, comment=f"{name} restarted in place, active {STAYS_ACTIVE_S} s after")
+    return ret
+
+
+def running_with_current_config(name, watched, binary=None, rolling=True, timeout=120):
+    """Restart ``name`` when a file of ``watched`` changed after its process started, or its
+    process does not run ``binary`` as it is now. ``rolling`` (kube-apiserver): one master at a
+    time, never two apiservers down at once; else in place, done once it stays active.
+
+    The rolling restart holds the etcd lock ``ksha_model:kubernetes:apiserver:lock``; holding it, it waits
     (up to ``timeout`` s) until every other master's apiserver answers ``/readyz`` (refusing when
     they do not: ``_restart_decision``), restarts, waits until this one is ready and, on an LB host,
     UP in its haproxy, and only then releases the lock. So highstates on every master at once
@@ -208,12 +245,10 @@ def running_with_current_config(name, watched, binary=None, timeout=120):
         ret.update(result=True, comment=found["comment"])
         return ret
     if __opts__.get("test"):
-        ret.update(
-            result=None,
-            comment=f"{name} would be restarted, one master at a time, every other apiserver ready first: changed "
-            + ", ".join(changed),
-        )
+        ret.update(result=None, comment=f"{_what(name, rolling)}: changed " + ", ".join(changed))
         return ret
+    if not rolling:
+        return _restart_in_place(name, changed)
     model = __salt__["ksha.model"]()
     me = __grains__["id"]
     k8s, lb = model["kubernetes"], model["loadbalancer"]
@@ -270,7 +305,7 @@ def mod_watch(name, sfun=None, **kwargs):
     """The unit changed (``watch``): in a real run, the same as ``running_with_current_config``;
     under ``test=True``, where the unit is not written, its would-be change is the plan."""
     # Salt hands a mod_watch every argument of the low chunk, its own keys too: take this state's only
-    args = {k: kwargs[k] for k in ("watched", "binary", "timeout") if k in kwargs}
+    args = {k: kwargs[k] for k in ("watched", "binary", "rolling", "timeout") if k in kwargs}
     if not __opts__.get("test"):
         return running_with_current_config(name, **args)
     found = __salt__["ksha.changed_since_start"](name, args.get("watched", []), args.get("binary"))
@@ -285,6 +320,6 @@ def mod_watch(name, sfun=None, **kwargs):
         "name": name,
         "result": None,
         "changes": {},
-        "comment": f"{name} would be restarted, one master at a time, every other apiserver ready first: its unit "
-        "changes" + "".join(f", {c}" for c in found["changed"]),
+        "comment": f"{_what(name, args.get('rolling', True))}: its unit changes"
+        + "".join(f", {c}" for c in found["changed"]),
     }

@@ -124,7 +124,7 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         "ksha-phase-control-plane-service-account-keys-trusted": [
             {"salt": "ksha-phase-control-plane-service-account-keys-published"}
         ],
-        "ksha-phase-control-plane-apiservers-running": [
+        "ksha-phase-control-plane-components-running": [
             {"salt": "ksha-phase-control-plane-service-account-keys-trusted"}
         ],
     }
@@ -185,27 +185,32 @@ def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, s
     assert fun == "test" and refusal["name"].startswith("ksha:kubernetes:archive:sha256 is not set")
 
 
-def test_the_apiserver_unit_and_its_rolling_restart_render_from_the_model(
+def test_the_control_plane_units_and_their_restarts_render_from_the_model(
     salt_minion, synced, set_pillar, example_ksha
 ):
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.kubernetes.service")
     assert ret.returncode == 0, ret.stderr
-    unit = model.host(model.build(example_ksha), "master1")["units"]["kube-apiserver"]
+    units = model.host(model.build(example_ksha), "master1")["units"]
     chunks = {i: {k: v for a in c[f] for k, v in (a.items() if isinstance(a, dict) else [])}
               for i, c in ret.data.items() for f in c if not f.startswith("__")}  # fmt: skip
     assert set(chunks) == {
-        "ksha-kubernetes-kube-apiserver-systemd-unit",
-        "ksha-kubernetes-kube-apiserver-service-enabled",
-        "ksha-kubernetes-kube-apiserver-service-running",
-        "ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time",
-    }
-    written = chunks["ksha-kubernetes-kube-apiserver-systemd-unit"]
-    assert written["name"] == "/etc/systemd/system/kube-apiserver.service"
-    assert written["context"]["exec_start"] == unit["exec_start"]
-    rolling = chunks["ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time"]
-    assert rolling["watched"] == unit["watched"] and rolling["timeout"] == 120
-    assert rolling["binary"] == "/usr/local/bin/kube-apiserver"
+        f"ksha-kubernetes-{component}-{what}"
+        for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        for what in ("systemd-unit", "service-enabled", "service-running", "restarted-when-changed")
+    } | {"ksha-kubernetes-kube-scheduler-configuration-file"}
+    for component, unit in units.items():
+        written = chunks[f"ksha-kubernetes-{component}-systemd-unit"]
+        assert written["name"] == f"/etc/systemd/system/{component}.service"
+        assert written["context"]["exec_start"] == unit["exec_start"]
+        assert written["context"]["type"] == unit["type"]
+        restart = chunks[f"ksha-kubernetes-{component}-restarted-when-changed"]
+        assert restart["watched"] == unit["watched"] and restart["timeout"] == 120
+        assert restart["binary"] == f"/usr/local/bin/{component}"
+        assert restart["rolling"] is (component == "kube-apiserver")
+    scheduler = chunks["ksha-kubernetes-kube-scheduler-configuration-file"]
+    assert scheduler["name"] == "/etc/kubernetes/kube-scheduler.yaml"
+    assert scheduler["dataset"] == units["kube-scheduler"]["configuration"]["content"]
 
 
 def test_a_mirrors_credentials_are_in_no_return_of_the_release_state(salt_minion, synced, tmp_path):

@@ -164,6 +164,62 @@ def test_in_test_mode_a_unit_that_would_change_is_the_plan(apiserver, monkeypatc
                    "comment": "kube-apiserver is not running: service.running starts it"}  # fmt: skip
 
 
+def in_place(monkeypatch, active):
+    """systemctl as the in-place restart sees it: every call recorded; ``is-active`` answers from
+    `active` (one answer a look, the last repeated)."""
+    calls, answers = [], list(active)
+    monkeypatch.setattr(kube, "STAYS_ACTIVE_S", 0.2)
+
+    def run_all(cmd, python_shell=False):
+        calls.append(cmd[1:])
+        if cmd[1] == "is-active":
+            up = answers.pop(0) if len(answers) > 1 else answers[0]
+            return {"retcode": 0 if up else 3, "stdout": "active" if up else "activating", "stderr": ""}
+        return {"retcode": 0, "stdout": "", "stderr": ""}
+
+    monkeypatch.setitem(kube.__salt__, "cmd.run_all", run_all)
+    monkeypatch.setitem(kube.__salt__, "ksha.journal_tail", lambda name: f"(journal of {name})")
+    monkeypatch.setitem(kube.__salt__, "ksha.model", lambda: pytest.fail("an in-place restart reads no model"))
+    return calls
+
+
+def test_the_controller_manager_restarts_in_place_without_the_lock(apiserver, monkeypatch):
+    apiserver(True, ["/etc/kubernetes/controller-manager.conf"])
+    calls = in_place(monkeypatch, [True])
+    ret = kube.running_with_current_config("kube-controller-manager", ["/u"], "/b", rolling=False)
+    assert ret == {
+        "name": "kube-controller-manager",
+        "result": True,
+        "changes": {"restarted": "kube-controller-manager", "because": ["/etc/kubernetes/controller-manager.conf"]},
+        "comment": "kube-controller-manager restarted in place, active 0.2 s after",
+    }
+    assert calls[:2] == [["daemon-reload"], ["restart", "kube-controller-manager"]]
+    assert {tuple(c) for c in calls[2:]} == {("is-active", "kube-controller-manager")}
+
+
+def test_a_component_that_does_not_stay_active_after_its_restart_fails_with_its_journal(apiserver, monkeypatch):
+    apiserver(True, ["/etc/kubernetes/kube-scheduler.yaml"])
+    in_place(monkeypatch, [True, False])  # started, then exited (a file it refuses)
+    ret = kube.running_with_current_config("kube-scheduler", ["/u"], "/b", rolling=False)
+    assert ret["result"] is False and ret["changes"]["restarted"] == "kube-scheduler"
+    assert (
+        ret["comment"] == "kube-scheduler restarted but not active 0.2 s after its restart\n(journal of kube-scheduler)"
+    )
+
+
+def test_in_test_mode_an_in_place_restart_is_the_plan(apiserver, monkeypatch):
+    monkeypatch.setitem(kube.__opts__, "test", True)
+    apiserver(True, ["/etc/kubernetes/kube-scheduler.yaml"])
+    ret = kube.running_with_current_config("kube-scheduler", ["/u"], rolling=False)
+    assert ret["result"] is None and ret["comment"] == (
+        "kube-scheduler would be restarted in place (its leader election keeps another master's active meanwhile): "
+        "changed /etc/kubernetes/kube-scheduler.yaml"
+    )
+    apiserver(True, [])
+    ret = kube.mod_watch("kube-scheduler", sfun="running_with_current_config", watched=["/u"], rolling=False)
+    assert ret["result"] is None and ret["comment"].startswith("kube-scheduler would be restarted in place")
+
+
 def test_the_restart_budget_covers_every_master_and_its_units_restart():
     assert kube._restart_budget(3, 120, 135) == 3 * (3 * 120 + 135 + 10)
     assert kube._restart_budget(0, 10, 135) == 175
@@ -246,6 +302,6 @@ def test_a_watch_in_a_real_run_checks_as_the_state_does_with_its_own_arguments_o
     apiserver(True, [])
     ret = kube.mod_watch(
         "kube-apiserver", sfun="running_with_current_config", watched=["/u"], binary="/b", timeout=5,
-        __reqs__={"watch": []}, __id__="ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time", order=10001,
+        __reqs__={"watch": []}, __id__="ksha-kubernetes-kube-apiserver-restarted-when-changed", order=10001,
     )  # fmt: skip
     assert ret == {"name": "kube-apiserver", "result": True, "changes": {}, "comment": said(True, [])}

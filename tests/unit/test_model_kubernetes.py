@@ -185,11 +185,14 @@ def test_scheduler_reads_its_kubeconfig_and_leader_election_from_its_configurati
     # next to --config the scheduler ignores --kubeconfig, and leader-elect flags would override the file
     assert "kubeconfig" not in scheduler and not [f for f in scheduler if f.startswith("leader-elect")]
     assert scheduler["config"] == "/etc/kubernetes/kube-scheduler.yaml"
-    configuration = master["scheduler_configuration"]
+    written = master["units"]["kube-scheduler"]["configuration"]
+    assert written["path"] == scheduler["config"]
+    configuration = written["content"]
     assert configuration["clientConnection"] == {"kubeconfig": "/etc/kubernetes/scheduler.conf"}
     election = configuration["leaderElection"]
     assert (election["leaseDuration"], election["renewDeadline"], election["retryPeriod"]) == ("20s", "10s", "2s")
-    assert model.host(cluster, "node1")["scheduler_configuration"] is None
+    assert model.host(cluster, "node1")["units"] == {}
+    assert master["units"]["kube-controller-manager"]["configuration"] is None
 
 
 @pytest.mark.parametrize(
@@ -214,8 +217,9 @@ def test_every_kubernetes_path_follows_the_pki_dir(example_ksha):
 def test_the_apiserver_unit_runs_the_models_flags_and_watches_the_files_they_name(example_ksha):
     m = model.build(variant(example_ksha, **{"kubernetes:apiserver:extra_args": {"audit-log-path": "/var/log/a.log"}}))
     master2 = model.host(m, "master2")
-    [(component, unit)] = master2["units"].items()
-    assert component == "kube-apiserver" and unit["path"] == "/etc/systemd/system/kube-apiserver.service"
+    assert list(master2["units"]) == ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+    unit = master2["units"]["kube-apiserver"]
+    assert unit["path"] == "/etc/systemd/system/kube-apiserver.service"
     given = master2["flags"]["kube-apiserver"]
     assert unit["exec_start"] == ["/usr/local/bin/kube-apiserver"] + [f"--{k}={v}" for k, v in sorted(given.items())]
     assert unit["binary"] == m["kubernetes"]["release_links"]["kube-apiserver"]["link"]
@@ -226,12 +230,44 @@ def test_the_apiserver_unit_runs_the_models_flags_and_watches_the_files_they_nam
     assert {"/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/sa.pub", "/etc/etcd/pki/ca.crt"} <= set(
         unit["watched"]
     )
+    # only the apiserver tells systemd it is ready, and only its restart rolls
+    assert (unit["type"], unit["rolling"]) == ("notify", True)
+    assert unit["description"] == "Kubernetes API server (ksha master master2)"
     assert model.host(m, "node1")["units"] == {}
     # the unit's own timeouts, which the rolling restart's budget counts
     assert (m["kubernetes"]["apiserver"]["stop_timeout_s"], m["kubernetes"]["apiserver"]["start_timeout_s"]) == (
         15,
         120,
     )
+
+
+def test_the_controller_manager_and_scheduler_units_watch_their_kubeconfigs_and_restart_in_place(example_ksha):
+    master3 = model.host(model.build(example_ksha), "master3")
+    cm, sched = master3["units"]["kube-controller-manager"], master3["units"]["kube-scheduler"]
+    for component, unit in (("kube-controller-manager", cm), ("kube-scheduler", sched)):
+        given = master3["flags"][component]
+        assert unit["exec_start"] == [f"/usr/local/bin/{component}"] + [f"--{k}={v}" for k, v in sorted(given.items())]
+        assert (unit["type"], unit["rolling"]) == ("simple", False)
+        assert unit["path"] == f"/etc/systemd/system/{component}.service"
+        assert unit["watched"][0] == unit["path"]
+    kc = master3["kubeconfigs"]
+    assert {
+        "/etc/kubernetes/controller-manager.conf",
+        kc["controller-manager"]["cert"],
+        kc["controller-manager"]["key"],
+        "/etc/kubernetes/pki/sa.key",
+        "/etc/kubernetes/pki/ca.crt",
+        "/etc/kubernetes/pki/front-proxy-ca.crt",
+    } == set(cm["watched"][1:])
+    assert {
+        "/etc/kubernetes/kube-scheduler.yaml",
+        "/etc/kubernetes/scheduler.conf",
+        kc["scheduler"]["cert"],
+        kc["scheduler"]["key"],
+        kc["scheduler"]["ca"],
+    } == set(sched["watched"][1:])
+    # the scheduler's configuration file names the kubeconfig its unit watches
+    assert sched["configuration"]["content"]["clientConnection"]["kubeconfig"] == "/etc/kubernetes/scheduler.conf"
 
 
 def test_how_long_haproxy_takes_to_see_a_restarted_apiserver_up(example_ksha):

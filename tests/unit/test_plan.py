@@ -106,7 +106,7 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-control-plane-certificates-issued",
         "ksha-phase-control-plane-service-account-keys-published",
         "ksha-phase-control-plane-service-account-keys-trusted",
-        "ksha-phase-control-plane-apiservers-running",
+        "ksha-phase-control-plane-components-running",
     ]
     boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
@@ -444,7 +444,7 @@ def test_control_plane_pki_steps_and_refusals(example_ksha, case, files, ca_host
             ("ksha-phase-control-plane-certificates-issued", M, ["ksha.kubernetes.pki"]),
             ("ksha-phase-control-plane-service-account-keys-published", M, []),
             ("ksha-phase-control-plane-service-account-keys-trusted", M, ["ksha.kubernetes.service_account"]),
-            ("ksha-phase-control-plane-apiservers-running", M, ["ksha.kubernetes.service"]),
+            ("ksha-phase-control-plane-components-running", M, ["ksha.kubernetes.service"]),
         ]
     else:
         [refusal] = control_plane

@@ -2,10 +2,12 @@
 # vim: ft=sls
 ---
 {#- ksha.kubernetes.service: a master's control-plane components running and
-    enabled (kube-apiserver so far). A change of a unit, of a file a flag names
-    or of the binary (a new release) restarts it one master at a time: an etcd
-    lock, every other apiserver ready (/readyz) first, this one ready and UP in
-    its haproxy after (ksha_kube.running_with_current_config). #}
+    enabled. A change of a unit, of a file a flag names or of the binary (a new
+    release) restarts the component (ksha_kube.running_with_current_config):
+    kube-apiserver one master at a time (an etcd lock, every other apiserver
+    ready (/readyz) first, this one ready and UP in its haproxy after); the
+    controller-manager and scheduler in place, their leader election moving the
+    lease to another master meanwhile (the model's units: rolling). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, me with context %}
 
@@ -26,11 +28,12 @@ ksha-kubernetes-{{ component }}-service-running:
     - require:
       - service: ksha-kubernetes-{{ component }}-service-enabled
 
-ksha-kubernetes-{{ component }}-restarted-one-master-at-a-time:
+ksha-kubernetes-{{ component }}-restarted-when-changed:
   ksha_kube.running_with_current_config:
     - name: {{ component }}
     - watched: {{ unit.watched | json }}
     - binary: {{ unit.binary }}
+    - rolling: {{ unit.rolling }}
     - timeout: {{ ksha.kubernetes.apiserver.wait_ready_s }}
     - require:
       - service: ksha-kubernetes-{{ component }}-service-running
@@ -38,4 +41,7 @@ ksha-kubernetes-{{ component }}-restarted-one-master-at-a-time:
     # (the state's mod_watch); a real run reads what changed since the process started
     - watch:
       - file: ksha-kubernetes-{{ component }}-systemd-unit
+{%-   if unit.configuration %}
+      - file: ksha-kubernetes-{{ component }}-configuration-file
+{%-   endif %}
 {%- endfor %}
