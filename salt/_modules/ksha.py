@@ -208,6 +208,73 @@ def apiserver_ready(master=None, timeout=2):
     )  # fmt: skip
 
 
+# the Leases the controller-manager and scheduler elect their leader with (kube-system)
+LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+
+
+def _micro_time(text):
+    """Seconds since the epoch of a Kubernetes MicroTime (``2026-12-04T18:50:01.123456Z``)."""
+    stamp, _, fraction = text.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
+
+
+def parse_leases(text, masters, now):
+    """The leader Leases of ``kubectl get leases -n kube-system -o json`` (pure): {lease: {holder,
+    master, renewed_s_ago, duration_s, transitions, expired}} for each of ``LEADER_LEASES``, None
+    for one not found. ``holder`` is client-go's identity (``<hostname>_<uuid>``); ``master`` its
+    hostname when that is one of `masters`, else None; ``expired``: not renewed within its
+    lease duration (no leader: a standby takes it over)."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    found = {item["metadata"]["name"]: item.get("spec") or {} for item in json.loads(text).get("items", [])}
+    out = {}
+    for name in LEADER_LEASES:
+        spec = found.get(name)
+        if spec is None:
+            out[name] = None
+            continue
+        holder = spec.get("holderIdentity") or None
+        age = round(now - _micro_time(spec["renewTime"]), 1) if spec.get("renewTime") else None
+        duration = spec.get("leaseDurationSeconds")
+        hostname = holder.rsplit("_", 1)[0] if holder else None
+        out[name] = {
+            "holder": holder,
+            "master": hostname if hostname in masters else None,
+            "renewed_s_ago": age,
+            "duration_s": duration,
+            "transitions": spec.get("leaseTransitions", 0),
+            "expired": holder is None or age is None or (duration is not None and age > duration),
+        }
+    return out
+
+
+def leader_leases(timeout=5):
+    """Who holds the controller-manager's and the scheduler's leader Leases, as the real kubectl
+    with this master's ``admin.conf`` reads them (through the LB domain): ``parse_leases``'s
+    return, or ``{"error": ...}`` when kubectl fails, None on a host that is not a master.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.leader_leases
+    """
+    found = model()
+    me = found.get("me") or {}
+    admin = (me.get("kubeconfigs") or {}).get("admin")
+    if not admin:
+        return None
+    kubectl = found["kubernetes"]["release_links"]["kubectl"]["link"]
+    run = __salt__["cmd.run_all"](
+        [kubectl, "--kubeconfig", admin["path"], f"--request-timeout={int(timeout)}s", "get", "leases",
+         "-n", "kube-system", "-o", "json"],
+        python_shell=False, timeout=int(timeout) + 5, output_loglevel="quiet",
+    )  # fmt: skip
+    if run["retcode"] != 0:
+        return {"error": (run.get("stderr") or run.get("stdout") or "").strip() or f"kubectl exited {run['retcode']}"}
+    return parse_leases(run["stdout"], found["kubernetes"]["masters"], time.time())
+
+
 def days_left(not_after, now):
     """Whole days from `now` (seconds since the epoch) until `not_after`, x509's
     ``"%Y-%m-%d %H:%M:%S"`` in UTC. Pure."""

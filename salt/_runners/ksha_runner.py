@@ -351,12 +351,14 @@ def _etcd_view(members, ip_of, server_cert, timeout):
 def _control_plane_view(masters, timeout):
     """In one publish to the masters: ({master: {certificate id: days left or None}} of the
     Kubernetes certificates each answering master holds (``ksha.certificates_days_left``),
-    {master: whether its apiserver answers /readyz (``ksha.apiserver_ready``), None: unknown})."""
+    {master: whether its apiserver answers /readyz (``ksha.apiserver_ready``), None: unknown},
+    the leader Leases as the first master whose kubectl read them saw them (``ksha.leader_leases``:
+    ``{"from": master, "leases": ...}``, or ``{"error": ...}`` when none could))."""
     if not masters:
-        return {}, {}
-    functions = ["ksha.certificates_days_left", "ksha.apiserver_ready"]
+        return {}, {}, {}
+    functions = ["ksha.certificates_days_left", "ksha.apiserver_ready", "ksha.leader_leases"]
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        out = client.cmd(masters, functions, [[], []], tgt_type="list", timeout=timeout)
+        out = client.cmd(masters, functions, [[], [], []], tgt_type="list", timeout=timeout)
     answers = {m: r for m, r in out.items() if isinstance(r, dict)}
     days = {
         m: r.get(functions[0], {}).get("kubernetes") or {}
@@ -364,7 +366,39 @@ def _control_plane_view(masters, timeout):
         if isinstance(r.get(functions[0]), dict)
     }
     ready = {m: r[functions[1]].get("ok") for m, r in answers.items() if isinstance(r.get(functions[1]), dict)}
-    return days, ready
+    leases = {"error": "no master answered"}
+    for master in masters:
+        seen = answers.get(master, {}).get(functions[2])
+        if isinstance(seen, dict) and "error" not in seen:
+            leases = {"from": master, "leases": seen}
+            break
+        if isinstance(seen, dict):
+            leases = {"error": f"kubectl on {master}: {seen['error']}"}
+    return days, ready, leases
+
+
+def lease_rows(view):
+    """The leader Leases' lines of ``ksha.status`` and whether any is a problem (pure): which
+    master holds the controller-manager's and the scheduler's Lease (``_control_plane_view``'s
+    third part). A Lease missing, released or not renewed within its duration (no leader), or
+    Leases no master could read, is a problem."""
+    if "error" in view:
+        return [f"  leader leases: unknown ({view['error']})"], True
+    lines, problem = [], False
+    for lease, row in view["leases"].items():
+        if row is None:
+            lines.append(f"  {lease} leader: NONE (no Lease in kube-system: does it run on any master?)")
+            problem = True
+        elif row["expired"]:
+            last = f"last renewed {row['renewed_s_ago']} s ago by {row['holder']}" if row["holder"] else "released"
+            lines.append(f"  {lease} leader: NONE (its Lease was {last}; lease duration {row['duration_s']} s)")
+            problem = True
+        else:
+            who = row["master"] or f"{row['holder']} (not a master's hostname)"
+            lines.append(
+                f"  {lease} leader: {who} (renewed {row['renewed_s_ago']} s ago, {row['transitions']} transitions)"
+            )
+    return lines, problem
 
 
 def control_plane_rows(masters, days, renew_at, ready=None):
@@ -411,8 +445,9 @@ def status(output="table", timeout=5):
     output
         ``table`` (default): a text table; ``data``: a dict, with ``healthy`` and
         ``retcode`` (so ``salt-run ksha.status output=data`` exits 1 when a minion
-        is down, the VIP is not on exactly one host, etcd is unhealthy, or a master did not
-        answer, lacks one of its Kubernetes certificates or its apiserver is not ready).
+        is down, the VIP is not on exactly one host, etcd is unhealthy, a master did not
+        answer, lacks one of its Kubernetes certificates or its apiserver is not ready, or the
+        controller-manager or scheduler has no leader).
 
     CLI Example:
 
@@ -446,9 +481,13 @@ def status(output="table", timeout=5):
     ip_of = {r["host"]: r["address"] for r in rows}
     etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
     masters = cluster["kubernetes"]["masters"]
-    kube_days, apiservers_ready = _control_plane_view(masters, timeout)
+    kube_days, apiservers_ready, leases = _control_plane_view(masters, timeout)
     renew_at = cluster["config"]["kubernetes"]["pki"]["days_remaining"]
     control_plane, control_plane_problem = control_plane_rows(masters, kube_days, renew_at, apiservers_ready)
+    if masters:
+        leader_lines, leases_problem = lease_rows(leases)
+        control_plane += leader_lines
+        control_plane_problem = control_plane_problem or leases_problem
     unhealthy = (
         any(row["minion"] == "DOWN" for row in rows)
         or (keepalived and len(holders) != 1)
@@ -465,7 +504,7 @@ def status(output="table", timeout=5):
             "vip_holders": holders,
             "backends": backends,
             "etcd": {"health": etcd_health, "members": etcd_rows, "cert_days_left": cert_days},
-            "control_plane": {"cert_days_left": kube_days, "apiserver_ready": apiservers_ready},
+            "control_plane": {"cert_days_left": kube_days, "apiserver_ready": apiservers_ready, "leases": leases},
         }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [
@@ -502,8 +541,6 @@ def status(output="table", timeout=5):
                 lines.append(f"  etcd {member}: {state}{role}, db {size}, server certificate {cert} left")
     if masters:
         lines.append("")
-        lines.append(
-            "control plane (kube-apiserver and the PKI; controller-manager and scheduler are not deployed yet):"
-        )
+        lines.append("control plane (apiservers, certificates, leader Leases):")
         lines += control_plane
     return "\n".join(lines)

@@ -38,7 +38,7 @@ def fleet(monkeypatch, example_ksha, hosts):
     monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
     monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
     monkeypatch.setattr(runner, "_etcd_view", lambda members, ip_of, pki_dir, timeout: ETCD_VIEW)
-    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY))
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, CP_LEASES))
     monkeypatch.setattr(salt.client, "get_local_client", lambda conf_file: hosts)
     return minions
 
@@ -84,6 +84,12 @@ CP_VIEW = {
     m: {"apiserver": 364, "admin-client": 364, "front-proxy-client": 200} for m in ("master1", "master2", "master3")
 }
 CP_READY = {"master1": True, "master2": True, "master3": True}
+CP_LEASES = {"from": "master1", "leases": {
+    "kube-controller-manager": {"holder": "master2_0f1e", "master": "master2", "renewed_s_ago": 1.5, "duration_s": 15,
+                                "transitions": 2, "expired": False},
+    "kube-scheduler": {"holder": "master1_aa", "master": "master1", "renewed_s_ago": 0.4, "duration_s": 15,
+                       "transitions": 0, "expired": False},
+}}  # fmt: skip
 # ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
 ETCD_VIEW = (
     {"healthy": True, "cluster_id": "c0ffee", "leader": "master2", "problems": [], "members": {}},
@@ -306,10 +312,12 @@ def test_status_table(fleet, monkeypatch, context):
         "  etcd master2: up (leader), db 24.0 KiB, server certificate 364 days left",
         "  etcd master3: up, db 2.0 MiB, server certificate 29 days left",
         "",
-        "control plane (kube-apiserver and the PKI; controller-manager and scheduler are not deployed yet):",
+        "control plane (apiservers, certificates, leader Leases):",
         "  master1: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
         "  master2: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
         "  master3: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
+        "  kube-controller-manager leader: master2 (renewed 1.5 s ago, 2 transitions)",
+        "  kube-scheduler leader: master1 (renewed 0.4 s ago, 0 transitions)",
     ]
     assert context["retcode"] == 1  # node2's minion is down
 
@@ -353,9 +361,47 @@ def test_control_plane_rows(case, days, ready, lines, problem):
     assert runner.control_plane_rows(["master1"], days, 30, ready) == (lines, problem)
 
 
+HELD = CP_LEASES["leases"]["kube-scheduler"]
+# (case, _control_plane_view's leases, lines, a problem)
+LEASE_ROWS = [
+    ("both held", CP_LEASES, ["  kube-controller-manager leader: master2 (renewed 1.5 s ago, 2 transitions)",
+                              "  kube-scheduler leader: master1 (renewed 0.4 s ago, 0 transitions)"], False),
+    ("no Lease: not running anywhere", {"from": "master1", "leases": {"kube-scheduler": None}},
+     ["  kube-scheduler leader: NONE (no Lease in kube-system: does it run on any master?)"], True),
+    ("not renewed within its duration",
+     {"from": "master1", "leases": {"kube-scheduler": {**HELD, "renewed_s_ago": 31.0, "expired": True}}},
+     ["  kube-scheduler leader: NONE (its Lease was last renewed 31.0 s ago by master1_aa; lease duration 15 s)"],
+     True),
+    ("released", {"from": "master1", "leases": {"kube-scheduler": {**HELD, "holder": None, "master": None,
+                                                                   "renewed_s_ago": None, "expired": True}}},
+     ["  kube-scheduler leader: NONE (its Lease was released; lease duration 15 s)"], True),
+    ("held by a host that is no master",
+     {"from": "master1", "leases": {"kube-scheduler": {**HELD, "holder": "box_1", "master": None}}},
+     ["  kube-scheduler leader: box_1 (not a master's hostname) (renewed 0.4 s ago, 0 transitions)"], False),
+    ("kubectl failed on every master", {"error": "kubectl on master3: Unable to connect to the server: EOF"},
+     ["  leader leases: unknown (kubectl on master3: Unable to connect to the server: EOF)"], True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, view, lines, problem", LEASE_ROWS, ids=[r[0] for r in LEASE_ROWS])
+def test_lease_rows(case, view, lines, problem):
+    assert runner.lease_rows(view) == (lines, problem)
+
+
+def test_status_is_unhealthy_without_a_controller_manager_leader(fleet, monkeypatch, context):
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    gone = {"from": "master1", "leases": {**CP_LEASES["leases"], "kube-controller-manager": None}}
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, gone))
+    out = runner.status(output="data")
+    assert (out["healthy"], out["retcode"]) == (False, 1)
+    assert out["control_plane"]["leases"] == gone
+
+
 def test_status_flags_a_master_without_its_certificates(fleet, monkeypatch, context):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
-    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: ({**CP_VIEW, "master3": {}}, CP_READY))
+    monkeypatch.setattr(
+        runner, "_control_plane_view", lambda masters, timeout: ({**CP_VIEW, "master3": {}}, CP_READY, CP_LEASES)
+    )
     out = runner.status(output="data")
     assert (out["healthy"], out["retcode"]) == (False, 1)
     assert out["control_plane"]["cert_days_left"]["master3"] == {}
@@ -585,3 +631,67 @@ def test_publish_service_account_key_fails_when_the_mine_never_stores_it(monkeyp
         match=r"did not store master2.s service account public key \(ksha_kube_service_account_key\) within 0 s",
     ):
         module.publish_service_account_key(timeout=0)
+
+
+def leases_json(**specs):
+    """``kubectl get leases -n kube-system -o json`` holding these Leases' specs."""
+    import json
+
+    items = [{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+              "metadata": {"name": name, "namespace": "kube-system"}, "spec": spec} for name, spec in specs.items()]  # fmt: skip
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+NOW = 1796410200.0  # 2026-12-04T18:50:00Z
+LEASES = [
+    # (case, the Leases' specs, {lease: (master, renewed_s_ago, expired)} or None)
+    ("both held", {
+        "kube-controller-manager": {"holderIdentity": "master2_0f1e", "leaseDurationSeconds": 15,
+                                    "renewTime": "2026-12-04T18:49:58.500000Z", "leaseTransitions": 2},
+        "kube-scheduler": {"holderIdentity": "master1_aa", "leaseDurationSeconds": 15,
+                           "renewTime": "2026-12-04T18:49:59Z"}},
+     {"kube-controller-manager": ("master2", 1.5, False), "kube-scheduler": ("master1", 1.0, False)}),
+    ("not renewed within its duration: no leader", {
+        "kube-controller-manager": {"holderIdentity": "master2_0f1e", "leaseDurationSeconds": 15,
+                                    "renewTime": "2026-12-04T18:49:40.000000Z"}},
+     {"kube-controller-manager": ("master2", 20.0, True), "kube-scheduler": None}),
+    ("a holder whose hostname is no master, and one released", {
+        "kube-controller-manager": {"holderIdentity": "box-7_1234", "leaseDurationSeconds": 15,
+                                    "renewTime": "2026-12-04T18:49:59.000000Z"},
+        "kube-scheduler": {"holderIdentity": "", "leaseDurationSeconds": 15}},
+     {"kube-controller-manager": (None, 1.0, False), "kube-scheduler": (None, None, True)}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, specs, want", LEASES, ids=[c[0] for c in LEASES])
+def test_parse_leases(case, specs, want):
+    got = module.parse_leases(leases_json(**specs, other={"holderIdentity": "x"}), ["master1", "master2"], NOW)
+    assert set(got) == {"kube-controller-manager", "kube-scheduler"}  # the leader Leases only
+    for lease, expected in want.items():
+        if expected is None:
+            assert got[lease] is None
+            continue
+        row = got[lease]
+        assert (row["master"], row["renewed_s_ago"], row["expired"]) == expected
+        assert row["holder"] == (specs[lease]["holderIdentity"] or None)
+        assert row["duration_s"] == 15
+    assert got["kube-controller-manager"]["transitions"] == specs["kube-controller-manager"].get("leaseTransitions", 0)
+
+
+def test_leader_leases_asks_the_real_kubectl_with_admin_conf(monkeypatch):
+    calls = []
+
+    def run_all(cmd, **kwargs):
+        calls.append(cmd)
+        return {"retcode": 0, "stdout": leases_json(), "stderr": ""}
+
+    monkeypatch.setitem(module.__salt__, "cmd.run_all", run_all)
+    assert module.leader_leases(timeout=3) == {"kube-controller-manager": None, "kube-scheduler": None}
+    assert calls == [["/usr/local/bin/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--request-timeout=3s",
+                      "get", "leases", "-n", "kube-system", "-o", "json"]]  # fmt: skip
+    monkeypatch.setitem(
+        module.__salt__,
+        "cmd.run_all",
+        lambda cmd, **kw: {"retcode": 1, "stdout": "", "stderr": "Unable to connect to the server: EOF"},
+    )
+    assert module.leader_leases() == {"error": "Unable to connect to the server: EOF"}
