@@ -260,3 +260,60 @@ def lab_summary(runs, requested, cold=None):
         ("down_s", fmt(median(runs, "down"), 1)),
     ]
     return verdict(fields, runs, requested)
+
+
+# --- the control plane (bench/controlplane.py) --------------------------------------------------
+
+
+def longest_outage(records):
+    """The longest stretch of failed requests: from a failed request's start (the first of a
+    run of failures) to the start of the next success; 0 when none failed; +inf when the last
+    failure has no success after it (the API was not back in the window) or nothing was recorded."""
+    if not records:
+        return INF
+    longest, first_failed = 0.0, None
+    for started, ok in sorted(records):
+        if not ok and first_failed is None:
+            first_failed = started
+        elif ok and first_failed is not None:
+            longest, first_failed = max(longest, started - first_failed), None
+    return INF if first_failed is not None else longest
+
+
+def controlplane_run(label, records, restarted, expected, takeover, limit, error=None):
+    """One run of the control-plane bench. `records` [(start, ok)] of the client's requests
+    through the VIP during one orch.ksha that changes every apiserver's flags; `restarted`: the
+    masters whose apiserver that run restarted (None: the run's output was not read), `expected`
+    all of them; `takeover`: the controller-manager lease holder's kill -> another master holds
+    the lease (None: not within `limit` s); `error`: what stopped the run."""
+    failures = [f"error: {error}"] if error is not None else []
+    figures = {"rolling_unavailable": longest_outage(records), "takeover": takeover}
+    if error is None:
+        if not records:
+            failures.append("no request was recorded")
+        elif math.isinf(figures["rolling_unavailable"]):
+            failures.append("the API was not back after the rolling restart")
+        if restarted is None or sorted(restarted) != sorted(expected):
+            failures.append(
+                f"not every apiserver was restarted (restarted: {', '.join(sorted(restarted or [])) or 'none'})"
+            )
+        if takeover is None:
+            failures.append(f"no other master held the controller-manager lease within {limit:.0f} s")
+    failed = sum(1 for _, ok in records if not ok)
+    return Run(label, figures, failures, failed_requests=failed, requests=len(records))
+
+
+def controlplane_summary(runs, requested):
+    """(last line, exit code) of the control-plane bench:
+      runs=N rolling_max_unavailable_s=X failed_requests=a/b lease_takeover_s=Y failed_runs=F [FAILED]
+    X: the longest outage of any run (a maximum, not a median; a failed run makes it inf); a/b:
+    requests that failed / requests sent during the rolling restarts, every run summed; Y: the
+    median takeover (failed runs as +inf)."""
+    worst = max((run.value("rolling_unavailable") for run in runs), default=None)
+    fields = [
+        ("runs", str(len(runs))),
+        ("rolling_max_unavailable_s", fmt(worst)),
+        ("failed_requests", f"{sum(r.failed_requests for r in runs)}/{sum(r.requests for r in runs)}"),
+        ("lease_takeover_s", fmt(median(runs, "takeover"))),
+    ]
+    return verdict(fields, runs, requested)

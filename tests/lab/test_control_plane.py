@@ -1,5 +1,6 @@
 """Phase 5 on the lab, as far as it is built: the Kubernetes release, the PKI and ksha's
-kube-apiserver units (running the lab's stand-in) on the masters, with their rolling restarts.
+kube-apiserver, kube-controller-manager and kube-scheduler units (running the lab's stand-ins)
+on the masters, the apiservers' rolling restarts and the others' leader election.
 
 Checked with the real clients: ``openssl`` in the hosts, ``kubectl`` (this machine's) reading
 the kubeconfigs the formula wrote, ``curl`` through the LB, systemd's own timestamps.
@@ -12,6 +13,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from ksha_lab.standins import apiservers
 from tests.lab.conftest import converged_lab, failed_states, wait_for
@@ -50,7 +52,7 @@ def test_orchestration_from_bare_hosts_issues_the_control_plane_pki(cp_lab):
     assert list(ca["changes"]["ret"]) == ["master1"]
     trusted = states["ksha-phase-control-plane-service-account-keys-trusted"]
     assert trusted["result"] is True and sorted(trusted["changes"]["ret"]) == MASTERS
-    running = states["ksha-phase-control-plane-apiservers-running"]
+    running = states["ksha-phase-control-plane-components-running"]
     assert running["result"] is True and sorted(running["changes"]["ret"]) == MASTERS
 
 
@@ -202,16 +204,16 @@ def test_every_master_runs_binaries_of_the_pinned_release_checked_by_sha256(cp_l
     lab_pillar.converged()  # nothing changed anywhere
 
 
-def apiserver_process(lab, name):
-    """(the argv of master `name`'s kube-apiserver unit's main process, its MainPID)."""
-    pid = lab.exec(lab.hosts[name], "systemctl", "show", "-p", "MainPID", "--value", "kube-apiserver").stdout.strip()
+def apiserver_process(lab, name, component="kube-apiserver"):
+    """(the argv of master `name`'s `component` unit's main process, its MainPID)."""
+    pid = lab.exec(lab.hosts[name], "systemctl", "show", "-p", "MainPID", "--value", component).stdout.strip()
     cmdline = lab.exec(lab.hosts[name], "cat", f"/proc/{pid}/cmdline").stdout
     return cmdline.rstrip("\0").split("\0"), pid
 
 
-def model_argv(salt, name):
-    flags = salt.salt(name, "ksha.host")[name]["flags"]["kube-apiserver"]
-    return ["/usr/local/bin/kube-apiserver"] + [f"--{k}={v}" for k, v in sorted(flags.items())]
+def model_argv(salt, name, component="kube-apiserver"):
+    flags = salt.salt(name, "ksha.host")[name]["flags"][component]
+    return [f"/usr/local/bin/{component}"] + [f"--{k}={v}" for k, v in sorted(flags.items())]
 
 
 def test_every_master_runs_ksha_s_apiserver_unit_with_the_model_s_flags(cp_lab):
@@ -247,6 +249,7 @@ def down_intervals(lab):
 
 
 PROBE = "/run/ksha-test-probe.log"
+ROLLING = "ksha-kubernetes-kube-apiserver-restarted-when-changed"
 
 
 def start_probe(lab, host):
@@ -269,8 +272,7 @@ def rolled(salt):
     rolling restart state's return}."""
     out = salt.salt(",".join(MASTERS), "state.apply", "ksha.kubernetes.service", timeout=600)
     assert not failed_states(out), failed_states(out)
-    return {m: next(s for s in out[m].values() if s["__id__"].endswith("-restarted-one-master-at-a-time"))
-            for m in MASTERS}  # fmt: skip
+    return {m: next(s for s in out[m].values() if s["__id__"] == ROLLING) for m in MASTERS}
 
 
 def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fails(cp_lab, lab_pillar):
@@ -288,7 +290,7 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
         # test=True first: the unit is not written, and the plan says each apiserver would restart
         planned = salt.salt(",".join(MASTERS), "state.apply", "ksha.kubernetes.service", "test=True", timeout=300)
         for name in MASTERS:
-            [plan] = [s for s in planned[name].values() if s["__id__"].endswith("-restarted-one-master-at-a-time")]
+            [plan] = [s for s in planned[name].values() if s["__id__"] == ROLLING]
             assert plan["result"] is None and plan["comment"].endswith("its unit changes"), (name, plan)
             assert "--v=2" not in apiserver_process(lab, name)[0]
         restarts = rolled(salt)
@@ -328,6 +330,98 @@ def test_a_hand_edited_unit_is_put_back_and_the_apiserver_restarted_with_the_mod
     assert not failed_states(out), failed_states(out)
     changed = {s["__id__"]: s["changes"] for s in out.values() if s["changes"]}
     assert set(changed) == {"ksha-kubernetes-kube-apiserver-systemd-unit",
-                            "ksha-kubernetes-kube-apiserver-restarted-one-master-at-a-time"}, changed  # fmt: skip
+                            "ksha-kubernetes-kube-apiserver-restarted-when-changed"}, changed  # fmt: skip
     argv, _ = apiserver_process(lab, "master3")
     assert "--authorization-mode=Node,RBAC" in argv and "--authorization-mode=AlwaysAllow" not in argv
+
+
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
+ADMIN = ["/usr/local/bin/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--request-timeout=5s"]
+
+
+def lease_holders(lab, host="master2"):
+    """{lease: holderIdentity} of kube-system's Leases, as the real kubectl on `host` reads them
+    with admin.conf (through the LB domain); {} when kubectl fails."""
+    out = lab.exec(lab.hosts[host], *ADMIN, "get", "leases", "-n", "kube-system", "-o", "json")
+    if out.returncode:
+        return {}
+    return {i["metadata"]["name"]: i["spec"].get("holderIdentity") for i in json.loads(out.stdout)["items"]}
+
+
+def test_every_master_runs_the_controller_manager_and_scheduler_with_the_model_s_flags(cp_lab):
+    lab, salt, _ = cp_lab
+    for name in MASTERS:
+        host = lab.hosts[name]
+        me = salt.salt(name, "ksha.host")[name]
+        for component in CONTROLLERS:
+            assert lab.exec(host, "systemctl", "is-enabled", component).stdout.strip() == "enabled", (name, component)
+            assert lab.exec(host, "systemctl", "is-active", component).stdout.strip() == "active", (name, component)
+            expected = model_argv(salt, name, component)
+            argv, _ = apiserver_process(lab, name, component)
+            assert argv[-len(expected) :] == expected, (name, argv)
+            unit = (host.root / f"etc/systemd/system/{component}.service").read_text()
+            assert unit.startswith("# Managed by Salt (ksha.kubernetes)") and "\nType=simple\n" in unit, unit[:300]
+        # the scheduler's configuration file: the model's
+        written = me["units"]["kube-scheduler"]["configuration"]
+        assert yaml.safe_load((host.root / written["path"].lstrip("/")).read_text()) == written["content"], name
+
+
+def test_kubectl_through_the_lb_sees_both_leaders_and_applies_a_configmap(cp_lab, tmp_path):
+    """The real kubectl with admin.conf, on the masters and on this machine through the VIP:
+    the Leases of both elected components held by a master, and a ConfigMap applied on one
+    master read back on another (stored in the real etcd)."""
+    lab, _, _ = cp_lab
+    assert wait_for(lambda: all(lease_holders(lab).get(c) for c in CONTROLLERS), 30), lease_holders(lab)
+    holders = lease_holders(lab)
+    for component in CONTROLLERS:
+        assert holders[component].split("_")[0] in MASTERS, holders  # client-go's <hostname>_<uuid>
+    name = f"ksha-probe-{int(time.time())}"
+    manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
+                           "data": {"written-on": "master3"}})  # fmt: skip
+    applied = lab.exec(lab.hosts["master3"], "sh", "-c", f"echo '{manifest}' | {' '.join(ADMIN)} apply -f -")
+    assert applied.returncode == 0 and f"configmap/{name} created" in applied.stdout, applied.stderr
+    try:
+        got = lab.exec(lab.hosts["master1"], *ADMIN, "get", "configmap", name, "-o", "json")
+        assert got.returncode == 0 and json.loads(got.stdout)["data"] == {"written-on": "master3"}, got.stderr
+        flat = lab.exec(lab.hosts["master2"], *ADMIN, "config", "view", "--flatten", "--raw", check=True).stdout
+        (tmp_path / "admin.conf").write_text(flat)
+        here = subprocess.run(
+            ["kubectl", "--kubeconfig", str(tmp_path / "admin.conf"), f"--server=https://{lab.vip}:6443",
+             f"--tls-server-name={DOMAIN}", "get", "configmap", name, "-o", "jsonpath={.data.written-on}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (here.returncode, here.stdout) == (0, "master3"), here.stderr
+    finally:
+        lab.exec(lab.hosts["master3"], *ADMIN, "delete", "configmap", name)
+
+
+def test_killing_the_controller_manager_leader_moves_its_lease_to_another_master(cp_lab):
+    """kill -9 of the lease holder's controller-manager (kept down on that master, as if the host
+    were gone): a standby on another master holds the Lease within lease duration + retry period
+    + 2 s, and ksha.status names it."""
+    lab, salt, _ = cp_lab
+    component = "kube-controller-manager"
+    election = salt.salt("master1", "ksha.model")["master1"]["config"]["kubernetes"]["leader_election"]
+    bound = election["lease_duration_s"] + election["retry_period_s"] + 2
+    assert wait_for(lambda: lease_holders(lab).get(component), 30)
+    before = lease_holders(lab)[component]
+    leader = before.split("_")[0]
+    _, pid = apiserver_process(lab, leader, component)
+    others = [m for m in MASTERS if m != leader]
+    try:
+        # the kill, then the unit stopped so that systemd does not start it again there
+        lab.exec(lab.hosts[leader], "sh", "-c", f"kill -9 {pid}; systemctl stop {component}", check=True)
+        killed = time.monotonic()
+        assert wait_for(lambda: lease_holders(lab, others[0]).get(component, before) != before, 3 * bound)
+        took = time.monotonic() - killed
+        after = lease_holders(lab, others[0])[component]
+        print(f"controller-manager lease takeover after kill -9 of {leader}'s: {took:.1f} s (bound {bound} s)")
+        assert after.split("_")[0] in others, after
+        assert took <= bound, took
+        rc, table, proc = salt.run("ksha.status")
+        assert f"  {component} leader: {after.split('_')[0]} (" in (table or ""), (table, proc.stderr)
+    finally:
+        lab.exec(lab.hosts[leader], "systemctl", "start", component)
+    assert wait_for(
+        lambda: lab.exec(lab.hosts[leader], "systemctl", "is-active", component).stdout.strip() == "active", 10
+    )

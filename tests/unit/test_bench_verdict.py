@@ -228,3 +228,54 @@ def test_lab_summary():
     runs.append(verdict.lab_run("run 3", error="LabError: salt-master did not come up"))
     line, code = verdict.lab_summary(runs, 3)
     assert code == 1 and line.endswith("failed_runs=1 FAILED")
+
+
+# --- the control plane ---------------------------------------------------------------------------
+
+OK_RECORDS = [(t / 20, True) for t in range(200)]
+
+
+def test_longest_outage_is_the_longest_run_of_failures():
+    records = [(0.0, True), (0.05, False), (0.1, False), (0.15, True), (1.0, False), (1.5, True)]
+    assert verdict.longest_outage(records) == 0.5
+    assert verdict.longest_outage(OK_RECORDS) == 0.0
+    assert verdict.longest_outage([(0.0, True), (0.05, False)]) == verdict.INF  # never back
+    assert verdict.longest_outage([]) == verdict.INF
+
+
+def test_controlplane_normal_run_passes():
+    run = verdict.controlplane_run("run 1", OK_RECORDS, ["master2", "master1", "master3"],
+                                   ["master1", "master2", "master3"], 16.4, 60)  # fmt: skip
+    assert not run.failed and run.figures == {"rolling_unavailable": 0.0, "takeover": 16.4}
+    line, code = verdict.controlplane_summary([run], 1)
+    assert (line, code) == (
+        "runs=1 rolling_max_unavailable_s=0.00 failed_requests=0/200 lease_takeover_s=16.40 failed_runs=0",
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    "records, restarted, takeover, reason",
+    [
+        (OK_RECORDS, ["master1", "master2"], 16.0, "not every apiserver was restarted (restarted: master1, master2)"),
+        (OK_RECORDS, None, 16.0, "not every apiserver was restarted (restarted: none)"),
+        (OK_RECORDS, ["master1", "master2", "master3"], None, "no other master held the controller-manager lease"),
+        ([*OK_RECORDS, (11.0, False)], ["master1", "master2", "master3"], 16.0, "the API was not back"),
+        ([], ["master1", "master2", "master3"], 16.0, "no request was recorded"),
+    ],
+)
+def test_controlplane_run_that_did_not_measure_what_it_says_fails(records, restarted, takeover, reason):
+    run = verdict.controlplane_run("run 1", records, restarted, ["master1", "master2", "master3"], takeover, 60)
+    assert run.failed and any(f.startswith(reason) for f in run.failures), run.failures
+    good = verdict.controlplane_run("run 2", OK_RECORDS, ["master1", "master2", "master3"],
+                                    ["master1", "master2", "master3"], 15.0, 60)  # fmt: skip
+    line, code = verdict.controlplane_summary([good, run], 2)
+    assert code == 1 and line.endswith("failed_runs=1 FAILED")
+    assert "rolling_max_unavailable_s=inf" in line  # a maximum: the failed run makes it inf
+
+
+def test_controlplane_runs_not_done_are_failed_runs():
+    error = verdict.controlplane_run("run 1", [], None, ["master1"], None, 60, error="orch.ksha failed")
+    assert error.failures == ["error: orch.ksha failed"]
+    line, code = verdict.controlplane_summary([error], 3)
+    assert code == 1 and "failed_runs=3 FAILED" in line
