@@ -182,6 +182,10 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         # server is checked every downinter, then rise checks every fastinter); a rolling restart
         # on a master that is no LB host waits this long before the next master may go down
         "settle_s": (check["downinter"] + check["rise"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
+        # keepalived mode: at least how long every haproxy takes to see a stopped apiserver DOWN
+        # (its next check within inter, then fall checks fastinter apart): the rolling restart
+        # starts it again only then, so that no request reaches it before it is ready
+        "down_s": (check["inter"] + check["fall"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
         # the check script runs every second, is given a second, two failures take the VIP away
         # and two successes give it back
         "vrrp_script": {"interval": 1, "timeout": 1, "fall": 2, "rise": 2},
@@ -341,6 +345,11 @@ KUBE_POLICIES = {
     "ksha_kube_front_proxy_client": ("front-proxy", "clientAuth"),
 }
 KUBE_CONF_DIR = "/etc/kubernetes"
+# every leaf certificate of the Kubernetes CAs a master holds, under pki.dir (_kube_certificates)
+KUBE_MASTER_LEAVES = (
+    "apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin-client", "controller-manager-client",
+    "scheduler-client",
+)  # fmt: skip
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # what a control-plane component's kubeconfig is for: component -> (file, CN, O)
 KUBECONFIGS = {
@@ -386,6 +395,11 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         }
         for name, stem in KUBE_CAS.items()
     }
+    release_links = {
+        name: {"link": f"/usr/local/bin/{name}", "target": f"{release_dir}/kubernetes/server/bin/{name}"}
+        for name in (*KUBE_COMPONENTS, "kubectl")
+    }
+    unit_files = {c: f"/etc/systemd/system/{c}.service" for c in KUBE_COMPONENTS}
     return {
         "version": version,
         "masters": masters,
@@ -403,11 +417,8 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         },
         # the tarball's kubernetes/server/bin/<binary>, extracted here and linked into /usr/local/bin
         "release_dir": release_dir,
-        "release_links": {
-            name: {"link": f"/usr/local/bin/{name}", "target": f"{release_dir}/kubernetes/server/bin/{name}"}
-            for name in (*KUBE_COMPONENTS, "kubectl")
-        },
-        "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in KUBE_COMPONENTS},
+        "release_links": release_links,
+        "unit_files": unit_files,
         # the apiserver's rolling restart (ksha_kube.running_with_current_config): one master at a
         # time under this etcd lock, each waiting for every other apiserver to be ready first and
         # for its own to be ready (and UP in its haproxy, on an LB host) after
@@ -434,6 +445,25 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         },
         "service_account_issuer": f"https://kubernetes.default.svc.{domain}",
         "scheduler_config": f"{KUBE_CONF_DIR}/kube-scheduler.yaml",
+        # ksha.kubernetes.clean, on a host that is not (or no longer) a master: only where a unit
+        # carries the marker (`leftovers`), it stops the components (scheduler, controller-manager,
+        # then apiserver), removes what ksha wrote for a master (`files`: leaf certificates and
+        # keys, the service account keys, kubeconfigs, the scheduler's configuration; not the CA
+        # certificates, which the nodes keep), the links into the release and the release, then
+        # the units. A host with no such unit is not cleaned (ksha.plan.with_leftovers).
+        "clean": {
+            "hosts": [h for h in ip_of if h not in masters],
+            "components": list(reversed(KUBE_COMPONENTS)),
+            "files": sorted(
+                [f"{pki_dir}/{leaf}.{ext}" for leaf in KUBE_MASTER_LEAVES for ext in ("crt", "key")]
+                + [f"{apiserver_etcd_client(conf)}.{ext}" for ext in ("crt", "key")]
+                + [f"{pki_dir}/sa.key", f"{pki_dir}/sa.pub", f"{KUBE_CONF_DIR}/kube-scheduler.yaml"]
+                + [f"{KUBE_CONF_DIR}/{file}" for file, _, _ in KUBECONFIGS.values()]
+            ),
+            "links": [link["link"] for link in release_links.values()],
+            "release_dir": release_dir,
+        },
+        "leftovers": {"marked": [unit_files[c] for c in KUBE_COMPONENTS], "owned": []},
     }
 
 
@@ -777,6 +807,13 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
             "etcd": _signing_policies(conf, etcd, groups),
             "kubernetes": _kube_policies(conf, k8s),
         },
+        # Salt's retry of a remotely signed certificate (x509.certificate_managed with ca_server):
+        # Salt 3008.4's remote signing fails now and then on a race of its own, several masters
+        # asking the CA host at once ("dictionary keys changed during iteration" in its event
+        # handling; seen in this project's lab runs, not reproduced on demand): a timing race, which a
+        # second request, alone by then, is expected to pass.
+        # A real refusal (a policy that does not match) fails both attempts, 3 s apart.
+        "remote_signing_retry": {"attempts": 2, "interval": 3, "until": True},
     }
 
 

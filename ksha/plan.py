@@ -164,10 +164,10 @@ def file_probe(model: dict) -> list[str]:
     """The command (argv, no shell) that tells the plan what it needs of a host's files (pure):
     what ksha's clean states would remove, where the CA keys are, whether the host trusts the
     Kubernetes CA. For each of those files that exists, ``path:N``, N the lines carrying a
-    ksha marker (grep -c; a missing file is an error line of its own). A line counts either
-    component's marker: a file of one component never carries the other's. Read with
+    ksha marker (grep -c; a missing file is an error line of its own). A line counts any
+    component's marker: a file of one component never carries another's. Read with
     ``files_found``."""
-    components = (model["loadbalancer"], model["etcd"])
+    components = (model["loadbalancer"], model["etcd"], model["kubernetes"])
     paths = [p for c in components for kind in ("marked", "owned") for p in c["leftovers"][kind]]
     cas = model["kubernetes"]["cas"]
     paths += [model["etcd"]["ca"]["key"], *(ca["key"] for ca in cas.values()), cas["kubernetes"]["installed"]]
@@ -352,12 +352,14 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
             others = with_leftovers(etcd["others"], etcd["leftovers"], found, live["recorded"])
             _etcd_steps(steps, model, membership, others)
     if "control-plane" in enabled and model["kubernetes"]["masters"] and not steps.refused:
-        _control_plane_steps(steps, model, found or {}, tuple((live or {}).get("silent", ())))
+        _control_plane_steps(steps, model, found, tuple((live or {}).get("silent", ())))
     return {"until": until, "steps": steps.steps}
 
 
-def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) -> None:
+def _control_plane_steps(steps: Steps, model: dict, probed: dict | None, silent: tuple) -> None:
+    """`probed`: the file probe's ``{host: files}`` (``files_found``), None when there was none."""
     k8s = model["kubernetes"]
+    found = probed or {}
     # both CAs' keys (a partial copy of ca_dir is refused too); the CA has issued certificates
     # once a host trusts kubernetes-ca
     issued = bool(holders(found, k8s["cas"]["kubernetes"]["installed"]))
@@ -417,6 +419,18 @@ def _control_plane_steps(steps: Steps, model: dict, found: dict, silent: tuple) 
         target=k8s["masters"],
         sls=["ksha.kubernetes.service"],
     )
+    # last: the masters' controllers hold the leases and their apiservers serve before a former
+    # master's stop (the LB phase took it out of the backends already)
+    cleaned = with_leftovers(k8s["clean"]["hosts"], k8s["leftovers"], probed)
+    if cleaned:
+        steps.add(
+            "ksha-phase-control-plane-other-hosts-cleaned",
+            "salt.state",
+            "a former master's kube-apiserver, controller-manager and scheduler stopped, their units, "
+            "certificates, keys and kubeconfigs removed (only where ksha's units are)",
+            target=cleaned,
+            sls=["ksha.kubernetes.clean"],
+        )
 
 
 def _etcd_steps(steps: Steps, model: dict, membership: dict, others: list[str]) -> None:

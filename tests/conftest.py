@@ -121,14 +121,15 @@ def start_etcd(files, data_dir):
     return url, proc
 
 
-def start_standin_apiserver(files, port, etcd_url, cert="server"):
-    """The release's kube-apiserver stand-in on 127.0.0.1:`port` with the test CA's files."""
+def start_standin_apiserver(files, port, etcd_url, cert="server", extra=()):
+    """The release's kube-apiserver stand-in on 127.0.0.1:`port` with the test CA's files (and
+    the flags of `extra`)."""
     return subprocess.Popen(
         [str(files / "kubernetes/server/bin/kube-apiserver"), "--bind-address=127.0.0.1", f"--secure-port={port}",
          f"--tls-cert-file={files / cert}.crt", f"--tls-private-key-file={files / 'server.key'}",
          f"--client-ca-file={files / 'ca.crt'}", f"--etcd-servers={etcd_url}", f"--etcd-cafile={files / 'ca.crt'}",
          f"--etcd-certfile={files / 'etcd-client.crt'}", f"--etcd-keyfile={files / 'etcd-client.key'}",
-         "--authorization-mode=Node,RBAC"],
+         "--authorization-mode=Node,RBAC", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

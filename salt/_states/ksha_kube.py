@@ -234,8 +234,9 @@ def running_with_current_config(name, watched, binary=None, rolling=True, timeou
 
     The rolling restart holds the etcd lock ``ksha_model:kubernetes:apiserver:lock``; holding it, it waits
     (up to ``timeout`` s) until every other master's apiserver answers ``/readyz`` (refusing when
-    they do not: ``_restart_decision``), restarts, waits until this one is ready and, on an LB host,
-    UP in its haproxy, and only then releases the lock. So highstates on every master at once
+    they do not: ``_restart_decision``), stops it, waits until the LB's haproxy see it DOWN
+    (``loadbalancer.down_s``), starts it, waits until it is ready and, on an LB host, UP in its
+    haproxy, and only then releases the lock. So highstates on every master at once
     restart them one after the other. A stopped service is left to ``service.running``.
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
@@ -254,7 +255,7 @@ def running_with_current_config(name, watched, binary=None, rolling=True, timeou
     k8s, lb = model["kubernetes"], model["loadbalancer"]
     masters = [b["name"] for b in lb["backends"]]
     others = [m for m in masters if m != me]
-    unit_restart_s = k8s["apiserver"]["stop_timeout_s"] + k8s["apiserver"]["start_timeout_s"]
+    unit_restart_s = k8s["apiserver"]["stop_timeout_s"] + lb["down_s"] + k8s["apiserver"]["start_timeout_s"]
     budget = _restart_budget(len(masters), timeout, unit_restart_s)
     lock, why = _lock(model["me"]["flags"][k8s["apiserver"]["unit"]], k8s["apiserver"]["lock"], budget)
     if lock is None:
@@ -274,14 +275,26 @@ def running_with_current_config(name, watched, binary=None, rolling=True, timeou
             ret["comment"] = f"{name} not restarted: the {k8s['apiserver']['lock']} lock was lost (etcd unreachable?)"
             return ret
         __salt__["cmd.run_all"](["systemctl", "daemon-reload"], python_shell=False)
-        restart = __salt__["cmd.run_all"](["systemctl", "restart", name], python_shell=False)
+        # Stopped, then started once every haproxy has seen it DOWN (the model's down_s): a
+        # restart quicker than haproxy's checks would leave it UP there, and the new process
+        # would get requests before it is ready; seen DOWN, it gets none until `rise` checks
+        # of /readyz pass. Meanwhile the connections sent to it are refused and redispatched.
+        stop = __salt__["cmd.run_all"](["systemctl", "stop", name], python_shell=False)
         ret["changes"] = {"restarted": name, "because": changed}
+        if stop["retcode"] == 0:
+            time.sleep(lb["down_s"])
+        restart = (
+            __salt__["cmd.run_all"](["systemctl", "start", name], python_shell=False) if stop["retcode"] == 0 else stop
+        )
         if restart["retcode"] != 0 or not _until(lambda: _ready([me])[me], timeout):
             how = (restart.get("stderr") or "").strip() or f"not ready (/readyz) {timeout} s after its restart"
             journal = __salt__["ksha.journal_tail"](name)
             ret["comment"] = f"{name} restarted but {how}; the rolling restart stops here\n{journal}"
             return ret
-        steps = [comment, "restarted", "ready"]
+        steps = [comment, "stopped"]
+        if lb["down_s"]:
+            steps.append(f"{lb['down_s']} s for haproxy to see it DOWN")
+        steps += ["started", "ready"]
         if "loadbalancer" in model["me"]["roles"]:
             if not _until(lambda: _up_in_haproxy(me), timeout):
                 ret["comment"] = f"{name} is ready but this host's haproxy does not see it UP after {timeout} s"

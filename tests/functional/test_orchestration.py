@@ -213,6 +213,35 @@ def test_the_control_plane_units_and_their_restarts_render_from_the_model(
     assert scheduler["dataset"] == units["kube-scheduler"]["configuration"]["content"]
 
 
+def test_a_former_masters_clean_is_guarded_by_ksha_s_marker_in_every_state(
+    salt_minion, synced, set_pillar, example_ksha
+):
+    set_pillar(example_ksha)  # master1 a master: nothing to clean
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.kubernetes.clean")
+    assert ret.returncode == 0, ret.stderr
+    assert list(ret.data) == ["ksha-kubernetes-clean-nothing-for-a-master"]
+    example_ksha["groups"]["kube-master"] = ["master2", "master3"]
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.kubernetes.clean")
+    assert ret.returncode == 0, ret.stderr
+    chunks = {i: {k: v for a in c[f] for k, v in (a.items() if isinstance(a, dict) else [])}
+              for i, c in ret.data.items() for f in c if not f.startswith("__")}  # fmt: skip
+    clean = model.build(example_ksha)["kubernetes"]["clean"]
+    assert chunks["ksha-kubernetes-clean-master-files-removed"]["names"] == [
+        *clean["files"],
+        *clean["links"],
+        clean["release_dir"],
+    ]
+    marker = "grep -qsF 'Managed by Salt (ksha.kubernetes)' "
+    for state_id, chunk in chunks.items():
+        if state_id != "ksha-kubernetes-clean-systemd-reloaded":  # onchanges of the units' removal
+            assert chunk["onlyif"].startswith(marker), (state_id, chunk)
+    # the scheduler stops first, the apiserver last
+    assert chunks["ksha-kubernetes-clean-kube-apiserver-stopped"]["require"] == [
+        {"service": "ksha-kubernetes-clean-kube-controller-manager-stopped"}
+    ]
+
+
 def test_a_mirrors_credentials_are_in_no_return_of_the_release_state(salt_minion, synced, tmp_path):
     """Salt's archive.extracted returns the URL as given when the download fails; ksha's state
     does not (the mirror here refuses connections: nothing listens on port 9)."""

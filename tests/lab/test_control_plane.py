@@ -300,7 +300,10 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
     for name, ret in restarts.items():
         assert ret["changes"]["restarted"] == "kube-apiserver", (name, ret)
         assert ret["changes"]["because"] == ["/etc/systemd/system/kube-apiserver.service"], (name, ret)
-        assert "then restarted, then ready, then UP in haproxy" in ret["comment"], ret["comment"]
+        assert (
+            "then stopped, then 1.0 s for haproxy to see it DOWN, then started, then ready, then UP in haproxy"
+            in ret["comment"]
+        ), ret["comment"]
         argv, _ = apiserver_process(lab, name)
         assert "--v=2" in argv, argv
     intervals = sorted(down_intervals(lab).values())
@@ -425,3 +428,64 @@ def test_killing_the_controller_manager_leader_moves_its_lease_to_another_master
     assert wait_for(
         lambda: lab.exec(lab.hosts[leader], "systemctl", "is-active", component).stdout.strip() == "active", 10
     )
+
+
+FOREIGN_UNIT = "/etc/systemd/system/kube-apiserver.service"
+
+
+def test_a_host_taken_out_of_kube_master_is_cleaned_of_ksha_s_control_plane_only(cp_lab, lab_pillar):
+    """master1 holds the CA keys: taking it out is refused before any control-plane step. master3
+    taken out: the plan cleans it (its units carry ksha's marker), and ksha.kubernetes.clean stops
+    its components and removes ksha's files, the CA certificate kept; on node1 a kube-apiserver
+    unit and key that are not ksha's are left alone; the leases stay with the other masters."""
+    lab, salt, _ = cp_lab
+    lab_pillar.edit(lambda ksha: ksha["groups"].update({"kube-master": ["master2", "master3"]}))
+    rc, plan, proc = salt.run("ksha.plan", "output=data")
+    steps = [s for s in plan["steps"] if s["id"].startswith("ksha-phase-control-plane")]
+    assert [s["id"] for s in steps] == ["ksha-phase-control-plane-ca-stays-where-its-key-is"], plan
+    assert (
+        "ksha:kubernetes:pki:ca_host resolves to master2, but the kubernetes CA's key is on master1"
+        in (steps[0]["why"])
+    )
+
+    node1 = lab.hosts["node1"]
+    foreign = ["[Service]\nExecStart=/bin/true\n", "not ksha's key\n"]
+    made = [d for d in ("etc/kubernetes", "etc/kubernetes/pki") if not (node1.root / d).exists()]
+    (node1.root / FOREIGN_UNIT.lstrip("/")).write_text(foreign[0])
+    (node1.root / "etc/kubernetes/pki").mkdir(parents=True, exist_ok=True)
+    (node1.root / "etc/kubernetes/pki/apiserver.key").write_text(foreign[1])
+    lab_pillar.edit(lambda ksha: ksha["groups"].update({"kube-master": ["master1", "master2"]}))
+    rc, plan, proc = salt.run("ksha.plan", "output=data")
+    [clean] = [s for s in plan["steps"] if s["id"] == "ksha-phase-control-plane-other-hosts-cleaned"]
+    assert clean["target"] == ["master3"], clean  # node1's unit has no marker: nothing of ksha's there
+    lab_pillar.ran("control-plane")
+    try:
+        out = salt.salt("master3,node1", "state.apply", "ksha.kubernetes.clean", timeout=300)
+        assert not failed_states(out), failed_states(out)
+        assert not [s for s in out["node1"].values() if s["changes"]], out["node1"]
+        master3 = lab.hosts["master3"]
+        model = salt.salt("master3", "ksha.model")["master3"]["kubernetes"]
+        for component in model["clean"]["components"]:
+            assert lab.exec(master3, "systemctl", "is-active", component).stdout.strip() != "active", component
+            assert not (master3.root / model["unit_files"][component].lstrip("/")).exists(), component
+        left = [f for f in [*model["clean"]["files"], *model["clean"]["links"], model["clean"]["release_dir"]]
+                if lab.exec(master3, "test", "-e", f).returncode == 0]  # fmt: skip
+        assert left == [], left
+        assert lab.exec(master3, "test", "-e", f"{PKI}/ca.crt").returncode == 0  # the CA certificates stay
+        again = salt.salt("master3", "state.apply", "ksha.kubernetes.clean", timeout=300)["master3"]
+        assert not failed_states({"master3": again}) and not [s for s in again.values() if s["changes"]], again
+        assert (node1.root / FOREIGN_UNIT.lstrip("/")).read_text() == foreign[0]
+        assert (node1.root / "etc/kubernetes/pki/apiserver.key").read_text() == foreign[1]
+        # the other masters' controllers hold both leases (master3's, if it led, moved)
+        assert wait_for(
+            lambda: (
+                {(lease_holders(lab, "master1").get(c) or "?").split("_")[0] for c in CONTROLLERS}
+                <= {"master1", "master2"}
+            ),
+            60,
+        ), lease_holders(lab, "master1")
+    finally:
+        (node1.root / FOREIGN_UNIT.lstrip("/")).unlink(missing_ok=True)
+        (node1.root / "etc/kubernetes/pki/apiserver.key").unlink(missing_ok=True)
+        for directory in reversed(made):
+            (node1.root / directory).rmdir()

@@ -278,6 +278,10 @@ def test_how_long_haproxy_takes_to_see_a_restarted_apiserver_up(example_ksha):
     slow = variant(keepalived, **{"loadbalancer:haproxy:check_inter_ms": 2000, "loadbalancer:haproxy:check_rise": 3})
     assert model.build(slow)["loadbalancer"]["settle_s"] == (4000 + 3 * 1000) / 1000
     assert model.build(example_ksha)["loadbalancer"]["settle_s"] == 0  # external mode
+    # and to see a stopped one DOWN: its next check (inter), then fall checks at fastinter
+    assert model.build(keepalived)["loadbalancer"]["down_s"] == (500 + 2 * 250) / 1000
+    assert model.build(slow)["loadbalancer"]["down_s"] == (2000 + 2 * 1000) / 1000
+    assert model.build(example_ksha)["loadbalancer"]["down_s"] == 0
 
 
 def test_masters_outside_etcd_get_etcdctl_for_the_rolling_lock(example_ksha):
@@ -304,3 +308,21 @@ QUOTED = [
 @pytest.mark.parametrize("arg, word", QUOTED)
 def test_systemd_quoted(arg, word):
     assert model.systemd_quoted(arg) == word
+
+
+def test_a_former_master_is_cleaned_of_what_ksha_wrote_for_a_master_only(example_ksha):
+    m = model.build(example_ksha)
+    clean, k8s = m["kubernetes"]["clean"], m["kubernetes"]
+    assert clean["hosts"] == ["node1", "node2", "node3"]
+    # the components stop in reverse: the apiserver last, the controllers' client gone first
+    assert clean["components"] == ["kube-scheduler", "kube-controller-manager", "kube-apiserver"]
+    master = model.host(m, "master1")
+    held = {f"{c['path']}.{ext}" for certs in master["certificates"].values() for c in certs for ext in ("crt", "key")}
+    written = held | {k8s["service_account"]["key"], k8s["service_account"]["pub"], k8s["scheduler_config"]}
+    written |= {kc["path"] for kc in master["kubeconfigs"].values()}
+    # every file of a master's under the Kubernetes directories; etcd's own certificates are etcd's clean's
+    assert set(clean["files"]) == {f for f in written if f.startswith("/etc/kubernetes/")}
+    assert k8s["cas"]["kubernetes"]["installed"] not in clean["files"]  # the CA certificates stay (the nodes')
+    assert clean["links"] == [link["link"] for link in k8s["release_links"].values()]
+    assert clean["release_dir"] == "/opt/kubernetes-v1.30.8"
+    assert k8s["leftovers"] == {"marked": list(k8s["unit_files"].values()), "owned": []}

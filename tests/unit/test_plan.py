@@ -107,7 +107,10 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-control-plane-service-account-keys-published",
         "ksha-phase-control-plane-service-account-keys-trusted",
         "ksha-phase-control-plane-components-running",
+        "ksha-phase-control-plane-other-hosts-cleaned",  # no probe said the workers hold nothing of it
     ]
+    assert result["steps"][-1]["target"] == ["node1", "node2", "node3"]
+    assert result["steps"][-1]["sls"] == ["ksha.kubernetes.clean"]
     boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
     # Salt's arguments: the target list, the sls, the pillar, failhard, and the step before it.
@@ -119,7 +122,7 @@ def test_full_plan_from_bare_hosts(cluster):
         {"failhard": True},
         {"require": [{"salt": "ksha-phase-etcd-certificates-issued"}]},
     ]
-    published = result["steps"][-3]
+    published = result["steps"][-4]
     assert published["args"][:4] == [
         {"name": "ksha.publish_service_account_key"},
         {"tgt": "master1,master2,master3"},
@@ -391,7 +394,10 @@ def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cl
         cas["kubernetes"]["installed"],
     ):
         assert path in files
-    assert ["-e", lb["marker"]] == argv[4:6] and ["-e", etcd["marker"]] == argv[6:8]
+    # a former master: ksha's units
+    for unit in cluster["kubernetes"]["unit_files"].values():
+        assert unit in files
+    assert argv[4:10] == ["-e", lb["marker"], "-e", etcd["marker"], "-e", cluster["kubernetes"]["marker"]]
 
 
 def test_clean_steps_only_where_something_is_left(cluster):
@@ -401,9 +407,16 @@ def test_clean_steps_only_where_something_is_left(cluster):
     assert not [i for i in ids(plan.build(cluster, live)) if i.endswith("-cleaned")]
     live["files"]["node1"] = {cluster["loadbalancer"]["keepalived_conf"]: 1, cluster["etcd"]["unit_file"]: 1}
     live["files"]["node2"] = None
+    live["files"]["node3"] = {"/etc/systemd/system/kube-apiserver.service": 1}  # a former master
+    live["files"]["master1"] = {"/etc/systemd/system/kube-apiserver.service": 1}  # a master: not cleaned
     steps = {s["id"]: s["target"] for s in plan.build(cluster, live)["steps"]}
     assert steps["ksha-phase-lb-other-hosts-cleaned"] == ["node1", "node2"]
     assert steps["ksha-phase-etcd-other-hosts-cleaned"] == ["node1", "node2"]
+    assert steps["ksha-phase-control-plane-other-hosts-cleaned"] == ["node2", "node3"]
+    # a unit of the same path without ksha's marker (0 marked lines) is not ksha's: left alone
+    live["files"]["node3"] = {"/etc/systemd/system/kube-apiserver.service": 0}
+    steps = {s["id"]: s["target"] for s in plan.build(cluster, live)["steps"]}
+    assert steps["ksha-phase-control-plane-other-hosts-cleaned"] == ["node2"]
 
 
 KEY = "/etc/ksha/kubernetes-ca/ca.key"

@@ -30,7 +30,10 @@ What it does, as the real binary would:
   server-side apply, JSON patch, OpenAPI v2 and schemas (``/openapi/v3`` says only that the server
   validates, ``fieldValidation``: unknown top-level fields are refused), Services and the rest. It
   tells systemd it is ready (sd_notify) once it listens, and says what it is on stderr (the
-  journal) and in /version (``gitCommit``: ``ksha-lab-stand-in``).
+  journal) and in /version (``gitCommit``: ``ksha-lab-stand-in``). SIGTERM ends it as it ends
+  the real one: /readyz fails at once (``[-]shutdown failed``) while it serves for
+  --shutdown-delay-duration (default 0), then it stops listening, lets the requests in flight
+  finish and exits 0.
 - kube-controller-manager and kube-scheduler (``run_elected``): read their kubeconfig (the
   controller-manager's --kubeconfig; the scheduler's from its --config file, a
   KubeSchedulerConfiguration, as the real one does) and run client-go's leader election on
@@ -50,6 +53,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import ssl
 import sys
@@ -530,6 +534,12 @@ class TLSServer(http.server.ThreadingHTTPServer):
         self.etcd = Etcd(*(settings[k] for k in ("etcd-servers", "etcd-cafile", "etcd-certfile", "etcd-keyfile")))
         self.api = Api(self.etcd)
         self.bootstrapped = threading.Event()
+        # graceful termination (SIGTERM): /readyz fails from then on; requests in flight finish.
+        # Each connection's thread: (state, since), state "new" (accepted, its first request not
+        # read yet: TLS, headers), "active" (a request being served) or "idle" (kept alive)
+        self.terminating = threading.Event()
+        self.flight = threading.Condition()
+        self.states = {}
 
     def etcd_health(self):
         """etcd's health, asked at most once a second (the LB's checks come several a second)."""
@@ -552,19 +562,74 @@ class TLSServer(http.server.ThreadingHTTPServer):
             self.bootstrapped.set()
             return
 
+    def terminate(self, delay):
+        """What the real apiserver does on SIGTERM: /readyz fails at once while it keeps serving
+        for --shutdown-delay-duration; then it stops listening (serve_forever returns) and the
+        requests in flight finish (``drain``)."""
+        self.terminating.set()
+        log(f"received SIGTERM: /readyz fails; serving {delay:g} s more (--shutdown-delay-duration), then draining")
+        time.sleep(delay)
+        # the listener closes now, as Go's Shutdown closes it: the LB's next connections are
+        # refused (and sent elsewhere). shutdown() first: a close alone leaves the socket
+        # listening while serve_forever's poll() holds it (up to its 0.5 s poll interval), and
+        # the connections it takes meanwhile are reset at exit
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.socket.close()
+        self.shutdown()
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            return  # a client gone mid-answer (haproxy's checks hang up after the status line)
+        super().handle_error(request, client_address)
+
+    def set_state(self, state):
+        """This connection's (thread's) state; None: closed."""
+        with self.flight:
+            if state is None:
+                self.states.pop(threading.get_ident(), None)
+            else:
+                self.states[threading.get_ident()] = (state, time.monotonic())
+            self.flight.notify_all()
+
+    def drain(self, timeout=60):
+        """Wait until no request is being served and every new connection has sent its request
+        (one silent for NEW_CONNECTION_GRACE_S is given up), as Go's http.Server.Shutdown waits;
+        idle kept-alive connections are closed at exit. Whether it drained in `timeout` s."""
+        deadline = time.monotonic() + timeout
+
+        def busy():
+            now = time.monotonic()
+            return any(s == "active" or (s == "new" and now - t < NEW_CONNECTION_GRACE_S)
+                       for s, t in self.states.values())  # fmt: skip
+
+        with self.flight:
+            while busy():
+                if time.monotonic() >= deadline:
+                    return False
+                self.flight.wait(0.1)
+        return True
+
     def finish_request(self, request, client_address):
         request.settimeout(10)
+        self.set_state("new")
         try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
+            try:
+                tls = self.context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+            try:
+                self.RequestHandlerClass(tls, client_address, self)
+            finally:
+                tls.close()
         finally:
-            tls.close()
+            self.set_state(None)
 
 
 PUBLIC = ("/livez", "/healthz", "/readyz", "/version")
+NEW_CONNECTION_GRACE_S = 5  # Go's http.Server.Shutdown: a new connection silent this long counts as idle
 
 
 class ApiHandler(http.server.BaseHTTPRequestHandler):
@@ -600,7 +665,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             self.reply(200, "ok")
         elif path == "/readyz":
             ok, why = self.server.etcd_health()
-            if not ok:
+            if self.server.terminating.is_set():
+                self.reply(500, "[-]shutdown failed: reason withheld\nreadyz check failed\n")
+            elif not ok:
                 self.reply(500, f"[-]etcd failed: {why}\nreadyz check failed\n")
             elif not self.server.bootstrapped.is_set():
                 self.reply(500, "[-]poststarthook/bootstrap-namespaces failed: not finished\nreadyz check failed\n")
@@ -697,6 +764,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             raise ApiError(415, "UnsupportedMediaType", f"the ksha-lab stand-in takes merge patches only, not {kind}")
         return self.json(200, api.patch(resource, namespace, name, self.body(), strict))
 
+    def parse_request(self):
+        self.server.set_state("active")  # its request line is read
+        return super().parse_request()
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        finally:
+            if self.server.terminating.is_set():
+                self.close_connection = True  # no keep-alive past termination
+            self.server.set_state("idle")
+
     def serve(self, method):
         # every request's body is read, used or not (a DELETE's options): the connection is kept
         self.raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -761,8 +840,17 @@ def serve_apiserver(version, flags):
     threading.Thread(target=server.bootstrap_until_done, daemon=True).start()
     print(f"ksha-lab STAND-IN kube-apiserver {version} (not the real one) serving on {address[0]}:{address[1]}",
           file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        delay = seconds(flags.get("shutdown-delay-duration") or "0s")
+    except ValueError as err:
+        print(f"Error: invalid argument for --shutdown-delay-duration: {err}", file=sys.stderr)
+        return 1
+    # the handler runs in this (the main) thread, which serve_forever holds: terminate elsewhere
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.terminate, args=(delay,)).start())
     sd_notify("READY=1")
     server.serve_forever()
+    drained = server.drain()
+    log("terminated" + ("" if drained else " with requests still in flight after 60 s"))
     return 0
 
 
@@ -829,6 +917,8 @@ def micro_time():
 
 def seconds(text):
     """A Go duration of whole or fractional milliseconds (``500ms``), seconds (``15s``) or minutes (``1m``)."""
+    if str(text) == "0":
+        return 0.0
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(text))
     if not match:
         raise ValueError(f"invalid duration {text!r}")

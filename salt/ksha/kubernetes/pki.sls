@@ -60,6 +60,7 @@ ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
     - days_remaining: {{ pki.days_remaining }}
     - user: {{ cert.user }}
     - mode: '0644'
+    - retry: {{ model.remote_signing_retry | json }}
     - require:
       - x509: ksha-kubernetes-pki-{{ cert.id }}-key-present
 {%-   endfor %}
