@@ -141,6 +141,8 @@ class Bench:
             raise RuntimeError(f"the {LEASE} Lease is held by {before!r}, not a master")
         ask = next(m for m in MASTERS if m != before)
         pid = self.lab.exec(self.lab.hosts[before], "systemctl", "show", "-p", "MainPID", "--value", LEASE).stdout
+        if not pid.strip().isdigit() or int(pid) == 0:  # kill -9 0 would kill the shell's own group
+            raise RuntimeError(f"{LEASE} on {before} has no main process (MainPID {pid.strip()!r})")
         try:
             self.lab.exec(
                 self.lab.hosts[before], "sh", "-c", f"kill -9 {pid.strip()}; systemctl stop {LEASE}", check=True
@@ -167,7 +169,7 @@ def main():
     if lab is None or not all(lab.nspawn_pid(h) for h in lab.hosts.values()):
         lab = core.up("seed", log=lambda m: None)
     bench = Bench(lab, log, args.deadline)
-    runs, election = [], None
+    runs, election, applied = [], None, None
     try:
         bench.converge()
         model = lab.salt_json("master1", "ksha.model").get("master1") or {}
@@ -175,7 +177,8 @@ def main():
         for run in range(1, args.runs + 1):
             label = f"run {run}"
             try:
-                records, restarted = bench.rolling(2 if run % 2 else None)
+                applied = 2 if run % 2 else None
+                records, restarted = bench.rolling(applied)
                 took = bench.takeover()
                 record = verdict.controlplane_run(label, records, restarted, MASTERS, took, LIMIT)
             except Exception as err:  # noqa: BLE001 - the run is failed and counted; the next one goes on
@@ -192,7 +195,7 @@ def main():
     finally:
         try:
             bench.restore()
-            if runs and args.runs % 2:  # the last run left v=2 on the units: converge them back
+            if applied is not None:  # the units may have v=2: converge them back to the pillar
                 bench.orchestrate()
         finally:
             if not args.keep:

@@ -51,6 +51,7 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ksha.kubernetes.service",
         ),
     ),
+    ("kubernetes-clean", ("ksha.kubernetes.clean",)),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -182,9 +183,10 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         # server is checked every downinter, then rise checks every fastinter); a rolling restart
         # on a master that is no LB host waits this long before the next master may go down
         "settle_s": (check["downinter"] + check["rise"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
-        # keepalived mode: at least how long every haproxy takes to see a stopped apiserver DOWN
-        # (its next check within inter, then fall checks fastinter apart): the rolling restart
-        # starts it again only then, so that no request reaches it before it is ready
+        # keepalived mode: how long the rolling restart waits between stopping an apiserver and
+        # starting it, so that every haproxy has seen it DOWN: its next check comes within inter,
+        # then fall - 1 more fastinter apart (inter + (fall - 1) x fastinter), plus one fastinter
+        # of margin. Seen DOWN, it gets no request until rise checks of /readyz pass.
         "down_s": (check["inter"] + check["fall"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
         # the check script runs every second, is given a second, two failures take the VIP away
         # and two successes give it back
@@ -345,11 +347,6 @@ KUBE_POLICIES = {
     "ksha_kube_front_proxy_client": ("front-proxy", "clientAuth"),
 }
 KUBE_CONF_DIR = "/etc/kubernetes"
-# every leaf certificate of the Kubernetes CAs a master holds, under pki.dir (_kube_certificates)
-KUBE_MASTER_LEAVES = (
-    "apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin-client", "controller-manager-client",
-    "scheduler-client",
-)  # fmt: skip
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # what a control-plane component's kubeconfig is for: component -> (file, CN, O)
 KUBECONFIGS = {
@@ -454,17 +451,24 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
         "clean": {
             "hosts": [h for h in ip_of if h not in masters],
             "components": list(reversed(KUBE_COMPONENTS)),
-            "files": sorted(
-                [f"{pki_dir}/{leaf}.{ext}" for leaf in KUBE_MASTER_LEAVES for ext in ("crt", "key")]
-                + [f"{apiserver_etcd_client(conf)}.{ext}" for ext in ("crt", "key")]
-                + [f"{pki_dir}/sa.key", f"{pki_dir}/sa.pub", f"{KUBE_CONF_DIR}/kube-scheduler.yaml"]
-                + [f"{KUBE_CONF_DIR}/{file}" for file, _, _ in KUBECONFIGS.values()]
-            ),
+            "files": [],  # _clean_files, once the rest is known
             "links": [link["link"] for link in release_links.values()],
             "release_dir": release_dir,
         },
         "leftovers": {"marked": [unit_files[c] for c in KUBE_COMPONENTS], "owned": []},
     }
+
+
+def _clean_files(conf: dict, k8s: dict) -> list[str]:
+    """What ksha writes for a master and ksha.kubernetes.clean removes from a former one: the
+    leaf certificates and keys (the etcd client certificate too), the service account keys,
+    the kubeconfigs and the scheduler's configuration; not the CA certificates."""
+    certs = [c["path"] for c in _kube_leaves(k8s)] + [apiserver_etcd_client(conf)]
+    return sorted(
+        [f"{path}.{ext}" for path in certs for ext in ("crt", "key")]
+        + [k8s["service_account"]["key"], k8s["service_account"]["pub"], k8s["scheduler_config"]]
+        + [f"{KUBE_CONF_DIR}/{file}" for file, _, _ in KUBECONFIGS.values()]
+    )
 
 
 def scheduler_configuration(conf: dict, kubeconfig: str) -> dict:
@@ -497,8 +501,11 @@ def _is_ip(value: str) -> bool:
 
 def _kube_certificates(conf: dict, host: str, k8s: dict) -> list[dict]:
     """The Kubernetes CAs' leaf certificates `host` (a master) holds: kubeadm's names and subjects."""
-    if host not in k8s["masters"]:
-        return []
+    return _kube_leaves(k8s) if host in k8s["masters"] else []
+
+
+def _kube_leaves(k8s: dict) -> list[dict]:
+    """The Kubernetes CAs' leaf certificates every master holds (the same on each: one SAN list)."""
     pki = k8s["pki_dir"]
     certs = [
         {"id": "apiserver", "path": f"{pki}/apiserver", "policy": "ksha_kube_apiserver", "cn": "kube-apiserver",
@@ -712,6 +719,9 @@ def _units(host: str, conf: dict, k8s: dict, flags: dict[str, dict], kubeconfigs
             "description": f"{description} (ksha master {host})",
             "type": kind,
             "rolling": component == k8s["apiserver"]["unit"],
+            # the unit's TimeoutStopSec and TimeoutStartSec (the apiserver's rolling restart counts them)
+            "stop_timeout_s": k8s["apiserver"]["stop_timeout_s"],
+            "start_timeout_s": k8s["apiserver"]["start_timeout_s"],
             # a configuration file of its own, written next to the unit: {path, content} or None
             "configuration": (
                 {
@@ -740,6 +750,7 @@ def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: d
         "etcd-ca": host == etcd["ca_host"],
         "etcd-clean": host in etcd["others"],
         "kubernetes-ca": host == k8s["ca_host"],
+        "kubernetes-clean": host in k8s["clean"]["hosts"],
     }
     member_of = {g: host in groups[g] for g in GROUPS}
     return [g for g in GROUPS if member_of[g]] + [r for r, yes in derived.items() if yes]
@@ -765,6 +776,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     lb = _loadbalancer(conf, names, ip_of, groups)
     etcd = _etcd(conf, names, ip_of, groups)
     k8s = _kubernetes(conf, ip_of, groups, api, etcd)
+    k8s["clean"]["files"] = _clean_files(conf, k8s)
     hosts = []
     for name in names:
         host_roles = roles(conf, name, groups, lb, etcd, k8s)

@@ -415,7 +415,7 @@ def _control_plane_steps(steps: Steps, model: dict, probed: dict | None, silent:
         "salt.state",
         "kube-apiserver, kube-controller-manager and kube-scheduler on every master with the model's flags; a "
         "changed apiserver restarts one master at a time, every other apiserver ready first, itself ready and UP in "
-        "haproxy after; a changed controller-manager or scheduler in place (leader election keeps one active)",
+        "haproxy after; a changed controller-manager or scheduler in place (leader election moves its lease)",
         target=k8s["masters"],
         sls=["ksha.kubernetes.service"],
     )

@@ -272,7 +272,10 @@ def leader_leases(timeout=5):
     )  # fmt: skip
     if run["retcode"] != 0:
         return {"error": (run.get("stderr") or run.get("stdout") or "").strip() or f"kubectl exited {run['retcode']}"}
-    return parse_leases(run["stdout"], found["kubernetes"]["masters"], time.time())
+    try:
+        return parse_leases(run["stdout"], found["kubernetes"]["masters"], time.time())
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return {"error": f"kubectl's answer could not be read ({type(err).__name__}: {err})"}
 
 
 def days_left(not_after, now):

@@ -4,8 +4,9 @@
 reads or its binary changed since it started. kube-apiserver (``rolling``): one master at a time
 (an etcd lock), never while another apiserver is not ready, and done only once this one is ready
 again and, on an LB host, UP in its haproxy; its decision is ``_restart_decision`` (pure). The
-controller-manager and scheduler restart in place: their leader election keeps one of them
-active on some master meanwhile, so the restart needs no lock, only to see the unit stay active.
+controller-manager and scheduler restart in place, with no lock: the API does not depend on
+them, and their leader election moves the Lease (a restarted holder's expires: up to a lease
+duration and a few retry periods without a leader); done once the unit stays active.
 
 ``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
 published to the Salt mine, read when the state runs (not when the SLS renders), so that
@@ -200,7 +201,7 @@ STAYS_ACTIVE_S = 3
 def _what(name, rolling):
     if rolling:
         return f"{name} would be restarted, one master at a time, every other apiserver ready first"
-    return f"{name} would be restarted in place (its leader election keeps another master's active meanwhile)"
+    return f"{name} would be restarted in place (its leader election moves the lease if it holds it)"
 
 
 def _stays_active(name, seconds, step=0.5):
@@ -333,6 +334,6 @@ def mod_watch(name, sfun=None, **kwargs):
         "name": name,
         "result": None,
         "changes": {},
-        "comment": f"{_what(name, args.get('rolling', True))}: its unit changes"
+        "comment": f"{_what(name, args.get('rolling', True))}: its unit or configuration file changes"
         + "".join(f", {c}" for c in found["changed"]),
     }

@@ -291,7 +291,10 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
         planned = salt.salt(",".join(MASTERS), "state.apply", "ksha.kubernetes.service", "test=True", timeout=300)
         for name in MASTERS:
             [plan] = [s for s in planned[name].values() if s["__id__"] == ROLLING]
-            assert plan["result"] is None and plan["comment"].endswith("its unit changes"), (name, plan)
+            assert plan["result"] is None and plan["comment"].endswith("its unit or configuration file changes"), (
+                name,
+                plan,
+            )
             assert "--v=2" not in apiserver_process(lab, name)[0]
         restarts = rolled(salt)
         time.sleep(1)
@@ -400,27 +403,30 @@ def test_kubectl_through_the_lb_sees_both_leaders_and_applies_a_configmap(cp_lab
 
 def test_killing_the_controller_manager_leader_moves_its_lease_to_another_master(cp_lab):
     """kill -9 of the lease holder's controller-manager (kept down on that master, as if the host
-    were gone): a standby on another master holds the Lease within lease duration + retry period
-    + 2 s, and ksha.status names it."""
+    were gone): a standby on another master holds the Lease, and ksha.status names it. The time
+    it took is printed, not asserted (bench/controlplane.py measures it against the goal); the
+    wait's limit is client-go's worst case, lease duration + 2 x 2.2 retry periods (a standby
+    polls every retry period plus up to 1.2 x of jitter, sees the last renewal up to one poll
+    late, and acts on its next poll after the lease duration), with room for a slow lab."""
     lab, salt, _ = cp_lab
     component = "kube-controller-manager"
     election = salt.salt("master1", "ksha.model")["master1"]["config"]["kubernetes"]["leader_election"]
-    bound = election["lease_duration_s"] + election["retry_period_s"] + 2
+    limit = election["lease_duration_s"] + 2 * 2.2 * election["retry_period_s"] + 10
     assert wait_for(lambda: lease_holders(lab).get(component), 30)
     before = lease_holders(lab)[component]
     leader = before.split("_")[0]
     _, pid = apiserver_process(lab, leader, component)
+    assert pid.isdigit() and int(pid) > 0, pid
     others = [m for m in MASTERS if m != leader]
     try:
         # the kill, then the unit stopped so that systemd does not start it again there
         lab.exec(lab.hosts[leader], "sh", "-c", f"kill -9 {pid}; systemctl stop {component}", check=True)
         killed = time.monotonic()
-        assert wait_for(lambda: lease_holders(lab, others[0]).get(component, before) != before, 3 * bound)
+        assert wait_for(lambda: lease_holders(lab, others[0]).get(component, before) != before, limit)
         took = time.monotonic() - killed
         after = lease_holders(lab, others[0])[component]
-        print(f"controller-manager lease takeover after kill -9 of {leader}'s: {took:.1f} s (bound {bound} s)")
+        print(f"controller-manager lease takeover after kill -9 of {leader}'s: {took:.1f} s")
         assert after.split("_")[0] in others, after
-        assert took <= bound, took
         rc, table, proc = salt.run("ksha.status")
         assert f"  {component} leader: {after.split('_')[0]} (" in (table or ""), (table, proc.stderr)
     finally:

@@ -156,7 +156,7 @@ def test_in_test_mode_a_unit_that_would_change_is_the_plan(apiserver, monkeypatc
     ret = kube.mod_watch("kube-apiserver", sfun="running_with_current_config", watched=["/u"], binary="/b")
     assert ret["result"] is None and ret["changes"] == {}
     assert ret["comment"] == (
-        "kube-apiserver would be restarted, one master at a time, every other apiserver ready first: its unit changes"
+        "kube-apiserver would be restarted, one master at a time, every other apiserver ready first: its unit or configuration file changes"
     )
     apiserver(False, [])
     ret = kube.mod_watch("kube-apiserver", sfun="running_with_current_config", watched=["/u"], binary="/b")
@@ -212,7 +212,7 @@ def test_in_test_mode_an_in_place_restart_is_the_plan(apiserver, monkeypatch):
     apiserver(True, ["/etc/kubernetes/kube-scheduler.yaml"])
     ret = kube.running_with_current_config("kube-scheduler", ["/u"], rolling=False)
     assert ret["result"] is None and ret["comment"] == (
-        "kube-scheduler would be restarted in place (its leader election keeps another master's active meanwhile): "
+        "kube-scheduler would be restarted in place (its leader election moves the lease if it holds it): "
         "changed /etc/kubernetes/kube-scheduler.yaml"
     )
     apiserver(True, [])

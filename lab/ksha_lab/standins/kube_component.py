@@ -350,7 +350,7 @@ def allowed(user, groups, verb, resource, namespace, name):
         if resource.plural == "nodes":
             return verb in ("get", "list") or (name == node and verb in ("create", "update", "patch", "get"))
         if resource.plural == "leases" and namespace == "kube-node-lease":
-            return name == node or verb in ("create", "list")
+            return name == node or verb == "list"  # a create names its Lease in the body
         return False
     return False
 
@@ -877,16 +877,17 @@ class Client:
             self.context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
         else:
             self.context.load_verify_locations(os.path.join(base, cluster["certificate-authority"]))
-        cert, key = (self._file(user, base, field) for field in ("client-certificate", "client-key"))
-        self.context.load_cert_chain(cert, key)
+        with tempfile.TemporaryDirectory(prefix="ksha-standin-") as scratch:  # embedded data: gone once loaded
+            cert, key = (self._file(user, base, field, scratch) for field in ("client-certificate", "client-key"))
+            self.context.load_cert_chain(cert, key)
 
     @staticmethod
-    def _file(user, base, field):
+    def _file(user, base, field, scratch):
         if user.get(f"{field}-data"):
-            out = tempfile.NamedTemporaryFile(delete=False, prefix="ksha-standin-")
-            out.write(base64.b64decode(user[f"{field}-data"]))
-            out.close()
-            return out.name
+            path = os.path.join(scratch, field)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
+                out.write(base64.b64decode(user[f"{field}-data"]))
+            return path
         return os.path.join(base, user[field])
 
     def request(self, method, path, body=None):
@@ -916,13 +917,14 @@ def micro_time():
 
 
 def seconds(text):
-    """A Go duration of whole or fractional milliseconds (``500ms``), seconds (``15s``) or minutes (``1m``)."""
-    if str(text) == "0":
+    """A Go duration in seconds: ``0``, or numbers with units ms, s, m, h (``500ms``, ``1m30s``)."""
+    text = str(text)
+    if text == "0":
         return 0.0
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(text))
-    if not match:
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"invalid duration {text!r}")
-    return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
+    return sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
 
 
 class Elector:

@@ -10,7 +10,7 @@ from cryptography.x509.oid import NameOID
 
 
 def _name(cn, orgs=()):
-    """CN, then O: the subject an apiserver maps to a user and groups."""
+    """O (each of orgs), then CN: the subject an apiserver maps to groups and a user."""
     return x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs] + [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     )

@@ -28,8 +28,8 @@ ksha-kubernetes-{{ component }}-systemd-unit:
         type: {{ unit.type }}
         marker: {{ model.kubernetes.marker | json }}
         exec_start: {{ unit.exec_start | json }}
-        stop_timeout_s: {{ model.kubernetes.apiserver.stop_timeout_s }}
-        start_timeout_s: {{ model.kubernetes.apiserver.start_timeout_s }}
+        stop_timeout_s: {{ unit.stop_timeout_s }}
+        start_timeout_s: {{ unit.start_timeout_s }}
 {%-   if unit.configuration %}
 
 ksha-kubernetes-{{ component }}-configuration-file:

@@ -7,7 +7,8 @@
     kube-apiserver one master at a time (an etcd lock, every other apiserver
     ready (/readyz) first, this one ready and UP in its haproxy after); the
     controller-manager and scheduler in place, their leader election moving the
-    lease to another master meanwhile (the model's units: rolling). #}
+    lease to another master if a restarted one held it (the model's units:
+    rolling). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, me with context %}
 
