@@ -255,7 +255,7 @@ def test_moving_the_lb_hosts_and_adding_a_master_take_one_orchestration(keepaliv
 
     # Again: master1 has nothing of ksha's LB left, so no host is cleaned; the LB hosts keep theirs.
     rc, again = salt.orchestrate(until="etcd")
-    assert rc == 0
+    assert rc == 0, failed_states(again)
     assert {k: v["changes"] for k, v in again.items() if k.startswith("ksha-phase-lb")} == {
         "ksha-phase-lb-keepalived-haproxy-applied": {},
     }

@@ -34,6 +34,7 @@ ksha-etcd-ca-never-replaced:
 
 ksha-etcd-ca-private-key-present:
   x509.private_key_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ model.etcd.ca.key }}
     - algo: ec
     - keysize: 256
@@ -45,6 +46,7 @@ ksha-etcd-ca-private-key-present:
 
 ksha-etcd-ca-certificate-present:
   x509.certificate_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ model.etcd.ca.cert }}
     - signing_private_key: {{ model.etcd.ca.key }}
     - CN: {{ model.etcd.ca.cn }}

@@ -39,6 +39,7 @@ ksha-etcd-pki-ca-certificate-installed:
 
 ksha-etcd-pki-{{ cert.id }}-key-present:
   x509.private_key_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ cert.path }}.key
     - algo: ec
     - keysize: 256
@@ -53,6 +54,7 @@ ksha-etcd-pki-{{ cert.id }}-key-present:
 
 ksha-etcd-pki-{{ cert.id }}-certificate-issued:
   x509.certificate_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ cert.path }}.crt
     - ca_server: {{ model.etcd.ca_host }}
     - signing_policy: {{ cert.policy }}
@@ -64,7 +66,6 @@ ksha-etcd-pki-{{ cert.id }}-certificate-issued:
     - days_remaining: {{ pki.days_remaining }}
     - user: {{ cert.user }}
     - mode: '0644'
-    - retry: {{ model.remote_signing_retry | json }}
     - require:
       - x509: ksha-etcd-pki-{{ cert.id }}-key-present
 {%-   endfor %}

@@ -35,6 +35,7 @@ ksha-kubernetes-ca-{{ name }}-never-replaced:
 
 ksha-kubernetes-ca-{{ name }}-private-key-present:
   x509.private_key_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ ca.key }}
     - algo: ec
     - keysize: 256
@@ -46,6 +47,7 @@ ksha-kubernetes-ca-{{ name }}-private-key-present:
 
 ksha-kubernetes-ca-{{ name }}-certificate-present:
   x509.certificate_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ ca.cert }}
     - signing_private_key: {{ ca.key }}
     - CN: {{ ca.cn }}

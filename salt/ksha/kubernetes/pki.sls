@@ -35,6 +35,7 @@ ksha-kubernetes-pki-{{ name }}-ca-certificate-installed:
 
 ksha-kubernetes-pki-{{ cert.id }}-key-present:
   x509.private_key_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ cert.path }}.key
     - algo: ec
     - keysize: 256
@@ -46,6 +47,7 @@ ksha-kubernetes-pki-{{ cert.id }}-key-present:
 
 ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
   x509.certificate_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ cert.path }}.crt
     - ca_server: {{ k8s.ca_host }}
     - signing_policy: {{ cert.policy }}
@@ -60,7 +62,6 @@ ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
     - days_remaining: {{ pki.days_remaining }}
     - user: {{ cert.user }}
     - mode: '0644'
-    - retry: {{ model.remote_signing_retry | json }}
     - require:
       - x509: ksha-kubernetes-pki-{{ cert.id }}-key-present
 {%-   endfor %}
@@ -70,6 +71,7 @@ ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
 # ksha.kubernetes.service_account).
 ksha-kubernetes-pki-service-account-key-present:
   x509.private_key_managed:
+    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
     - name: {{ k8s.service_account.key }}
     - algo: ec
     - keysize: 256
