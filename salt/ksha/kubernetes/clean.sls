@@ -5,10 +5,11 @@
     the control-plane components ksha set up and remove what ksha wrote for a
     master (the model's kubernetes.clean): certificates and keys, the service
     account keys, kubeconfigs, the scheduler's configuration, the release and
-    its links, then the units. Only where ksha's kube-apiserver unit carries
-    ksha's marker (the units go last, so that the check holds to the end); the
-    CA certificates stay, and the CA keys are never touched (a master holding
-    them is refused before this: ksha:kubernetes:pki:ca_host). #}
+    its links, then the units. Each component only where its unit carries
+    ksha's marker, the files only where one of the units does (the units go
+    last, so that the check holds to the end); the CA certificates stay, and
+    the CA keys are never touched (a master holding them is refused before
+    this: ksha:kubernetes:pki:ca_host). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import model with context %}
 {%- set k8s = model.kubernetes %}
