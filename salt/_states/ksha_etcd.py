@@ -206,6 +206,28 @@ def _quorum(voters):
     return voters // 2 + 1
 
 
+# etcd's strict reconfiguration check (on by default) refuses a member add or remove with this
+# error while the member that answers has not been connected to every voting member for the
+# whole of its health interval (5 s): right after a member joined, was promoted or restarted.
+# Nothing was proposed then, and the same call goes through once those connections are 5 s old.
+RECONFIG_NOT_YET = "etcdserver: unhealthy cluster"
+
+
+def _reconfigured(change, timeout, *args, clock=time.monotonic, sleep=time.sleep, **kwargs):
+    """``change(*args, **kwargs)`` (a ``ksha_etcd`` member add or remove: ``{result, comment, ...}``), called
+    again every second while etcd refuses it with ``RECONFIG_NOT_YET``, for up to ``timeout``
+    seconds; any other failure, or success, is returned at once. A refusal that outlasts the
+    timeout says how long it was tried."""
+    deadline = clock() + timeout
+    while True:
+        out = change(*args, **kwargs)
+        if out["result"] or RECONFIG_NOT_YET not in out["comment"]:
+            return out
+        if clock() >= deadline:
+            return {**out, "comment": f"{out['comment']} (etcd still refused it after {timeout} s of retries)"}
+        sleep(1)
+
+
 def _unhealthy_others(health, exclude):
     return [m for m, ok in health.get("members", {}).items() if not ok and m not in exclude]
 
@@ -347,7 +369,9 @@ def member_present(name, peer_url, initial_cluster_file, timeout=120):
     Run on the joining host. The decision is ``_join_decision`` (the same for ``test=True``
     and the real run); every step checks what is already done, so a rerun after a failure
     half way continues where it stopped. Refuses, changing nothing, when another member is
-    unhealthy or the cluster would lose quorum.
+    unhealthy or the cluster would lose quorum. etcd's refusal of a member add right after
+    another membership change (a member joined a moment ago) is retried for up to ``timeout``
+    seconds (``_reconfigured``).
     """
     ret = _ret(name)
     conf = __salt__["ksha_etcd.settings"]()
@@ -370,13 +394,15 @@ def member_present(name, peer_url, initial_cluster_file, timeout=120):
     cluster = ",".join(f"{m['name'] or name}={url}" for m in listed["members"] for url in m["peer_urls"])
     for kind, arg in decision["steps"]:
         if kind == "remove_stale":
-            removed = __salt__["ksha_etcd.member_remove"](arg, endpoints=others)
+            removed = _reconfigured(__salt__["ksha_etcd.member_remove"], timeout, arg, endpoints=others)
             if not removed["result"]:
                 ret["comment"] = f"removing the stale member {arg} failed: {removed['comment']}"
                 return ret
             changes["removed_stale"] = arg
         elif kind == "add_learner":
-            added = __salt__["ksha_etcd.member_add"](name, peer_url, learner=True, endpoints=others)
+            added = _reconfigured(
+                __salt__["ksha_etcd.member_add"], timeout, name, peer_url, learner=True, endpoints=others
+            )
             if not added["result"]:
                 ret["comment"] = f"member add failed: {added['comment']}"
                 return ret
@@ -410,13 +436,14 @@ def member_present(name, peer_url, initial_cluster_file, timeout=120):
     return ret
 
 
-def member_absent(name, timeout=60):  # pylint: disable=unused-argument
+def member_absent(name, timeout=60):
     """etcd member ``name`` is not in the cluster. Run on a member that stays.
 
     The decision is ``_leave_decision`` (the same for ``test=True`` and the real run):
     refused, changing nothing, when another member is unhealthy or when the members left
     would not keep quorum. Takes a snapshot first and moves leadership away from the
-    member first when it leads.
+    member first when it leads. etcd's refusal of a removal right after another membership
+    change is retried for up to ``timeout`` seconds (``_reconfigured``).
     """
     ret = _ret(name)
     listed = __salt__["ksha_etcd.members"]()
@@ -438,7 +465,7 @@ def member_absent(name, timeout=60):  # pylint: disable=unused-argument
                 return ret
             changes["leader_moved_to"] = arg
         elif kind == "remove":
-            removed = __salt__["ksha_etcd.member_remove"](arg, endpoints=urls)
+            removed = _reconfigured(__salt__["ksha_etcd.member_remove"], timeout, arg, endpoints=urls)
             if not removed["result"]:
                 ret["comment"] = f"member remove failed: {removed['comment']}"
                 return ret
