@@ -13,9 +13,15 @@ PYTHON_CANDIDATES := /usr/bin/python3 python3 python3.13 python3.12 python3.11
 PYTHON_OK := import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv lint test test-quick demo lab-down clean check-clean
+.PHONY: setup apt venv lab-base lint test test-quick demo lab-down clean check-clean
 
-setup: apt venv  ## install everything the project needs (idempotent)
+setup: apt venv lab-base  ## install everything the project needs (idempotent)
+
+# The lab hosts' base tree (debootstrap of Debian 12 with the pinned Salt; ~80 s once, then
+# cached under /var/cache/ksha-lab by its inputs): built here so that the lab tests find it.
+# Root only (debootstrap); without root the lab tests cannot run at all, and this is skipped.
+lab-base: venv
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/ksha-lab base; else echo "lab-base: not root, skipped (the lab needs root)"; fi
 
 # The lab tests read kubeconfigs with the real kubectl: Debian's kubernetes-client, unless a
 # kubectl is on the PATH already (another package's).

@@ -63,6 +63,14 @@ def load_salt_module(kind, name="ksha"):
     return module
 
 
+def load_bench_verdict():
+    """bench/verdict.py (the benchmarks' figures and verdicts; bench/ is no package)."""
+    spec = importlib.util.spec_from_file_location("ksha_bench_verdict", REPO / "bench" / "verdict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def model_functions(ksha, minion_id):
     """``__salt__`` entries for the ksha modules' ``ksha.model`` calls: the real
     salt/_modules/ksha.py, its pillar what the ext_pillar publishes for `minion_id`."""

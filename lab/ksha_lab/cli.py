@@ -24,6 +24,13 @@ def cmd_up(args) -> int:
     return cmd_status(args)
 
 
+def cmd_base(args) -> int:
+    """Build the hosts' base tree now (debootstrap + Salt), or find it cached: what `up` does
+    first; `make setup` runs it so that the tests' first `up` finds it."""
+    core.ensure_base()
+    return 0
+
+
 def cmd_down(args) -> int:
     core.down()
     return 0
@@ -165,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_topology(lsub.add_parser("up", help="build/boot the lab and its salt-master")).set_defaults(func=cmd_up)
     with_topology(lsub.add_parser("demo", help="up, then sync and run orch.ksha")).set_defaults(func=cmd_demo)
+    lsub.add_parser("base", help="build the hosts' base tree (cached; up does it first)").set_defaults(func=cmd_base)
     lsub.add_parser("down", help="stop and remove everything the lab made").set_defaults(func=cmd_down)
     lsub.add_parser("status", help="hosts, addresses, boot state, minions, roles").set_defaults(func=cmd_status)
     exec_ = lsub.add_parser("exec", help="run a command in a host: ksha-lab exec HOST -- CMD")

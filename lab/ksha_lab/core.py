@@ -493,6 +493,12 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 # --- whole-lab operations ----------------------------------------------------
 
 
+def ensure_base(log: Callable[[str], None] = _say) -> Path:
+    """The hosts' base tree, built first when it is not cached (``base.ensure_base``)."""
+    base.require_checkout()
+    return base.ensure_base(CACHE, log, os.environ.get("KSHA_LAB_MIRROR"))
+
+
 def up(topology: str = "seed", subnet: str = DEFAULT_SUBNET, log: Callable[[str], None] = _say) -> Lab:
     """Bring a fresh lab up (cleaning whatever an earlier one left) and wait until it is ready."""
     base.require_checkout()
@@ -500,7 +506,7 @@ def up(topology: str = "seed", subnet: str = DEFAULT_SUBNET, log: Callable[[str]
     t0 = time.monotonic()
     down(log=lambda m: None)
     lab = Lab.plan(topology, subnet)
-    base_root = base.ensure_base(CACHE, log, os.environ.get("KSHA_LAB_MIRROR"))
+    base_root = ensure_base(log)
     timings["base"] = time.monotonic() - t0
     STATE.mkdir(parents=True, exist_ok=True)
     lab.save()

@@ -15,11 +15,32 @@ import yaml
 from ksha.plan import PHASES
 from ksha_lab import core
 
+# Lab modules that leave the shared cluster changed at their end: they run after every other
+# module that uses it, in this order, so that the orchestration putting it back is spent only
+# when a later test needs the cluster (none does: the lab's life-cycle tests after them stop and
+# kill hosts and take the lab down).
+LAB_MODULES_LAST = ("test_reconfiguration.py",)
+
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/lab/" in str(item.fspath):
-            item.add_marker(pytest.mark.lab)
+    """Every test under tests/lab/ is marked ``lab``; the lab's tests stay one block, ordered by
+    module as pytest found them but for ``LAB_MODULES_LAST``, then the lab's own life cycle
+    (hosts stopped and killed, the lab taken down)."""
+    lab = [item for item in items if "tests/lab/" in str(item.fspath)]
+    if not lab:
+        return
+    for item in lab:
+        item.add_marker(pytest.mark.lab)
+
+    def rank(item):
+        name = item.path.name
+        if name in LAB_MODULES_LAST:
+            return 1 + LAB_MODULES_LAST.index(name)
+        return len(LAB_MODULES_LAST) + 1 if name in ("test_lifecycle.py", "test_teardown.py") else 0
+
+    first = items.index(lab[0])
+    others = [item for item in items if item not in lab]
+    items[:] = others[:first] + sorted(lab, key=rank) + others[first:]  # sorted is stable
 
 
 class LabSalt:
@@ -250,7 +271,7 @@ _CONVERGED: dict[str, dict] = {}
 _ELSEWHERE: dict[str, str] = {}
 # The module fixtures that hand out the shared converged cluster (they call converged_lab):
 # a test using one gets the cluster converged first. A new lab test module adds its own.
-CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", "cp_lab")
+CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", "cp_lab", "reconf_lab")
 
 
 def generation(lab):

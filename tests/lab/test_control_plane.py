@@ -253,18 +253,22 @@ ROLLING = "ksha-kubernetes-kube-apiserver-restarted-when-changed"
 
 
 def start_probe(lab, host):
-    """curl through the LB domain every 50 ms on `host` (a worker), each status code on a line."""
+    """curl through the LB domain every 50 ms on `host` (a worker): a line per request, the time
+    it started (epoch seconds) and its status code (000: no answer within 2 s)."""
     loop = (
-        f"while :; do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 2 --cacert {apiservers.CLIENT_CA_FILE} "
-        f"https://{DOMAIN}:6443/readyz >> {PROBE}; sleep 0.05; done"
+        f"while :; do t=$(date +%s.%N); c=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 "
+        f'--cacert {apiservers.CLIENT_CA_FILE} https://{DOMAIN}:6443/readyz); echo "$t $c" >> {PROBE}; '
+        "sleep 0.05; done"
     )
     lab.exec(host, "rm", "-f", PROBE)
     lab.exec(host, "systemd-run", "--unit=ksha-test-probe", "--collect", "sh", "-c", loop, check=True)
 
 
 def stop_probe(lab, host):
+    """The probe's requests: [(started, status code)]."""
     lab.exec(host, "systemctl", "stop", "ksha-test-probe")
-    return lab.exec(host, "cat", PROBE).stdout.split()
+    lines = lab.exec(host, "cat", PROBE).stdout.splitlines()
+    return [(float(t), code) for t, code in (line.split() for line in lines if len(line.split()) == 2)]
 
 
 def rolled(salt):
@@ -284,7 +288,7 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
     probe_host = lab.hosts["node1"]
     start_probe(lab, probe_host)
     try:
-        assert wait_for(lambda: lab.exec(probe_host, "grep", "-c", "200", PROBE).stdout.strip() not in ("", "0"), 10)
+        assert wait_for(lambda: lab.exec(probe_host, "grep", "-c", " 200", PROBE).stdout.strip() not in ("", "0"), 10)
         lab_pillar.ran("control-plane")
         lab_pillar.edit(lambda ksha: ksha["kubernetes"].setdefault("apiserver", {}).update(extra_args={"v": 2}))
         # test=True first: the unit is not written, and the plan says each apiserver would restart
@@ -299,7 +303,7 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
         restarts = rolled(salt)
         time.sleep(1)
     finally:
-        codes = stop_probe(lab, probe_host)
+        codes = [code for _, code in stop_probe(lab, probe_host)]
     for name, ret in restarts.items():
         assert ret["changes"]["restarted"] == "kube-apiserver", (name, ret)
         assert ret["changes"]["because"] == ["/etc/systemd/system/kube-apiserver.service"], (name, ret)
@@ -325,20 +329,35 @@ def test_a_flag_change_restarts_every_apiserver_one_at_a_time_and_no_request_fai
     lab_pillar.converged()
 
 
-def test_a_hand_edited_unit_is_put_back_and_the_apiserver_restarted_with_the_model_s_flags(cp_lab):
+def test_a_hand_edited_unit_and_certificate_are_put_back_and_the_apiserver_restarted_with_them(cp_lab):
+    """master3's unit gets another --authorization-mode and its apiserver certificate is replaced
+    by a self-signed one on the same key, and the apiserver is restarted by hand with both. The
+    states a master's highstate runs for them (ksha.kubernetes.pki and .service) put back the
+    unit and a certificate of the cluster CA, and restart the apiserver once, which then runs
+    the model's flags and serves the new certificate."""
     lab, salt, _ = cp_lab
     host = lab.hosts["master3"]
     unit = "/etc/systemd/system/kube-apiserver.service"
+    crt = f"{PKI}/apiserver.crt"
     lab.exec(host, "sed", "-i", "s/--authorization-mode=Node,RBAC/--authorization-mode=AlwaysAllow/", unit, check=True)
+    lab.exec(host, "openssl", "req", "-x509", "-new", "-key", f"{PKI}/apiserver.key", "-subj", "/CN=kube-apiserver",
+             "-days", "30", "-out", crt, check=True)  # fmt: skip
     lab.exec(host, "sh", "-c", "systemctl daemon-reload && systemctl restart kube-apiserver", check=True)
     assert "--authorization-mode=AlwaysAllow" in apiserver_process(lab, "master3")[0]
-    out = salt.salt("master3", "state.apply", "ksha.kubernetes.service", timeout=600)["master3"]
+    assert lab.exec(host, "openssl", "verify", "-CAfile", f"{PKI}/ca.crt", crt).returncode != 0
+    assert served_serial(lab, "master3") == certificate(lab, "master3")[0]  # it serves the hand-made one
+    out = salt.salt("master3", "state.apply", "ksha.kubernetes.pki,ksha.kubernetes.service", timeout=600)["master3"]
     assert not failed_states(out), failed_states(out)
     changed = {s["__id__"]: s["changes"] for s in out.values() if s["changes"]}
-    assert set(changed) == {"ksha-kubernetes-kube-apiserver-systemd-unit",
+    assert set(changed) == {"ksha-kubernetes-pki-apiserver-certificate-issued",
+                            "ksha-kubernetes-kube-apiserver-systemd-unit",
                             "ksha-kubernetes-kube-apiserver-restarted-when-changed"}, changed  # fmt: skip
+    assert changed["ksha-kubernetes-kube-apiserver-restarted-when-changed"]["restarted"] == "kube-apiserver"
     argv, _ = apiserver_process(lab, "master3")
     assert "--authorization-mode=Node,RBAC" in argv and "--authorization-mode=AlwaysAllow" not in argv
+    verified = lab.exec(host, "openssl", "verify", "-CAfile", f"{PKI}/ca.crt", crt)
+    assert verified.returncode == 0, verified.stderr
+    assert served_serial(lab, "master3") == certificate(lab, "master3")[0]
 
 
 CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
@@ -436,62 +455,22 @@ def test_killing_the_controller_manager_leader_moves_its_lease_to_another_master
     )
 
 
-FOREIGN_UNIT = "/etc/systemd/system/kube-apiserver.service"
-
-
-def test_a_host_taken_out_of_kube_master_is_cleaned_of_ksha_s_control_plane_only(cp_lab, lab_pillar):
-    """master1 holds the CA keys: taking it out is refused before any control-plane step. master3
-    taken out: the plan cleans it (its units carry ksha's marker), and ksha.kubernetes.clean stops
-    its components and removes ksha's files, the CA certificate kept; on node1 a kube-apiserver
-    unit and key that are not ksha's are left alone; the leases stay with the other masters."""
-    lab, salt, _ = cp_lab
-    lab_pillar.edit(lambda ksha: ksha["groups"].update({"kube-master": ["master2", "master3"]}))
-    rc, plan, proc = salt.run("ksha.plan", "output=data")
-    steps = [s for s in plan["steps"] if s["id"].startswith("ksha-phase-control-plane")]
-    assert [s["id"] for s in steps] == ["ksha-phase-control-plane-ca-stays-where-its-key-is"], plan
-    assert (
-        "ksha:kubernetes:pki:ca_host resolves to master2, but the kubernetes CA's key is on master1"
-        in (steps[0]["why"])
+def certificate(lab, name, leaf="apiserver"):
+    """(serial, SANs, days left) of master `name`'s certificate `leaf`, as openssl reads it."""
+    out = lab.exec(lab.hosts[name], "openssl", "x509", "-noout", "-serial", "-enddate", "-ext", "subjectAltName",
+                   "-in", f"{PKI}/{leaf}.crt", check=True).stdout  # fmt: skip
+    serial = out.split("serial=", 1)[1].split("\n", 1)[0]
+    end = out.split("notAfter=", 1)[1].split("\n", 1)[0]
+    sans = (
+        set(re.split(r",\s*", out.split("Subject Alternative Name:", 1)[1].strip())) if "Alternative" in out else set()
     )
+    days = (time.mktime(time.strptime(end, "%b %d %H:%M:%S %Y GMT")) - time.mktime(time.gmtime())) / 86400
+    return serial, sans, days
 
-    node1 = lab.hosts["node1"]
-    foreign = ["[Service]\nExecStart=/bin/true\n", "not ksha's key\n"]
-    made = [d for d in ("etc/kubernetes", "etc/kubernetes/pki") if not (node1.root / d).exists()]
-    (node1.root / FOREIGN_UNIT.lstrip("/")).write_text(foreign[0])
-    (node1.root / "etc/kubernetes/pki").mkdir(parents=True, exist_ok=True)
-    (node1.root / "etc/kubernetes/pki/apiserver.key").write_text(foreign[1])
-    lab_pillar.edit(lambda ksha: ksha["groups"].update({"kube-master": ["master1", "master2"]}))
-    rc, plan, proc = salt.run("ksha.plan", "output=data")
-    [clean] = [s for s in plan["steps"] if s["id"] == "ksha-phase-control-plane-other-hosts-cleaned"]
-    assert clean["target"] == ["master3"], clean  # node1's unit has no marker: nothing of ksha's there
-    lab_pillar.ran("control-plane")
-    try:
-        out = salt.salt("master3,node1", "state.apply", "ksha.kubernetes.clean", timeout=300)
-        assert not failed_states(out), failed_states(out)
-        assert not [s for s in out["node1"].values() if s["changes"]], out["node1"]
-        master3 = lab.hosts["master3"]
-        model = salt.salt("master3", "ksha.model")["master3"]["kubernetes"]
-        for component in model["clean"]["components"]:
-            assert lab.exec(master3, "systemctl", "is-active", component).stdout.strip() != "active", component
-            assert not (master3.root / model["unit_files"][component].lstrip("/")).exists(), component
-        left = [f for f in [*model["clean"]["files"], *model["clean"]["links"], model["clean"]["release_dir"]]
-                if lab.exec(master3, "test", "-e", f).returncode == 0]  # fmt: skip
-        assert left == [], left
-        assert lab.exec(master3, "test", "-e", f"{PKI}/ca.crt").returncode == 0  # the CA certificates stay
-        again = salt.salt("master3", "state.apply", "ksha.kubernetes.clean", timeout=300)["master3"]
-        assert not failed_states({"master3": again}) and not [s for s in again.values() if s["changes"]], again
-        assert (node1.root / FOREIGN_UNIT.lstrip("/")).read_text() == foreign[0]
-        assert (node1.root / "etc/kubernetes/pki/apiserver.key").read_text() == foreign[1]
-        # the other masters' controllers hold both leases (master3's, if it led, moved)
-        assert wait_for(
-            lambda: (
-                {(lease_holders(lab, "master1").get(c) or "?").split("_")[0] for c in CONTROLLERS}
-                <= {"master1", "master2"}
-            ),
-            60,
-        ), lease_holders(lab, "master1")
-    finally:
-        (node1.root / FOREIGN_UNIT.lstrip("/")).unlink(missing_ok=True)
-        (node1.root / "etc/kubernetes/pki/apiserver.key").unlink(missing_ok=True)
-        for directory in reversed(made):
-            (node1.root / directory).rmdir()
+
+def served_serial(lab, name):
+    """The serial of the certificate master `name`'s apiserver serves on its own address."""
+    ip = lab.hosts[name].ip
+    out = lab.exec(lab.hosts[name], "sh", "-c", f"openssl s_client -connect {ip}:6443 -servername {name} </dev/null "
+                   "2>/dev/null | openssl x509 -noout -serial")  # fmt: skip
+    return out.stdout.strip().removeprefix("serial=")

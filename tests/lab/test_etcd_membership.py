@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.lab.conftest import converged_lab, failed_states, wait_for
+from tests.lab.test_control_plane import MASTERS, ROLLING, apiserver_process, down_intervals
 from tests.lab.test_etcd import PKI, etcdctl
 
 KEYS = 10_000
@@ -63,14 +64,15 @@ def members_lab(_lab_session):
 
 @pytest.fixture
 def etcd_group(members_lab, lab_pillar):
-    """Set ksha:groups:etcd (and options) and orchestrate; the seed's 3 members come back after."""
+    """Set ksha:groups:etcd (and options) and orchestrate up to the etcd phase (`until`: another
+    phase, None every phase); the seed's 3 members come back after."""
 
-    def apply(members, **etcd_options):
+    def apply(members, until="etcd", **etcd_options):
         def change(ksha):
             ksha["groups"]["etcd"] = members
             ksha.setdefault("etcd", {}).update(etcd_options)
 
-        return lab_pillar.apply(change, until="etcd")
+        return lab_pillar.apply(change, until=until)
 
     return apply
 
@@ -92,11 +94,32 @@ def failed_comments(states):
     return "\n".join(out)
 
 
+def etcd_servers(lab):
+    """{master: the --etcd-servers its apiserver's process runs with}."""
+    return {m: next(a for a in apiserver_process(lab, m)[0] if a.startswith("--etcd-servers=")) for m in MASTERS}
+
+
+def rolled_over(lab, states, members):
+    """Every apiserver was restarted by the orchestration's control-plane phase, one at a time
+    (systemd's timestamps), and runs with every member of `members` in --etcd-servers."""
+    running = states["ksha-phase-control-plane-components-running"]["changes"]["ret"]
+    for master in MASTERS:
+        [rolling] = [s for s in running[master].values() if s["__id__"] == ROLLING]
+        assert rolling["changes"].get("restarted") == "kube-apiserver", (master, rolling)
+    intervals = sorted(down_intervals(lab).values())
+    for (_, up), (down_next, _) in zip(intervals, intervals[1:], strict=False):
+        assert up < down_next, intervals
+    expected = "--etcd-servers=" + ",".join(f"https://{lab.hosts[m].ip}:2379" for m in members)
+    assert etcd_servers(lab) == dict.fromkeys(MASTERS, expected)
+
+
 def test_three_to_five_and_back_to_three_keeps_every_key(members_lab, etcd_group):
+    """Each change by one whole orch.ksha: the members join (leave) one at a time, and then every
+    apiserver is restarted with the new --etcd-servers, one master at a time."""
     lab, salt = members_lab
     five = ["master1", "master2", "master3", "node1", "node2"]
     t0 = time.monotonic()
-    rc, states = etcd_group(five)
+    rc, states = etcd_group(five, until=None)
     assert rc == 0, failed_comments(states)
     print(f"3 -> 5 members: {time.monotonic() - t0:.1f} s")
     assert [k for k in states if k.endswith("-joined")] == [
@@ -106,19 +129,21 @@ def test_three_to_five_and_back_to_three_keeps_every_key(members_lab, etcd_group
     h = health(salt)
     assert h["healthy"] and sorted(h["members"]) == sorted(five) and h["learners"] == [], h
     assert count_keys(lab, "node2", ["node2"]) == KEYS  # served by a new member
+    rolled_over(lab, states, five)
 
     t0 = time.monotonic()
-    rc, states = etcd_group(["master1", "master2", "master3"])
+    rc, states = etcd_group(MASTERS, until=None)
     assert rc == 0, failed_comments(states)
     print(f"5 -> 3 members: {time.monotonic() - t0:.1f} s")
     removed = states["ksha-phase-etcd-members-removed"]["changes"]["ret"]
     assert all(s["changes"].get("snapshot") for r in removed.values() for s in r.values())
     h = health(salt)
-    assert h["healthy"] and sorted(h["members"]) == ["master1", "master2", "master3"], h
+    assert h["healthy"] and sorted(h["members"]) == MASTERS, h
     assert count_keys(lab, "master3", ["master3"]) == KEYS
     for node in ("node1", "node2"):
         assert lab.exec(lab.hosts[node], "systemctl", "is-active", "etcd").stdout.strip() != "active"
         assert lab.exec(lab.hosts[node], "test", "-d", "/var/lib/etcd/member").returncode != 0  # moved aside
+    rolled_over(lab, states, MASTERS)
 
 
 def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothing(members_lab, etcd_group, lab_pillar):

@@ -1,22 +1,13 @@
 """bench/verdict.py: a failed run never gives a passing figure; the last line says FAILED and the
 exit code is 1. Pure data in (timestamps, records), no lab and no timing of this machine."""
 
-import importlib.util
 import math
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_bench_verdict
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("ksha_bench_verdict", REPO / "bench" / "verdict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-verdict = _load()
+verdict = load_bench_verdict()
 
 KILL = 100.0
 END = 110.0  # the writer stops 10 s after the kill
