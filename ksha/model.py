@@ -18,6 +18,7 @@ Everything here is a pure function of its arguments.
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
-# x509_v2 signing policies of the etcd CA: policy -> (who may ask, extended key usage).
+# x509_v2 signing policies of the etcd CA: policy -> (who may ask, extended key usage). Each is
+# published once per minion that may ask (``policy_for``).
 ETCD_POLICIES = {
     "ksha_etcd_server": ("members", "serverAuth, clientAuth"),
     "ksha_etcd_peer": ("members", "serverAuth, clientAuth"),
@@ -65,6 +67,15 @@ ETCD_ENV_FILE = "/etc/etcd/ksha-etcd.env"
 ETCD_UNIT_FILE = "/etc/systemd/system/etcd.service"
 # written only when orch.ksha bootstraps the cluster or a member joins it
 ETCD_INITIAL_CLUSTER_FILE = "/etc/etcd/ksha-initial-cluster.env"
+
+
+def policy_for(policy: str, minion: str) -> str:
+    """The name of `policy` as minion `minion` asks for it: every signing policy is published
+    once per minion that may use it, restricted to that minion's ID. x509_v2 then checks the
+    requester with a local glob match on the CA host; a compound matcher (``L@a,b,c``) would cost
+    a ``match.compound_matches`` runner on the Salt master (``peer_run``) for every certificate
+    checked, in every highstate."""
+    return f"{policy}__{minion}"
 
 
 def apiserver_etcd_client(conf: dict) -> str:
@@ -295,26 +306,27 @@ def _etcd_certificates(conf: dict, host: str, ip: str, groups: dict[str, list[st
         ):
             # owned by etcd's user, which the package (ksha.etcd.install) makes: issued after it
             certs.append(
-                {"id": cert_id, "path": f"{pki_dir}/{path}", "policy": policy, "cn": host, "sans": sans,
-                 "user": etcd["user"], "after_install": True}
+                {"id": cert_id, "path": f"{pki_dir}/{path}", "policy": policy_for(policy, host), "cn": host,
+                 "sans": sans, "user": etcd["user"], "after_install": True}
             )  # fmt: skip
         certs.append(
-            {"id": "admin-client", "path": f"{pki_dir}/admin", "policy": "ksha_etcd_client", "cn": "ksha-etcd-admin",
-             "sans": None, "user": "root", "after_install": False}
+            {"id": "admin-client", "path": f"{pki_dir}/admin", "policy": policy_for("ksha_etcd_client", host),
+             "cn": "ksha-etcd-admin", "sans": None, "user": "root", "after_install": False}
         )  # fmt: skip
     if host in groups["kube-master"]:
         certs.append(
-            {"id": "apiserver-client", "path": apiserver_etcd_client(conf), "policy": "ksha_etcd_client",
-             "cn": "kube-apiserver-etcd-client", "sans": None, "user": "root", "after_install": False}
+            {"id": "apiserver-client", "path": apiserver_etcd_client(conf),
+             "policy": policy_for("ksha_etcd_client", host), "cn": "kube-apiserver-etcd-client", "sans": None,
+             "user": "root", "after_install": False}
         )  # fmt: skip
     return certs
 
 
-def leaf_policy(minions: list[str], ca: dict, usage: str, days_valid: int) -> dict:
-    """An x509_v2 signing policy for leaf certificates of `ca` ({key, cert}), asked for by `minions`
-    only, with the extended key `usage` and nothing more."""
+def leaf_policy(minion: str, ca: dict, usage: str, days_valid: int) -> dict:
+    """An x509_v2 signing policy for leaf certificates of `ca` ({key, cert}), asked for by `minion`
+    only (a glob that matches its ID alone), with the extended key `usage` and nothing more."""
     return {
-        "minions": "L@" + ",".join(minions),
+        "minions": glob.escape(minion),
         "signing_private_key": ca["key"],
         "signing_cert": ca["cert"],
         "basicConstraints": "critical, CA:false",
@@ -331,8 +343,9 @@ def _signing_policies(conf: dict, etcd: dict, groups: dict[str, list[str]]) -> d
     pki = conf["etcd"]["pki"]
     allowed = {"members": etcd["names"], "clients": etcd["pki_hosts"]}
     return {
-        policy: leaf_policy(allowed[who], etcd["ca"], usage, pki["days_valid"])
+        policy_for(policy, minion): leaf_policy(minion, etcd["ca"], usage, pki["days_valid"])
         for policy, (who, usage) in ETCD_POLICIES.items()
+        for minion in allowed[who]
     }
 
 
@@ -388,6 +401,7 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
             "installed": f"{pki_dir}/{stem}.crt",
             "cn": f"ksha {name} CA ({conf['cluster_name']})",
             # a policy of this CA: the masters fetch the CA certificate with it from the CA host
+            # (each master its own, ``policy_for``)
             "policy": next(p for p, (ca, _) in KUBE_POLICIES.items() if ca == name),
         }
         for name, stem in KUBE_CAS.items()
@@ -500,8 +514,22 @@ def _is_ip(value: str) -> bool:
 
 
 def _kube_certificates(conf: dict, host: str, k8s: dict) -> list[dict]:
-    """The Kubernetes CAs' leaf certificates `host` (a master) holds: kubeadm's names and subjects."""
-    return _kube_leaves(k8s) if host in k8s["masters"] else []
+    """The Kubernetes CAs' leaf certificates `host` (a master) holds: kubeadm's names and subjects,
+    each with the signing policy `host` asks with."""
+    if host not in k8s["masters"]:
+        return []
+    return [{**c, "policy": policy_for(c["policy"], host)} for c in _kube_leaves(k8s)]
+
+
+def _ca_policies(host: str, etcd: dict, k8s: dict) -> dict[str, str]:
+    """The signing policy `host` fetches each CA's certificate with from its CA host, for the CAs
+    that sign certificates for it: {"etcd" | "kubernetes" | "front-proxy": policy}."""
+    out = {}
+    if host in etcd["pki_hosts"]:
+        out["etcd"] = policy_for("ksha_etcd_client", host)
+    if host in k8s["masters"]:
+        out.update({name: policy_for(ca["policy"], host) for name, ca in k8s["cas"].items()})
+    return out
 
 
 def _kube_leaves(k8s: dict) -> list[dict]:
@@ -564,8 +592,9 @@ def _kube_policies(conf: dict, k8s: dict) -> dict:
     """The Kubernetes CAs' x509_v2 signing policies (published to the Kubernetes CA host only)."""
     pki = conf["kubernetes"]["pki"]
     return {
-        policy: leaf_policy(k8s["masters"], k8s["cas"][ca], usage, pki["days_valid"])
+        policy_for(policy, master): leaf_policy(master, k8s["cas"][ca], usage, pki["days_valid"])
         for policy, (ca, usage) in KUBE_POLICIES.items()
+        for master in k8s["masters"]
     }
 
 
@@ -795,6 +824,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                     "etcd": _etcd_certificates(conf, name, ip_of[name], groups),
                     "kubernetes": _kube_certificates(conf, name, k8s),
                 },
+                "ca_policies": _ca_policies(name, etcd, k8s),
                 "kubeconfigs": kubeconfigs,
                 "flags": flags,
                 "units": _units(name, conf, k8s, flags, kubeconfigs),

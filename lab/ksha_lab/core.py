@@ -222,10 +222,9 @@ class Lab:
             "pillar_roots": {"base": [str(self.pillar_dir)]},
             # the cluster model (ksha/model.py) for every minion, and the etcd CA's signing policies
             "ext_pillar": [{"ksha_model": {}}],
-            # etcd certificates: any minion may ask the CA host to sign (x509_v2 remote signing, within
-            # the signing policies' `minions`), and the CA host may check those matchers on the master.
+            # certificates: any minion may ask a CA host to sign (x509_v2 remote signing, within the
+            # signing policies' `minions`, each one minion ID that the CA host matches itself)
             "peer": {".*": ["x509.sign_remote_certificate"]},
-            "peer_run": {".*": ["match.compound_matches"]},
         }
         return json.dumps(config, indent=2)  # JSON is YAML
 

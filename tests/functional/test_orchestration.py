@@ -382,13 +382,18 @@ def test_etcd_signing_policies_come_from_the_model_to_the_ca_host(salt_minion, s
     ret = salt_minion.salt_call_cli(timeout=120).run("pillar.get", "x509_signing_policies", "unmask=True")
     assert ret.returncode == 0, ret.stderr
     policies = ret.data
-    assert sorted(policies) == ["ksha_etcd_client", "ksha_etcd_peer", "ksha_etcd_server"]
-    assert policies["ksha_etcd_server"]["minions"] == "L@master1,master2,master3"
-    assert policies["ksha_etcd_client"]["minions"] == "L@master1,master2,master3,node1"  # + every master
-    assert policies["ksha_etcd_client"]["extendedKeyUsage"] == "clientAuth"
-    assert policies["ksha_etcd_peer"]["extendedKeyUsage"] == "serverAuth, clientAuth"
-    assert policies["ksha_etcd_peer"]["signing_private_key"] == "/srv/etcd-ca/ca.key"
-    assert policies["ksha_etcd_peer"]["days_valid"] == 90
+    members = ["master1", "master2", "master3"]
+    assert sorted(policies) == sorted(
+        [f"ksha_etcd_{kind}__{m}" for kind in ("server", "peer") for m in members]
+        + [f"ksha_etcd_client__{m}" for m in [*members, "node1"]]  # + every master
+    )
+    assert {n: p["minions"] for n, p in policies.items() if n.startswith("ksha_etcd_server")} == {
+        f"ksha_etcd_server__{m}": m for m in members
+    }
+    assert policies["ksha_etcd_client__node1"]["extendedKeyUsage"] == "clientAuth"
+    assert policies["ksha_etcd_peer__master2"]["extendedKeyUsage"] == "serverAuth, clientAuth"
+    assert policies["ksha_etcd_peer__master2"]["signing_private_key"] == "/srv/etcd-ca/ca.key"
+    assert policies["ksha_etcd_peer__master2"]["days_valid"] == 90
 
 
 def test_only_the_ca_host_gets_the_signing_policies(salt_minion, synced, set_pillar, example_ksha):
@@ -398,7 +403,11 @@ def test_only_the_ca_host_gets_the_signing_policies(salt_minion, synced, set_pil
     ret = cli.run("pillar.get", "x509_signing_policies", "unmask=True")
     assert ret.returncode == 0, ret.stderr
     # master1 is still the Kubernetes CA host (the first master): its CAs' policies only
-    assert sorted(ret.data) == ["ksha_kube_apiserver", "ksha_kube_client", "ksha_kube_front_proxy_client"]
+    assert sorted(ret.data) == sorted(
+        f"{p}__{m}"
+        for p in ("ksha_kube_apiserver", "ksha_kube_client", "ksha_kube_front_proxy_client")
+        for m in ("master1", "master2", "master3")
+    )
     example_ksha["kubernetes"] = {"pki": {"ca_host": "master3"}}
     set_pillar(example_ksha)
     ret = cli.run("pillar.get", "x509_signing_policies", "unmask=True")

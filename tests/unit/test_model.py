@@ -1,6 +1,7 @@
 """ksha/model.py: every derived fact, table-driven over pillar variants of the seed's example."""
 
 import copy
+import fnmatch
 
 import pytest
 
@@ -154,7 +155,7 @@ def test_member_certificates_carry_the_hosts_names(example_ksha):
     assert server == {
         "id": "member-server",
         "path": "/etc/etcd/pki/server",
-        "policy": "ksha_etcd_server",
+        "policy": "ksha_etcd_server__master2",
         "cn": "master2",
         "sans": "DNS:master2, DNS:localhost, IP:192.168.0.2, IP:127.0.0.1",
         "user": "etcd",
@@ -162,15 +163,37 @@ def test_member_certificates_carry_the_hosts_names(example_ksha):
     }
     client = model.host(m, "master2")["certificates"]["etcd"][2]
     assert (client["id"], client["user"], client["after_install"]) == ("admin-client", "root", False)
+    assert client["policy"] == "ksha_etcd_client__master2"
+    # each CA's certificate is fetched with a policy of that CA for this host
+    assert model.host(m, "master2")["ca_policies"] == {
+        "etcd": "ksha_etcd_client__master2",
+        "kubernetes": "ksha_kube_apiserver__master2",
+        "front-proxy": "ksha_kube_front_proxy_client__master2",
+    }
+    assert model.host(m, "node1")["ca_policies"] == {}
 
 
 def test_signing_policies_follow_the_groups(example_ksha):
     ksha = variant(example_ksha, **{"groups:etcd": ["master1", "master2", "node1"], "etcd:pki:days_valid": 90})
     policies = model.build(ksha)["signing_policies"]["etcd"]
-    assert policies["ksha_etcd_server"]["minions"] == "L@master1,master2,node1"
-    assert policies["ksha_etcd_client"]["minions"] == "L@master1,master2,node1,master3"
-    assert policies["ksha_etcd_client"]["extendedKeyUsage"] == "clientAuth"
+    # one policy per minion that may ask, matching its ID alone (a local glob on the CA host)
+    assert {name: p["minions"] for name, p in policies.items()} == {
+        **{f"ksha_etcd_{kind}__{m}": m for kind in ("server", "peer") for m in ("master1", "master2", "node1")},
+        **{f"ksha_etcd_client__{m}": m for m in ("master1", "master2", "node1", "master3")},
+    }
+    assert {p["extendedKeyUsage"] for n, p in policies.items() if n.startswith("ksha_etcd_client")} == {"clientAuth"}
     assert {p["days_valid"] for p in policies.values()} == {90}
+
+
+@pytest.mark.parametrize(
+    "minion, glob",
+    [("master1", "master1"), ("web[1]", "web[[]1]"), ("db*", "db[*]"), ("a?.example", "a[?].example")],
+)
+def test_a_policy_matches_its_minion_id_alone(example_ksha, minion, glob):
+    policy = model.leaf_policy(minion, {"key": "k", "cert": "c"}, "clientAuth", 10)
+    assert policy["minions"] == glob
+    assert fnmatch.fnmatchcase(minion, glob)  # what x509_v2's match.glob does with it
+    assert not fnmatch.fnmatchcase(minion + "x", glob) and not fnmatch.fnmatchcase("master11", "master1")
 
 
 def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ksha):
@@ -181,7 +204,9 @@ def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ks
     assert on_ca["ksha_model"]["me"]["lb_priority"] == 200
     assert on_ca["ksha_model"]["me"]["lb_peers"] == ["192.168.0.2", "192.168.0.3"]
     # master1 holds both CAs by default: both CAs' policies
-    assert set(on_ca["x509_signing_policies"]) == set(model.ETCD_POLICIES) | set(model.KUBE_POLICIES)
+    assert {p.split("__")[0] for p in on_ca["x509_signing_policies"]} == set(model.ETCD_POLICIES) | set(
+        model.KUBE_POLICIES
+    )
     other = model.for_minion(m, "master2", {})
     assert "x509_signing_policies" not in other
     assert other["ksha_model"]["me"]["interface"] is None
@@ -190,9 +215,13 @@ def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ks
 
 def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
     m = model.build(variant(example_ksha, **{"kubernetes:pki:ca_host": "master2"}))
-    assert set(model.for_minion(m, "master1")["x509_signing_policies"]) == set(model.ETCD_POLICIES)
+    assert {p.split("__")[0] for p in model.for_minion(m, "master1")["x509_signing_policies"]} == set(
+        model.ETCD_POLICIES
+    )
     on_kube_ca = model.for_minion(m, "master2")
-    assert set(on_kube_ca["x509_signing_policies"]) == set(model.KUBE_POLICIES)
+    assert set(on_kube_ca["x509_signing_policies"]) == {
+        model.policy_for(p, m) for p in model.KUBE_POLICIES for m in ("master1", "master2", "master3")
+    }
     assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
     assert on_kube_ca["ksha_model"]["me"]["states"][-5:] == [
         "ksha.kubernetes.ca",

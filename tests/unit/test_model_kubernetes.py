@@ -76,17 +76,17 @@ def test_master_certificates_have_kubeadms_names_subjects_and_cas(example_ksha):
     cluster = k8s(example_ksha)
     certs = {c["id"]: c for c in model.host(cluster, "master2")["certificates"]["kubernetes"]}
     assert {i: (c["path"], c["cn"], c["o"], c["ca"], c["policy"]) for i, c in certs.items()} == {
-        "apiserver": ("/etc/kubernetes/pki/apiserver", "kube-apiserver", None, "kubernetes", "ksha_kube_apiserver"),
+        "apiserver": ("/etc/kubernetes/pki/apiserver", "kube-apiserver", None, "kubernetes", "ksha_kube_apiserver__master2"),
         "apiserver-kubelet-client": ("/etc/kubernetes/pki/apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                                     "system:masters", "kubernetes", "ksha_kube_client"),
+                                     "system:masters", "kubernetes", "ksha_kube_client__master2"),
         "front-proxy-client": ("/etc/kubernetes/pki/front-proxy-client", "front-proxy-client", None, "front-proxy",
-                               "ksha_kube_front_proxy_client"),
+                               "ksha_kube_front_proxy_client__master2"),
         "admin-client": ("/etc/kubernetes/pki/admin-client", "kubernetes-admin", "system:masters", "kubernetes",
-                         "ksha_kube_client"),
+                         "ksha_kube_client__master2"),
         "controller-manager-client": ("/etc/kubernetes/pki/controller-manager-client",
-                                      "system:kube-controller-manager", None, "kubernetes", "ksha_kube_client"),
+                                      "system:kube-controller-manager", None, "kubernetes", "ksha_kube_client__master2"),
         "scheduler-client": ("/etc/kubernetes/pki/scheduler-client", "system:kube-scheduler", None, "kubernetes",
-                             "ksha_kube_client"),
+                             "ksha_kube_client__master2"),
     }  # fmt: skip
     # the apiserver's etcd client certificate comes from the etcd CA, as before
     assert [c["id"] for c in model.host(cluster, "master2")["certificates"]["etcd"]][-1] == "apiserver-client"
@@ -167,14 +167,14 @@ def test_release_and_ca_host(example_ksha):
 def test_kube_signing_policies_name_their_ca_and_the_masters(example_ksha):
     policies = k8s(example_ksha, **{"groups:kube-master": ["master2", "master3", "node1"]})["signing_policies"]
     kube = policies["kubernetes"]
+    ca, front_proxy = "/etc/ksha/kubernetes-ca/ca.crt", "/etc/ksha/kubernetes-ca/front-proxy-ca.crt"
     assert {p: (v["minions"], v["signing_cert"], v["extendedKeyUsage"]) for p, v in kube.items()} == {
-        "ksha_kube_apiserver": ("L@master2,master3,node1", "/etc/ksha/kubernetes-ca/ca.crt", "serverAuth"),
-        "ksha_kube_client": ("L@master2,master3,node1", "/etc/ksha/kubernetes-ca/ca.crt", "clientAuth"),
-        "ksha_kube_front_proxy_client": (
-            "L@master2,master3,node1",
-            "/etc/ksha/kubernetes-ca/front-proxy-ca.crt",
-            "clientAuth",
-        ),
+        **{f"ksha_kube_apiserver__{m}": (m, ca, "serverAuth") for m in ("master2", "master3", "node1")},
+        **{f"ksha_kube_client__{m}": (m, ca, "clientAuth") for m in ("master2", "master3", "node1")},
+        **{
+            f"ksha_kube_front_proxy_client__{m}": (m, front_proxy, "clientAuth")
+            for m in ("master2", "master3", "node1")
+        },
     }
 
 
