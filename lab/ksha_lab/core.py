@@ -568,7 +568,12 @@ def leftovers() -> dict[str, list]:
         if line.split()[1].startswith(str(STATE) + "/")
     ]
     bridges = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
-    return {"processes": procs, "mounts": mounts, "bridges": bridges}
+    # the host ends of the containers' veths (systemd-nspawn names them vb-<machine>; only the lab
+    # runs nspawn here): the kernel removes one when its container's network namespace is gone,
+    # a moment after the container's processes, and a new lab's host of that name cannot start
+    # while it is there ("Failed to add new veth interfaces ...: File exists")
+    links = sorted(p.name for p in Path("/sys/class/net").glob("vb-*"))
+    return {"processes": procs, "mounts": mounts, "bridges": bridges, "links": links}
 
 
 # How long `down` lets the hosts (then the lab's salt-master) stop cleanly before it kills them:
@@ -609,6 +614,11 @@ def down(log: Callable[[str], None] = _say) -> dict[str, float]:
             run(["umount", "-l", mount], check=False)
     for bridge in leftovers()["bridges"]:
         run(["ip", "link", "delete", bridge, "type", "bridge"], check=False)
+    deadline = time.monotonic() + DOWN_GRACE_S
+    while leftovers()["links"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for link in leftovers()["links"]:
+        run(["ip", "link", "delete", link], check=False)
     left = leftovers()
     if any(left.values()):
         raise LabError(f"lab down: still left after cleanup: {left}")

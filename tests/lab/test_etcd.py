@@ -287,7 +287,6 @@ def test_certificates_are_renewed_at_days_remaining_and_snapshots_come_by_timer(
     assert renewed.serial_number != short.serial_number and days_left(renewed) > 364
     assert served_certificate(lab, "master2").serial_number == renewed.serial_number
     assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
-    assert all(not ids for ids in apply_etcd().values())
 
     # The timer fired on its own (nobody ran the backup service): a snapshot newer than the change.
     # Checked last, so that the state runs above spend the minute it takes.

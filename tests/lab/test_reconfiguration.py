@@ -62,9 +62,10 @@ def test_a_fourth_master_then_master1_out_then_every_certificate_renewed_the_api
        fewer days left than days_remaining 365) by the PKI and service states of the masters'
        highstate, on all three at once, and served.
 
-    Steps 1 and 3 restart the apiservers one at a time: no request may fail. In step 2 master1,
-    which holds the VIP, leaves the LB hosts too (they are the masters): the VIP moves and the
-    API must come back. The requests, failures and longest outage of each step are printed."""
+    The LB hosts stay master1-3 throughout (named in the pillar: by default they are the masters,
+    and the VIP would move with master1; the LB tests move it): what changes is the control
+    plane, the backends and the certificates. Each step restarts the apiservers one at a time:
+    no request may fail. The requests, failures and longest outage of each step are printed."""
     lab, salt = reconf_lab
     ip = {name: host.ip for name, host in lab.hosts.items()}
     apiservers.share_ca(lab, [lab.hosts[m] for m in MASTERS])
@@ -84,9 +85,11 @@ def test_a_fourth_master_then_master1_out_then_every_certificate_renewed_the_api
 
     def four(ksha):
         ksha["groups"]["kube-master"] = [*MASTERS, "node1"]
+        ksha["loadbalancer"]["hosts"] = MASTERS
 
     def without_master1(ksha):
         ksha["groups"]["kube-master"] = ["master2", "master3", "node1"]
+        ksha["loadbalancer"]["hosts"] = MASTERS
 
     def ca_moved(ksha):
         without_master1(ksha)
@@ -137,11 +140,9 @@ def test_a_fourth_master_then_master1_out_then_every_certificate_renewed_the_api
             _, sans, _ = certificate(lab, name)
             assert names(masters) <= sans and not names(["master1"]) & sans, (name, sans)
             assert (lab.hosts[name].root / f"{PKI}/ca.crt".lstrip("/")).read_bytes() == ca_before, name
-        # the LB hosts are the masters (the lab's pillar names none): master1's keepalived and
-        # haproxy went with it, and master2 holds the VIP
-        backends = functools.partial(apiserver_backends, salt, "master2")
+        # master1 is no backend any more; it still runs the LB and holds the VIP
         assert wait_for(lambda: backends() == dict.fromkeys(masters, "UP"), 15), backends()
-        assert lab.exec(lab.hosts["master1"], "systemctl", "is-active", "keepalived").stdout.strip() != "active"
+        assert lab.exec(lab.hosts["master1"], "systemctl", "is-active", "keepalived").stdout.strip() == "active"
         master1 = lab.hosts["master1"]
         model = salt.salt("master1", "ksha.model")["master1"]["kubernetes"]
         for component in model["clean"]["components"]:
@@ -196,12 +197,10 @@ def test_a_fourth_master_then_master1_out_then_every_certificate_renewed_the_api
     )
     assert list(figures) == ["node1 added", "master1 out", "certificates renewed"]
     assert all(n > 20 for _, n, _, _ in figures.values()), figures
-    # the apiservers restart one at a time: no request fails while masters are added or renewed
+    # the apiservers restart one at a time: no request fails, whatever the step (each failure:
+    # seconds into its step, curl's status code)
     failed = {
         step: [(round(t - start, 2), code) for t, code in samples if start <= t <= end and code != "200"]
         for step, (start, end) in windows.items()
     }
-    assert not failed["node1 added"] and not failed["certificates renewed"], failed
-    # master1 held the VIP and left the LB hosts with the masters: the VIP moved, and the API came back
-    assert figures["master1 out"][3] != float("inf"), figures
-    assert [code for _, code in samples[-20:]] == ["200"] * 20, samples[-20:]
+    assert not any(failed.values()), failed
