@@ -400,9 +400,6 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
             # where every master (and later every node) finds the CA certificate
             "installed": f"{pki_dir}/{stem}.crt",
             "cn": f"ksha {name} CA ({conf['cluster_name']})",
-            # a policy of this CA: the masters fetch the CA certificate with it from the CA host
-            # (each master its own, ``policy_for``)
-            "policy": next(p for p, (ca, _) in KUBE_POLICIES.items() if ca == name),
         }
         for name, stem in KUBE_CAS.items()
     }
@@ -528,7 +525,9 @@ def _ca_policies(host: str, etcd: dict, k8s: dict) -> dict[str, str]:
     if host in etcd["pki_hosts"]:
         out["etcd"] = policy_for("ksha_etcd_client", host)
     if host in k8s["masters"]:
-        out.update({name: policy_for(ca["policy"], host) for name, ca in k8s["cas"].items()})
+        # a policy of each CA (the first that CA signs with): the CA certificate comes with it
+        for name in k8s["cas"]:
+            out[name] = policy_for(next(p for p, (ca, _) in KUBE_POLICIES.items() if ca == name), host)
     return out
 
 

@@ -116,6 +116,16 @@ def standin_files(tmp_path_factory):
     return d
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after `timeout` seconds; waits for it either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def start_etcd(files, data_dir):
     """This machine's etcd, one member, TLS with client certificates of the test CA: (client URL, process)."""
     url = f"https://127.0.0.1:{free_port()}"

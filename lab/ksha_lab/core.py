@@ -568,11 +568,13 @@ def leftovers() -> dict[str, list]:
         if line.split()[1].startswith(str(STATE) + "/")
     ]
     bridges = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
-    # the host ends of the containers' veths (systemd-nspawn names them vb-<machine>; only the lab
-    # runs nspawn here): the kernel removes one when its container's network namespace is gone,
-    # a moment after the container's processes, and a new lab's host of that name cannot start
-    # while it is there ("Failed to add new veth interfaces ...: File exists")
-    links = sorted(p.name for p in Path("/sys/class/net").glob("vb-*"))
+    # the host ends of the lab hosts' veths (Host.veth): the kernel removes one when its
+    # container's network namespace is gone, a moment after the container's processes, and a new
+    # lab's host of that name cannot start while it is there ("Failed to add new veth interfaces
+    # ...: File exists"). The hosts of the lab that is up, else of every topology the lab knows.
+    lab = Lab.load()
+    names = lab.hosts if lab else {n for hosts in TOPOLOGIES.values() for n, _ in hosts}
+    links = sorted(v for v in {Host(n, "", []).veth for n in names} if Path(f"/sys/class/net/{v}").exists())
     return {"processes": procs, "mounts": mounts, "bridges": bridges, "links": links}
 
 

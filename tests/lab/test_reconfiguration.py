@@ -182,7 +182,8 @@ def test_a_fourth_master_then_master1_out_then_every_certificate_renewed_the_api
         for path in foreign:
             (node3.root / path.lstrip("/")).unlink(missing_ok=True)
         for directory in reversed(made):
-            (node3.root / directory).rmdir()
+            if (node3.root / directory).exists():  # made in step 2: a failure before it made none
+                (node3.root / directory).rmdir()
     verdict = load_bench_verdict()
     figures = {}
     for step, (start, end) in windows.items():
@@ -197,10 +198,7 @@ def test_a_fourth_master_then_master1_out_then_every_certificate_renewed_the_api
     )
     assert list(figures) == ["node1 added", "master1 out", "certificates renewed"]
     assert all(n > 20 for _, n, _, _ in figures.values()), figures
-    # the apiservers restart one at a time: no request fails, whatever the step (each failure:
-    # seconds into its step, curl's status code)
-    failed = {
-        step: [(round(t - start, 2), code) for t, code in samples if start <= t <= end and code != "200"]
-        for step, (start, end) in windows.items()
-    }
-    assert not any(failed.values()), failed
+    # the apiservers restart one at a time: no request fails, in a step or between them (each
+    # failure: seconds since the probe started, curl's status code)
+    failed = [(round(t - samples[0][0], 2), code) for t, code in samples if code != "200"]
+    assert not failed, (failed, windows)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ksha_lab.standins import pki
-from tests.conftest import free_port, load_salt_module, model_functions
+from tests.conftest import free_port, load_salt_module, model_functions, stop_process
 from tests.unit.test_ksha_etcd_module import run_all, write_cert
 
 states = load_salt_module("states", "ksha_etcd")
@@ -76,15 +76,6 @@ def start_member(pki_dir, log, name, client, peer, cluster, state, data):
         )  # fmt: skip
 
 
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 @pytest.fixture
 def cluster_of_one(tmp_path):
     """A one-member etcd cluster (m1) of its own, with ksha_etcd pointed at it."""
@@ -102,7 +93,7 @@ def cluster_of_one(tmp_path):
         yield {"pki": d, "dir": tmp_path, "client": client, "peer": peer, "procs": procs}
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_process(proc)
 
 
 @pytest.fixture

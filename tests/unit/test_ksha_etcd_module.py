@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ksha_lab.standins import pki
-from tests.conftest import free_port, load_salt_module, model_functions
+from tests.conftest import free_port, load_salt_module, model_functions, stop_process
 
 ksha_etcd = load_salt_module("modules", "ksha_etcd")
 
@@ -77,12 +77,7 @@ def etcd_server(etcd_pki, tmp_path_factory):
     try:
         yield {"client": client, "peer": peer, "data": data, "proc": proc, "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 @pytest.fixture
