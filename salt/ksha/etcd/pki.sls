@@ -8,6 +8,7 @@
     highstate renews one with fewer than ksha:etcd:pki:days_remaining days left. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- import tplroot ~ "/x509.jinja" as x509 with context %}
 {%- set pki = ksha.etcd.pki %}
 {%- set certs = me.certificates.etcd %}
 
@@ -38,34 +39,23 @@ ksha-etcd-pki-ca-certificate-installed:
 {%-   for cert in certs %}
 
 ksha-etcd-pki-{{ cert.id }}-key-present:
-  x509.private_key_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ cert.path }}.key
-    - algo: ec
-    - keysize: 256
-    - new: False
-    - user: {{ cert.user }}
-    - mode: '0600'
+{{- x509.managed('private_key', {'name': cert.path ~ '.key', 'algo': 'ec', 'keysize': 256, 'new': False,
+                                 'user': cert.user, 'mode': '0600'}) }}
     - require:
       - file: ksha-etcd-pki-directory-present
 {%-     if cert.after_install %}
       - file: ksha-etcd-data-directory-present
 {%-     endif %}
 
-ksha-etcd-pki-{{ cert.id }}-certificate-issued:
-  x509.certificate_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ cert.path }}.crt
-    - ca_server: {{ model.etcd.ca_host }}
-    - signing_policy: {{ cert.policy }}
-    - private_key: {{ cert.path }}.key
-    - CN: {{ cert.cn }}
+{%-     set issued = {'name': cert.path ~ '.crt', 'ca_server': model.etcd.ca_host, 'signing_policy': cert.policy,
+                      'private_key': cert.path ~ '.key', 'CN': cert.cn, 'days_remaining': pki.days_remaining,
+                      'user': cert.user, 'mode': '0644'} %}
 {%-     if cert.sans %}
-    - subjectAltName: {{ cert.sans }}
+{%-       do issued.update({'subjectAltName': cert.sans}) %}
 {%-     endif %}
-    - days_remaining: {{ pki.days_remaining }}
-    - user: {{ cert.user }}
-    - mode: '0644'
+
+ksha-etcd-pki-{{ cert.id }}-certificate-issued:
+{{- x509.managed('certificate', issued) }}
     - require:
       - x509: ksha-etcd-pki-{{ cert.id }}-key-present
 {%-   endfor %}

@@ -10,6 +10,7 @@
     Any highstate renews one with fewer than days_remaining days left. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- import tplroot ~ "/x509.jinja" as x509 with context %}
 {%- set pki = ksha.kubernetes.pki %}
 {%- set k8s = model.kubernetes %}
 
@@ -34,34 +35,22 @@ ksha-kubernetes-pki-{{ name }}-ca-certificate-installed:
 {%-   for cert in me.certificates.kubernetes %}
 
 ksha-kubernetes-pki-{{ cert.id }}-key-present:
-  x509.private_key_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ cert.path }}.key
-    - algo: ec
-    - keysize: 256
-    - new: False
-    - user: {{ cert.user }}
-    - mode: '0600'
+{{- x509.managed('private_key', {'name': cert.path ~ '.key', 'algo': 'ec', 'keysize': 256, 'new': False,
+                                 'user': cert.user, 'mode': '0600'}) }}
     - require:
       - file: ksha-kubernetes-pki-directory-present
-
-ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
-  x509.certificate_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ cert.path }}.crt
-    - ca_server: {{ k8s.ca_host }}
-    - signing_policy: {{ cert.policy }}
-    - private_key: {{ cert.path }}.key
-    - CN: {{ cert.cn }}
+{%-     set issued = {'name': cert.path ~ '.crt', 'ca_server': k8s.ca_host, 'signing_policy': cert.policy,
+                      'private_key': cert.path ~ '.key', 'CN': cert.cn, 'days_remaining': pki.days_remaining,
+                      'user': cert.user, 'mode': '0644'} %}
 {%-     if cert.o %}
-    - O: {{ cert.o }}
+{%-       do issued.update({'O': cert.o}) %}
 {%-     endif %}
 {%-     if cert.sans %}
-    - subjectAltName: {{ cert.sans }}
+{%-       do issued.update({'subjectAltName': cert.sans}) %}
 {%-     endif %}
-    - days_remaining: {{ pki.days_remaining }}
-    - user: {{ cert.user }}
-    - mode: '0644'
+
+ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
+{{- x509.managed('certificate', issued) }}
     - require:
       - x509: ksha-kubernetes-pki-{{ cert.id }}-key-present
 {%-   endfor %}
@@ -70,14 +59,8 @@ ksha-kubernetes-pki-{{ cert.id }}-certificate-issued:
 # (every master has its own; each apiserver trusts all of their public keys,
 # ksha.kubernetes.service_account).
 ksha-kubernetes-pki-service-account-key-present:
-  x509.private_key_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ k8s.service_account.key }}
-    - algo: ec
-    - keysize: 256
-    - new: False
-    - user: root
-    - mode: '0600'
+{{- x509.managed('private_key', {'name': k8s.service_account.key, 'algo': 'ec', 'keysize': 256, 'new': False,
+                                 'user': 'root', 'mode': '0600'}) }}
     - require:
       - file: ksha-kubernetes-pki-directory-present
 {%-   for name, kubeconfig in me.kubeconfigs | dictsort %}

@@ -1,0 +1,157 @@
+"""ksha_x509 execution module: whether one of x509_v2's key or certificate states would change
+nothing, found without running it.
+
+x509_v2's ``private_key_managed`` and ``certificate_managed`` test their file on every run
+through ``state.single`` (``file.managed`` with ``test=True``), and every ``state.single`` in
+a minion's job compiles the pillar afresh on the master and loads its own modules: about a
+quarter of a second a state, most of a no-op ``orch.ksha`` (each master has some twenty of them).
+ksha's PKI states call ``ksha_x509.current`` as their ``unless``, with the state's own
+arguments: when it answers True, Salt skips the state ("unless condition is true", no change);
+when it answers False, or cannot tell, x509_v2's state runs as it would without it and decides.
+
+It answers True only when every thing the state checks holds, read the way x509_v2 reads it:
+the file is a regular file (not a link) with the owner and mode asked for; a key loads without
+a passphrase, is PEM, of the algorithm and size asked for; a certificate is PEM and
+``salt.utils.x509.check_cert_changes`` (the comparison x509_v2's state itself makes, against the
+CA host's signing policy) finds nothing to change: the subject, the extensions and SANs, the
+public key of ``private_key``, the CA's signature, and more than ``days_remaining`` days left.
+Any argument it does not know (other file settings, a passphrase, a local CA, ``new: True``)
+makes it answer False.
+"""
+
+import logging
+import os
+import pwd
+import stat
+
+try:
+    import salt.utils.x509 as x509util
+
+    HAS_X509 = True
+except ImportError:  # cryptography missing: x509_v2 is not available either
+    HAS_X509 = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "ksha_x509"
+
+# file.managed's settings this module checks; any other one (group, attrs, ...) makes it say False
+FILE_ARGS = ("user", "mode")
+# a certificate's arguments passed on to check_cert_changes as they are (what ksha's states use)
+CERT_ARGS = ("CN", "O", "OU", "subjectAltName", "basicConstraints", "keyUsage", "extendedKeyUsage")
+
+
+def __virtual__():
+    if not HAS_X509:
+        return (False, "ksha_x509: salt.utils.x509 (cryptography) is not importable")
+    return __virtualname__
+
+
+def file_mismatch(st, owner=None, user=None, mode=None):
+    """What about a file's ``os.lstat`` result ``st`` (None: no file), whose owner's name is
+    `owner`, differs from the `user` and the `mode` ("0600") asked for, as one word; None when
+    nothing does (pure). Owners by name, as file.managed compares them."""
+    if st is None:
+        return "missing"
+    if stat.S_ISLNK(st.st_mode):
+        return "link"
+    if not stat.S_ISREG(st.st_mode):
+        return "type"
+    if user is not None and owner != user:
+        return "owner"
+    if mode is not None and stat.S_IMODE(st.st_mode) != int(str(mode), 8):
+        return "mode"
+    return None
+
+
+def current(kind, name, user=None, mode=None, **kwargs):
+    """True when x509_v2's state ``x509.<kind>_managed`` with these arguments would change
+    nothing on this host; False when it would, or when this cannot tell (the state then runs).
+
+    kind
+        ``private_key`` or ``certificate``.
+    name, user, mode, the other arguments
+        the state's own.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master2 ksha_x509.current certificate /etc/etcd/pki/server.crt user=etcd mode=0644 \\
+            ca_server=master1 signing_policy=ksha_etcd_server__master2 private_key=/etc/etcd/pki/server.key \\
+            CN=master2 days_remaining=30
+    """
+    why = mismatch(kind, name, user, mode, **kwargs)
+    log.debug("ksha_x509.current %s %s: %s", kind, name, why or "current")
+    return why is None
+
+
+def mismatch(kind, name, user=None, mode=None, **kwargs):
+    """Why ``current`` answers False, in a word (``mode``, ``expiration``, ``extensions``,
+    ``error: <exception>``, ...); None when it answers True.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master2 ksha_x509.mismatch private_key /etc/etcd/pki/server.key user=etcd mode=0600 algo=ec keysize=256
+    """
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
+    if kind == "private_key" and not mode:
+        mode = "0400"  # x509_v2's own default for a key
+    try:
+        if not os.path.isabs(name):
+            return "path"  # file.managed refuses it
+        try:
+            st = os.lstat(name)
+        except FileNotFoundError:
+            st = None
+        owner = pwd.getpwuid(st.st_uid).pw_name if st is not None and user is not None else None
+        why = file_mismatch(st, owner, user, mode)
+        if why is None and kind == "private_key":
+            why = _key_mismatch(name, **kwargs)
+        elif why is None and kind == "certificate":
+            why = _certificate_mismatch(name, **kwargs)
+        elif why is None:
+            why = f"kind {kind}"
+    except Exception as err:  # pylint: disable=broad-except
+        # whatever this cannot read, x509_v2's state reads and reports
+        why = f"error: {err.__class__.__name__}"
+    return why
+
+
+def _key_mismatch(name, algo="rsa", keysize=None, new=False, **unknown):
+    if new or unknown:
+        return "arguments"
+    key, encoding, _ = x509util.load_privkey(name, passphrase=None, get_encoding=True)
+    wanted = {"rsa": x509util.KEY_TYPE.RSA, "ec": x509util.KEY_TYPE.EC}.get(algo)
+    if wanted is None or x509util.get_key_type(key) != wanted:
+        return "algo"
+    if key.key_size != (keysize if keysize is not None else {"rsa": 2048, "ec": 256}[algo]):
+        return "keysize"
+    if encoding != "pem":
+        return "encoding"
+    return None
+
+
+def _certificate_mismatch(name, days_remaining, ca_server, signing_policy, private_key, **cert_args):
+    if set(cert_args) - set(CERT_ARGS):
+        return "arguments"
+    policy = __salt__["x509.get_signing_policy"](signing_policy, ca_server=ca_server)
+    found, changes, replace, _ = x509util.check_cert_changes(
+        name,
+        days_remaining=days_remaining,
+        days_valid=365,  # x509_v2's default (3008) for the certificate it would build; not compared
+        not_before=None,
+        not_after=None,
+        ca_server=ca_server,
+        signing_policy_contents=policy,
+        encoding="pem",
+        append_certs=[],
+        digest="sha256",
+        private_key=private_key,
+        **x509util.ensure_cert_kwargs_compat(cert_args),
+    )
+    if found is None or replace:
+        return "unreadable"
+    return ",".join(sorted(changes)) or None
