@@ -234,6 +234,16 @@ def failed_states(out):
     return failed
 
 
+def leaf_pki(states, comment):
+    """The IDs of a state run's leaf key and certificate states (x509_v2's) that ended with `comment`."""
+    return sorted(
+        s["__id__"]
+        for key, s in states.items()
+        if key.startswith("x509_|-") and s["__id__"].endswith(("-key-present", "-certificate-issued"))
+        and s["comment"] == comment
+    )  # fmt: skip
+
+
 def _why(state):
     """A failed state's comment; for an orchestration step, with its minions' failed states too
     ("Run failed on minions: X" alone does not say why)."""
@@ -291,10 +301,22 @@ def _converged_first(request):
     cluster elsewhere (an ``apply`` of ``lab_pillar``), one orch.ksha converges it to the
     original pillar. Deferred to here, not done in that test's teardown, so that a run whose
     last tests do not use the cluster spends no orchestration on it."""
+    if request.node.get_closest_marker("converges"):
+        return  # its own first orchestration converges the cluster (``converge``)
     if _ELSEWHERE and set(CONVERGED_FIXTURES) & set(request.fixturenames):
         # the lab the test gets (brought up again if a test took it down: a new lab is
         # converged from bare hosts by converged_lab)
         _converge_if_elsewhere(_lab_ready() or core.up("seed"))
+
+
+def converge(lab, salt):
+    """orch.ksha of the original pillar, every phase, run by a test marked ``converges`` as its
+    first orchestration: (exit code, {state ID: return}). Once it succeeds the cluster is
+    converged, whatever a test before left (the run's plan cleans what another pillar left)."""
+    rc, states = salt.orchestrate()
+    if rc == 0:
+        _ELSEWHERE.pop(generation(lab), None)
+    return rc, states
 
 
 def _converge_if_elsewhere(lab):
@@ -304,16 +326,20 @@ def _converge_if_elsewhere(lab):
         del _ELSEWHERE[generation(lab)]
 
 
-def converged_lab():
+def converged_lab(as_left=False):
     """For module fixtures: the seed lab converged by orch.ksha (LB + TLS etcd), shared by every
     lab test module. The first module of a lab runs the orchestration from bare hosts; the
     next ones reuse that cluster without orchestrating again, unless the lab was brought up
     anew since. Tests that change the cluster put it back (``lab_pillar``, their own cleanup).
+    `as_left`: a cluster converged once, as the test before left it (not converged to the
+    original pillar again): for a test that holds whatever a test before it changed, which
+    saves that orchestration (its fixture is not among CONVERGED_FIXTURES).
     Returns (lab, salt, the states of the orchestration from bare hosts)."""
     lab = _lab_ready() or core.up("seed")
     current = generation(lab)
     if current in _CONVERGED:  # synced and converged already
-        _converge_if_elsewhere(lab)  # a module fixture may use the cluster before _converged_first
+        if not as_left:
+            _converge_if_elsewhere(lab)  # a module fixture may use the cluster before _converged_first
         return lab, LabSalt(lab), _CONVERGED[current]
     salt = LabSalt(lab)
     # a fresh lab's master has not synced ksha's runner and external pillar yet

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.lab.conftest import converged_lab, failed_states, wait_for
+from tests.lab.conftest import converge, converged_lab, failed_states, wait_for
 from tests.lab.test_control_plane import MASTERS, ROLLING, apiserver_process, down_intervals
-from tests.lab.test_etcd import PKI, etcdctl
+from tests.lab.test_etcd import PKI, changed_on, etcdctl
 
 KEYS = 10_000
 PREFIX = "/ksha/bulk/"
@@ -155,10 +155,13 @@ def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothi
         rc, states = etcd_group(["master1", "master3"], allow_even_member_count=True)
         assert rc != 0
         assert "refused: without master2 the cluster would have 1 healthy of 2 members" in failed_comments(states)
-        # Adding a member while one is down is refused too.
+        assert changed_anywhere(states) == {}
+        # Adding a member while one is down is refused too: node1, the first to join, was made
+        # ready (its certificates, its settings) but is no member.
         rc, states = etcd_group(["master1", "master2", "master3", "node1", "node2"])
         assert rc != 0
         assert "refused: the cluster is not healthy" in failed_comments(states)
+        assert changed_anywhere(states) == {"ksha-phase-etcd-node1-joined": ["node1"]}
         # Taking master1, which holds the etcd CA's key, out of etcd moves the default CA host
         # (the first member) but not the key: the plan (what orch.ksha renders) refuses it
         # before any etcd step.
@@ -190,12 +193,20 @@ def test_membership_changes_are_refused_on_an_unhealthy_cluster_and_change_nothi
     assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
 
 
+def changed_anywhere(states):
+    """{orchestration step: the minions where its states changed something}, for the steps that did."""
+    return {step: minions for step, ret in states.items() if (minions := changed_on(ret))}
+
+
+@pytest.mark.converges
 def test_a_wiped_member_is_replaced_by_one_orchestration(members_lab):
+    """Its orchestration also converges what a test before left (test_membership_changes_are_refused
+    leaves node1 made ready to join): no orchestration before it."""
     lab, salt = members_lab
     lab.wipe(lab.hosts["master3"])
     assert wait_for(lambda: lab.ping(["master3"], timeout=2)["master3"], 120)
     assert not health(salt)["healthy"]
-    rc, states = salt.orchestrate()
+    rc, states = converge(lab, salt)
     assert rc == 0, failed_comments(states)
     joined = states["ksha-phase-etcd-master3-joined"]["changes"]["ret"]["master3"]
     [present] = [s for s in joined.values() if s["__id__"] == "ksha-etcd-member-joined-the-cluster"]
