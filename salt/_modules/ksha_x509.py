@@ -10,7 +10,8 @@ arguments: when it answers True, Salt skips the state ("unless condition is true
 when it answers False, or cannot tell, x509_v2's state runs as it would without it and decides.
 
 It answers True only when every thing the state checks holds, read the way x509_v2 reads it:
-the file is a regular file (not a link) with the owner and mode asked for; a key loads without
+the file is an absolute path to a regular file (not a link) with the owner (by name) and mode
+asked for (a key's default mode 0400, as x509_v2's); a key loads without
 a passphrase, is PEM, of the algorithm and size asked for; a certificate is PEM and
 ``salt.utils.x509.check_cert_changes`` (the comparison x509_v2's state itself makes, against the
 CA host's signing policy) finds nothing to change: the subject, the extensions and SANs, the
@@ -35,9 +36,9 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "ksha_x509"
 
-# file.managed's settings this module checks; any other one (group, attrs, ...) makes it say False
-FILE_ARGS = ("user", "mode")
-# a certificate's arguments passed on to check_cert_changes as they are (what ksha's states use)
+# file.managed's settings it checks are `user` and `mode` (its parameters); any other one (group,
+# attrs, ...) lands among the key's or the certificate's arguments and makes it say False.
+# A certificate's arguments passed on to check_cert_changes as they are (what ksha's states use)
 CERT_ARGS = ("CN", "O", "OU", "subjectAltName", "basicConstraints", "keyUsage", "extendedKeyUsage")
 
 

@@ -287,8 +287,8 @@ def start_probe(lab, host):
 
 
 def stop_probe(lab, host):
-    """The probe's requests: [(started, status code)], the code followed by the answer's first
-    line when it is not 200 ("500 [-]shutdown failed: ...")."""
+    """The probe's requests: [(started, status code)], the code followed by a space and the
+    answer's first line when it is not 200."""
     lab.exec(host, "systemctl", "stop", "ksha-test-probe")
     lines = lab.exec(host, "cat", PROBE).stdout.splitlines()
     parts = [line.split(maxsplit=1) for line in lines]
