@@ -53,6 +53,9 @@ COMMON_KEYS = {
     "etcd_backup_period": ("etcd", "backup", "period_minutes"),
     "keep_backup_number": ("etcd", "backup", "keep"),
     "apiserver_loadbalancer_domain_name": ("loadbalancer", "domain"),
+    # the installer's Docker settings, for the runtime ksha installs (containerd)
+    "docker_registry_mirrors": ("containerd", "registry_mirrors"),
+    "docker_insecure_registries": ("containerd", "insecure_registries"),
 }
 
 

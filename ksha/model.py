@@ -53,6 +53,7 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("kubernetes-clean", ("ksha.kubernetes.clean",)),
+    ("node", ("ksha.containerd",)),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -470,6 +471,60 @@ def _kubernetes(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]],
     }
 
 
+def batches(names: list[str], size: int) -> list[list[str]]:
+    """`names` in runs of at most `size`, in order: what one orchestration step changes at once."""
+    return [names[i : i + size] for i in range(0, len(names), size)]
+
+
+def dns_service_ip(cidr: str) -> str:
+    """The cluster DNS Service's address: the third of the Service range, as the seed's
+    installer (kubespray's ``skydns_server``) gives CoreDNS (10.233.0.3 in 10.233.0.0/18)."""
+    return str(ipaddress.ip_network(cidr, strict=False).network_address + 3)
+
+
+def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]]) -> dict:
+    """Phase 6's shared facts: which hosts are nodes, their batches, the runtime's settings."""
+    nodes = conf["nodes"]
+    masters = groups["kube-master"]
+    wanted = set(groups["kube-node"]) | (set(masters) if nodes["masters_run_kubelet"] else set())
+    hosts = [n for n in names if n in wanted]  # inventory order
+    ctd = conf["containerd"]
+    mirrors = ctd["registry_mirrors"]
+    insecure = list(dict.fromkeys(ctd["insecure_registries"]))
+    return {
+        "hosts": hosts,
+        "workers": [n for n in hosts if n not in masters],
+        "batch": nodes["batch"],
+        "batches": batches(hosts, nodes["batch"]),
+        "dns_ip": dns_service_ip(conf["kubernetes"]["service_cidr"]),
+        "containerd": {
+            "marker": "Managed by Salt (ksha.containerd)",
+            "unit": "containerd",
+            "pkgs": [*ctd["pkgs"], *ctd["cni_pkgs"]],
+            "config_file": ctd["config_file"],
+            "socket": ctd["socket"],
+            # what config.toml says, ready to render (salt/ksha/containerd/files/config.toml.jinja)
+            "config": {
+                "root": ctd["root"],
+                "state": "/run/containerd",
+                "socket": ctd["socket"],
+                "systemd_cgroup": ctd["cgroup_driver"] == "systemd",
+                "snapshotter": ctd["snapshotter"],
+                "sandbox_image": ctd["sandbox_image"],
+                "cni_bin_dir": ctd["cni_bin_dir"],
+                "cni_conf_dir": ctd["cni_conf_dir"],
+                # registry -> endpoints, in the order containerd tries them: docker.io's mirrors
+                # (then docker.io itself), each insecure registry over HTTP, then HTTPS unverified
+                "mirrors": {
+                    **({"docker.io": [*mirrors, "https://registry-1.docker.io"]} if mirrors else {}),
+                    **{r: [f"http://{r}", f"https://{r}"] for r in insecure},
+                },
+                "insecure": insecure,
+            },
+        },
+    }
+
+
 def _clean_files(conf: dict, k8s: dict) -> list[str]:
     """What ksha writes for a master and ksha.kubernetes.clean removes from a former one: the
     leaf certificates and keys (the etcd client certificate too), the service account keys,
@@ -768,7 +823,9 @@ def _flag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict, k8s: dict) -> list[str]:
+def roles(
+    conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict, k8s: dict, nodes: dict
+) -> list[str]:
     """The seed's groups `host` is in, then its derived roles, in ROLE_STATES order."""
     derived = {
         "all": True,
@@ -779,6 +836,7 @@ def roles(conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: d
         "etcd-clean": host in etcd["others"],
         "kubernetes-ca": host == k8s["ca_host"],
         "kubernetes-clean": host in k8s["clean"]["hosts"],
+        "node": host in nodes["hosts"],
     }
     member_of = {g: host in groups[g] for g in GROUPS}
     return [g for g in GROUPS if member_of[g]] + [r for r, yes in derived.items() if yes]
@@ -805,9 +863,10 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     etcd = _etcd(conf, names, ip_of, groups)
     k8s = _kubernetes(conf, ip_of, groups, api, etcd)
     k8s["clean"]["files"] = _clean_files(conf, k8s)
+    nodes = _nodes(conf, names, groups)
     hosts = []
     for name in names:
-        host_roles = roles(conf, name, groups, lb, etcd, k8s)
+        host_roles = roles(conf, name, groups, lb, etcd, k8s, nodes)
         kubeconfigs = _kubeconfigs(conf, name, ip_of[name], api, k8s)
         flags = kube_flags(conf, name, ip_of[name], k8s, kubeconfigs, etcd)
         hosts.append(
@@ -844,6 +903,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
         "loadbalancer": lb,
         "etcd": etcd,
         "kubernetes": k8s,
+        "nodes": nodes,
         "signing_policies": {
             "etcd": _signing_policies(conf, etcd, groups),
             "kubernetes": _kube_policies(conf, k8s),

@@ -17,7 +17,7 @@ A step is a dict:
 
 from __future__ import annotations
 
-PHASES = ("preflight", "common", "lb", "etcd", "control-plane")
+PHASES = ("preflight", "common", "lb", "etcd", "control-plane", "nodes")
 RESTORE_HINT = "salt-run state.orchestrate orch.ksha.etcd_restore"
 
 
@@ -353,7 +353,25 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
             _etcd_steps(steps, model, membership, others)
     if "control-plane" in enabled and model["kubernetes"]["masters"] and not steps.refused:
         _control_plane_steps(steps, model, found, tuple((live or {}).get("silent", ())))
+    if "nodes" in enabled and model["nodes"]["hosts"] and not steps.refused:
+        _node_steps(steps, model)
     return {"until": until, "steps": steps.steps}
+
+
+def _node_steps(steps: Steps, model: dict) -> None:
+    nodes = model["nodes"]
+    # Salt's batch only when there is more than one batch: a batched salt.state is a
+    # sequence of jobs, which a single batch would only slow down
+    batch = {"batch": nodes["batch"]} if len(nodes["batches"]) > 1 else {}
+    steps.add(
+        "ksha-phase-nodes-container-runtime-ready",
+        "salt.state",
+        f"containerd with ksha's config.toml (checked by containerd before it is installed; a change restarts "
+        f"it), runc and the CNI plugins on every node, {nodes['batch']} at a time",
+        target=nodes["hosts"],
+        sls=["ksha.containerd"],
+        extra=batch,
+    )
 
 
 def _control_plane_steps(steps: Steps, model: dict, probed: dict | None, silent: tuple) -> None:

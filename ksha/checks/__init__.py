@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ksha.checks import etcd, groups, hosts, kubernetes, loadbalancer, schema
+from ksha.checks import etcd, groups, hosts, kubernetes, loadbalancer, nodes, schema
 from ksha.checks.base import Context, Finding, Report
 
 Section = Callable[[Context, Report], None]
@@ -26,6 +26,7 @@ SECTIONS: tuple[Section, ...] = (
     etcd.check,
     loadbalancer.check,
     kubernetes.check,
+    nodes.check,
     groups.check_roleless,  # last: every role is known
 )
 

@@ -24,6 +24,8 @@ TOP_KEYS = (
     "loadbalancer",
     "etcd",
     "kubernetes",
+    "nodes",
+    "containerd",
     "kubesphere",
     "common",
 )

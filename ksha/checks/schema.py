@@ -67,6 +67,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "ksha:kubernetes:leader_election:lease_duration_s": (2, 600),
     "ksha:kubernetes:leader_election:renew_deadline_s": (1, 600),
     "ksha:kubernetes:leader_election:retry_period_s": (1, 300),
+    "ksha:nodes:batch": (1, 100_000),
     "ksha:kubesphere:console_port": (1, 65535),
 }
 
@@ -294,6 +295,38 @@ TYPES: dict[str, Spec] = {
     "ksha:kubernetes:pki:ca_dir": Path(),
     "ksha:kubernetes:pki:dir": Path(),
     "ksha:kubernetes:apiserver:extra_sans": ListOf(NameOrAddress(), "DNS names or IP addresses"),
+    "ksha:containerd:pkgs": PACKAGES,
+    "ksha:containerd:cni_pkgs": PACKAGES,
+    "ksha:containerd:cni_bin_dir": Path(),
+    "ksha:containerd:cni_conf_dir": Path(),
+    "ksha:containerd:config_file": Path(),
+    "ksha:containerd:root": Path(),
+    "ksha:containerd:socket": Path(),
+    "ksha:containerd:cgroup_driver": OneOf(("systemd", "cgroupfs")),
+    "ksha:containerd:snapshotter": Text(
+        "a snapshotter name",
+        pattern=r"[a-z][a-z0-9_-]*",
+        text="{value} is not a containerd snapshotter name (e.g. overlayfs)",
+    ),
+    "ksha:containerd:sandbox_image": Text(
+        "an image reference",
+        pattern=r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?",
+        text="{value} is not an image reference (e.g. registry.k8s.io/pause:3.9)",
+    ),
+    "ksha:containerd:registry_mirrors": ListOf(
+        Text(
+            "a URL", pattern=r"https?://[^\s/]+(?:/\S*)?", text="{value} is not an http(s):// URL of a registry mirror"
+        ),
+        "mirror URLs",
+    ),
+    "ksha:containerd:insecure_registries": ListOf(
+        Text(
+            "a registry",
+            pattern=r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?",
+            text="{value} is not a registry's host[:port] (e.g. 192.168.0.10:5000)",
+        ),
+        "registries (host[:port])",
+    ),
     "ksha:common:pkgs": PACKAGES,
     "ksha:common:hosts_file": Path(),
 }

@@ -44,9 +44,16 @@ PACKAGES = (
     "conntrack",
     "socat",
     "ipset",
+    # ksha.containerd's packages (phase 6, nodes): the container runtime, its OCI
+    # runtime and the CNI plugin binaries, as the formula names them for Debian;
+    # ipvsadm for kube-proxy's ipvs mode (the seed's kube_proxy_mode)
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "ipvsadm",
 )
 # Units the distro enables on install; the formula decides whether they run.
-DISABLED_UNITS = ("etcd.service", "haproxy.service", "keepalived.service")
+DISABLED_UNITS = ("etcd.service", "haproxy.service", "keepalived.service", "containerd.service")
 # Units with no job in a container: the network generator reads ip= from the
 # kernel command line (the lab's addresses are networkd files) and failed now
 # and then at boot, leaving a host "degraded".

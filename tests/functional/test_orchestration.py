@@ -129,6 +129,7 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         ],
         # the workers have no minion here: a host that did not answer the file probe is cleaned
         "ksha-phase-control-plane-other-hosts-cleaned": [{"salt": "ksha-phase-control-plane-components-running"}],
+        "ksha-phase-nodes-container-runtime-ready": [{"salt": "ksha-phase-control-plane-other-hosts-cleaned"}],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
     assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
@@ -156,8 +157,27 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.kubernetes.pki",
             "ksha.kubernetes.service_account",
             "ksha.kubernetes.service",
+            "ksha.containerd",  # a master is a node too (masters_run_kubelet)
         ]
     }
+
+
+def test_the_runtime_config_is_checked_by_containerd_before_it_is_installed(
+    salt_minion, synced, set_pillar, example_ksha
+):
+    example_ksha["containerd"] = {"insecure_registries": ["10.0.0.5:5000"]}
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.containerd")
+    assert ret.returncode == 0, ret.stderr
+    config = {
+        k: v for arg in ret.data["ksha-containerd-config"]["file"] if isinstance(arg, dict) for k, v in arg.items()
+    }
+    assert config["name"] == "/etc/containerd/config.toml"
+    assert config["check_cmd"] == "sh -c 'containerd --config \"$0\" config dump >/dev/null'"
+    assert config["context"]["config"]["insecure"] == ["10.0.0.5:5000"]
+    running = ret.data["ksha-containerd-running"]["service"]
+    assert {"watch": [{"file": "ksha-containerd-config"}]} in running
+    assert {"name": "containerd"} in running
 
 
 def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, set_pillar, example_ksha):
@@ -267,7 +287,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
     etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
-    etcd += ["ksha.kubernetes.service"]
+    etcd += ["ksha.kubernetes.service", "ksha.containerd"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)
@@ -368,7 +388,9 @@ def test_until_must_name_a_phase(salt_master, synced, set_pillar, one_host_ksha)
     assert ret.returncode != 0
     states = next(iter(ret.data["data"].values()))
     failed = next(v for k, v in states.items() if "ksha-orchestration-until-names-a-phase" in k)
-    assert failed["name"] == "ksha_until: dns is not a phase; use one of preflight, common, lb, etcd, control-plane"
+    assert (
+        failed["name"] == "ksha_until: dns is not a phase; use one of preflight, common, lb, etcd, control-plane, nodes"
+    )
     assert failed["comment"] == failed["name"]  # the message in both, for the operator
     assert failed["result"] is False
     assert not any("ksha-phase" in k for k in states)

@@ -281,7 +281,7 @@ _CONVERGED: dict[str, dict] = {}
 _ELSEWHERE: dict[str, str] = {}
 # The module fixtures that hand out the shared converged cluster (they call converged_lab):
 # a test using one gets the cluster converged first. A new lab test module adds its own.
-CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", "cp_lab", "reconf_lab")
+CONVERGED_FIXTURES = ("etcd_lab", "members_lab", "converged", "keepalived_lab", "cp_lab", "nodes_lab", "reconf_lab")
 
 
 def generation(lab):

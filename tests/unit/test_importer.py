@@ -77,8 +77,13 @@ def test_common_yaml_settings_are_mapped_and_unknown_ones_noted(tmp_path):
         "etcd_backup_period: 60\nkeep_backup_number: 3\netcd_backup_dir: /backup\nkube_version: v1.30.2\n"
         "kube_service_addresses: 10.96.0.0/16\nkube_pods_subnet: 10.244.0.0/16\ncluster_name: corp.local\n"
         "persistence: {storageClass: ''}\n"
+        "docker_registry_mirrors: [https://mirror.example.com]\ndocker_insecure_registries: ['10.0.0.5:5000']\n"
     )
     ksha, _, notes = importer.import_files(SEED / "hosts.ini", common)
+    assert ksha["containerd"] == {
+        "registry_mirrors": ["https://mirror.example.com"],
+        "insecure_registries": ["10.0.0.5:5000"],
+    }
     assert ksha["loadbalancer"] == {
         "mode": "external",
         "address": "10.0.0.9",

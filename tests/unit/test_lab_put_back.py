@@ -10,7 +10,7 @@ APPLIES = [
     ("one change up to etcd", [("etcd", False, 0)], "etcd", False),
     ("3 -> 5 -> 3 members, both up to etcd", [("etcd", False, 0), ("etcd", True, 0)], "etcd", True),
     ("a change up to etcd, back up to lb only", [("etcd", False, 0), ("lb", True, 0)], "etcd", False),
-    ("a change of every phase, back up to etcd", [(None, False, 0), ("etcd", True, 0)], "control-plane", False),
+    ("a change of every phase, back up to etcd", [(None, False, 0), ("etcd", True, 0)], "nodes", False),
     ("a change up to etcd, back through every phase", [("etcd", False, 0), (None, True, 0)], "etcd", True),
     ("back, but the run failed", [("etcd", False, 0), ("etcd", True, 1)], "etcd", False),
     ("refused changes only", [("etcd", False, 1), ("etcd", False, 1)], "etcd", False),

@@ -146,6 +146,7 @@ def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
         "ksha.kubernetes.service",
+        "ksha.containerd",
     ]
 
 
@@ -225,12 +226,13 @@ def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
         model.policy_for(p, m) for p in model.KUBE_POLICIES for m in ("master1", "master2", "master3")
     }
     assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
-    assert on_kube_ca["ksha_model"]["me"]["states"][-5:] == [
+    assert on_kube_ca["ksha_model"]["me"]["states"][-6:] == [
         "ksha.kubernetes.ca",
         "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
         "ksha.kubernetes.service",
+        "ksha.containerd",
     ]
 
 

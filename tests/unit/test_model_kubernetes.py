@@ -331,5 +331,5 @@ def test_a_former_master_is_cleaned_of_what_ksha_wrote_for_a_master_only(example
 def test_every_host_that_is_not_a_master_gets_the_clean_in_its_highstate(example_ksha):
     m = model.build(example_ksha)
     node1 = model.host(m, "node1")
-    assert "kubernetes-clean" in node1["roles"] and node1["states"][-1] == "ksha.kubernetes.clean"
+    assert "kubernetes-clean" in node1["roles"] and node1["states"][-2:] == ["ksha.kubernetes.clean", "ksha.containerd"]
     assert "ksha.kubernetes.clean" not in model.host(m, "master1")["states"]

@@ -108,9 +108,14 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-control-plane-service-account-keys-trusted",
         "ksha-phase-control-plane-components-running",
         "ksha-phase-control-plane-other-hosts-cleaned",  # no probe said the workers hold nothing of it
+        "ksha-phase-nodes-container-runtime-ready",
     ]
-    assert result["steps"][-1]["target"] == ["node1", "node2", "node3"]
-    assert result["steps"][-1]["sls"] == ["ksha.kubernetes.clean"]
+    assert result["steps"][-2]["target"] == ["node1", "node2", "node3"]
+    assert result["steps"][-2]["sls"] == ["ksha.kubernetes.clean"]
+    runtime = result["steps"][-1]
+    assert runtime["target"] == ["master1", "master2", "master3", "node1", "node2", "node3"]
+    assert runtime["sls"] == ["ksha.containerd"]
+    assert not any("batch" in arg for arg in runtime["args"])  # one batch: no salt batch
     boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
     # Salt's arguments: the target list, the sls, the pillar, failhard, and the step before it.
@@ -122,7 +127,7 @@ def test_full_plan_from_bare_hosts(cluster):
         {"failhard": True},
         {"require": [{"salt": "ksha-phase-etcd-certificates-issued"}]},
     ]
-    published = result["steps"][-4]
+    published = result["steps"][-5]
     assert published["args"][:4] == [
         {"name": "ksha.publish_service_account_key"},
         {"tgt": "master1,master2,master3"},
@@ -249,6 +254,8 @@ UNTIL = [
     ("common", "ksha-phase-common-applied"),
     ("lb", "ksha-phase-lb-keepalived-haproxy-applied"),
     ("etcd", "ksha-phase-etcd-cluster-healthy"),
+    ("control-plane", "ksha-phase-control-plane-other-hosts-cleaned"),
+    ("nodes", "ksha-phase-nodes-container-runtime-ready"),
 ]
 
 

@@ -497,6 +497,7 @@ def test_module_roles_and_host():
             "ksha.kubernetes.pki",
             "ksha.kubernetes.service_account",
             "ksha.kubernetes.service",
+            "ksha.containerd",
         ],
     )
     assert module.host("nobody") == {}

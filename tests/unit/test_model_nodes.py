@@ -1,0 +1,228 @@
+"""Phase 6's facts in the cluster model (ksha/model.py ``_nodes``), the containerd config.toml
+rendered from them, the plan's node step and the validator's node keys: table-driven."""
+
+import json
+import tomllib
+
+import jinja2
+import pytest
+
+from ksha import inventory, model, plan
+from tests.conftest import REPO, edited
+
+ALL = ["master1", "master2", "master3", "node1", "node2", "node3"]
+WORKERS = ["node1", "node2", "node3"]
+CRI = "io.containerd.grpc.v1.cri"
+
+
+def build(example, family=None, **edits):
+    ksha = edited(example, **edits)
+    assert not inventory.has_errors(inventory.validate(ksha)), inventory.validate(ksha)
+    return model.build(ksha, family)
+
+
+# (case, pillar edits, node hosts, workers)
+NODE_HOSTS = [
+    ("the seed: masters (tainted) and workers", {}, ALL, WORKERS),
+    ("masters run no kubelet", {"nodes:masters_run_kubelet": False}, WORKERS, WORKERS),
+    (
+        "a master also in kube-node is a node whatever masters_run_kubelet says",
+        {"nodes:masters_run_kubelet": False, "groups:kube-node": ["node1", "master2"]},
+        ["master2", "node1"],
+        ["node1"],
+    ),
+    (
+        "a host only in etcd is no node",
+        {"groups:etcd": ["master1", "master2", "node3"], "groups:kube-node": ["node1", "node2"]},
+        ["master1", "master2", "master3", "node1", "node2"],
+        ["node1", "node2"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case, edits, hosts, workers", NODE_HOSTS, ids=[c[0] for c in NODE_HOSTS])
+def test_which_hosts_are_nodes(example_ksha, case, edits, hosts, workers):
+    m = build(example_ksha, **edits)
+    assert (m["nodes"]["hosts"], m["nodes"]["workers"]) == (hosts, workers)
+    for h in m["hosts"]:
+        assert ("node" in h["roles"]) == (h["name"] in hosts), h["name"]
+        assert ("ksha.containerd" in h["states"]) == (h["name"] in hosts), h["name"]
+        if h["name"] in hosts:
+            assert h["states"][-1] == "ksha.containerd"  # the last phase
+
+
+@pytest.mark.parametrize(
+    "names, size, expected",
+    [
+        (ALL, 10, [ALL]),
+        (ALL, 6, [ALL]),
+        (ALL, 4, [ALL[:4], ALL[4:]]),
+        (ALL, 1, [[n] for n in ALL]),
+        ([], 3, []),
+    ],
+)
+def test_batches_keep_the_inventory_order(names, size, expected):
+    assert model.batches(names, size) == expected
+
+
+@pytest.mark.parametrize(
+    "cidr, ip", [("10.233.0.0/18", "10.233.0.3"), ("10.96.0.0/12", "10.96.0.3"), ("fd00:10:96::/112", "fd00:10:96::3")]
+)
+def test_cluster_dns_is_the_third_address_of_the_service_range(cidr, ip):
+    assert model.dns_service_ip(cidr) == ip
+
+
+def test_the_model_s_cluster_dns_follows_the_service_range(example_ksha):
+    assert build(example_ksha)["nodes"]["dns_ip"] == "10.233.0.3"
+    assert build(example_ksha, **{"kubernetes:service_cidr": "10.96.0.0/12"})["nodes"]["dns_ip"] == "10.96.0.3"
+
+
+def test_plan_batches_the_runtime_step_only_when_there_is_more_than_one_batch(example_ksha):
+    live = {"recorded": {}, "current": None, "ca_keys": []}
+    for size, batch in ((10, None), (6, None), (4, 4), (1, 1)):
+        m = build(example_ksha, **{"nodes:batch": size, "kubernetes:archive:sha256": "0" * 64})
+        step = plan.build(m, live)["steps"][-1]
+        assert step["id"] == "ksha-phase-nodes-container-runtime-ready"
+        assert step["target"] == ALL and step["sls"] == ["ksha.containerd"]
+        assert [a["batch"] for a in step["args"] if "batch" in a] == ([batch] if batch else [])
+    masters_only = build(example_ksha, **{"nodes:masters_run_kubelet": False, "groups:kube-node": []})
+    assert masters_only["nodes"]["hosts"] == []
+    assert "ksha-phase-nodes-container-runtime-ready" not in [s["id"] for s in plan.build(masters_only, live)["steps"]]
+
+
+def render(ctd):
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(REPO / "salt" / "ksha" / "containerd" / "files")),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["json"] = json.dumps  # Salt's
+    return env.get_template("config.toml.jinja").render(config=ctd["config"], marker=ctd["marker"])
+
+
+# (case, family, pillar edits, what config.toml must hold: (path in the TOML, value))
+CONFIGS = [
+    (
+        "Debian defaults",
+        "Debian",
+        {},
+        [
+            (("plugins", CRI, "containerd", "runtimes", "runc", "options", "SystemdCgroup"), True),
+            (("plugins", CRI, "sandbox_image"), "registry.k8s.io/pause:3.9"),
+            (("plugins", CRI, "containerd", "snapshotter"), "overlayfs"),
+            (("plugins", CRI, "cni", "bin_dir"), "/usr/lib/cni"),
+            (("grpc", "address"), "/run/containerd/containerd.sock"),
+            (("plugins", CRI, "registry"), None),
+        ],
+    ),
+    ("RedHat's CNI directory", "RedHat", {}, [(("plugins", CRI, "cni", "bin_dir"), "/usr/libexec/cni")]),
+    (
+        "cgroupfs",
+        "Debian",
+        {"containerd:cgroup_driver": "cgroupfs"},
+        [(("plugins", CRI, "containerd", "runtimes", "runc", "options", "SystemdCgroup"), False)],
+    ),
+    (
+        "the seed's mirrors and insecure registries",
+        "Debian",
+        {
+            "containerd:registry_mirrors": ["https://mirror.example.com", "http://10.0.0.7:5000/v2"],
+            "containerd:insecure_registries": ["10.0.0.5:5000", "registry.lan"],
+        },
+        [
+            (
+                ("plugins", CRI, "registry", "mirrors", "docker.io", "endpoint"),
+                ["https://mirror.example.com", "http://10.0.0.7:5000/v2", "https://registry-1.docker.io"],
+            ),
+            (
+                ("plugins", CRI, "registry", "mirrors", "10.0.0.5:5000", "endpoint"),
+                ["http://10.0.0.5:5000", "https://10.0.0.5:5000"],
+            ),
+            (("plugins", CRI, "registry", "configs", "10.0.0.5:5000", "tls", "insecure_skip_verify"), True),
+            (("plugins", CRI, "registry", "configs", "registry.lan", "tls", "insecure_skip_verify"), True),
+        ],
+    ),
+]
+
+
+def dig(tree, path):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+@pytest.mark.parametrize("case, family, edits, expected", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_config_toml(example_ksha, case, family, edits, expected):
+    ctd = build(example_ksha, family, **edits)["nodes"]["containerd"]
+    text = render(ctd)
+    assert text.startswith(f"# {ctd['marker']}")
+    parsed = tomllib.loads(text)
+    assert parsed["version"] == 2
+    for path, value in expected:
+        assert dig(parsed, path) == value, path
+
+
+@pytest.mark.parametrize(
+    "family, pkgs",
+    [
+        ("Debian", ["containerd", "runc", "containernetworking-plugins"]),
+        ("RedHat", ["containerd.io", "containernetworking-plugins"]),
+    ],
+)
+def test_packages_per_os_family(example_ksha, family, pkgs):
+    assert build(example_ksha, family)["nodes"]["containerd"]["pkgs"] == pkgs
+
+
+# (case, pillar edits, the one finding)
+FINDINGS = [
+    ("batch 0", {"nodes:batch": 0}, "ERROR ksha:nodes:batch: 0 must be an integer from 1 to 100000"),
+    (
+        "a mirror without its scheme",
+        {"containerd:registry_mirrors": ["mirror.example.com"]},
+        "ERROR ksha:containerd:registry_mirrors:0: 'mirror.example.com' is not an http(s):// URL of a registry mirror",
+    ),
+    (
+        "an insecure registry given as a URL",
+        {"containerd:insecure_registries": ["http://10.0.0.5:5000"]},
+        "ERROR ksha:containerd:insecure_registries:0: 'http://10.0.0.5:5000' is not a registry's host[:port] "
+        "(e.g. 192.168.0.10:5000)",
+    ),
+    (
+        "an insecure registry twice",
+        {"containerd:insecure_registries": ["10.0.0.5:5000", "10.0.0.5:5000"]},
+        "WARNING ksha:containerd:insecure_registries:1: 10.0.0.5:5000 is listed twice; remove the repeat",
+    ),
+    (
+        "a cgroup driver containerd has not",
+        {"containerd:cgroup_driver": "systemd-cgroup"},
+        "ERROR ksha:containerd:cgroup_driver: 'systemd-cgroup' is not one of systemd, cgroupfs",
+    ),
+    (
+        "a sandbox image with a blank in it",
+        {"containerd:sandbox_image": "registry.k8s.io/pause 3.9"},
+        "ERROR ksha:containerd:sandbox_image: 'registry.k8s.io/pause 3.9' is not an image reference "
+        "(e.g. registry.k8s.io/pause:3.9)",
+    ),
+    (
+        "a relative config path",
+        {"containerd:config_file": "etc/containerd/config.toml"},
+        "ERROR ksha:containerd:config_file: 'etc/containerd/config.toml' must be an absolute path",
+    ),
+    (
+        "no host would run a kubelet",
+        {
+            "nodes:masters_run_kubelet": False,
+            "groups:kube-node": [],
+            "hosts": [{"name": f"master{i}", "ip": f"192.168.0.{i}"} for i in (1, 2, 3)],
+        },
+        "WARNING ksha:groups:kube-node: is empty and ksha:nodes:masters_run_kubelet is false: no host runs a "
+        "kubelet, so the cluster can run no pod; add workers to kube-node or set masters_run_kubelet: true",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, edits, finding", FINDINGS, ids=[c[0] for c in FINDINGS])
+def test_node_keys_are_checked_and_named(example_ksha, case, edits, finding):
+    found = [str(f) for f in inventory.validate(edited(example_ksha, **edits))]
+    assert found == [finding]
