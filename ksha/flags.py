@@ -19,6 +19,8 @@ from pathlib import Path
 import yaml
 
 FLAGS_FILE = Path(__file__).resolve().parent / "data" / "kubernetes-flags.yaml"
+# the kubelet's and kube-proxy's configuration file fields, from the same version's reference
+FIELDS_FILE = Path(__file__).resolve().parent / "data" / "kubernetes-config-fields.yaml"
 
 _MODEL = "the cluster model (docs/ARCHITECTURE.md, Control plane)"
 _K = "ksha:kubernetes"
@@ -106,3 +108,48 @@ def known(component: str) -> frozenset[str]:
 def source(component: str) -> str:
     """Where `component`'s flag list comes from (the reference page at a commit)."""
     return reference()["sources"][component]
+
+
+# The configuration file fields ksha sets on every node (ksha.model._node) and the pillar key
+# that drives each: such a field in ksha:kubernetes:kubelet:extra_config (kube_proxy:extra_config)
+# is refused.
+MANAGED_FIELDS: dict[str, dict[str, str]] = {
+    "KubeletConfiguration": {
+        "apiVersion": _MODEL,
+        "kind": _MODEL,
+        "authentication": f"{_K}:pki:dir (x509 with the cluster CA, webhook, no anonymous requests)",
+        "authorization": _MODEL,
+        "cgroupDriver": "ksha:containerd:cgroup_driver",
+        "clusterDNS": f"{_K}:service_cidr (its third address)",
+        "clusterDomain": f"{_K}:cluster_domain",
+        "containerRuntimeEndpoint": "ksha:containerd:socket",
+        "rotateCertificates": f"{_K}:pki:days_remaining (Salt renews the kubelet's certificates)",
+        "serverTLSBootstrap": f"{_K}:pki:days_remaining (Salt renews the kubelet's certificates)",
+        "tlsCertFile": f"{_K}:pki (the kubelet's serving certificate)",
+        "tlsPrivateKeyFile": f"{_K}:pki (the kubelet's serving certificate)",
+    },
+    "KubeProxyConfiguration": {
+        "apiVersion": _MODEL,
+        "kind": _MODEL,
+        "clientConnection": _MODEL,
+        "clusterCIDR": f"{_K}:pod_cidr",
+        "hostnameOverride": "ksha:hosts (the node's name)",
+        "mode": f"{_K}:kube_proxy:mode",
+    },
+}
+
+
+@functools.cache
+def _fields() -> dict:
+    with FIELDS_FILE.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def config_fields(kind: str) -> dict:
+    """`kind`'s fields in the pinned version's reference: {apiVersion, fields (top level),
+    nested ({dotted field: its struct's fields}), maps (fields that take any key)}."""
+    return _fields()["kinds"][kind]
+
+
+def config_source(kind: str) -> str:
+    return _fields()["sources"][kind]

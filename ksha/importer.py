@@ -56,6 +56,7 @@ COMMON_KEYS = {
     # the installer's Docker settings, for the runtime ksha installs (containerd)
     "docker_registry_mirrors": ("containerd", "registry_mirrors"),
     "docker_insecure_registries": ("containerd", "insecure_registries"),
+    "kube_proxy_mode": ("kubernetes", "kube_proxy", "mode"),
 }
 
 

@@ -53,7 +53,7 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("kubernetes-clean", ("ksha.kubernetes.clean",)),
-    ("node", ("ksha.containerd",)),
+    ("node", ("ksha.containerd", "ksha.node")),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -482,8 +482,24 @@ def dns_service_ip(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr, strict=False).network_address + 3)
 
 
-def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]]) -> dict:
-    """Phase 6's shared facts: which hosts are nodes, their batches, the runtime's settings."""
+# The node components (the node tarball's kubernetes/node/bin/<binary>), their units' words.
+NODE_COMPONENTS = ("kubelet", "kube-proxy")
+NODE_UNIT_KINDS = {"kubelet": ("Kubernetes node agent", "simple"), "kube-proxy": ("Kubernetes network proxy", "simple")}
+# x509_v2 signing policies of kubernetes-ca for each node: policy -> (extended key usage, the
+# subject it fixes: {field: template}). The policy sets the subject itself, so a node can get a
+# certificate for its own identity only, whatever it asks (the Node authorizer trusts that).
+NODE_POLICIES = {
+    "ksha_kube_kubelet_client": ("clientAuth", {"CN": "system:node:{host}", "O": "system:nodes"}),
+    "ksha_kube_kubelet_server": ("serverAuth", {"CN": "{host}", "subjectAltName": "DNS:{host}, IP:{ip}"}),
+    "ksha_kube_proxy_client": ("clientAuth", {"CN": "system:kube-proxy"}),
+}
+KUBELET_DIR = "/var/lib/kubelet"
+KUBE_PROXY_DIR = "/var/lib/kube-proxy"
+
+
+def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]], k8s: dict) -> dict:
+    """Phase 6's shared facts: which hosts are nodes, their batches, the node release, the
+    runtime's settings."""
     nodes = conf["nodes"]
     masters = groups["kube-master"]
     wanted = set(groups["kube-node"]) | (set(masters) if nodes["masters_run_kubelet"] else set())
@@ -491,12 +507,42 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]]) -> dict:
     ctd = conf["containerd"]
     mirrors = ctd["registry_mirrors"]
     insecure = list(dict.fromkeys(ctd["insecure_registries"]))
+    version = k8s["version"]
+    archive = conf["kubernetes"]["node_archive"]
+    release_dir = f"/opt/kubernetes-node-{version}"
     return {
         "hosts": hosts,
         "workers": [n for n in hosts if n not in masters],
         "batch": nodes["batch"],
         "batches": batches(hosts, nodes["batch"]),
         "dns_ip": dns_service_ip(conf["kubernetes"]["service_cidr"]),
+        "marker": "Managed by Salt (ksha.node)",
+        # kubernetes-node-linux-amd64.tar.gz of the masters' version, as the server tarball
+        "release": {
+            "dir": release_dir,
+            "archive": {
+                "url": archive["url"] or release.upstream_url(version, "node"),
+                "sha256": archive["sha256"],
+                "problem": None if archive["sha256"] else release.checksum_missing(version, "node"),
+            },
+            "links": {
+                c: {"link": f"/usr/local/bin/{c}", "target": f"{release_dir}/kubernetes/node/bin/{c}"}
+                for c in NODE_COMPONENTS
+            },
+        },
+        "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in NODE_COMPONENTS},
+        "kubelet": {
+            "dir": KUBELET_DIR,
+            "config": f"{KUBELET_DIR}/config.yaml",
+            "pki_dir": f"{KUBELET_DIR}/pki",
+            "kubeconfig": f"{KUBE_CONF_DIR}/kubelet.conf",
+        },
+        "kube_proxy": {
+            "dir": KUBE_PROXY_DIR,
+            "config": f"{KUBE_PROXY_DIR}/config.yaml",
+            "pki_dir": f"{KUBE_PROXY_DIR}/pki",
+            "kubeconfig": f"{KUBE_CONF_DIR}/proxy.conf",
+        },
         "containerd": {
             "marker": "Managed by Salt (ksha.containerd)",
             "unit": "containerd",
@@ -522,6 +568,114 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]]) -> dict:
                 "insecure": insecure,
             },
         },
+    }
+
+
+def _node_policies(conf: dict, k8s: dict, nodes: dict, ip_of: dict[str, str]) -> dict:
+    """kubernetes-ca's signing policies for the nodes' certificates, one per node and policy, each
+    fixing the subject (and the serving certificate's names) to that node's."""
+    days = conf["kubernetes"]["pki"]["days_valid"]
+    ca = k8s["cas"]["kubernetes"]
+    out = {}
+    for host in nodes["hosts"]:
+        for policy, (usage, subject) in NODE_POLICIES.items():
+            fixed = {k: v.format(host=host, ip=ip_of[host]) for k, v in subject.items()}
+            out[policy_for(policy, host)] = {**leaf_policy(host, ca, usage, days), **fixed}
+    return out
+
+
+def _node(conf: dict, host: str, ip: str, api: dict, k8s: dict, nodes: dict) -> dict | None:
+    """What node `host` runs (None: it is no node): its certificates, kubeconfigs (through the API
+    endpoint, the LB domain: never a master's address), the kubelet's and kube-proxy's
+    configuration files and units."""
+    if host not in nodes["hosts"]:
+        return None
+    kube = conf["kubernetes"]
+    kubelet, proxy = nodes["kubelet"], nodes["kube_proxy"]
+    certs = [
+        {"id": "kubelet-client", "path": f"{kubelet['pki_dir']}/kubelet-client", "policy": "ksha_kube_kubelet_client",
+         "cn": f"system:node:{host}", "o": "system:nodes", "sans": None},
+        {"id": "kubelet-server", "path": f"{kubelet['pki_dir']}/kubelet", "policy": "ksha_kube_kubelet_server",
+         "cn": host, "o": None, "sans": f"DNS:{host}, IP:{ip}"},
+        {"id": "kube-proxy-client", "path": f"{proxy['pki_dir']}/kube-proxy-client", "policy": "ksha_kube_proxy_client",
+         "cn": "system:kube-proxy", "o": None, "sans": None},
+    ]  # fmt: skip
+    certs = [{**c, "policy": policy_for(c["policy"], host), "ca": "kubernetes", "user": "root"} for c in certs]
+    ca_file = k8s["cas"]["kubernetes"]["installed"]
+    kubeconfigs = {}
+    for name, cert, path in (
+        ("kubelet", certs[0], kubelet["kubeconfig"]),
+        ("kube-proxy", certs[2], proxy["kubeconfig"]),
+    ):
+        entry = {"path": path, "server": api["url"], "ca": ca_file, "cert": cert["path"] + ".crt",
+                 "key": cert["path"] + ".key", "user": cert["cn"]}  # fmt: skip
+        kubeconfigs[name] = {**entry, "content": kubeconfig(entry, conf["cluster_name"])}
+    ctd = conf["containerd"]
+    kubelet_config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": ca_file},
+        },
+        "authorization": {"mode": "Webhook"},
+        "cgroupDriver": ctd["cgroup_driver"],
+        "clusterDNS": [nodes["dns_ip"]],
+        "clusterDomain": kube["cluster_domain"],
+        "containerRuntimeEndpoint": f"unix://{ctd['socket']}",
+        # Salt renews the kubelet's certificates (days_remaining), not the kubelet
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "tlsCertFile": certs[1]["path"] + ".crt",
+        "tlsPrivateKeyFile": certs[1]["path"] + ".key",
+        **kube["kubelet"]["extra_config"],
+    }
+    proxy_config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": proxy["kubeconfig"]},
+        "clusterCIDR": kube["pod_cidr"],
+        "hostnameOverride": host,
+        "mode": kube["kube_proxy"]["mode"],
+        **kube["kube_proxy"]["extra_config"],
+    }
+    flags = {
+        "kubelet": {"config": kubelet["config"], "kubeconfig": kubelet["kubeconfig"], "hostname-override": host,
+                    "node-ip": ip},
+        "kube-proxy": {"config": proxy["config"], "hostname-override": host},
+    }  # fmt: skip
+    # what each reads at start: a change of one restarts it
+    reads = {
+        "kubelet": [kubelet["config"], kubelet["kubeconfig"], ca_file, *(c["path"] + e for c in certs[:2] for e in (".crt", ".key"))],
+        "kube-proxy": [proxy["config"], proxy["kubeconfig"], ca_file, certs[2]["path"] + ".crt", certs[2]["path"] + ".key"],
+    }  # fmt: skip
+    units = {}
+    for component in NODE_COMPONENTS:
+        binary = nodes["release"]["links"][component]["link"]
+        description, kind = NODE_UNIT_KINDS[component]
+        path = nodes["unit_files"][component]
+        units[component] = {
+            "path": path,
+            "binary": binary,
+            "exec_start": [binary] + [systemd_quoted(f"--{k}={v}") for k, v in sorted(flags[component].items())],
+            "watched": [path, *sorted(set(reads[component]))],
+            "description": f"{description} (ksha node {host})",
+            "type": kind,
+            "stop_timeout_s": 15,
+            "start_timeout_s": 60,
+            # the kubelet talks to containerd from its start
+            "after": ["containerd.service"] if component == "kubelet" else [],
+        }
+    return {
+        "certificates": certs,
+        "kubeconfigs": kubeconfigs,
+        "configs": {
+            "kubelet": {"path": kubelet["config"], "content": kubelet_config},
+            "kube-proxy": {"path": proxy["config"], "content": proxy_config},
+        },  # fmt: skip
+        "flags": flags,
+        "units": units,
     }
 
 
@@ -573,7 +727,7 @@ def _kube_certificates(conf: dict, host: str, k8s: dict) -> list[dict]:
     return [{**c, "policy": policy_for(c["policy"], host)} for c in _kube_leaves(k8s)]
 
 
-def _ca_policies(host: str, etcd: dict, k8s: dict) -> dict[str, str]:
+def _ca_policies(host: str, etcd: dict, k8s: dict, nodes: dict) -> dict[str, str]:
     """The signing policy `host` fetches each CA's certificate with from its CA host, for the CAs
     that sign certificates for it: {"etcd" | "kubernetes" | "front-proxy": policy}."""
     out = {}
@@ -583,6 +737,8 @@ def _ca_policies(host: str, etcd: dict, k8s: dict) -> dict[str, str]:
         # a policy of each CA (the first that CA signs with): the CA certificate comes with it
         for name in k8s["cas"]:
             out[name] = policy_for(next(p for p, (ca, _) in KUBE_POLICIES.items() if ca == name), host)
+    elif host in nodes["hosts"]:
+        out["kubernetes"] = policy_for(next(iter(NODE_POLICIES)), host)
     return out
 
 
@@ -863,7 +1019,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     etcd = _etcd(conf, names, ip_of, groups)
     k8s = _kubernetes(conf, ip_of, groups, api, etcd)
     k8s["clean"]["files"] = _clean_files(conf, k8s)
-    nodes = _nodes(conf, names, groups)
+    nodes = _nodes(conf, names, groups, k8s)
     hosts = []
     for name in names:
         host_roles = roles(conf, name, groups, lb, etcd, k8s, nodes)
@@ -882,10 +1038,11 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                     "etcd": _etcd_certificates(conf, name, ip_of[name], groups),
                     "kubernetes": _kube_certificates(conf, name, k8s),
                 },
-                "ca_policies": _ca_policies(name, etcd, k8s),
+                "ca_policies": _ca_policies(name, etcd, k8s, nodes),
                 "kubeconfigs": kubeconfigs,
                 "flags": flags,
                 "units": _units(name, conf, k8s, flags, kubeconfigs),
+                "node": _node(conf, name, ip_of[name], api, k8s, nodes),
             }
         )
     hosts_file = [[ip_of[n], n] for n in names]
@@ -906,7 +1063,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
         "nodes": nodes,
         "signing_policies": {
             "etcd": _signing_policies(conf, etcd, groups),
-            "kubernetes": _kube_policies(conf, k8s),
+            "kubernetes": {**_kube_policies(conf, k8s), **_node_policies(conf, k8s, nodes, ip_of)},
         },
         # Salt's retry of every x509_v2 state (keys and certificates, the CAs' too): Salt 3008.4's
         # x509_v2 states check their file through state.single, which builds a State and fetches

@@ -264,6 +264,10 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
     if "control-plane" in enabled and model["kubernetes"]["masters"] and release_problem:
         steps.fail("ksha-preflight-kubernetes-release-checksum-set", release_problem)
         return {"until": until, "steps": steps.steps}
+    node_problem = model["nodes"]["release"]["archive"]["problem"]
+    if "nodes" in enabled and model["nodes"]["hosts"] and node_problem:
+        steps.fail("ksha-preflight-kubernetes-node-release-checksum-set", node_problem)
+        return {"until": until, "steps": steps.steps}
     everyone = [h["name"] for h in model["hosts"]]
     lb, etcd = model["loadbalancer"], model["etcd"]
     steps.add(
@@ -364,12 +368,14 @@ def _node_steps(steps: Steps, model: dict) -> None:
     # sequence of jobs, which a single batch would only slow down
     batch = {"batch": nodes["batch"]} if len(nodes["batches"]) > 1 else {}
     steps.add(
-        "ksha-phase-nodes-container-runtime-ready",
+        "ksha-phase-nodes-joined",
         "salt.state",
-        f"containerd with ksha's config.toml (checked by containerd before it is installed; a change restarts "
-        f"it), runc and the CNI plugins on every node, {nodes['batch']} at a time",
+        f"on every node, {nodes['batch']} at a time: containerd with ksha's config.toml (checked by containerd "
+        "before it is installed; a change restarts it), runc and the CNI plugins; the node release (checked by its "
+        "sha256), the kubelet's and kube-proxy's certificates (their subjects fixed by the CA host's policies), "
+        "kubeconfigs through the LB domain, configuration files and units; a change restarts what it changes",
         target=nodes["hosts"],
-        sls=["ksha.containerd"],
+        sls=["ksha.containerd", "ksha.node"],
         extra=batch,
     )
 

@@ -31,14 +31,16 @@ def _example_pillar():
 # A sha256 for the Kubernetes release where the example leaves it to the user (nothing is
 # downloaded by the tests that use it; the lab serves its own tarball with its own checksum).
 RELEASE_SHA256 = "5" * 64
+NODE_RELEASE_SHA256 = "6" * 64
 
 
 @pytest.fixture
 def example_ksha(_example_pillar):
-    """The shipped pillar example (the seed's 6 hosts), with a checksum for the Kubernetes
-    release (the example leaves it to the user): a fresh copy per test."""
+    """The shipped pillar example (the seed's 6 hosts), with checksums for the Kubernetes
+    server and node releases (the example leaves them to the user): a fresh copy per test."""
     ksha = copy.deepcopy(_example_pillar)
     ksha["kubernetes"]["archive"]["sha256"] = RELEASE_SHA256
+    ksha["kubernetes"]["node_archive"]["sha256"] = NODE_RELEASE_SHA256
     return ksha
 
 
@@ -86,10 +88,10 @@ STANDIN_VERSION = "v1.30.8"
 
 @pytest.fixture(scope="session")
 def standin_files(tmp_path_factory):
-    """The lab's Kubernetes release, extracted (``kubernetes/server/bin/``), and a test CA with
-    certificates: server (lb.kubesphere.local, 127.0.0.1, localhost), client, etcd-client (of
-    that CA), nobody (a user with no role), controller-manager, node1 (a node), and stranger (of
-    another CA), each NAME.crt + NAME.key, and ca.crt."""
+    """The lab's Kubernetes release, extracted (``kubernetes/server/bin/``, ``kubernetes/node/bin/``),
+    and a test CA with certificates: server (lb.kubesphere.local, 127.0.0.1, localhost), client,
+    etcd-client (of that CA), nobody (a user with no role), controller-manager, node1 and node2
+    (nodes), kube-proxy, and stranger (of another CA), each NAME.crt + NAME.key, and ca.crt."""
     from ksha_lab.standins import pki, release
 
     d = tmp_path_factory.mktemp("standin")
@@ -103,6 +105,8 @@ def standin_files(tmp_path_factory):
         ("nobody", "somebody", ()),
         ("controller-manager", "system:kube-controller-manager", ()),
         ("node1", "system:node:node1", ("system:nodes",)),
+        ("node2", "system:node:node2", ("system:nodes",)),
+        ("kube-proxy", "system:kube-proxy", ()),
     ):
         key, cert = pki.make_server_cert(ca_key, ca_cert, cn, names, orgs)
         (d / f"{name}.key").write_bytes(key)
@@ -111,8 +115,9 @@ def standin_files(tmp_path_factory):
     key, cert = pki.make_server_cert(other_key, other_cert, "stranger", names)
     (d / "stranger.key").write_bytes(key)
     (d / "stranger.crt").write_bytes(cert)
-    tarball = release.build(d / "www", STANDIN_VERSION)
-    subprocess.run(["tar", "-xzf", str(tarball), "-C", str(d)], check=True)
+    for kind in ("server", "node"):
+        tarball = release.build(d / "www", STANDIN_VERSION, kind)
+        subprocess.run(["tar", "-xzf", str(tarball), "-C", str(d)], check=True)
     return d
 
 

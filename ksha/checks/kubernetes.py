@@ -57,6 +57,7 @@ def check(ctx: Context, report: Report) -> None:
     k8s = ctx.section("kubernetes")
     _version(k8s, report)
     _archive(ctx, k8s, ctx.section("kubernetes", "archive"), report)
+    _archive(ctx, k8s, ctx.section("kubernetes", "node_archive"), report, "node")
     _networks(ctx, k8s, report)
     pki = ctx.section("kubernetes", "pki")
     certificate_days(f"{KEY}:pki", pki, report)
@@ -66,6 +67,9 @@ def check(ctx: Context, report: Report) -> None:
     for component, key in EXTRA_ARGS.items():
         section = key.split(":")[2]
         _extra_args(component, key, ctx.section("kubernetes", section).get("extra_args") or {}, report)
+    for kind, key in EXTRA_CONFIG.items():
+        section = key.split(":")[2]
+        _extra_config(kind, key, ctx.section("kubernetes", section).get("extra_config") or {}, report)
 
 
 def _version(k8s: dict, report: Report) -> None:
@@ -84,23 +88,27 @@ def _version(k8s: dict, report: Report) -> None:
         )
 
 
-def _archive(ctx: Context, k8s: dict, archive: dict, report: Report) -> None:
+def _archive(ctx: Context, k8s: dict, archive: dict, report: Report, kind: str = "server") -> None:
+    """The server tarball (ksha:kubernetes:archive, the masters') or the node tarball
+    (node_archive, every node's)."""
+    key = f"{KEY}:{'archive' if kind == 'server' else 'node_archive'}"
+    phase = "control-plane" if kind == "server" else "nodes"
     sha256, url = archive.get("sha256"), archive.get("url")
     if sha256 is None and ctx.groups.get("kube-master") and isinstance(k8s.get("version"), str):
         report.warning(
-            f"{KEY}:archive:sha256",
-            release.checksum_fix(k8s["version"])
-            + " (until then orch.ksha refuses to run, before any host is touched, unless ksha_until stops it "
-            "before the control-plane phase)",
+            f"{key}:sha256",
+            release.checksum_fix(k8s["version"], kind)
+            + f" (until then orch.ksha refuses to run, before any host is touched, unless ksha_until stops it "
+            f"before the {phase} phase)",
         )
     if sha256 is not None and not _SHA256.fullmatch(sha256):
         report.error(
-            f"{KEY}:archive:sha256",
-            "must be the tarball's sha256 (64 hex digits, published next to the tarball as "
-            "kubernetes-server-linux-amd64.tar.gz.sha256)",
+            f"{key}:sha256",
+            f"must be the tarball's sha256 (64 hex digits, published next to the tarball as "
+            f"{release.TARBALLS[kind][0]}.sha256)",
         )
     if url is not None and not _URL.fullmatch(url):
-        report.error(f"{KEY}:archive:url", f"{show(url)} is not an http(s)://, salt:// or file:// URL")
+        report.error(f"{key}:url", f"{show(url)} is not an http(s)://, salt:// or file:// URL")
 
 
 def _network(key: str, value: Any, report: Report):
@@ -250,6 +258,33 @@ def _leader_election(election: dict, report: Report) -> None:
             f"{retry} s: renew_deadline_s ({deadline} s) must be more than {LEADER_JITTER} x retry_period_s "
             "(client-go's leader election refuses less)",
         )
+
+
+# pillar key of each node component's extra configuration file fields
+EXTRA_CONFIG = {
+    "KubeletConfiguration": f"{KEY}:kubelet:extra_config",
+    "KubeProxyConfiguration": f"{KEY}:kube_proxy:extra_config",
+}
+
+
+def _extra_config(kind: str, key: str, extra: dict, report: Report) -> None:
+    """Top-level fields of the kubelet's or kube-proxy's configuration file, merged over ksha's:
+    each must be a field of the version's reference and not one ksha sets."""
+    known, managed = flags.config_fields(kind)["fields"], flags.MANAGED_FIELDS[kind]
+    for field, value in extra.items():
+        where = f"{key}:{field}"
+        if field in managed:
+            report.error(where, f"{field} is set by ksha from {managed[field]}: change that instead")
+        elif field not in known:
+            close = difflib.get_close_matches(field, known, n=3) if isinstance(field, str) else []
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            report.error(
+                where,
+                f"{show(field)} is not a {kind} field of Kubernetes {flags.version()}{hint}; see "
+                f"{flags.config_source(kind)}",
+            )
+        elif value is None:
+            report.error(where, "must be the field's value, got null (leave the field out for its default)")
 
 
 def _extra_args(component: str, key: str, extra: dict, report: Report) -> None:

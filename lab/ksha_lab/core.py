@@ -186,10 +186,18 @@ class Lab:
         version = k8s.get("version") or inventory.load_defaults()["kubernetes"]["version"]
         tarball = release.build(self.www, version)
         k8s["archive"] = {"url": self.release_url(version), "sha256": release.sha256(tarball)}
+        node_tarball = release.build(self.www, version, "node")
+        k8s["node_archive"] = {"url": self.release_url(version, "node"), "sha256": release.sha256(node_tarball)}
+        # Lab-only timings, so a silent node shows in seconds, not the 40 s of the defaults: the
+        # kubelet posts its status every 2 s and renews its Lease every 2 s (a quarter of 8 s),
+        # the controller-manager's node lifecycle marks a node silent for 8 s Unknown.
+        k8s["kubelet"] = {"extra_config": {"nodeStatusUpdateFrequency": "2s", "nodeLeaseDurationSeconds": 8}}
+        k8s["controller_manager"] = {"extra_args": {"node-monitor-grace-period": "8s", "node-monitor-period": "2s"}}
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
             "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB) and\n"
-            "# ksha:kubernetes:archive the lab's release tarball of stand-ins (ksha_lab/standins/release.py).\n"
+            "# ksha:kubernetes:archive and node_archive the lab's release tarballs of stand-ins\n"
+            "# (ksha_lab/standins/release.py), and lab-only node timings (below).\n"
         )
         (self.pillar_dir / "ksha.sls").write_text(header + importer.dump_yaml({"ksha": ksha}))
         importer.write_roster(roster, STATE / "roster")
@@ -235,8 +243,9 @@ class Lab:
     def www(self) -> Path:
         return STATE / "www"
 
-    def release_url(self, version: str) -> str:
-        return f"http://{self.master_ip}:{release.PORT}/{version}/{release.TARBALL}"
+    def release_url(self, version: str, kind: str = "server") -> str:
+        tarball = release.TARBALL if kind == "server" else release.NODE_TARBALL
+        return f"http://{self.master_ip}:{release.PORT}/{version}/{tarball}"
 
     def serve_release(self) -> None:
         """The release tarball over HTTP on the bridge (see release.serve), answering before this returns."""

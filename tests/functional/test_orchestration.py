@@ -14,7 +14,7 @@ import yaml
 
 from ksha import model
 from ksha.saltconf import file_roots
-from tests.conftest import RELEASE_SHA256, REPO
+from tests.conftest import NODE_RELEASE_SHA256, RELEASE_SHA256, REPO
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -84,7 +84,7 @@ def one_host_ksha():
         "hosts": [{"name": "master1", "ip": "10.99.0.11"}],
         "groups": {"kube-master": ["master1"], "kube-node": [], "etcd": ["master1"]},
         "loadbalancer": {"mode": "none"},
-        "kubernetes": {"archive": {"sha256": RELEASE_SHA256}},
+        "kubernetes": {"archive": {"sha256": RELEASE_SHA256}, "node_archive": {"sha256": NODE_RELEASE_SHA256}},
     }
 
 
@@ -129,7 +129,7 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         ],
         # the workers have no minion here: a host that did not answer the file probe is cleaned
         "ksha-phase-control-plane-other-hosts-cleaned": [{"salt": "ksha-phase-control-plane-components-running"}],
-        "ksha-phase-nodes-container-runtime-ready": [{"salt": "ksha-phase-control-plane-other-hosts-cleaned"}],
+        "ksha-phase-nodes-joined": [{"salt": "ksha-phase-control-plane-other-hosts-cleaned"}],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
     assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
@@ -158,6 +158,7 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.kubernetes.service_account",
             "ksha.kubernetes.service",
             "ksha.containerd",  # a master is a node too (masters_run_kubelet)
+            "ksha.node",
         ]
     }
 
@@ -287,7 +288,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
     etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
-    etcd += ["ksha.kubernetes.service", "ksha.containerd"]
+    etcd += ["ksha.kubernetes.service", "ksha.containerd", "ksha.node"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)
@@ -426,9 +427,16 @@ def test_only_the_ca_host_gets_the_signing_policies(salt_minion, synced, set_pil
     assert ret.returncode == 0, ret.stderr
     # master1 is still the Kubernetes CA host (the first master): its CAs' policies only
     assert sorted(ret.data) == sorted(
-        f"{p}__{m}"
-        for p in ("ksha_kube_apiserver", "ksha_kube_client", "ksha_kube_front_proxy_client")
-        for m in ("master1", "master2", "master3")
+        [
+            f"{p}__{m}"
+            for p in ("ksha_kube_apiserver", "ksha_kube_client", "ksha_kube_front_proxy_client")
+            for m in ("master1", "master2", "master3")
+        ]
+        + [
+            f"{p}__{n}"
+            for p in ("ksha_kube_kubelet_client", "ksha_kube_kubelet_server", "ksha_kube_proxy_client")
+            for n in ("master1", "master2", "master3", "node1", "node2", "node3")
+        ]
     )
     example_ksha["kubernetes"] = {"pki": {"ca_host": "master3"}}
     set_pillar(example_ksha)

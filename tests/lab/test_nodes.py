@@ -1,19 +1,27 @@
-"""Phase 6 on the lab, as far as it is built: the container runtime on every node.
+"""Phase 6 on the lab, as far as it is built: containerd, kubelet and kube-proxy on every node.
 
 containerd runs for real in every lab host (Debian's containerd 1.6, runc and the CNI plugins,
-in the lab's base as the formula names them); nothing of it is a stand-in. Checked with its own
-client, ``ctr``, and ``containerd config dump`` (what the daemon makes of ksha's config.toml).
+in the lab's base as the formula names them); nothing of it is a stand-in. The kubelet and
+kube-proxy are the lab's stand-ins from its node tarball (ksha_lab/standins/kube_component.py):
+the kubelet registers its Node through the LB with its own client certificate, renews its Lease,
+and is Ready only while containerd's CRI plugin answers (asked with ``ctr``). Checked with the
+real clients: ``ctr`` and ``containerd config dump``, ``kubectl`` with admin.conf on a master
+(through the LB domain), ``openssl``, ``curl``.
 """
 
+import json
 import re
 
 import pytest
 
-from tests.lab.conftest import converged_lab, failed_states
+from tests.lab.conftest import converged_lab, failed_states, wait_for
 
 NODES = ["master1", "master2", "master3", "node1", "node2", "node3"]
 MIRROR = "https://mirror.ksha.invalid"
 INSECURE = "10.239.0.250:5000"
+ADMIN = ["/usr/local/bin/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--request-timeout=5s"]
+NODE_KUBECTL = "/opt/kubernetes-node-v1.30.8/kubernetes/node/bin/kubectl"
+CA = "/etc/kubernetes/pki/ca.crt"
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +36,44 @@ def cri_plugin(lab, host):
     return [line.split() for line in out.stdout.splitlines() if re.match(r"io\.containerd\.grpc\.v1\s+cri\s", line)]
 
 
-def main_pid(lab, host):
-    return lab.exec(lab.hosts[host], "systemctl", "show", "-p", "MainPID", "--value", "containerd").stdout.strip()
+def main_pid(lab, host, unit="containerd"):
+    return lab.exec(lab.hosts[host], "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
 
 
 def dumped(lab, host):
     """containerd's whole configuration as the daemon reads ksha's config.toml."""
-    out = lab.exec(lab.hosts[host], "containerd", "config", "dump", check=True)
-    return out.stdout
+    return lab.exec(lab.hosts[host], "containerd", "config", "dump", check=True).stdout
+
+
+def nodes(lab):
+    """{node: (Ready condition's status, its reason, kubelet version)} as the API (kubectl on master1,
+    through the LB domain) sees them; {} when kubectl fails."""
+    out = lab.exec(lab.hosts["master1"], *ADMIN, "get", "nodes", "-o", "json")
+    if out.returncode:
+        return {}
+    seen = {}
+    for item in json.loads(out.stdout)["items"]:
+        ready = next(c for c in item["status"]["conditions"] if c["type"] == "Ready")
+        seen[item["metadata"]["name"]] = (
+            ready["status"],
+            ready["reason"],
+            item["status"]["nodeInfo"]["kubeletVersion"],
+        )
+    return seen
+
+
+def all_ready(lab):
+    seen = nodes(lab)
+    return sorted(seen) == NODES and all(s[0] == "True" for s in seen.values()) and seen
+
+
+def status_of(lab, node):
+    return nodes(lab).get(node, (None,))[0]
 
 
 def test_every_node_runs_containerd_with_the_cri_plugin_and_ksha_s_config(nodes_lab):
     lab, _, states = nodes_lab
-    assert states["ksha-phase-nodes-container-runtime-ready"]["result"] is True
+    assert states["ksha-phase-nodes-joined"]["result"] is True
     for host in NODES:
         version = lab.exec(lab.hosts[host], "ctr", "version")
         assert version.returncode == 0, (host, version.stderr)
@@ -53,6 +86,58 @@ def test_every_node_runs_containerd_with_the_cri_plugin_and_ksha_s_config(nodes_
         assert 'bin_dir = "/usr/lib/cni"' in config, host
         head = lab.exec(lab.hosts[host], "head", "-1", "/etc/containerd/config.toml").stdout
         assert head.startswith("# Managed by Salt (ksha.containerd)"), host
+
+
+def test_every_host_is_a_ready_node_of_the_pinned_version_with_its_lease(nodes_lab):
+    lab, _, _ = nodes_lab
+    seen = wait_for(lambda: all_ready(lab), 30)
+    assert seen, nodes(lab)
+    assert {v[2] for v in seen.values()} == {"v1.30.8"}
+    wide = lab.exec(lab.hosts["master2"], *ADMIN, "get", "nodes", "--no-headers", check=True).stdout
+    assert sorted(line.split()[1] for line in wide.splitlines()) == ["Ready"] * 6, wide
+    leases = lab.exec(lab.hosts["master2"], *ADMIN, "get", "leases", "-n", "kube-node-lease", "-o", "json", check=True)
+    holders = {i["metadata"]["name"]: i["spec"]["holderIdentity"] for i in json.loads(leases.stdout)["items"]}
+    assert holders == {n: n for n in NODES}
+
+
+def test_a_node_s_identity_certificates_and_kubeconfigs(nodes_lab):
+    """node1's kubelet client certificate is system:node:node1 in system:nodes, its serving
+    certificate names node1 and its address (served on 10250, verified by the cluster CA under
+    its name), kube-proxy's is system:kube-proxy; both kubeconfigs go through the LB domain."""
+    lab, _, _ = nodes_lab
+    host = lab.hosts["node1"]
+    subject = lab.exec(host, "openssl", "x509", "-in", "/var/lib/kubelet/pki/kubelet-client.crt", "-noout",
+                       "-subject", check=True).stdout  # fmt: skip
+    assert subject.strip() == "subject=O = system:nodes, CN = system:node:node1"
+    proxy = lab.exec(host, "openssl", "x509", "-in", "/var/lib/kube-proxy/pki/kube-proxy-client.crt", "-noout",
+                     "-subject", check=True).stdout  # fmt: skip
+    assert proxy.strip() == "subject=CN = system:kube-proxy"
+    for cert in ("/var/lib/kubelet/pki/kubelet-client.crt", "/var/lib/kubelet/pki/kubelet.crt",
+                 "/var/lib/kube-proxy/pki/kube-proxy-client.crt"):  # fmt: skip
+        verified = lab.exec(host, "openssl", "verify", "-CAfile", CA, cert)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    served = lab.exec(lab.hosts["master1"], "sh", "-c",
+                      f"openssl s_client -connect {host.ip}:10250 -CAfile {CA} -verify_hostname node1 "
+                      "-verify_return_error </dev/null")  # fmt: skip
+    assert "Verify return code: 0 (ok)" in served.stdout, served.stdout + served.stderr
+    for path in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/proxy.conf"):
+        server = lab.exec(host, NODE_KUBECTL, "--kubeconfig", path, "config", "view", "-o",
+                          "jsonpath={.clusters[0].cluster.server}", check=True).stdout  # fmt: skip
+        assert server == "https://lb.kubesphere.local:6443", path
+    health = lab.exec(host, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256/healthz")
+    assert health.stdout == "200"  # kube-proxy lists Services and EndpointSlices with its certificate
+
+
+def test_the_node_authorizer_refuses_a_node_writing_another_node(nodes_lab):
+    lab, _, _ = nodes_lab
+    host = lab.hosts["node1"]
+    kubelet = [NODE_KUBECTL, "--kubeconfig", "/etc/kubernetes/kubelet.conf", "--request-timeout=5s"]
+    other = lab.exec(host, *kubelet, "annotate", "--overwrite", "node", "node2", "ksha.test/by=node1")
+    assert other.returncode == 1
+    assert 'nodes "node2" is forbidden: User "system:node:node1" cannot patch resource "nodes"' in other.stderr
+    own = lab.exec(host, *kubelet, "annotate", "--overwrite", "node", "node1", "ksha.test/by=node1")
+    assert own.returncode == 0, own.stderr
+    lab.exec(host, *kubelet, "annotate", "node", "node1", "ksha.test/by-", check=True)
 
 
 def test_a_registry_change_restarts_containerd_once_and_the_same_pillar_again_leaves_it_alone(nodes_lab, lab_pillar):
@@ -89,13 +174,35 @@ def test_a_registry_change_restarts_containerd_once_and_the_same_pillar_again_le
     lab_pillar.converged()
 
 
-def test_a_stopped_containerd_is_started_again_by_a_highstate(nodes_lab):
+def test_a_stopped_containerd_makes_the_node_not_ready_and_a_highstate_fixes_it(nodes_lab):
     lab, salt, _ = nodes_lab
     host = lab.hosts["node2"]
+    assert wait_for(lambda: status_of(lab, "node2") == "True", 30)
     lab.exec(host, "systemctl", "stop", "containerd", check=True)
     assert cri_plugin(lab, "node2") == []
+    # the kubelet posts NotReady itself: the runtime does not answer
+    assert wait_for(lambda: nodes(lab).get("node2", (None, None))[:2] == ("False", "KubeletNotReady"), 20), nodes(lab)
     out = salt.salt("node2", "state.highstate")["node2"]
     assert not failed_states(out), failed_states(out)
     running = next(s for s in out.values() if s["__id__"] == "ksha-containerd-running")
     assert running["changes"] == {"containerd": True}, running
     assert cri_plugin(lab, "node2")[0][-1] == "ok"
+    assert wait_for(lambda: status_of(lab, "node2") == "True", 20), nodes(lab)
+
+
+def test_a_stopped_kubelet_goes_unknown_in_the_api_and_a_highstate_brings_it_back(nodes_lab):
+    lab, salt, _ = nodes_lab
+    host = lab.hosts["node3"]
+    assert wait_for(lambda: status_of(lab, "node3") == "True", 30)
+    lab.exec(host, "systemctl", "stop", "kubelet", check=True)
+    # nobody posts for node3: the controller-manager's node lifecycle marks it Unknown (NotReady)
+    assert wait_for(lambda: nodes(lab).get("node3", (None, None))[:2] == ("Unknown", "NodeStatusUnknown"), 30), nodes(
+        lab
+    )
+    wide = lab.exec(lab.hosts["master1"], *ADMIN, "get", "node", "node3", "--no-headers", check=True).stdout
+    assert wide.split()[1] == "NotReady"
+    out = salt.salt("node3", "state.highstate")["node3"]
+    assert not failed_states(out), failed_states(out)
+    running = next(s for s in out.values() if s["__id__"] == "ksha-node-kubelet-service-running")
+    assert running["changes"] == {"kubelet": True}, running
+    assert wait_for(lambda: status_of(lab, "node3") == "True", 20), nodes(lab)

@@ -17,6 +17,12 @@ CHECKSUM_WARNING = (
     "https://dl.k8s.io/v1.30.8/kubernetes-server-linux-amd64.tar.gz.sha256 (until then orch.ksha refuses to run, "
     "before any host is touched, unless ksha_until stops it before the control-plane phase)"
 )
+NODE_CHECKSUM_WARNING = (
+    "ksha:kubernetes:node_archive:sha256: ksha installs no Kubernetes release it cannot check; set it to the sha256 "
+    "of kubernetes-node-linux-amd64.tar.gz v1.30.8, which upstream publishes at "
+    "https://dl.k8s.io/v1.30.8/kubernetes-node-linux-amd64.tar.gz.sha256 (until then orch.ksha refuses to run, "
+    "before any host is touched, unless ksha_until stops it before the nodes phase)"
+)
 
 
 def ksha(*args):
@@ -27,7 +33,11 @@ def test_validate_seed_files_exit_0():
     run = ksha("validate", "--hosts-ini", SEED / "hosts.ini", "--common-yaml", SEED / "common.yaml")
     assert run.returncode == 0, run.stderr
     # valid; the release's checksum is the user's to add (common.yaml has none)
-    assert run.stderr.splitlines() == [f"WARNING {CHECKSUM_WARNING}", "inventory valid: 0 error(s), 1 warning(s)"]
+    assert run.stderr.splitlines() == [
+        f"WARNING {CHECKSUM_WARNING}",
+        f"WARNING {NODE_CHECKSUM_WARNING}",
+        "inventory valid: 0 error(s), 2 warning(s)",
+    ]
 
 
 def test_validate_example_pillar_exit_0():
@@ -51,7 +61,8 @@ def test_validate_invalid_inventory_exit_1_with_lines(tmp_path):
         "ERROR ksha:loadbalancer:mode: is 'none' but there are 2 masters: the API would not be highly available; "
         "set mode to 'keepalived' or 'external' and ksha:loadbalancer:address",
         f"WARNING {CHECKSUM_WARNING}",
-        "inventory invalid: 4 error(s), 1 warning(s)",
+        f"WARNING {NODE_CHECKSUM_WARNING}",
+        "inventory invalid: 4 error(s), 2 warning(s)",
     ]
     assert "Traceback" not in run.stderr
 

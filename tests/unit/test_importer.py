@@ -16,7 +16,10 @@ def test_seed_files_import_to_the_example_inventory(example_ksha):
     assert ksha["groups"] == example_ksha["groups"]
     assert ksha["loadbalancer"] == {"mode": "external", "address": "192.168.0.253", "port": 6443}
     # valid; the release's checksum is the user's to add (common.yaml has none)
-    assert [(f.level, f.key) for f in inventory.validate(ksha)] == [("WARNING", "ksha:kubernetes:archive:sha256")]
+    assert [(f.level, f.key) for f in inventory.validate(ksha)] == [
+        ("WARNING", "ksha:kubernetes:archive:sha256"),
+        ("WARNING", "ksha:kubernetes:node_archive:sha256"),
+    ]
 
 
 def test_seed_roster_holds_the_connection_data():
@@ -78,6 +81,7 @@ def test_common_yaml_settings_are_mapped_and_unknown_ones_noted(tmp_path):
         "kube_service_addresses: 10.96.0.0/16\nkube_pods_subnet: 10.244.0.0/16\ncluster_name: corp.local\n"
         "persistence: {storageClass: ''}\n"
         "docker_registry_mirrors: [https://mirror.example.com]\ndocker_insecure_registries: ['10.0.0.5:5000']\n"
+        "kube_proxy_mode: iptables\n"
     )
     ksha, _, notes = importer.import_files(SEED / "hosts.ini", common)
     assert ksha["containerd"] == {
@@ -96,6 +100,7 @@ def test_common_yaml_settings_are_mapped_and_unknown_ones_noted(tmp_path):
         "service_cidr": "10.96.0.0/16",
         "pod_cidr": "10.244.0.0/16",
         "cluster_domain": "corp.local",
+        "kube_proxy": {"mode": "iptables"},
     }
     assert notes == ["common.yaml: settings not imported: persistence"]
 

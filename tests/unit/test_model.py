@@ -147,6 +147,7 @@ def test_etcd_on_a_worker_and_a_master_outside_etcd(example_ksha):
         "ksha.kubernetes.service_account",
         "ksha.kubernetes.service",
         "ksha.containerd",
+        "ksha.node",
     ]
 
 
@@ -171,7 +172,8 @@ def test_member_certificates_carry_the_hosts_names(example_ksha):
         "kubernetes": "ksha_kube_apiserver__master2",
         "front-proxy": "ksha_kube_front_proxy_client__master2",
     }
-    assert model.host(m, "node1")["ca_policies"] == {}
+    # a node that is no master fetches the cluster CA with its kubelet's policy
+    assert model.host(m, "node1")["ca_policies"] == {"kubernetes": "ksha_kube_kubelet_client__node1"}
 
 
 def test_signing_policies_follow_the_groups(example_ksha):
@@ -209,7 +211,7 @@ def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ks
     # master1 holds both CAs by default: both CAs' policies
     assert {p.split("__")[0] for p in on_ca["x509_signing_policies"]} == set(model.ETCD_POLICIES) | set(
         model.KUBE_POLICIES
-    )
+    ) | set(model.NODE_POLICIES)
     other = model.for_minion(m, "master2", {})
     assert "x509_signing_policies" not in other
     assert other["ksha_model"]["me"]["interface"] is None
@@ -224,15 +226,16 @@ def test_each_ca_host_gets_its_own_cas_policies(example_ksha):
     on_kube_ca = model.for_minion(m, "master2")
     assert set(on_kube_ca["x509_signing_policies"]) == {
         model.policy_for(p, m) for p in model.KUBE_POLICIES for m in ("master1", "master2", "master3")
-    }
+    } | {model.policy_for(p, n) for p in model.NODE_POLICIES for n in ALL}
     assert "kubernetes-ca" in on_kube_ca["ksha_model"]["me"]["roles"]
-    assert on_kube_ca["ksha_model"]["me"]["states"][-6:] == [
+    assert on_kube_ca["ksha_model"]["me"]["states"][-7:] == [
         "ksha.kubernetes.ca",
         "ksha.kubernetes.install",
         "ksha.kubernetes.pki",
         "ksha.kubernetes.service_account",
         "ksha.kubernetes.service",
         "ksha.containerd",
+        "ksha.node",
     ]
 
 

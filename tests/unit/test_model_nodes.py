@@ -7,7 +7,7 @@ import tomllib
 import jinja2
 import pytest
 
-from ksha import inventory, model, plan
+from ksha import flags, inventory, model, plan
 from tests.conftest import REPO, edited
 
 ALL = ["master1", "master2", "master3", "node1", "node2", "node3"]
@@ -48,7 +48,7 @@ def test_which_hosts_are_nodes(example_ksha, case, edits, hosts, workers):
         assert ("node" in h["roles"]) == (h["name"] in hosts), h["name"]
         assert ("ksha.containerd" in h["states"]) == (h["name"] in hosts), h["name"]
         if h["name"] in hosts:
-            assert h["states"][-1] == "ksha.containerd"  # the last phase
+            assert h["states"][-2:] == ["ksha.containerd", "ksha.node"]  # the last phase
 
 
 @pytest.mark.parametrize(
@@ -77,17 +77,83 @@ def test_the_model_s_cluster_dns_follows_the_service_range(example_ksha):
     assert build(example_ksha, **{"kubernetes:service_cidr": "10.96.0.0/12"})["nodes"]["dns_ip"] == "10.96.0.3"
 
 
-def test_plan_batches_the_runtime_step_only_when_there_is_more_than_one_batch(example_ksha):
-    live = {"recorded": {}, "current": None, "ca_keys": []}
+SUMS = {}  # the example_ksha fixture has both checksums
+LIVE = {"recorded": {}, "current": None, "ca_keys": []}
+
+
+def test_plan_batches_the_node_step_only_when_there_is_more_than_one_batch(example_ksha):
     for size, batch in ((10, None), (6, None), (4, 4), (1, 1)):
-        m = build(example_ksha, **{"nodes:batch": size, "kubernetes:archive:sha256": "0" * 64})
-        step = plan.build(m, live)["steps"][-1]
-        assert step["id"] == "ksha-phase-nodes-container-runtime-ready"
-        assert step["target"] == ALL and step["sls"] == ["ksha.containerd"]
+        m = build(example_ksha, **{"nodes:batch": size, **SUMS})
+        step = plan.build(m, LIVE)["steps"][-1]
+        assert step["id"] == "ksha-phase-nodes-joined"
+        assert step["target"] == ALL and step["sls"] == ["ksha.containerd", "ksha.node"]
         assert [a["batch"] for a in step["args"] if "batch" in a] == ([batch] if batch else [])
-    masters_only = build(example_ksha, **{"nodes:masters_run_kubelet": False, "groups:kube-node": []})
+    masters_only = build(example_ksha, **{"nodes:masters_run_kubelet": False, "groups:kube-node": [], **SUMS})
     assert masters_only["nodes"]["hosts"] == []
-    assert "ksha-phase-nodes-container-runtime-ready" not in [s["id"] for s in plan.build(masters_only, live)["steps"]]
+    assert "ksha-phase-nodes-joined" not in [s["id"] for s in plan.build(masters_only, LIVE)["steps"]]
+
+
+@pytest.mark.parametrize("until, refused", [(None, True), ("nodes", True), ("control-plane", False)])
+def test_a_node_release_without_its_checksum_is_refused_at_preflight(example_ksha, until, refused):
+    m = build(example_ksha, **{"kubernetes:node_archive:sha256": None})
+    steps = plan.build(m, LIVE, until)["steps"]
+    assert (steps[-1]["id"] == "ksha-preflight-kubernetes-node-release-checksum-set") == refused
+    if refused:
+        assert len(steps) == 2  # the validation, then the refusal: no host touched
+        assert steps[-1]["why"].startswith("ksha:kubernetes:node_archive:sha256 is not set: ")
+        assert "https://dl.k8s.io/v1.30.8/kubernetes-node-linux-amd64.tar.gz.sha256" in steps[-1]["why"]
+
+
+def test_each_node_s_certificates_kubeconfigs_and_units(example_ksha):
+    m = build(example_ksha, **SUMS)
+    me = model.host(m, "node2")["node"]
+    certs = {c["id"]: c for c in me["certificates"]}
+    assert (certs["kubelet-client"]["cn"], certs["kubelet-client"]["o"]) == ("system:node:node2", "system:nodes")
+    assert certs["kubelet-server"]["sans"] == "DNS:node2, IP:192.168.0.5"
+    assert certs["kube-proxy-client"]["cn"] == "system:kube-proxy"
+    # every kubeconfig through the LB domain, never a master's address (kubesphere #4066)
+    for name, kubeconfig in me["kubeconfigs"].items():
+        assert kubeconfig["content"]["clusters"][0]["cluster"]["server"] == "https://lb.kubesphere.local:6443", name
+    assert me["kubeconfigs"]["kubelet"]["path"] == "/etc/kubernetes/kubelet.conf"
+    assert me["kubeconfigs"]["kube-proxy"]["path"] == "/etc/kubernetes/proxy.conf"
+    kubelet = me["configs"]["kubelet"]["content"]
+    assert kubelet["clusterDNS"] == ["10.233.0.3"] and kubelet["cgroupDriver"] == "systemd"
+    assert kubelet["authentication"]["x509"]["clientCAFile"] == "/etc/kubernetes/pki/ca.crt"
+    assert kubelet["authentication"]["webhook"]["enabled"] and kubelet["authorization"]["mode"] == "Webhook"
+    assert kubelet["rotateCertificates"] is False
+    assert kubelet["containerRuntimeEndpoint"] == "unix:///run/containerd/containerd.sock"
+    proxy = me["configs"]["kube-proxy"]["content"]
+    assert (proxy["mode"], proxy["clusterCIDR"]) == ("ipvs", "10.233.64.0/18")
+    assert me["units"]["kubelet"]["exec_start"] == [
+        "/usr/local/bin/kubelet", "--config=/var/lib/kubelet/config.yaml", "--hostname-override=node2",
+        "--kubeconfig=/etc/kubernetes/kubelet.conf", "--node-ip=192.168.0.5",
+    ]  # fmt: skip
+    assert "/var/lib/kubelet/pki/kubelet-client.crt" in me["units"]["kubelet"]["watched"]
+    assert model.host(m, "node2")["ca_policies"] == {"kubernetes": "ksha_kube_kubelet_client__node2"}
+    assert model.host(m, "master1")["node"] is not None  # masters run a kubelet by default
+    assert build(example_ksha, **{"nodes:masters_run_kubelet": False})["hosts"][0]["node"] is None
+
+
+def test_every_flag_the_nodes_get_is_in_the_pinned_reference(example_ksha):
+    m = build(example_ksha, **SUMS)
+    for h in m["hosts"]:
+        for component, given in h["node"]["flags"].items():
+            assert set(given) <= flags.known(component), (h["name"], component)
+
+
+def test_the_node_policies_fix_each_subject_to_the_node_s_own(example_ksha):
+    policies = build(example_ksha, **SUMS)["signing_policies"]["kubernetes"]
+    client = policies["ksha_kube_kubelet_client__node1"]
+    assert (client["minions"], client["CN"], client["O"], client["extendedKeyUsage"]) == (
+        "node1", "system:node:node1", "system:nodes", "clientAuth")  # fmt: skip
+    server = policies["ksha_kube_kubelet_server__node1"]
+    assert (server["CN"], server["subjectAltName"], server["extendedKeyUsage"]) == (
+        "node1", "DNS:node1, IP:192.168.0.4", "serverAuth")  # fmt: skip
+    assert policies["ksha_kube_proxy_client__node3"]["CN"] == "system:kube-proxy"
+    assert policies["ksha_kube_kubelet_client__master2"]["CN"] == "system:node:master2"
+    nodes = [p for name, p in policies.items() if name.split("__")[0] in model.NODE_POLICIES]
+    assert len(nodes) == 3 * 6  # three policies for each of the six nodes
+    assert all(p["signing_private_key"] == "/etc/ksha/kubernetes-ca/ca.key" for p in nodes)
 
 
 def render(ctd):
@@ -203,6 +269,23 @@ FINDINGS = [
         {"containerd:sandbox_image": "registry.k8s.io/pause 3.9"},
         "ERROR ksha:containerd:sandbox_image: 'registry.k8s.io/pause 3.9' is not an image reference "
         "(e.g. registry.k8s.io/pause:3.9)",
+    ),
+    (
+        "a kubelet field ksha sets",
+        {"kubernetes:kubelet:extra_config": {"clusterDNS": ["10.0.0.10"]}},
+        "ERROR ksha:kubernetes:kubelet:extra_config:clusterDNS: clusterDNS is set by ksha from "
+        "ksha:kubernetes:service_cidr (its third address): change that instead",
+    ),
+    (
+        "a misspelt kube-proxy field",
+        {"kubernetes:kube_proxy:extra_config": {"conntrak": {}}},
+        "ERROR ksha:kubernetes:kube_proxy:extra_config:conntrak: 'conntrak' is not a KubeProxyConfiguration field "
+        "of Kubernetes 1.30 (did you mean conntrack?); see " + flags.config_source("KubeProxyConfiguration"),
+    ),
+    (
+        "a proxy mode 1.30 has not",
+        {"kubernetes:kube_proxy:mode": "userspace"},
+        "ERROR ksha:kubernetes:kube_proxy:mode: 'userspace' is not one of ipvs, iptables, nftables",
     ),
     (
         "a relative config path",

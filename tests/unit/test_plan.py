@@ -108,13 +108,13 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-control-plane-service-account-keys-trusted",
         "ksha-phase-control-plane-components-running",
         "ksha-phase-control-plane-other-hosts-cleaned",  # no probe said the workers hold nothing of it
-        "ksha-phase-nodes-container-runtime-ready",
+        "ksha-phase-nodes-joined",
     ]
     assert result["steps"][-2]["target"] == ["node1", "node2", "node3"]
     assert result["steps"][-2]["sls"] == ["ksha.kubernetes.clean"]
     runtime = result["steps"][-1]
     assert runtime["target"] == ["master1", "master2", "master3", "node1", "node2", "node3"]
-    assert runtime["sls"] == ["ksha.containerd"]
+    assert runtime["sls"] == ["ksha.containerd", "ksha.node"]
     assert not any("batch" in arg for arg in runtime["args"])  # one batch: no salt batch
     boot = result["steps"][10]
     assert boot["target"] == M and boot["sls"] == ["ksha.etcd"] and boot["pillar"] == {"ksha_etcd_bootstrap": True}
@@ -255,7 +255,7 @@ UNTIL = [
     ("lb", "ksha-phase-lb-keepalived-haproxy-applied"),
     ("etcd", "ksha-phase-etcd-cluster-healthy"),
     ("control-plane", "ksha-phase-control-plane-other-hosts-cleaned"),
-    ("nodes", "ksha-phase-nodes-container-runtime-ready"),
+    ("nodes", "ksha-phase-nodes-joined"),
 ]
 
 

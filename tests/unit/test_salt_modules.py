@@ -498,6 +498,7 @@ def test_module_roles_and_host():
             "ksha.kubernetes.service_account",
             "ksha.kubernetes.service",
             "ksha.containerd",
+            "ksha.node",
         ],
     )
     assert module.host("nobody") == {}

@@ -56,6 +56,7 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -244,8 +245,10 @@ BUILTIN = {
         "namespaces": ("Namespace", False, ["ns"]),
         "nodes": ("Node", False, ["no"]),
         "secrets": ("Secret", True, []),
+        "services": ("Service", True, ["svc"]),
     },
     ("coordination.k8s.io", "v1"): {"leases": ("Lease", True, [])},
+    ("discovery.k8s.io", "v1"): {"endpointslices": ("EndpointSlice", True, [])},
     ("apiextensions.k8s.io", "v1"): {"customresourcedefinitions": ("CustomResourceDefinition", False, ["crd", "crds"])},
 }
 VERBS = ["create", "delete", "get", "list", "patch", "update"]
@@ -272,7 +275,7 @@ class Resource:
 
     def key(self, namespace, name=""):
         """The etcd key (or, without a name, the prefix) of the real apiserver's layout."""
-        if self.group in ("", "coordination.k8s.io"):
+        if self.group in ("", "coordination.k8s.io", "discovery.k8s.io"):
             base = "/registry/" + {"nodes": "minions"}.get(self.plural, self.plural)
         else:
             base = f"/registry/{self.group}/{self.plural}"
@@ -344,7 +347,13 @@ def allowed(user, groups, verb, resource, namespace, name):
     if user in CONTROL_PLANE_USERS:
         if verb in ("get", "list"):
             return True
+        # the controller-manager's node lifecycle controller (its node-controller service account,
+        # with --use-service-account-credentials) marks a silent node's Ready condition Unknown
+        if user == "system:kube-controller-manager" and resource.plural == "nodes" and verb in ("update", "patch"):
+            return True
         return resource.plural == "leases" and namespace == "kube-system"
+    if user == "system:kube-proxy":  # system:node-proxier
+        return verb in ("get", "list") and resource.plural in ("nodes", "services", "endpointslices")
     if user.startswith("system:node:") and "system:nodes" in groups:
         node = user[len("system:node:") :]
         if resource.plural == "nodes":
@@ -384,7 +393,60 @@ FIELDS = {
     "Node": {"spec", "status"},
     "Lease": {"spec"},
     "CustomResourceDefinition": {"spec", "status"},
+    "Service": {"spec", "status"},
+    "EndpointSlice": {"addressType", "endpoints", "ports"},
 }
+
+
+# the real apiserver's node printer: its columns (priority 1: -o wide only)
+NODE_COLUMNS = [
+    ("Name", "string", "name", 0), ("Status", "string", "", 0), ("Roles", "string", "", 0),
+    ("Age", "string", "", 0), ("Version", "string", "", 0), ("Internal-IP", "string", "", 1),
+    ("External-IP", "string", "", 1), ("OS-Image", "string", "", 1), ("Kernel-Version", "string", "", 1),
+    ("Container-Runtime", "string", "", 1),
+]  # fmt: skip
+
+
+def age(timestamp):
+    """A creation time as the real printers show it (``translateTimestampSince``, in short)."""
+    try:
+        then = datetime.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    s = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= 2 * size:
+            return f"{s // size}{unit}"
+    return f"{max(s, 0)}s"
+
+
+def node_table(nodes, revision):
+    """Nodes as a meta.k8s.io/v1 Table, what kubectl asks for (``Accept: ...;as=Table``) to print
+    ``get nodes``: Status from the Ready condition (Unknown and False are NotReady), Roles from the
+    node-role.kubernetes.io/ labels."""
+    rows = []
+    for node in nodes:
+        meta, status = node["metadata"], node.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        state = "Ready" if ready.get("status") == "True" else "NotReady"
+        if (node.get("spec") or {}).get("unschedulable"):
+            state += ",SchedulingDisabled"
+        prefix = "node-role.kubernetes.io/"
+        roles = sorted(k[len(prefix) :] for k in (meta.get("labels") or {}) if k.startswith(prefix))
+        info = status.get("nodeInfo") or {}
+        address = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+        cells = [meta["name"], state, ",".join(roles) or "<none>", age(meta.get("creationTimestamp")),
+                 info.get("kubeletVersion", ""), address.get("InternalIP", "<none>"),
+                 address.get("ExternalIP", "<none>"), info.get("osImage", ""), info.get("kernelVersion", ""),
+                 info.get("containerRuntimeVersion", "")]  # fmt: skip
+        partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+        rows.append({"cells": cells, "object": partial})
+    return {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(revision)},
+        "columnDefinitions": [{"name": n, "type": t, "format": f, "description": n, "priority": p}
+                              for n, t, f, p in NODE_COLUMNS],
+        "rows": rows,
+    }  # fmt: skip
 
 
 def merge_patch(target, patch):
@@ -749,10 +811,15 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                              f'"{plural}" in API group "{group}"{where}')  # fmt: skip
         api = self.server.api
         strict = query.get("fieldValidation", [""])[0] == "Strict"
+        table = resource.plural == "nodes" and "as=Table" in (self.headers.get("Accept") or "")
         if verb == "get":
-            return self.json(200, api.get(resource, namespace, name))
+            found = api.get(resource, namespace, name)
+            return self.json(200, node_table([found], found["metadata"]["resourceVersion"]) if table else found)
         if verb == "list":
-            return self.json(200, api.list(resource, namespace, query.get("labelSelector", [""])[0]))
+            listed = api.list(resource, namespace, query.get("labelSelector", [""])[0])
+            return self.json(
+                200, node_table(listed["items"], listed["metadata"]["resourceVersion"]) if table else listed
+            )
         if verb == "create":
             return self.json(201, api.create(resource, namespace, self.body(), strict))
         if verb == "update":
@@ -940,6 +1007,7 @@ class Elector:
         self.duration, self.deadline, self.retry = duration, deadline, retry
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.name, self.observed, self.observed_at = name, None, 0.0
+        self.on_renew = None  # what the leader runs after each renewal (its controllers)
 
     def try_acquire_or_renew(self):
         now = micro_time()
@@ -989,6 +1057,8 @@ class Elector:
             time.sleep(self.retry + random.random() * JITTER * self.retry)
         log(f"successfully acquired lease {where} as {self.identity} (ksha-lab stand-in: it runs no controllers)")
         while True:
+            if self.on_renew:
+                self.on_renew()
             time.sleep(self.retry)
             give_up = time.monotonic() + self.deadline
             while not self.try_acquire_or_renew():
@@ -1069,9 +1139,369 @@ def run_elected(component, version, flags):
     except ValueError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1
+    if component == "kube-controller-manager":
+        try:
+            monitor = NodeMonitor(client, seconds(flags.get("node-monitor-grace-period") or "40s"),
+                                  seconds(flags.get("node-monitor-period") or "5s"))  # fmt: skip
+        except ValueError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            return 1
+        elector.on_renew = monitor.tick
     elector.run()
     log("leaderelection lost")
     return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# kube-controller-manager's node lifecycle controller, in short
+
+
+class NodeMonitor:
+    """What the node lifecycle controller does to a node whose kubelet went silent: once neither
+    its Lease in kube-node-lease nor its Ready condition was renewed within
+    --node-monitor-grace-period, the Ready condition becomes Unknown (NodeStatusUnknown, "Kubelet
+    stopped posting node status."). Run by the leader only, every --node-monitor-period. It
+    evicts nothing and taints nothing."""
+
+    def __init__(self, client, grace, period):
+        self.client, self.grace, self.period, self.next = client, grace, period, 0.0
+
+    def tick(self):
+        if time.monotonic() < self.next:
+            return
+        self.next = time.monotonic() + self.period
+        status, nodes = self.client.request("GET", "/api/v1/nodes")
+        lstatus, leases = self.client.request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
+        if status != 200 or lstatus != 200:
+            return
+        renewed = {x["metadata"]["name"]: parse_time((x.get("spec") or {}).get("renewTime")) for x in leases["items"]}
+        now = time.time()
+        for node in nodes["items"]:
+            name = node["metadata"]["name"]
+            conditions = (node.get("status") or {}).get("conditions") or []
+            ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+            if ready is None or ready.get("status") == "Unknown":
+                continue
+            heard = max(renewed.get(name) or 0.0, parse_time(ready.get("lastHeartbeatTime")) or 0.0)
+            if now - heard <= self.grace:
+                continue
+            ready.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.",
+                         lastTransitionTime=now_rfc3339())  # fmt: skip
+            code, _ = self.client.request("PUT", f"/api/v1/nodes/{name}/status", node)
+            log(f"node {name}: no status for {now - heard:.0f}s, Ready=Unknown ({code})")
+
+
+def parse_time(text):
+    """An RFC 3339 time (with or without fractions) as a Unix time, or None."""
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# kubelet and kube-proxy: their configuration files, as the real ones decode them
+
+
+def config_problem(conf, kind):
+    """What the stand-in refuses in a component's configuration file (None: nothing): another
+    kind or apiVersion, or a field that is not in the pinned version's reference (KNOWN_FIELDS,
+    written in front by release.py from ksha/data/kubernetes-config-fields.yaml). The real
+    kubelet and kube-proxy refuse another kind; for an unknown field the real kubelet falls back
+    to lenient decoding and logs it (kube-proxy refuses it): the stand-in refuses both, so that
+    a misspelt field in ksha's files never passes the lab."""
+    spec = KNOWN_FIELDS  # noqa: F821 - written in front by release.py
+    if not isinstance(conf, dict):
+        return f"the configuration is not a {kind}"
+    if conf.get("kind") != kind or conf.get("apiVersion") != spec["apiVersion"]:
+        return f'no kind "{conf.get("kind")}" is registered for version "{conf.get("apiVersion")}"'
+    maps = set(spec.get("maps", ()))
+
+    def walk(obj, fields, where):
+        for key in obj:
+            if key not in fields:
+                return f'strict decoding error: unknown field "{where}{key}"'
+            path = f"{where}{key}"
+            nested = spec.get("nested", {}).get(path)
+            if nested is not None and isinstance(obj[key], dict) and path not in maps:
+                problem = walk(obj[key], set(nested), path + ".")
+                if problem:
+                    return problem
+        return None
+
+    return walk(conf, set(spec["fields"]), "")
+
+
+def load_config(path, kind):
+    """(the configuration, None) or (None, the error the component prints)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            conf = yaml.safe_load(f)
+    except OSError as err:
+        return None, f"failed to load {path}: open {path}: {(err.strerror or str(err)).lower()}"
+    except yaml.YAMLError as err:
+        return None, f"failed to load {path}: {err}"
+    problem = config_problem(conf, kind)
+    return (None, f"failed to load {path}: {problem}") if problem else (conf, None)
+
+
+def serve_http(address, port, handler_fn, context=None):
+    """A threaded HTTP(S) server in the background: handler_fn(handler) -> (code, body)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            code, body = handler_fn(self)
+            data = body.encode()
+            self.send_response(code)
+            self.send_header(
+                "Content-Type", "text/plain; charset=utf-8" if not body.startswith("{") else "application/json"
+            )
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, port), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def cri_ready(endpoint):
+    """(whether containerd's CRI plugin answers on the configured socket, why not), asked with
+    containerd's own client: ``ctr --address <socket> plugins ls``."""
+    if not endpoint.startswith("unix://"):
+        return False, f"unsupported container runtime endpoint {endpoint}"
+    socket_path = endpoint[len("unix://") :]
+    try:
+        out = subprocess.run(["ctr", "--address", socket_path, "--connect-timeout", "2s", "plugins", "ls"],
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, f"container runtime is down: {err}"
+    if out.returncode != 0:
+        return False, "container runtime is down: " + (out.stderr.strip().splitlines() or ["no answer"])[-1]
+    for line in out.stdout.splitlines():
+        cols = line.split()
+        if cols[:2] == ["io.containerd.grpc.v1", "cri"]:
+            return (cols[-1] == "ok"), ("" if cols[-1] == "ok" else f"container runtime not ready: cri {cols[-1]}")
+    return False, "container runtime not ready: no CRI plugin"
+
+
+def runtime_version(socket_path):
+    """``containerd://<version>`` as containerd answers it, "" while it does not."""
+    try:
+        out = subprocess.run(["ctr", "--address", socket_path, "version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    found = re.search(r"Server:\s+Version:\s+(\S+)", out.stdout)
+    return f"containerd://{found[1]}" if found else ""
+
+
+class Kubelet:
+    """The stand-in kubelet's work: register the Node, post its status (Ready while the CRI plugin
+    answers), renew its Lease in kube-node-lease."""
+
+    def __init__(self, client, name, ip, version, conf):
+        self.client, self.name, self.ip, self.version, self.conf = client, name, ip, version, conf
+        self.endpoint = conf.get("containerRuntimeEndpoint") or "unix:///run/containerd/containerd.sock"
+        self.lease_s = int(conf.get("nodeLeaseDurationSeconds", 40))
+        self.port = int(conf.get("port", 10250))
+        self.registered, self.ready = False, None
+
+    def node(self, ready, why, now):
+        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                  "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}  # fmt: skip
+        return {
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name, "labels": labels},
+            "spec": {},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": self.ip}, {"type": "Hostname", "address": self.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
+                "nodeInfo": {"kubeletVersion": self.version, "kubeProxyVersion": self.version,
+                             "containerRuntimeVersion": runtime_version(self.endpoint[len("unix://"):]),
+                             "operatingSystem": "linux", "architecture": "amd64",
+                             "osImage": "ksha-lab stand-in kubelet"},
+                "conditions": [self.condition(ready, why, now, now)],
+            },
+        }  # fmt: skip
+
+    @staticmethod
+    def condition(ready, why, heartbeat, transition):
+        return {"type": "Ready", "status": "True" if ready else "False",
+                "reason": "KubeletReady" if ready else "KubeletNotReady",
+                "message": "kubelet is posting ready status" if ready else why,
+                "lastHeartbeatTime": heartbeat, "lastTransitionTime": transition}  # fmt: skip
+
+    def sync_status(self):
+        ready, why = cri_ready(self.endpoint)
+        now = now_rfc3339()
+        path = f"/api/v1/nodes/{self.name}"
+        if not self.registered:
+            status, _ = self.client.request("POST", "/api/v1/nodes", self.node(ready, why, now))
+            if status == 201:
+                log(f"Successfully registered node {self.name}")
+            elif status != 409:
+                log(f"Unable to register node {self.name} with API server: {status}")
+                return
+            self.registered = True
+            if status == 201:
+                self.ready = ready
+                return
+        status, node = self.client.request("GET", path)
+        if status == 404:
+            self.registered = False  # deleted from the API: register again, as the real one does
+            return
+        if status != 200:
+            log(f"Error updating node status, will retry: {status}")
+            return
+        conditions = [c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") != "Ready"]
+        old = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        same = old.get("status") == ("True" if ready else "False")
+        node.setdefault("status", {})["conditions"] = conditions + [
+            self.condition(ready, why, now, old.get("lastTransitionTime", now) if same else now)
+        ]
+        node["status"]["addresses"] = [
+            {"type": "InternalIP", "address": self.ip},
+            {"type": "Hostname", "address": self.name},
+        ]
+        if ready and not (node["status"].get("nodeInfo") or {}).get("containerRuntimeVersion"):
+            runtime = runtime_version(self.endpoint[len("unix://") :])
+            node["status"].setdefault("nodeInfo", {})["containerRuntimeVersion"] = runtime
+        status, _ = self.client.request("PUT", path + "/status", node)
+        if status != 200:
+            log(f"Error updating node status, will retry: {status}")
+        elif ready != self.ready:
+            log(f"Node {self.name} is {'Ready' if ready else 'NotReady'}{'' if ready else ': ' + why}")
+            self.ready = ready
+
+    def renew_lease(self):
+        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
+        spec = {"holderIdentity": self.name, "leaseDurationSeconds": self.lease_s, "renewTime": micro_time()}
+        status, lease = self.client.request("GET", path)
+        if status == 404:
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.name, "namespace": "kube-node-lease"}, "spec": spec}  # fmt: skip
+            status, _ = self.client.request(
+                "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", body
+            )
+        elif status == 200:
+            lease["spec"] = spec
+            status, _ = self.client.request("PUT", path, lease)
+        if status not in (200, 201):
+            log(f"failed to update lease {self.name}: {status}")
+
+
+def run_kubelet(version, flags):
+    if not flags.get("config"):
+        print("Error: ksha-lab stand-in kubelet needs --config (ksha writes one)", file=sys.stderr)
+        return 1
+    conf, error = load_config(flags["config"], "KubeletConfiguration")
+    if error:
+        print(f'E "Failed to load kubelet config file" err="{error}" path="{flags["config"]}"', file=sys.stderr)
+        return 1
+    if not flags.get("kubeconfig"):
+        print("Error: ksha-lab stand-in kubelet runs with --kubeconfig only (no standalone mode)", file=sys.stderr)
+        return 1
+    x509 = ((conf.get("authentication") or {}).get("x509") or {}).get("clientCAFile")
+    cert, key = conf.get("tlsCertFile"), conf.get("tlsPrivateKeyFile")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+        if x509:
+            context.load_verify_locations(x509)
+            context.verify_mode = ssl.CERT_OPTIONAL
+        client = Client(flags["kubeconfig"], timeout=10)
+    except (OSError, KeyError, StopIteration, ssl.SSLError, ValueError, TypeError) as err:
+        print(f"E run.go: failed to run Kubelet: {err}", file=sys.stderr)
+        return 1
+    name = (flags.get("hostname-override") or socket.gethostname()).lower()
+    ip = flags.get("node-ip") or socket.gethostbyname(socket.gethostname())
+    kubelet = Kubelet(client, name, ip, version, conf)
+
+    def api(handler):
+        if handler.path.split("?")[0] == "/healthz":
+            return 200, "ok"
+        peer = handler.connection.getpeercert() if hasattr(handler.connection, "getpeercert") else None
+        if not peer:
+            return 401, "Unauthorized"
+        return 200, json.dumps({"kind": "PodList", "apiVersion": "v1", "items": []})
+
+    try:
+        serve_http(conf.get("address", "0.0.0.0"), kubelet.port, api, context)
+        serve_http(conf.get("healthzBindAddress", "127.0.0.1"), int(conf.get("healthzPort", 10248)),
+                   lambda handler: (200, "ok"))  # fmt: skip
+    except OSError as err:
+        print(f"E run.go: failed to listen: {err}", file=sys.stderr)
+        return 1
+    log(f"ksha-lab STAND-IN kubelet {version} (not the real one): node {name}, no pods are run")
+    sd_notify("READY=1")
+    period = seconds(conf.get("nodeStatusUpdateFrequency", "10s"))
+    renew = kubelet.lease_s * 0.25  # the real kubelet's renew interval
+    next_status = next_lease = 0.0
+    while True:
+        if time.monotonic() >= next_status:
+            next_status = time.monotonic() + period
+            kubelet.sync_status()
+        if kubelet.registered and time.monotonic() >= next_lease:
+            next_lease = time.monotonic() + renew
+            kubelet.renew_lease()
+        time.sleep(0.2)
+
+
+def run_kube_proxy(version, flags):
+    if not flags.get("config"):
+        print("Error: ksha-lab stand-in kube-proxy needs --config (ksha writes one)", file=sys.stderr)
+        return 1
+    conf, error = load_config(flags["config"], "KubeProxyConfiguration")
+    if error:
+        print(f"E server.go: Error running ProxyServer: {error}", file=sys.stderr)
+        return 1
+    mode = conf.get("mode") or "iptables"
+    if mode not in ("iptables", "ipvs", "nftables"):
+        print(f'E "Invalid kube-proxy configuration" err="mode: Invalid value: \\"{mode}\\""', file=sys.stderr)
+        return 1
+    kubeconfig = (conf.get("clientConnection") or {}).get("kubeconfig")
+    try:
+        client = Client(kubeconfig, timeout=10)
+    except (OSError, KeyError, StopIteration, ssl.SSLError, ValueError, TypeError) as err:
+        print(f"E server.go: Error running ProxyServer: invalid kubeconfig {kubeconfig}: {err}", file=sys.stderr)
+        return 1
+    sync = seconds((conf.get(mode) or {}).get("syncPeriod") or "30s")  # the mode's own section
+    last = [0.0]
+
+    def healthz(handler):
+        fresh = time.time() - last[0] <= 2 * sync
+        body = json.dumps({"lastUpdated": last[0], "currentTime": time.time(), "nodeEligible": True})
+        return (200 if fresh else 503), body
+
+    host, _, port = (conf.get("healthzBindAddress") or "0.0.0.0:10256").rpartition(":")
+    try:
+        serve_http(host or "0.0.0.0", int(port), healthz)
+    except OSError as err:
+        print(f"E server.go: failed to listen: {err}", file=sys.stderr)
+        return 1
+    log(f"ksha-lab STAND-IN kube-proxy {version} (not the real one): mode {mode}, reads Services and "
+        "EndpointSlices, programs no rules")  # fmt: skip
+    seen = None
+    while True:
+        services, s = client.request("GET", "/api/v1/services")
+        slices, e = client.request("GET", "/apis/discovery.k8s.io/v1/endpointslices")
+        if services == 200 and slices == 200:
+            last[0] = time.time()
+            counts = (len(s["items"]), len(e["items"]))
+            if counts != seen:
+                log(f"synced {counts[0]} services, {counts[1]} endpoint slices")
+                seen = counts
+        else:
+            log(f"failed to list services ({services}) or endpoint slices ({slices})")
+        time.sleep(sync)
 
 
 def main(component, version, known, argv):
@@ -1085,6 +1515,10 @@ def main(component, version, known, argv):
         return 0
     if component == "kube-apiserver":
         return serve_apiserver(version, flags)
+    if component == "kubelet":
+        return run_kubelet(version, flags)
+    if component == "kube-proxy":
+        return run_kube_proxy(version, flags)
     return run_elected(component, version, flags)
 
 

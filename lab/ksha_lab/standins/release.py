@@ -24,7 +24,10 @@ from ksha import flags, model
 
 COMPONENT = Path(__file__).resolve().parent / "kube_component.py"
 TARBALL = "kubernetes-server-linux-amd64.tar.gz"
+NODE_TARBALL = "kubernetes-node-linux-amd64.tar.gz"
 PORT = 8780
+# the configuration file each node component reads, and its kind (ksha/data/kubernetes-config-fields.yaml)
+CONFIG_KINDS = {"kubelet": "KubeletConfiguration", "kube-proxy": "KubeProxyConfiguration"}
 
 
 def standin(component: str, version: str) -> bytes:
@@ -36,6 +39,8 @@ def standin(component: str, version: str) -> bytes:
         f"VERSION = {json.dumps(version)}\n"
         f"KNOWN_FLAGS = {json.dumps(sorted(flags.known(component)))}\n"
     )
+    if component in CONFIG_KINDS:
+        head += f"KNOWN_FIELDS = {json.dumps(flags.config_fields(CONFIG_KINDS[component]))}\n"
     return head.encode() + COMPONENT.read_bytes()
 
 
@@ -46,21 +51,24 @@ def real_kubectl() -> Path:
     return Path(os.path.realpath(found))
 
 
-def build(www: Path, version: str) -> Path:
-    """Write <www>/<version>/kubernetes-server-linux-amd64.tar.gz; return its path."""
-    out = www / version / TARBALL
+def build(www: Path, version: str, kind: str = "server") -> Path:
+    """Write <www>/<version>/kubernetes-<kind>-linux-amd64.tar.gz; return its path. `kind`:
+    ``server`` (kubernetes/server/bin/: the control plane's components) or ``node``
+    (kubernetes/node/bin/: kubelet and kube-proxy), each with the real kubectl, as upstream's."""
+    out = www / version / (TARBALL if kind == "server" else NODE_TARBALL)
+    components = model.KUBE_COMPONENTS if kind == "server" else model.NODE_COMPONENTS
     out.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out, "w:gz", compresslevel=1) as tar:
-        for directory in ("kubernetes", "kubernetes/server", "kubernetes/server/bin"):
+        for directory in ("kubernetes", f"kubernetes/{kind}", f"kubernetes/{kind}/bin"):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
-        for component in model.KUBE_COMPONENTS:
+        for component in components:
             data = standin(component, version)
-            info = tarfile.TarInfo(f"kubernetes/server/bin/{component}")
+            info = tarfile.TarInfo(f"kubernetes/{kind}/bin/{component}")
             info.size, info.mode = len(data), 0o755
             tar.addfile(info, io.BytesIO(data))
-        tar.add(real_kubectl(), arcname="kubernetes/server/bin/kubectl")
+        tar.add(real_kubectl(), arcname=f"kubernetes/{kind}/bin/kubectl")
     return out
 
 
