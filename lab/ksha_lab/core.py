@@ -188,11 +188,12 @@ class Lab:
         k8s["archive"] = {"url": self.release_url(version), "sha256": release.sha256(tarball)}
         node_tarball = release.build(self.www, version, "node")
         k8s["node_archive"] = {"url": self.release_url(version, "node"), "sha256": release.sha256(node_tarball)}
-        # Lab-only timings, so a silent node shows in seconds, not the 40 s of the defaults: the
-        # kubelet posts its status every 2 s and renews its Lease every 2 s (a quarter of 8 s),
-        # the controller-manager's node lifecycle marks a node silent for 8 s Unknown.
-        k8s["kubelet"] = {"extra_config": {"nodeStatusUpdateFrequency": "2s", "nodeLeaseDurationSeconds": 8}}
-        k8s["controller_manager"] = {"extra_args": {"node-monitor-grace-period": "8s", "node-monitor-period": "2s"}}
+        # Lab-only timings, so a node's change shows in seconds, not the tens of seconds of the
+        # defaults: the kubelet checks its runtime every 4 s (10 s) and renews its Lease every 3 s (a
+        # quarter of 12 s; 10 s of 40 s), the controller-manager marks a node silent for 12 s
+        # Unknown (40 s), checking every 2 s (5 s).
+        k8s["kubelet"] = {"extra_config": {"nodeStatusUpdateFrequency": "4s", "nodeLeaseDurationSeconds": 12}}
+        k8s["controller_manager"] = {"extra_args": {"node-monitor-grace-period": "12s", "node-monitor-period": "2s"}}
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
             "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB) and\n"

@@ -48,6 +48,7 @@ Runs with the container's Python 3 standard library, and python3-yaml for kubeco
 import base64
 import concurrent.futures
 import datetime
+import http.client
 import http.server
 import json
 import os
@@ -134,27 +135,55 @@ class Etcd:
         self.context = ssl.create_default_context(cafile=cafile)
         self.context.load_cert_chain(certfile, keyfile)
         self.timeout, self.good = timeout, 0
+        # idle keep-alive connections per member, shared by the request threads (as the real
+        # apiserver keeps its gRPC connections): no TLS handshake per etcd request
+        self.idle, self.lock = {}, threading.Lock()
+
+    def _post(self, at, path, data):
+        """(status, body) of one POST to member `at`, on an idle connection if there is one (a
+        connection the member closed meanwhile fails before the request is sent: then a new one)."""
+        with self.lock:
+            pool = self.idle.get(at)
+            conn = pool.pop() if pool else None
+        fresh = conn is None
+        while True:
+            if conn is None:
+                url = urllib.parse.urlsplit(self.urls[at])
+                conn = http.client.HTTPSConnection(url.hostname, url.port, context=self.context, timeout=self.timeout)
+            try:
+                conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                if fresh:
+                    raise
+                conn, fresh = None, True
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            with self.lock:
+                self.idle.setdefault(at, []).append(conn)
+            return resp.status, body
 
     def call(self, path, body):
         errors = []
+        data = json.dumps(body).encode()
         for i in range(len(self.urls)):
             at = (self.good + i) % len(self.urls)
-            request = urllib.request.Request(
-                self.urls[at] + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-            )
             try:
-                with urllib.request.urlopen(request, context=self.context, timeout=self.timeout) as resp:
-                    answer = json.loads(resp.read())
-            except urllib.error.HTTPError as err:
-                with err:
-                    detail = err.read().decode(errors="replace")
-                try:
-                    detail = json.loads(detail).get("error", detail)
-                except ValueError:
-                    pass
-                errors.append(f"{self.urls[at]}: {detail}")
-                continue
-            except (OSError, ValueError) as err:
+                status, raw = self._post(at, path, data)
+                if status != 200:
+                    detail = raw.decode(errors="replace")
+                    try:
+                        detail = json.loads(detail).get("error", detail)
+                    except ValueError:
+                        pass
+                    errors.append(f"{self.urls[at]}: {detail}")
+                    continue
+                answer = json.loads(raw)
+            except (OSError, ValueError, http.client.HTTPException) as err:
                 errors.append(f"{self.urls[at]}: {getattr(err, 'reason', err)}")
                 continue
             self.good = at
@@ -1313,7 +1342,10 @@ class Kubelet:
         self.endpoint = conf.get("containerRuntimeEndpoint") or "unix:///run/containerd/containerd.sock"
         self.lease_s = int(conf.get("nodeLeaseDurationSeconds", 40))
         self.port = int(conf.get("port", 10250))
-        self.registered, self.ready = False, None
+        # as the real one: it computes its status every nodeStatusUpdateFrequency, posts it when it
+        # changed or nodeStatusReportFrequency has passed; the Lease is the heartbeat in between
+        self.report_s = seconds(conf.get("nodeStatusReportFrequency", "5m"))
+        self.registered, self.ready, self.posted = False, None, 0.0
 
     def node(self, ready, why, now):
         labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
@@ -1352,7 +1384,7 @@ class Kubelet:
                 return
             self.registered = True
             if status == 201:
-                self.ready = ready
+                self.ready, self.posted = ready, time.monotonic()
                 return
         status, node = self.client.request("GET", path)
         if status == 404:
@@ -1364,6 +1396,8 @@ class Kubelet:
         conditions = [c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") != "Ready"]
         old = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
         same = old.get("status") == ("True" if ready else "False")
+        if same and time.monotonic() - self.posted < self.report_s:
+            return  # what the API holds is what it would post (another writer's Unknown is not)
         node.setdefault("status", {})["conditions"] = conditions + [
             self.condition(ready, why, now, old.get("lastTransitionTime", now) if same else now)
         ]
@@ -1377,9 +1411,10 @@ class Kubelet:
         status, _ = self.client.request("PUT", path + "/status", node)
         if status != 200:
             log(f"Error updating node status, will retry: {status}")
-        elif ready != self.ready:
+            return
+        if ready != self.ready:
             log(f"Node {self.name} is {'Ready' if ready else 'NotReady'}{'' if ready else ': ' + why}")
-            self.ready = ready
+        self.ready, self.posted = ready, time.monotonic()
 
     def renew_lease(self):
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
