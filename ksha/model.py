@@ -54,6 +54,7 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("kubernetes-clean", ("ksha.kubernetes.clean",)),
     ("node", ("ksha.containerd", "ksha.node")),
+    ("node-roles", ("ksha.node.roles",)),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -489,11 +490,17 @@ NODE_UNIT_KINDS = {"kubelet": ("Kubernetes node agent", "simple"), "kube-proxy":
 # subject it fixes: {field: template}). The policy sets the subject itself, so a node can get a
 # certificate for its own identity only, whatever it asks (the Node authorizer trusts that).
 NODE_POLICIES = {
-    "ksha_kube_kubelet_client": ("clientAuth", {"CN": "system:node:{host}", "O": "system:nodes"}),
-    "ksha_kube_kubelet_server": ("serverAuth", {"CN": "{host}", "subjectAltName": "DNS:{host}, IP:{ip}"}),
-    "ksha_kube_proxy_client": ("clientAuth", {"CN": "system:kube-proxy"}),
+    "ksha_kube_kubelet_client": ("clientAuth", {"subject": "CN=system:node:{host},O=system:nodes"}),
+    "ksha_kube_kubelet_server": ("serverAuth", {"subject": "CN={host}", "subjectAltName": "DNS:{host}, IP:{ip}"}),
+    "ksha_kube_proxy_client": ("clientAuth", {"subject": "CN=system:kube-proxy"}),
 }
+# What x509_v2 takes from a node policy whatever the node asks (salt.utils.x509.merge_signing_policy:
+# the policy's keys override the request's): the whole subject as one RFC 4514 string (a policy
+# naming CN alone would let the request add O=system:masters), and the validity from days_valid
+# (a request's not_before/not_after would win over it).
+NODE_POLICY_PINNED = {"not_before": None, "not_after": None}
 KUBELET_DIR = "/var/lib/kubelet"
+ROLE_LABEL = "node-role.kubernetes.io/"
 KUBE_PROXY_DIR = "/var/lib/kube-proxy"
 
 
@@ -531,6 +538,24 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]], k8s: dict
             },
         },
         "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in NODE_COMPONENTS},
+        # the role labels and taints each node gets through the API, set from the first master
+        # (admin.conf): a master is control-plane and, unless it is in kube-node too, tainted
+        # NoSchedule; a kube-node host is worker (KubeSphere's label)
+        "roles_host": masters[0] if masters and hosts else None,
+        "roles": {
+            n: {
+                "labels": {
+                    **({f"{ROLE_LABEL}control-plane": ""} if n in masters else {}),
+                    **({f"{ROLE_LABEL}worker": ""} if n in groups["kube-node"] else {}),
+                },
+                "taints": (
+                    [{"key": f"{ROLE_LABEL}control-plane", "effect": "NoSchedule"}]
+                    if n in masters and n not in groups["kube-node"]
+                    else []
+                ),
+            }
+            for n in hosts
+        },
         "kubelet": {
             "dir": KUBELET_DIR,
             "config": f"{KUBELET_DIR}/config.yaml",
@@ -580,7 +605,7 @@ def _node_policies(conf: dict, k8s: dict, nodes: dict, ip_of: dict[str, str]) ->
     for host in nodes["hosts"]:
         for policy, (usage, subject) in NODE_POLICIES.items():
             fixed = {k: v.format(host=host, ip=ip_of[host]) for k, v in subject.items()}
-            out[policy_for(policy, host)] = {**leaf_policy(host, ca, usage, days), **fixed}
+            out[policy_for(policy, host)] = {**leaf_policy(host, ca, usage, days), **fixed, **NODE_POLICY_PINNED}
     return out
 
 
@@ -600,7 +625,16 @@ def _node(conf: dict, host: str, ip: str, api: dict, k8s: dict, nodes: dict) -> 
         {"id": "kube-proxy-client", "path": f"{proxy['pki_dir']}/kube-proxy-client", "policy": "ksha_kube_proxy_client",
          "cn": "system:kube-proxy", "o": None, "sans": None},
     ]  # fmt: skip
-    certs = [{**c, "policy": policy_for(c["policy"], host), "ca": "kubernetes", "user": "root"} for c in certs]
+    certs = [
+        {
+            **c,
+            "policy": policy_for(c["policy"], host),
+            "ca": "kubernetes",
+            "user": "root",
+            "dir": c["path"].rsplit("/", 1)[0],
+        }
+        for c in certs
+    ]
     ca_file = k8s["cas"]["kubernetes"]["installed"]
     kubeconfigs = {}
     for name, cert, path in (
@@ -668,6 +702,12 @@ def _node(conf: dict, host: str, ip: str, api: dict, k8s: dict, nodes: dict) -> 
             "after": ["containerd.service"] if component == "kubelet" else [],
         }
     return {
+        # the directories ksha.node.pki makes, and the cluster CA's certificate it installs (None on a
+        # master: ksha.kubernetes.pki installs it there)
+        "dirs": list(dict.fromkeys([k8s["pki_dir"], *(c["dir"] for c in certs)])),
+        "ca_certificate": None if host in k8s["masters"] else ca_file,
+        # packages of kube-proxy's mode (ipvs: ipvsadm; ipset and conntrack come with ksha.common)
+        "pkgs": kube["kube_proxy"]["pkgs"] if kube["kube_proxy"]["mode"] == "ipvs" else [],
         "certificates": certs,
         "kubeconfigs": kubeconfigs,
         "configs": {
@@ -993,6 +1033,7 @@ def roles(
         "kubernetes-ca": host == k8s["ca_host"],
         "kubernetes-clean": host in k8s["clean"]["hosts"],
         "node": host in nodes["hosts"],
+        "node-roles": host == nodes["roles_host"],
     }
     member_of = {g: host in groups[g] for g in GROUPS}
     return [g for g in GROUPS if member_of[g]] + [r for r, yes in derived.items() if yes]

@@ -378,6 +378,14 @@ def _node_steps(steps: Steps, model: dict) -> None:
         sls=["ksha.containerd", "ksha.node"],
         extra=batch,
     )
+    steps.add(
+        "ksha-phase-nodes-roles-labelled",
+        "salt.state",
+        "every node's role labels (control-plane, worker) and the masters' NoSchedule taint, through the API "
+        "(kubectl with admin.conf), once its kubelet has registered it",
+        target=[nodes["roles_host"]],
+        sls=["ksha.node.roles"],
+    )
 
 
 def _control_plane_steps(steps: Steps, model: dict, probed: dict | None, silent: tuple) -> None:

@@ -94,7 +94,13 @@ def _archive(ctx: Context, k8s: dict, archive: dict, report: Report, kind: str =
     key = f"{KEY}:{'archive' if kind == 'server' else 'node_archive'}"
     phase = "control-plane" if kind == "server" else "nodes"
     sha256, url = archive.get("sha256"), archive.get("url")
-    if sha256 is None and ctx.groups.get("kube-master") and isinstance(k8s.get("version"), str):
+    # the phase that needs it has hosts: the masters, or the nodes (kube-node, and the masters
+    # unless masters_run_kubelet is false)
+    nodes = ctx.groups.get("kube-node") or (
+        ctx.groups.get("kube-master") and ctx.section("nodes").get("masters_run_kubelet") is not False
+    )
+    needed = ctx.groups.get("kube-master") if kind == "server" else nodes
+    if sha256 is None and needed and isinstance(k8s.get("version"), str):
         report.warning(
             f"{key}:sha256",
             release.checksum_fix(k8s["version"], kind)

@@ -292,7 +292,9 @@ TYPES: dict[str, Spec] = {
     "ksha:kubernetes:archive:sha256": Text(nullable=True),
     "ksha:kubernetes:node_archive:url": Text(nullable=True),
     "ksha:kubernetes:node_archive:sha256": Text(nullable=True),
-    "ksha:kubernetes:kube_proxy:mode": OneOf(("ipvs", "iptables", "nftables")),
+    # nftables is alpha in 1.30 (behind the NFTablesProxyMode feature gate): not offered
+    "ksha:kubernetes:kube_proxy:mode": OneOf(("ipvs", "iptables")),
+    "ksha:kubernetes:kube_proxy:pkgs": PACKAGES,
     "ksha:kubernetes:cluster_domain": DnsName(),
     "ksha:kubernetes:pki:ca_host": Text("a host name", nullable=True),
     "ksha:kubernetes:pki:ca_dir": Path(),

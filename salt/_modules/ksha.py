@@ -278,6 +278,69 @@ def leader_leases(timeout=5):
         return {"error": f"kubectl's answer could not be read ({type(err).__name__}: {err})"}
 
 
+def parse_nodes(nodes_text, leases_text, now):
+    """The nodes of ``kubectl get nodes -o json`` with their Leases in kube-node-lease (pure):
+    {node: {ready ("True", "False", "Unknown"; None without a Ready condition), reason, roles
+    (the ``node-role.kubernetes.io/`` labels), kubelet (its version), heartbeat_s_ago (the newer
+    of its Lease's renewal and its Ready condition's heartbeat; None when neither says)}}."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    renewed = {
+        item["metadata"]["name"]: (item.get("spec") or {}).get("renewTime")
+        for item in json.loads(leases_text).get("items", [])
+    }
+    out = {}
+    for item in json.loads(nodes_text).get("items", []):
+        name = item["metadata"]["name"]
+        status = item.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        beats = [t for t in (renewed.get(name), ready.get("lastHeartbeatTime")) if t]
+        heard = max((_micro_time(t) for t in beats), default=None)
+        prefix = "node-role.kubernetes.io/"
+        out[name] = {
+            "ready": ready.get("status"),
+            "reason": ready.get("reason"),
+            "roles": sorted(k[len(prefix) :] for k in (item["metadata"].get("labels") or {}) if k.startswith(prefix)),
+            "kubelet": (status.get("nodeInfo") or {}).get("kubeletVersion"),
+            "heartbeat_s_ago": round(now - heard, 1) if heard is not None else None,
+        }
+    return out
+
+
+def api_nodes(timeout=5):
+    """The nodes as the API sees them (``parse_nodes``), read by the real kubectl with this
+    master's ``admin.conf`` (through the LB domain), or ``{"error": ...}`` when kubectl fails,
+    None on a host that is not a master.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master1 ksha.api_nodes
+    """
+    found = model()
+    me = found.get("me") or {}
+    admin = (me.get("kubeconfigs") or {}).get("admin")
+    if not admin:
+        return None
+    kubectl = found["kubernetes"]["release_links"]["kubectl"]["link"]
+    texts = []
+    for what in (["nodes"], ["leases", "-n", "kube-node-lease"]):
+        run = __salt__["cmd.run_all"](
+            [kubectl, "--kubeconfig", admin["path"], f"--request-timeout={int(timeout)}s", "get", *what, "-o", "json"],
+            python_shell=False, timeout=int(timeout) + 5, output_loglevel="quiet",
+        )  # fmt: skip
+        if run["retcode"] != 0:
+            return {
+                "error": (run.get("stderr") or run.get("stdout") or "").strip() or f"kubectl exited {run['retcode']}"
+            }
+        texts.append(run["stdout"])
+    try:
+        return parse_nodes(texts[0], texts[1], time.time())
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return {"error": f"kubectl's answer could not be read ({type(err).__name__}: {err})"}
+
+
 def days_left(not_after, now):
     """Whole days from `now` (seconds since the epoch) until `not_after`, x509's
     ``"%Y-%m-%d %H:%M:%S"`` in UTC. Pure."""

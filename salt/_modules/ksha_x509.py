@@ -20,10 +20,12 @@ Any argument it does not know (other file settings, a passphrase, a local CA, ``
 makes it answer False.
 """
 
+import copy
 import logging
 import os
 import pwd
 import stat
+import time
 
 try:
     import salt.utils.x509 as x509util
@@ -35,6 +37,8 @@ except ImportError:  # cryptography missing: x509_v2 is not available either
 log = logging.getLogger(__name__)
 
 __virtualname__ = "ksha_x509"
+# how long one answer of the CA host about a policy is used (see get_signing_policy)
+POLICY_TTL_S = 60
 
 # file.managed's settings it checks are `user` and `mode` (its parameters); any other one (group,
 # attrs, ...) lands among the key's or the certificate's arguments and makes it say False.
@@ -121,6 +125,29 @@ def mismatch(kind, name, user=None, mode=None, **kwargs):
     return why
 
 
+def get_signing_policy(name, ca_server):
+    """x509_v2's ``x509.get_signing_policy`` of `name` on `ca_server`, asked of the CA host once
+    per state run (a peer publish each; a copy of the answer is returned): the SLS renders that
+    install a CA certificate from it and the checks of every certificate of that policy (a
+    master's four client certificates) share one answer. The next state run asks again, so a
+    changed policy is seen.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node1 ksha_x509.get_signing_policy ksha_kube_kubelet_client__node1 master1
+    """
+    cache = __context__.setdefault("ksha_x509.policies", {})
+    # __context__ lives as long as the job's process (a minion forks one per job); with
+    # multiprocessing off it could outlive the job: an answer older than POLICY_TTL_S is not used
+    key = (os.getpid(), ca_server, name)
+    found = cache.get(key)
+    if found is None or time.monotonic() - found[0] > POLICY_TTL_S:
+        found = cache[key] = (time.monotonic(), __salt__["x509.get_signing_policy"](name, ca_server=ca_server))
+    return copy.deepcopy(found[1])
+
+
 def _key_mismatch(name, algo="rsa", keysize=None, new=False, **unknown):
     if new or unknown:
         return "arguments"
@@ -138,7 +165,7 @@ def _key_mismatch(name, algo="rsa", keysize=None, new=False, **unknown):
 def _certificate_mismatch(name, days_remaining, ca_server, signing_policy, private_key, **cert_args):
     if set(cert_args) - set(CERT_ARGS):
         return "arguments"
-    policy = __salt__["x509.get_signing_policy"](signing_policy, ca_server=ca_server)
+    policy = get_signing_policy(signing_policy, ca_server)
     found, changes, replace, _ = x509util.check_cert_changes(
         name,
         days_remaining=days_remaining,

@@ -353,12 +353,14 @@ def _control_plane_view(masters, timeout):
     Kubernetes certificates each answering master holds (``ksha.certificates_days_left``),
     {master: whether its apiserver answers /readyz (``ksha.apiserver_ready``), None: unknown},
     the leader Leases as the first master whose kubectl read them saw them (``ksha.leader_leases``:
-    ``{"from": master, "leases": ...}``, or ``{"error": ...}`` when none could))."""
+    ``{"from": master, "leases": ...}``, or ``{"error": ...}`` when none could), the nodes as the
+    first master whose kubectl read them saw them (``ksha.api_nodes``: ``{"from": master, "nodes":
+    ...}`` or ``{"error": ...}``))."""
     if not masters:
-        return {}, {}, {}
-    functions = ["ksha.certificates_days_left", "ksha.apiserver_ready", "ksha.leader_leases"]
+        return {}, {}, {}, {"error": "no master"}
+    functions = ["ksha.certificates_days_left", "ksha.apiserver_ready", "ksha.leader_leases", "ksha.api_nodes"]
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        out = client.cmd(masters, functions, [[], [], []], tgt_type="list", timeout=timeout)
+        out = client.cmd(masters, functions, [[], [], [], []], tgt_type="list", timeout=timeout)
     answers = {m: r for m, r in out.items() if isinstance(r, dict)}
     days = {
         m: r.get(functions[0], {}).get("kubernetes") or {}
@@ -374,7 +376,15 @@ def _control_plane_view(masters, timeout):
             break
         if isinstance(seen, dict):
             leases = {"error": f"kubectl on {master}: {seen['error']}"}
-    return days, ready, leases
+    nodes = {"error": "no master answered"}
+    for master in masters:
+        seen = answers.get(master, {}).get(functions[3])
+        if isinstance(seen, dict) and "error" not in seen:
+            nodes = {"from": master, "nodes": seen}
+            break
+        if isinstance(seen, dict):
+            nodes = {"error": f"kubectl on {master}: {seen['error']}"}
+    return days, ready, leases, nodes
 
 
 def lease_rows(view):
@@ -398,6 +408,36 @@ def lease_rows(view):
             lines.append(
                 f"  {lease} leader: {who} (renewed {row['renewed_s_ago']} s ago, {row['transitions']} transitions)"
             )
+    return lines, problem
+
+
+def node_rows(expected, view):
+    """The nodes' lines of ``ksha.status`` and whether any is a problem (pure): per node of the
+    model (`expected`), its Ready condition, roles, kubelet version and last heartbeat as the API
+    sees them (``_control_plane_view``'s fourth part); a node the API does not have, one not
+    Ready, or nodes no master could read, is a problem. A node in the API that the model does
+    not have is listed too (a former node not removed yet)."""
+    if "error" in view:
+        return [f"  nodes: unknown ({view['error']})"], bool(expected)
+    seen = view["nodes"]
+    lines, problem = [], False
+    for node in [*expected, *sorted(n for n in seen if n not in expected)]:
+        row = seen.get(node)
+        if row is None:
+            lines.append(f"  {node}: NOT IN THE API (its kubelet has not registered it)")
+            problem = True
+            continue
+        state = {"True": "Ready", "False": "NOT READY", "Unknown": "NOT READY (no heartbeat)"}.get(
+            row["ready"], "NOT READY"
+        )
+        why = "" if row["ready"] == "True" else f" ({row['reason']})" if row.get("reason") else ""
+        beat = f"{row['heartbeat_s_ago']} s ago" if row["heartbeat_s_ago"] is not None else "never"
+        extra = "" if node in expected else "  <-- not in the pillar"
+        lines.append(
+            f"  {node}: {state}{why}, roles {','.join(row['roles']) or '<none>'}, kubelet {row['kubelet'] or '?'}, "
+            f"heartbeat {beat}{extra}"
+        )
+        problem = problem or (node in expected and row["ready"] != "True")
     return lines, problem
 
 
@@ -446,8 +486,9 @@ def status(output="table", timeout=5):
         ``table`` (default): a text table; ``data``: a dict, with ``healthy`` and
         ``retcode`` (so ``salt-run ksha.status output=data`` exits 1 when a minion
         is down, the VIP is not on exactly one host, etcd is unhealthy, a master did not
-        answer, lacks one of its Kubernetes certificates or its apiserver is not ready, or the
-        controller-manager or scheduler has no leader).
+        answer, lacks one of its Kubernetes certificates or its apiserver is not ready, the
+        controller-manager or scheduler has no leader, or a node of the pillar is not Ready in the
+        API).
 
     CLI Example:
 
@@ -481,15 +522,18 @@ def status(output="table", timeout=5):
     ip_of = {r["host"]: r["address"] for r in rows}
     etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
     masters = cluster["kubernetes"]["masters"]
-    kube_days, apiservers_ready, leases = _control_plane_view(masters, timeout)
+    kube_days, apiservers_ready, leases, api_nodes = _control_plane_view(masters, timeout)
     renew_at = cluster["config"]["kubernetes"]["pki"]["days_remaining"]
     control_plane, control_plane_problem = control_plane_rows(masters, kube_days, renew_at, apiservers_ready)
     if masters:
         leader_lines, leases_problem = lease_rows(leases)
         control_plane += leader_lines
         control_plane_problem = control_plane_problem or leases_problem
+    expected_nodes = cluster["nodes"]["hosts"]
+    node_lines, nodes_problem = node_rows(expected_nodes, api_nodes) if masters else ([], False)
     unhealthy = (
-        any(row["minion"] == "DOWN" for row in rows)
+        nodes_problem
+        or any(row["minion"] == "DOWN" for row in rows)
         or (keepalived and len(holders) != 1)
         or bool(members and not (etcd_health or {}).get("healthy"))
         or control_plane_problem
@@ -505,6 +549,7 @@ def status(output="table", timeout=5):
             "backends": backends,
             "etcd": {"health": etcd_health, "members": etcd_rows, "cert_days_left": cert_days},
             "control_plane": {"cert_days_left": kube_days, "apiserver_ready": apiservers_ready, "leases": leases},
+            "nodes": api_nodes,
         }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [
@@ -543,4 +588,8 @@ def status(output="table", timeout=5):
         lines.append("")
         lines.append("control plane (apiservers, certificates, leader Leases):")
         lines += control_plane
+    if node_lines:
+        lines.append("")
+        lines.append("nodes (as the API sees them):")
+        lines += node_lines
     return "\n".join(lines)

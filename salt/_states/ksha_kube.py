@@ -8,12 +8,16 @@ controller-manager and scheduler restart in place, with no lock: the API does no
 them, and their leader election moves the Lease (a restarted holder's expires: up to a lease
 duration and a few retry periods without a leader); done once the unit stays active.
 
+``node_roles`` gives every node the role labels and taints of the cluster model through the API
+(admin.conf on a master): ``_node_patch`` (pure) decides the merge patch.
+
 ``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
 published to the Salt mine, read when the state runs (not when the SLS renders), so that
 ``test=True`` on hosts whose keys are not made yet shows the plan instead of a failure, and
 refuses while this master's own published key is not the one its ``sa.key`` has.
 """
 
+import json
 import os
 import select
 import signal
@@ -337,3 +341,93 @@ def mod_watch(name, sfun=None, **kwargs):
         "comment": f"{_what(name, args.get('rolling', True))}: its unit or configuration file changes"
         + "".join(f", {c}" for c in found["changed"]),
     }
+
+
+# the role labels and taint keys ksha owns on a node: others' are never touched
+ROLE_PREFIX = "node-role.kubernetes.io/"
+OWNED_ROLES = ("control-plane", "worker")
+
+
+def _node_patch(node, labels, taints):
+    """The JSON merge patch that gives `node` (the API's object) ksha's role `labels` and
+    `taints` ({key, effect}), or None when it has them: labels ksha owns (OWNED_ROLES) and wants
+    no more are removed; taints with a key ksha owns are replaced, every other taint is kept (the
+    patch holds the whole list: a merge patch replaces lists)."""
+    have = (node.get("metadata") or {}).get("labels") or {}
+    owned = {ROLE_PREFIX + r for r in OWNED_ROLES}
+    changed = {k: v for k, v in labels.items() if have.get(k) != v}
+    changed.update({k: None for k in have if k in owned and k not in labels})
+    current = (node.get("spec") or {}).get("taints") or []
+    keys = {t["key"] for t in taints} | owned
+    wanted = [t for t in current if t.get("key") not in keys] + [dict(t) for t in taints]
+
+    def bag(items):  # the same taints in any order; the API stamps timeAdded itself
+        return sorted(json.dumps({k: v for k, v in t.items() if k != "timeAdded"}, sort_keys=True) for t in items)
+
+    same = bag(current) == bag(wanted)
+    patch = {}
+    if changed:
+        patch["metadata"] = {"labels": changed}
+    if not same:
+        patch["spec"] = {"taints": wanted}
+    return patch or None
+
+
+def _kubectl(kubeconfig, *args, stdin=None):
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "--request-timeout=10s", *args],
+        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def node_roles(name, nodes, kubeconfig="/etc/kubernetes/admin.conf", wait=60):
+    """Every node of `nodes` ({node: {labels, taints}}, the cluster model's) has those role labels
+    and taints in the API, read and patched with kubectl (`kubeconfig`). A node not registered
+    yet (its kubelet just started) is waited for up to `wait` seconds; one still missing then
+    fails the state, naming it. ``test=True``: what would be patched, nothing patched."""
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    deadline = time.monotonic() + wait
+    pending = dict(nodes)
+    notes = []
+    while True:
+        for node, want in list(pending.items()):
+            got = _kubectl(kubeconfig, "get", "node", node, "-o", "json")
+            if got.returncode != 0:
+                if "NotFound" in got.stderr or "not found" in got.stderr:
+                    continue  # not registered yet
+                ret.update(result=False, comment=f"kubectl get node {node}: {got.stderr.strip()}")
+                return ret
+            patch = _node_patch(json.loads(got.stdout), want["labels"], want["taints"])
+            del pending[node]
+            if patch is None:
+                continue
+            if __opts__["test"]:
+                ret["changes"][node] = patch
+                continue
+            done = _kubectl(kubeconfig, "patch", "node", node, "--type", "merge", "-p", json.dumps(patch))
+            if done.returncode != 0:
+                ret.update(result=False, comment=f"kubectl patch node {node}: {done.stderr.strip()}")
+                return ret
+            ret["changes"][node] = patch
+        if not pending or time.monotonic() >= deadline or __opts__["test"]:
+            break
+        time.sleep(1)
+    if pending:
+        missing = ", ".join(sorted(pending))
+        if __opts__["test"]:
+            notes.append(f"not registered yet (their kubelets register when they start): {missing}")
+        else:
+            ret.update(result=False, comment=f"no Node in the API after {wait} s: {missing} (is its kubelet running? "
+                                             "journalctl -u kubelet on it)")  # fmt: skip
+            return ret
+    if __opts__["test"] and ret["changes"]:
+        ret["result"] = None
+        notes.insert(0, f"would patch {', '.join(sorted(ret['changes']))}")
+    elif __opts__["test"] and pending:
+        ret["result"] = None
+    elif ret["changes"]:
+        notes.insert(0, f"patched {', '.join(sorted(ret['changes']))}")
+    else:
+        notes.insert(0, "every node has its role labels and taints")
+    ret["comment"] = "; ".join(notes)
+    return ret

@@ -130,6 +130,7 @@ def test_orchestration_renders_the_phases_with_the_example_pillar(salt_master, s
         # the workers have no minion here: a host that did not answer the file probe is cleaned
         "ksha-phase-control-plane-other-hosts-cleaned": [{"salt": "ksha-phase-control-plane-components-running"}],
         "ksha-phase-nodes-joined": [{"salt": "ksha-phase-control-plane-other-hosts-cleaned"}],
+        "ksha-phase-nodes-roles-labelled": [{"salt": "ksha-phase-nodes-joined"}],
     }
     assert all(arg(state_id, "failhard") is True for state_id in chunks)
     assert {"pillar": {"ksha_etcd_bootstrap": True}} in chunks["ksha-phase-etcd-members-bootstrapped"]["salt"]
@@ -159,6 +160,7 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.kubernetes.service",
             "ksha.containerd",  # a master is a node too (masters_run_kubelet)
             "ksha.node",
+            "ksha.node.roles",  # the first master sets every node's roles through the API
         ]
     }
 
@@ -288,7 +290,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
     etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
-    etcd += ["ksha.kubernetes.service", "ksha.containerd", "ksha.node"]
+    etcd += ["ksha.kubernetes.service", "ksha.containerd", "ksha.node", "ksha.node.roles"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)

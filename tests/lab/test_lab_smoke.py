@@ -164,6 +164,14 @@ def test_status_runner_table(converged):
     assert f"VIP {lab.vip} held by: master1" in lines
     assert "apiserver backends (haproxy on master1): master1 UP, master2 UP, master3 UP" in lines
     assert f"  master2: apiserver ready, 6 certificates, soonest {min(kube_days['master2'])} 364 days left" in lines
+    # the nodes as the API sees them: each Ready, with its roles, kubelet version and heartbeat
+    nodes = data["nodes"]["nodes"]
+    assert sorted(nodes) == sorted(SEED_ROLES) and {n["ready"] for n in nodes.values()} == {"True"}, nodes
+    assert nodes["master1"]["roles"] == ["control-plane"] and nodes["node1"]["roles"] == ["worker"]
+    assert {n["kubelet"] for n in nodes.values()} == {"v1.30.8"}
+    assert all(0 <= n["heartbeat_s_ago"] < 15 for n in nodes.values()), nodes  # the Lease, every 3 s in the lab
+    assert "nodes (as the API sees them):" in lines
+    assert any(line.startswith("  node1: Ready, roles worker, kubelet v1.30.8, heartbeat ") for line in lines), lines
 
 
 def test_lab_state_is_recorded(lab):

@@ -95,6 +95,13 @@ def test_every_host_is_a_ready_node_of_the_pinned_version_with_its_lease(nodes_l
     assert {v[2] for v in seen.values()} == {"v1.30.8"}
     wide = lab.exec(lab.hosts["master2"], *ADMIN, "get", "nodes", "--no-headers", check=True).stdout
     assert sorted(line.split()[1] for line in wide.splitlines()) == ["Ready"] * 6, wide
+    # the roles ksha set through the API: masters control-plane and tainted NoSchedule, workers worker
+    roles = {line.split()[0]: line.split()[2] for line in wide.splitlines()}
+    assert roles == {n: "control-plane" if n.startswith("master") else "worker" for n in NODES}, wide
+    listed = lab.exec(lab.hosts["master2"], *ADMIN, "get", "nodes", "-o", "json", check=True).stdout
+    taints = {i["metadata"]["name"]: i["spec"].get("taints", []) for i in json.loads(listed)["items"]}
+    noschedule = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    assert taints == {n: noschedule if n.startswith("master") else [] for n in NODES}, taints
     leases = lab.exec(lab.hosts["master2"], *ADMIN, "get", "leases", "-n", "kube-node-lease", "-o", "json", check=True)
     holders = {i["metadata"]["name"]: i["spec"]["holderIdentity"] for i in json.loads(leases.stdout)["items"]}
     assert holders == {n: n for n in NODES}

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest.mock import patch
 
 import pytest
 
@@ -305,3 +306,94 @@ def test_a_watch_in_a_real_run_checks_as_the_state_does_with_its_own_arguments_o
         __reqs__={"watch": []}, __id__="ksha-kubernetes-kube-apiserver-restarted-when-changed", order=10001,
     )  # fmt: skip
     assert ret == {"name": "kube-apiserver", "result": True, "changes": {}, "comment": said(True, [])}
+
+
+# --- node_roles ---------------------------------------------------------------------------
+
+CP = "node-role.kubernetes.io/control-plane"
+WORKER = "node-role.kubernetes.io/worker"
+NOSCHEDULE = {"key": CP, "effect": "NoSchedule"}
+NOT_READY = {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute", "timeAdded": "2026-12-07T10:00:00Z"}
+
+# (case, the node's labels, its taints, wanted labels, wanted taints, the merge patch or None)
+NODE_PATCHES = [
+    ("a new master: its label and taint", {"kubernetes.io/hostname": "m1"}, [], {CP: ""}, [NOSCHEDULE],
+     {"metadata": {"labels": {CP: ""}}, "spec": {"taints": [NOSCHEDULE]}}),
+    ("a master as it should be: nothing", {CP: ""}, [NOSCHEDULE], {CP: ""}, [NOSCHEDULE], None),
+    ("a worker: its label only", {}, [], {WORKER: ""}, [], {"metadata": {"labels": {WORKER: ""}}}),
+    ("another's taint is kept, ours added after it", {CP: ""}, [NOT_READY], {CP: ""}, [NOSCHEDULE],
+     {"spec": {"taints": [NOT_READY, NOSCHEDULE]}}),
+    ("the same taints in another order: nothing", {CP: ""}, [NOSCHEDULE, NOT_READY], {CP: ""}, [NOSCHEDULE], None),
+    ("a former master now a worker: label and taint go", {CP: "", "team": "a"}, [NOSCHEDULE, NOT_READY],
+     {WORKER: ""}, [], {"metadata": {"labels": {WORKER: "", CP: None}}, "spec": {"taints": [NOT_READY]}}),
+    ("a role label ksha does not own stays", {"node-role.kubernetes.io/gpu": ""}, [], {WORKER: ""}, [],
+     {"metadata": {"labels": {WORKER: ""}}}),
+    ("our taint with another effect is replaced", {CP: ""}, [{"key": CP, "effect": "PreferNoSchedule"}], {CP: ""},
+     [NOSCHEDULE], {"spec": {"taints": [NOSCHEDULE]}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, labels, taints, want_labels, want_taints, patch", NODE_PATCHES,
+                         ids=[c[0] for c in NODE_PATCHES])  # fmt: skip
+def test_node_patch(case, labels, taints, want_labels, want_taints, patch):
+    node = {"metadata": {"name": "n", "labels": labels}, "spec": {"taints": taints} if taints else {}}
+    assert kube._node_patch(node, want_labels, want_taints) == patch
+
+
+class FakeKubectl:
+    """kubectl against a dict of nodes: get -o json and patch --type merge, recorded."""
+
+    def __init__(self, nodes):
+        self.nodes, self.calls = nodes, []
+
+    def __call__(self, kubeconfig, *args, stdin=None):
+        self.calls.append(args)
+        name = args[2]
+        if name not in self.nodes:
+            return subprocess.CompletedProcess(args, 1, "", f'Error from server (NotFound): nodes "{name}" not found')
+        if args[0] == "get":
+            return subprocess.CompletedProcess(args, 0, json.dumps(self.nodes[name]), "")
+        patch = json.loads(args[-1])
+        node = self.nodes[name]
+        for key, value in patch.get("metadata", {}).get("labels", {}).items():
+            if value is None:
+                node["metadata"]["labels"].pop(key, None)
+            else:
+                node["metadata"]["labels"][key] = value
+        if "spec" in patch:
+            node.setdefault("spec", {})["taints"] = patch["spec"]["taints"]
+        return subprocess.CompletedProcess(args, 0, "patched", "")
+
+
+WANT = {"m1": {"labels": {CP: ""}, "taints": [NOSCHEDULE]}, "n1": {"labels": {WORKER: ""}, "taints": []}}
+
+
+def fresh_nodes():
+    return {n: {"metadata": {"name": n, "labels": {}}, "spec": {}} for n in ("m1", "n1")}
+
+
+def test_node_roles_patches_then_leaves_alone_and_test_mode_patches_nothing(monkeypatch):
+    fake = FakeKubectl(fresh_nodes())
+    monkeypatch.setattr(kube, "_kubectl", fake)
+    with patch.dict(kube.__opts__, {"test": True}):
+        planned = kube.node_roles("2 nodes", WANT, wait=0)
+    assert planned["result"] is None and sorted(planned["changes"]) == ["m1", "n1"]
+    assert not [c for c in fake.calls if c[0] == "patch"]
+    done = kube.node_roles("2 nodes", WANT, wait=0)
+    assert done["result"] is True and sorted(done["changes"]) == ["m1", "n1"]
+    assert fake.nodes["m1"]["spec"]["taints"] == [NOSCHEDULE]
+    again = kube.node_roles("2 nodes", WANT, wait=0)
+    assert (again["result"], again["changes"]) == (True, {})
+    assert again["comment"] == "every node has its role labels and taints"
+
+
+def test_node_roles_fails_naming_a_node_never_registered(monkeypatch):
+    nodes = fresh_nodes()
+    del nodes["n1"]
+    monkeypatch.setattr(kube, "_kubectl", FakeKubectl(nodes))
+    ret = kube.node_roles("2 nodes", WANT, wait=0)
+    assert ret["result"] is False
+    assert ret["comment"].startswith("no Node in the API after 0 s: n1 (is its kubelet running?")
+    with patch.dict(kube.__opts__, {"test": True}):
+        planned = kube.node_roles("2 nodes", WANT, wait=0)
+    assert planned["result"] is None and "not registered yet" in planned["comment"]

@@ -259,3 +259,21 @@ def test_a_relative_path_is_not_current(pki, monkeypatch):
     pki.issue(CN="master2", subjectAltName=SANS)
     monkeypatch.chdir(pki.tmp)
     assert pki.mismatch(name="server.crt") == "path"
+
+
+def test_the_ca_host_is_asked_once_per_policy_in_a_state_run(pki):
+    """Every check of one state run (one __context__) compares against one answer of the CA host
+    per policy; the next run asks again (a changed policy is seen)."""
+    pki.issue(CN="master2", subjectAltName=SANS)
+    asked = []
+
+    def counted(name, ca_server=None):
+        asked.append((name, ca_server))
+        return dict(pki.policy)
+
+    mod.__salt__["x509.get_signing_policy"] = counted
+    assert pki.current() is True and pki.current() is True
+    assert asked == [("ksha_etcd_server__master2", "master1")]
+    mod.__context__.clear()  # the next state run
+    assert pki.current() is True
+    assert len(asked) == 2

@@ -48,7 +48,8 @@ def test_which_hosts_are_nodes(example_ksha, case, edits, hosts, workers):
         assert ("node" in h["roles"]) == (h["name"] in hosts), h["name"]
         assert ("ksha.containerd" in h["states"]) == (h["name"] in hosts), h["name"]
         if h["name"] in hosts:
-            assert h["states"][-2:] == ["ksha.containerd", "ksha.node"]  # the last phase
+            tail = h["states"][h["states"].index("ksha.containerd") :]  # the last phase
+            assert tail == ["ksha.containerd", "ksha.node"] + (["ksha.node.roles"] if h["name"] == "master1" else [])
 
 
 @pytest.mark.parametrize(
@@ -84,13 +85,14 @@ LIVE = {"recorded": {}, "current": None, "ca_keys": []}
 def test_plan_batches_the_node_step_only_when_there_is_more_than_one_batch(example_ksha):
     for size, batch in ((10, None), (6, None), (4, 4), (1, 1)):
         m = build(example_ksha, **{"nodes:batch": size, **SUMS})
-        step = plan.build(m, LIVE)["steps"][-1]
+        step = plan.build(m, LIVE)["steps"][-2]
         assert step["id"] == "ksha-phase-nodes-joined"
         assert step["target"] == ALL and step["sls"] == ["ksha.containerd", "ksha.node"]
         assert [a["batch"] for a in step["args"] if "batch" in a] == ([batch] if batch else [])
     masters_only = build(example_ksha, **{"nodes:masters_run_kubelet": False, "groups:kube-node": [], **SUMS})
     assert masters_only["nodes"]["hosts"] == []
-    assert "ksha-phase-nodes-joined" not in [s["id"] for s in plan.build(masters_only, LIVE)["steps"]]
+    ids = [s["id"] for s in plan.build(masters_only, LIVE)["steps"]]
+    assert "ksha-phase-nodes-joined" not in ids and "ksha-phase-nodes-roles-labelled" not in ids
 
 
 @pytest.mark.parametrize("until, refused", [(None, True), ("nodes", True), ("control-plane", False)])
@@ -144,16 +146,48 @@ def test_every_flag_the_nodes_get_is_in_the_pinned_reference(example_ksha):
 def test_the_node_policies_fix_each_subject_to_the_node_s_own(example_ksha):
     policies = build(example_ksha, **SUMS)["signing_policies"]["kubernetes"]
     client = policies["ksha_kube_kubelet_client__node1"]
-    assert (client["minions"], client["CN"], client["O"], client["extendedKeyUsage"]) == (
-        "node1", "system:node:node1", "system:nodes", "clientAuth")  # fmt: skip
+    assert (client["minions"], client["subject"], client["extendedKeyUsage"]) == (
+        "node1", "CN=system:node:node1,O=system:nodes", "clientAuth")  # fmt: skip
     server = policies["ksha_kube_kubelet_server__node1"]
-    assert (server["CN"], server["subjectAltName"], server["extendedKeyUsage"]) == (
-        "node1", "DNS:node1, IP:192.168.0.4", "serverAuth")  # fmt: skip
-    assert policies["ksha_kube_proxy_client__node3"]["CN"] == "system:kube-proxy"
-    assert policies["ksha_kube_kubelet_client__master2"]["CN"] == "system:node:master2"
+    assert (server["subject"], server["subjectAltName"], server["extendedKeyUsage"]) == (
+        "CN=node1", "DNS:node1, IP:192.168.0.4", "serverAuth")  # fmt: skip
+    assert policies["ksha_kube_proxy_client__node3"]["subject"] == "CN=system:kube-proxy"
+    assert policies["ksha_kube_kubelet_client__master2"]["subject"] == "CN=system:node:master2,O=system:nodes"
     nodes = [p for name, p in policies.items() if name.split("__")[0] in model.NODE_POLICIES]
     assert len(nodes) == 3 * 6  # three policies for each of the six nodes
     assert all(p["signing_private_key"] == "/etc/ksha/kubernetes-ca/ca.key" for p in nodes)
+
+
+# what a node may ask the CA host for (x509.sign_remote_certificate's kwargs), hostile or not
+HOSTILE = [
+    {"CN": "system:node:node1", "O": "system:nodes"},
+    {"CN": "system:node:node1", "O": "system:masters"},
+    {"CN": "kubernetes-admin", "O": "system:masters", "OU": "x"},
+    {"subject": "CN=kubernetes-admin,O=system:masters"},
+    {"subject": {"CN": "kubernetes-admin", "O": "system:masters"}},
+    {"CN": "system:node:node1", "not_after": "2126-01-01 00:00:00", "days_valid": 36500},
+    {"subjectAltName": "DNS:lb.kubesphere.local", "CN": "x"},
+]
+
+
+@pytest.mark.parametrize("policy", list(model.NODE_POLICIES))
+@pytest.mark.parametrize("asked", HOSTILE)
+def test_a_node_gets_its_own_subject_and_lifetime_whatever_it_asks(example_ksha, policy, asked):
+    """Salt's own merge (x509_v2's sign_remote_certificate calls it on the CA host), then Salt's
+    own subject builder: the certificate's subject, names and lifetime are the policy's."""
+    from cryptography import x509 as cx509
+    from salt.utils import x509 as sx509
+
+    contents = build(example_ksha, **SUMS)["signing_policies"]["kubernetes"][f"{policy}__node1"]
+    merged = sx509.merge_signing_policy({k: v for k, v in contents.items() if k != "minions"}, dict(asked))
+    name = sx509._get_dn(merged.get("subject") or merged)  # noqa: SLF001 - what build_crt uses
+    want = cx509.Name.from_rfc4514_string(contents["subject"])
+    assert name == want, name.rfc4514_string()
+    assert "O=system:masters" not in name.rfc4514_string()
+    assert merged.get("not_after") is None and merged.get("not_before") is None
+    assert merged["days_valid"] == contents["days_valid"] == 365
+    if "subjectAltName" in contents:
+        assert merged["subjectAltName"] == contents["subjectAltName"]
 
 
 def render(ctd):
@@ -283,9 +317,14 @@ FINDINGS = [
         "of Kubernetes 1.30 (did you mean conntrack?); see " + flags.config_source("KubeProxyConfiguration"),
     ),
     (
+        "nftables: alpha in 1.30, behind a feature gate",
+        {"kubernetes:kube_proxy:mode": "nftables"},
+        "ERROR ksha:kubernetes:kube_proxy:mode: 'nftables' is not one of ipvs, iptables",
+    ),
+    (
         "a proxy mode 1.30 has not",
         {"kubernetes:kube_proxy:mode": "userspace"},
-        "ERROR ksha:kubernetes:kube_proxy:mode: 'userspace' is not one of ipvs, iptables, nftables",
+        "ERROR ksha:kubernetes:kube_proxy:mode: 'userspace' is not one of ipvs, iptables",
     ),
     (
         "a relative config path",
@@ -309,3 +348,22 @@ FINDINGS = [
 def test_node_keys_are_checked_and_named(example_ksha, case, edits, finding):
     found = [str(f) for f in inventory.validate(edited(example_ksha, **edits))]
     assert found == [finding]
+
+
+TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+# (case, pillar edits, {node: (labels, taints)} of some nodes)
+ROLES = [
+    ("the seed: tainted control-plane masters, worker workers", {},
+     {"master1": ({"node-role.kubernetes.io/control-plane": ""}, [TAINT]), "node1": ({"node-role.kubernetes.io/worker": ""}, [])}),
+    ("a master in kube-node too: both labels, schedulable", {"groups:kube-node": ["master3", "node1", "node2", "node3"]},
+     {"master3": ({"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/worker": ""}, [])}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, edits, expected", ROLES, ids=[c[0] for c in ROLES])
+def test_role_labels_and_taints(example_ksha, case, edits, expected):
+    m = build(example_ksha, **edits)
+    assert m["nodes"]["roles_host"] == "master1"
+    for node, (labels, taints) in expected.items():
+        assert m["nodes"]["roles"][node] == {"labels": labels, "taints": taints}, node
+    assert sorted(m["nodes"]["roles"]) == sorted(m["nodes"]["hosts"])

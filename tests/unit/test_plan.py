@@ -109,10 +109,13 @@ def test_full_plan_from_bare_hosts(cluster):
         "ksha-phase-control-plane-components-running",
         "ksha-phase-control-plane-other-hosts-cleaned",  # no probe said the workers hold nothing of it
         "ksha-phase-nodes-joined",
+        "ksha-phase-nodes-roles-labelled",
     ]
-    assert result["steps"][-2]["target"] == ["node1", "node2", "node3"]
-    assert result["steps"][-2]["sls"] == ["ksha.kubernetes.clean"]
-    runtime = result["steps"][-1]
+    assert result["steps"][-3]["target"] == ["node1", "node2", "node3"]
+    assert result["steps"][-3]["sls"] == ["ksha.kubernetes.clean"]
+    roles = result["steps"][-1]
+    assert (roles["target"], roles["sls"]) == (["master1"], ["ksha.node.roles"])
+    runtime = result["steps"][-2]
     assert runtime["target"] == ["master1", "master2", "master3", "node1", "node2", "node3"]
     assert runtime["sls"] == ["ksha.containerd", "ksha.node"]
     assert not any("batch" in arg for arg in runtime["args"])  # one batch: no salt batch
@@ -127,7 +130,7 @@ def test_full_plan_from_bare_hosts(cluster):
         {"failhard": True},
         {"require": [{"salt": "ksha-phase-etcd-certificates-issued"}]},
     ]
-    published = result["steps"][-5]
+    published = result["steps"][-6]
     assert published["args"][:4] == [
         {"name": "ksha.publish_service_account_key"},
         {"tgt": "master1,master2,master3"},
@@ -255,7 +258,7 @@ UNTIL = [
     ("lb", "ksha-phase-lb-keepalived-haproxy-applied"),
     ("etcd", "ksha-phase-etcd-cluster-healthy"),
     ("control-plane", "ksha-phase-control-plane-other-hosts-cleaned"),
-    ("nodes", "ksha-phase-nodes-joined"),
+    ("nodes", "ksha-phase-nodes-roles-labelled"),
 ]
 
 

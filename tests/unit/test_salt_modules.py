@@ -5,6 +5,9 @@ compilation) and its ping are replaced per test; the lab tests exercise the
 real ones.
 """
 
+import calendar
+import json
+
 import pytest
 import salt.client
 
@@ -38,7 +41,9 @@ def fleet(monkeypatch, example_ksha, hosts):
     monkeypatch.setattr(runner, "_accepted_minions", lambda: list(minions))
     monkeypatch.setattr(runner, "_compile_pillar", lambda minion_id: minions[minion_id])
     monkeypatch.setattr(runner, "_etcd_view", lambda members, ip_of, pki_dir, timeout: ETCD_VIEW)
-    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, CP_LEASES))
+    monkeypatch.setattr(
+        runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, CP_LEASES, CP_NODES)
+    )
     monkeypatch.setattr(salt.client, "get_local_client", lambda conf_file: hosts)
     return minions
 
@@ -89,6 +94,11 @@ CP_LEASES = {"from": "master1", "leases": {
                                 "transitions": 2, "expired": False},
     "kube-scheduler": {"holder": "master1_aa", "master": "master1", "renewed_s_ago": 0.4, "duration_s": 15,
                        "transitions": 0, "expired": False},
+}}  # fmt: skip
+NODE = {"ready": "True", "reason": "KubeletReady", "roles": ["worker"], "kubelet": "v1.30.8", "heartbeat_s_ago": 2.5}
+CP_NODES = {"from": "master1", "nodes": {
+    **{m: {**NODE, "roles": ["control-plane"]} for m in ("master1", "master2", "master3")},
+    **{n: NODE for n in ("node1", "node2", "node3")},
 }}  # fmt: skip
 # ksha.status's etcd view of a healthy cluster (what _etcd_view gathers from the members).
 ETCD_VIEW = (
@@ -318,6 +328,14 @@ def test_status_table(fleet, monkeypatch, context):
         "  master3: apiserver ready, 3 certificates, soonest front-proxy-client 200 days left",
         "  kube-controller-manager leader: master2 (renewed 1.5 s ago, 2 transitions)",
         "  kube-scheduler leader: master1 (renewed 0.4 s ago, 0 transitions)",
+        "",
+        "nodes (as the API sees them):",
+        "  master1: Ready, roles control-plane, kubelet v1.30.8, heartbeat 2.5 s ago",
+        "  master2: Ready, roles control-plane, kubelet v1.30.8, heartbeat 2.5 s ago",
+        "  master3: Ready, roles control-plane, kubelet v1.30.8, heartbeat 2.5 s ago",
+        "  node1: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago",
+        "  node2: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago",
+        "  node3: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago",
     ]
     assert context["retcode"] == 1  # node2's minion is down
 
@@ -391,7 +409,7 @@ def test_lease_rows(case, view, lines, problem):
 def test_status_is_unhealthy_without_a_controller_manager_leader(fleet, monkeypatch, context):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
     gone = {"from": "master1", "leases": {**CP_LEASES["leases"], "kube-controller-manager": None}}
-    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, gone))
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, gone, CP_NODES))
     out = runner.status(output="data")
     assert (out["healthy"], out["retcode"]) == (False, 1)
     assert out["control_plane"]["leases"] == gone
@@ -400,7 +418,9 @@ def test_status_is_unhealthy_without_a_controller_manager_leader(fleet, monkeypa
 def test_status_flags_a_master_without_its_certificates(fleet, monkeypatch, context):
     monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
     monkeypatch.setattr(
-        runner, "_control_plane_view", lambda masters, timeout: ({**CP_VIEW, "master3": {}}, CP_READY, CP_LEASES)
+        runner,
+        "_control_plane_view",
+        lambda masters, timeout: ({**CP_VIEW, "master3": {}}, CP_READY, CP_LEASES, CP_NODES),
     )
     out = runner.status(output="data")
     assert (out["healthy"], out["retcode"]) == (False, 1)
@@ -697,3 +717,67 @@ def test_leader_leases_asks_the_real_kubectl_with_admin_conf(monkeypatch):
         lambda cmd, **kw: {"retcode": 1, "stdout": "", "stderr": "Unable to connect to the server: EOF"},
     )
     assert module.leader_leases() == {"error": "Unable to connect to the server: EOF"}
+
+
+SIX = ["master1", "master2", "master3", "node1", "node2", "node3"]
+# (case, the API's nodes, lines (of node1 and beyond), a problem)
+NODE_ROWS = [
+    ("every node Ready", CP_NODES, ["  node1: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago"], False),
+    ("a silent kubelet", {"from": "master1", "nodes": {**CP_NODES["nodes"], "node1": {
+        **NODE, "ready": "Unknown", "reason": "NodeStatusUnknown", "heartbeat_s_ago": 40.2}}},
+     ["  node1: NOT READY (no heartbeat) (NodeStatusUnknown), roles worker, kubelet v1.30.8, heartbeat 40.2 s ago"],
+     True),
+    ("a runtime down", {"from": "master1", "nodes": {**CP_NODES["nodes"], "node1": {
+        **NODE, "ready": "False", "reason": "KubeletNotReady"}}},
+     ["  node1: NOT READY (KubeletNotReady), roles worker, kubelet v1.30.8, heartbeat 2.5 s ago"], True),
+    ("never registered", {"from": "master1", "nodes": {k: v for k, v in CP_NODES["nodes"].items() if k != "node1"}},
+     ["  node1: NOT IN THE API (its kubelet has not registered it)"], True),
+    ("a former node still in the API", {"from": "master1", "nodes": {**CP_NODES["nodes"], "node9": NODE}},
+     ["  node1: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago",
+      "  node2: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago",
+      "  node3: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago",
+      "  node9: Ready, roles worker, kubelet v1.30.8, heartbeat 2.5 s ago  <-- not in the pillar"], False),
+    ("kubectl failed on every master", {"error": "kubectl on master3: EOF"}, None, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, view, lines, problem", NODE_ROWS, ids=[r[0] for r in NODE_ROWS])
+def test_node_rows(case, view, lines, problem):
+    got, bad = runner.node_rows(SIX, view)
+    assert bad == problem
+    if lines is None:
+        assert got == [f"  nodes: unknown ({view['error']})"]
+    else:
+        assert got[3 : 3 + len(lines)] == lines
+        assert got[0] == "  master1: Ready, roles control-plane, kubelet v1.30.8, heartbeat 2.5 s ago"
+
+
+def test_status_is_unhealthy_with_a_node_not_ready(fleet, monkeypatch, context):
+    monkeypatch.setattr(runner, "_ping", lambda hosts, timeout: {h: True for h in hosts})
+    down = {
+        "from": "master1",
+        "nodes": {**CP_NODES["nodes"], "node2": {**NODE, "ready": "False", "reason": "KubeletNotReady"}},
+    }
+    monkeypatch.setattr(runner, "_control_plane_view", lambda masters, timeout: (CP_VIEW, CP_READY, CP_LEASES, down))
+    out = runner.status(output="data")
+    assert (out["healthy"], out["retcode"]) == (False, 1)
+    table = runner.status()
+    assert "nodes (as the API sees them):" in table and "  node2: NOT READY (KubeletNotReady), roles worker" in table
+
+
+def test_parse_nodes_reads_kubectl_s_json():
+    nodes = json.dumps({"items": [
+        {"metadata": {"name": "node1", "labels": {"node-role.kubernetes.io/worker": "", "x": "y"}},
+         "status": {"nodeInfo": {"kubeletVersion": "v1.30.8"}, "conditions": [
+             {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": "2026-12-07T12:00:00Z"}]}},
+        {"metadata": {"name": "node2"}, "status": {}},
+    ]})  # fmt: skip
+    leases = json.dumps(
+        {"items": [{"metadata": {"name": "node1"}, "spec": {"renewTime": "2026-12-07T12:00:09.500000Z"}}]}
+    )
+    now = calendar.timegm((2026, 12, 7, 12, 0, 10, 0, 0, 0))
+    assert module.parse_nodes(nodes, leases, now) == {
+        "node1": {"ready": "True", "reason": "KubeletReady", "roles": ["worker"], "kubelet": "v1.30.8",
+                  "heartbeat_s_ago": 0.5},
+        "node2": {"ready": None, "reason": None, "roles": [], "kubelet": None, "heartbeat_s_ago": None},
+    }  # fmt: skip

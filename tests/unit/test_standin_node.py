@@ -172,7 +172,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("case, edits, message", REFUSED, ids=[r[0] for r in REFUSED])
-def test_the_kubelet_refuses_what_the_pinned_version_would(node_env, case, edits, message):
+def test_the_kubelet_refuses_a_config_or_flag_not_of_1_30(node_env, case, edits, message):
     start, _, files, port, tmp = node_env
     config, _ = kubelet_config(files, tmp, **(edits if isinstance(edits, dict) else {}))
     args = kubelet_args(files, port, tmp, "node1", "node1", config) + (edits if isinstance(edits, list) else [])
@@ -215,10 +215,11 @@ def test_kube_proxy_reads_services_and_endpointslices_with_its_own_identity_only
 
 @pytest.mark.parametrize(
     "edits, message",
-    [({"mode": "userspace"}, 'mode: Invalid value: \\"userspace\\"'), ({"udpIdleTimeout": "1s"}, 'unknown field "udpIdleTimeout"'),
+    [({"mode": "userspace"}, 'mode: Invalid value: \\"userspace\\"'),
+     ({"mode": "nftables"}, "feature gate 'NFTablesProxyMode' must be enabled"), ({"udpIdleTimeout": "1s"}, 'unknown field "udpIdleTimeout"'),
      ({"ipvs": {"syncPeriod": "1s", "masqueradeAll": True}}, 'unknown field "ipvs.masqueradeAll"')],
 )  # fmt: skip
-def test_kube_proxy_refuses_what_the_pinned_version_would(node_env, edits, message):
+def test_kube_proxy_refuses_a_config_not_of_1_30(node_env, edits, message):
     start, _, files, port, tmp = node_env
     config, _ = proxy_config(files, port, tmp, **edits)
     proc = start("kube-proxy", f"--config={config}")

@@ -140,8 +140,7 @@ class Etcd:
         self.idle, self.lock = {}, threading.Lock()
 
     def _post(self, at, path, data):
-        """(status, body) of one POST to member `at`, on an idle connection if there is one (a
-        connection the member closed meanwhile fails before the request is sent: then a new one)."""
+        """(status, body) of one POST to member `at`, on an idle connection if there is one."""
         with self.lock:
             pool = self.idle.get(at)
             conn = pool.pop() if pool else None
@@ -156,7 +155,10 @@ class Etcd:
                 body = resp.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()
-                if fresh:
+                # a member that closed an idle connection: ask again on a new one, but only a read
+                # (a write it may have applied before closing is not sent twice: the caller goes on
+                # to the next member, as it does for any error)
+                if fresh or path != "/v3/kv/range":
                     raise
                 conn, fresh = None, True
                 continue
@@ -1036,7 +1038,7 @@ class Elector:
         self.duration, self.deadline, self.retry = duration, deadline, retry
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.name, self.observed, self.observed_at = name, None, 0.0
-        self.on_renew = None  # what the leader runs after each renewal (its controllers)
+        self.leading = False  # while it holds the Lease: its controllers run (their own threads)
 
     def try_acquire_or_renew(self):
         now = micro_time()
@@ -1084,14 +1086,14 @@ class Elector:
         log(f"attempting to acquire leader lease {where}...")
         while not self.try_acquire_or_renew():
             time.sleep(self.retry + random.random() * JITTER * self.retry)
-        log(f"successfully acquired lease {where} as {self.identity} (ksha-lab stand-in: it runs no controllers)")
+        log(f"successfully acquired lease {where} as {self.identity}")
+        self.leading = True
         while True:
-            if self.on_renew:
-                self.on_renew()
             time.sleep(self.retry)
             give_up = time.monotonic() + self.deadline
             while not self.try_acquire_or_renew():
                 if time.monotonic() >= give_up:
+                    self.leading = False
                     log(f"failed to renew lease {where}: timed out waiting for the condition")
                     return
                 time.sleep(self.retry)
@@ -1158,7 +1160,12 @@ def run_elected(component, version, flags):
     except (OSError, KeyError, StopIteration, ssl.SSLError, ValueError) as err:
         print(f"Error: invalid kubeconfig {kubeconfig}: {err}", file=sys.stderr)
         return 1
-    log(f"ksha-lab STAND-IN {component} {version} (not the real one): leader election only, no controllers")
+    what = (
+        "leader election and, as leader, the node lifecycle's Unknown"
+        if component == "kube-controller-manager"
+        else "leader election only"
+    )
+    log(f"ksha-lab STAND-IN {component} {version} (not the real one): {what}")
     if not elect:
         while True:
             time.sleep(3600)
@@ -1175,7 +1182,7 @@ def run_elected(component, version, flags):
         except ValueError as err:
             print(f"Error: {err}", file=sys.stderr)
             return 1
-        elector.on_renew = monitor.tick
+        threading.Thread(target=monitor.run, args=(elector,), daemon=True).start()
     elector.run()
     log("leaderelection lost")
     return 1
@@ -1193,12 +1200,16 @@ class NodeMonitor:
     evicts nothing and taints nothing."""
 
     def __init__(self, client, grace, period):
-        self.client, self.grace, self.period, self.next = client, grace, period, 0.0
+        self.client, self.grace, self.period = client, grace, period
+
+    def run(self, elector):
+        """Every period while `elector` leads (its own thread: the Lease's renewals never wait for it)."""
+        while True:
+            time.sleep(self.period)
+            if elector.leading:
+                self.tick()
 
     def tick(self):
-        if time.monotonic() < self.next:
-            return
-        self.next = time.monotonic() + self.period
         status, nodes = self.client.request("GET", "/api/v1/nodes")
         lstatus, leases = self.client.request("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
         if status != 200 or lstatus != 200:
@@ -1238,9 +1249,9 @@ def config_problem(conf, kind):
     """What the stand-in refuses in a component's configuration file (None: nothing): another
     kind or apiVersion, or a field that is not in the pinned version's reference (KNOWN_FIELDS,
     written in front by release.py from ksha/data/kubernetes-config-fields.yaml). The real
-    kubelet and kube-proxy refuse another kind; for an unknown field the real kubelet falls back
-    to lenient decoding and logs it (kube-proxy refuses it): the stand-in refuses both, so that
-    a misspelt field in ksha's files never passes the lab."""
+    kubelet and kube-proxy refuse another kind; for an unknown field both fall back to lenient
+    decoding and only log it: the stand-in is stricter and refuses it, so that a misspelt field
+    in ksha's files never passes the lab unnoticed (ksha's validator refuses one in pillar too)."""
     spec = KNOWN_FIELDS  # noqa: F821 - written in front by release.py
     if not isinstance(conf, dict):
         return f"the configuration is not a {kind}"
@@ -1311,7 +1322,7 @@ def cri_ready(endpoint):
     socket_path = endpoint[len("unix://") :]
     try:
         out = subprocess.run(["ctr", "--address", socket_path, "--connect-timeout", "2s", "plugins", "ls"],
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
+                             capture_output=True, text=True, timeout=5)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"container runtime is down: {err}"
     if out.returncode != 0:
@@ -1326,7 +1337,8 @@ def cri_ready(endpoint):
 def runtime_version(socket_path):
     """``containerd://<version>`` as containerd answers it, "" while it does not."""
     try:
-        out = subprocess.run(["ctr", "--address", socket_path, "version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["ctr", "--address", socket_path, "--connect-timeout", "2s", "version"],
+                             capture_output=True, text=True, timeout=5)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return ""
     found = re.search(r"Server:\s+Version:\s+(\S+)", out.stdout)
@@ -1345,7 +1357,7 @@ class Kubelet:
         # as the real one: it computes its status every nodeStatusUpdateFrequency, posts it when it
         # changed or nodeStatusReportFrequency has passed; the Lease is the heartbeat in between
         self.report_s = seconds(conf.get("nodeStatusReportFrequency", "5m"))
-        self.registered, self.ready, self.posted = False, None, 0.0
+        self.registered, self.ready, self.posted = False, None, float("-inf")
 
     def node(self, ready, why, now):
         labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
@@ -1396,18 +1408,21 @@ class Kubelet:
         conditions = [c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") != "Ready"]
         old = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
         same = old.get("status") == ("True" if ready else "False")
-        if same and time.monotonic() - self.posted < self.report_s:
+        info = dict((node.get("status") or {}).get("nodeInfo") or {})
+        want = {**info, "kubeletVersion": self.version, "kubeProxyVersion": self.version}
+        if ready:
+            want["containerRuntimeVersion"] = runtime_version(self.endpoint[len("unix://") :]) or info.get(
+                "containerRuntimeVersion", ""
+            )
+        addresses = [{"type": "InternalIP", "address": self.ip}, {"type": "Hostname", "address": self.name}]
+        unchanged = same and want == info and node["status"].get("addresses") == addresses
+        if unchanged and time.monotonic() - self.posted < self.report_s:
             return  # what the API holds is what it would post (another writer's Unknown is not)
+        node["status"]["nodeInfo"] = want
         node.setdefault("status", {})["conditions"] = conditions + [
             self.condition(ready, why, now, old.get("lastTransitionTime", now) if same else now)
         ]
-        node["status"]["addresses"] = [
-            {"type": "InternalIP", "address": self.ip},
-            {"type": "Hostname", "address": self.name},
-        ]
-        if ready and not (node["status"].get("nodeInfo") or {}).get("containerRuntimeVersion"):
-            runtime = runtime_version(self.endpoint[len("unix://") :])
-            node["status"].setdefault("nodeInfo", {})["containerRuntimeVersion"] = runtime
+        node["status"]["addresses"] = addresses
         status, _ = self.client.request("PUT", path + "/status", node)
         if status != 200:
             log(f"Error updating node status, will retry: {status}")
@@ -1479,15 +1494,18 @@ def run_kubelet(version, flags):
     sd_notify("READY=1")
     period = seconds(conf.get("nodeStatusUpdateFrequency", "10s"))
     renew = kubelet.lease_s * 0.25  # the real kubelet's renew interval
-    next_status = next_lease = 0.0
+
+    def heartbeat():  # its own thread, as the real one's lease controller: a slow runtime check never delays it
+        while True:
+            if kubelet.registered:
+                kubelet.renew_lease()
+            time.sleep(renew)
+
+    threading.Thread(target=heartbeat, daemon=True).start()
     while True:
-        if time.monotonic() >= next_status:
-            next_status = time.monotonic() + period
-            kubelet.sync_status()
-        if kubelet.registered and time.monotonic() >= next_lease:
-            next_lease = time.monotonic() + renew
-            kubelet.renew_lease()
-        time.sleep(0.2)
+        started = time.monotonic()
+        kubelet.sync_status()
+        time.sleep(max(0.2, period - (time.monotonic() - started)))
 
 
 def run_kube_proxy(version, flags):
@@ -1499,6 +1517,14 @@ def run_kube_proxy(version, flags):
         print(f"E server.go: Error running ProxyServer: {error}", file=sys.stderr)
         return 1
     mode = conf.get("mode") or "iptables"
+    gates = conf.get("featureGates") or {}
+    if mode == "nftables" and not gates.get("NFTablesProxyMode"):
+        print(
+            'E "Invalid kube-proxy configuration" err="mode: Invalid value: \\"nftables\\": '
+            "feature gate 'NFTablesProxyMode' must be enabled\"",
+            file=sys.stderr,
+        )  # alpha in 1.30
+        return 1
     if mode not in ("iptables", "ipvs", "nftables"):
         print(f'E "Invalid kube-proxy configuration" err="mode: Invalid value: \\"{mode}\\""', file=sys.stderr)
         return 1

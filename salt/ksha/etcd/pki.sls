@@ -31,7 +31,7 @@ ksha-etcd-pki-directory-present:
 ksha-etcd-pki-ca-certificate-installed:
   x509.pem_managed:
     - name: {{ model.etcd.admin.cacert }}
-    - text: {{ salt['x509.get_signing_policy'](me.ca_policies.etcd, ca_server=model.etcd.ca_host).get('signing_cert', '') | json }}
+    - text: {{ salt['ksha_x509.get_signing_policy'](me.ca_policies.etcd, model.etcd.ca_host).get('signing_cert', '') | json }}
     - mode: '0644'
     - require:
       - file: ksha-etcd-pki-directory-present

@@ -27,7 +27,7 @@ ksha-kubernetes-pki-directory-present:
 ksha-kubernetes-pki-{{ name }}-ca-certificate-installed:
   x509.pem_managed:
     - name: {{ ca.installed }}
-    - text: {{ salt['x509.get_signing_policy'](me.ca_policies[name], ca_server=k8s.ca_host).get('signing_cert', '') | json }}
+    - text: {{ salt['ksha_x509.get_signing_policy'](me.ca_policies[name], k8s.ca_host).get('signing_cert', '') | json }}
     - mode: '0644'
     - require:
       - file: ksha-kubernetes-pki-directory-present

@@ -20,6 +20,13 @@ ksha-node-release-checksum-set:
   test.fail_without_changes:
     - name: {{ release.archive.problem | json }}
 {%- else %}
+{%-   if me.node.pkgs %}
+# what kube-proxy's mode needs on the host (ipvs: ipvsadm)
+ksha-node-kube-proxy-packages-installed:
+  pkg.installed:
+    - pkgs: {{ me.node.pkgs | json }}
+
+{%-   endif %}
 # archive.extracted, with the credentials a mirror's URL may carry kept out of its return
 ksha-node-release-archive-extracted:
   ksha.release_extracted:

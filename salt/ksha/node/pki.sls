@@ -17,8 +17,7 @@
 {%- set k8s = model.kubernetes %}
 
 {%- if me.node %}
-{%-   set dirs = [k8s.pki_dir, model.nodes.kubelet.pki_dir, model.nodes.kube_proxy.pki_dir] %}
-{%-   for dir in dirs %}
+{%-   for dir in me.node.dirs %}
 
 ksha-node-pki-directory-{{ dir }}-present:
   file.directory:
@@ -27,13 +26,13 @@ ksha-node-pki-directory-{{ dir }}-present:
     - mode: '0755'
     - makedirs: True
 {%-   endfor %}
-{%-   if grains['id'] not in k8s.masters %}
+{%-   if me.node.ca_certificate %}
 
 # The cluster CA's certificate, as the CA host's signing policy for this node hands it out.
 ksha-node-pki-kubernetes-ca-certificate-installed:
   x509.pem_managed:
-    - name: {{ k8s.cas.kubernetes.installed }}
-    - text: {{ salt['x509.get_signing_policy'](me.ca_policies.kubernetes, ca_server=k8s.ca_host).get('signing_cert', '') | json }}
+    - name: {{ me.node.ca_certificate }}
+    - text: {{ salt['ksha_x509.get_signing_policy'](me.ca_policies.kubernetes, k8s.ca_host).get('signing_cert', '') | json }}
     - mode: '0644'
     - require:
       - file: ksha-node-pki-directory-{{ k8s.pki_dir }}-present
@@ -44,7 +43,7 @@ ksha-node-pki-{{ cert.id }}-key-present:
 {{- x509.managed('private_key', {'name': cert.path ~ '.key', 'algo': 'ec', 'keysize': 256, 'new': False,
                                  'user': cert.user, 'mode': '0600'}) }}
     - require:
-      - file: ksha-node-pki-directory-{{ cert.path.rsplit('/', 1)[0] }}-present
+      - file: ksha-node-pki-directory-{{ cert.dir }}-present
 {%-     set issued = {'name': cert.path ~ '.crt', 'ca_server': k8s.ca_host, 'signing_policy': cert.policy,
                       'private_key': cert.path ~ '.key', 'CN': cert.cn, 'days_remaining': pki.days_remaining,
                       'user': cert.user, 'mode': '0644'} %}
