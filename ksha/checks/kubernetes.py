@@ -273,6 +273,13 @@ EXTRA_CONFIG = {
 }
 
 
+def _unknown(name: Any, known, what: str, source: str, why: str = "") -> str:
+    """The finding for a name not in the version's reference, with the closest known names."""
+    close = difflib.get_close_matches(name, known, n=3) if isinstance(name, str) else []
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"{show(name)} is not {what} of Kubernetes {flags.version()}{why}{hint}; see {source}"
+
+
 def _extra_config(kind: str, key: str, extra: dict, report: Report) -> None:
     """Top-level fields of the kubelet's or kube-proxy's configuration file, merged over ksha's:
     each must be a field of the version's reference and not one ksha sets."""
@@ -282,13 +289,7 @@ def _extra_config(kind: str, key: str, extra: dict, report: Report) -> None:
         if field in managed:
             report.error(where, f"{field} is set by ksha from {managed[field]}: change that instead")
         elif field not in known:
-            close = difflib.get_close_matches(field, known, n=3) if isinstance(field, str) else []
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            report.error(
-                where,
-                f"{show(field)} is not a {kind} field of Kubernetes {flags.version()}{hint}; see "
-                f"{flags.config_source(kind)}",
-            )
+            report.error(where, _unknown(field, known, f"a {kind} field", flags.config_source(kind)))
         elif value is None:
             report.error(where, "must be the field's value, got null (leave the field out for its default)")
 
@@ -305,12 +306,8 @@ def _extra_args(component: str, key: str, extra: dict, report: Report) -> None:
             ours = CONFLICTS[component][flag]
             report.error(where, f"--{flag} cannot go with --{ours}, which ksha sets from {managed[ours]}")
         elif flag not in known:
-            close = difflib.get_close_matches(flag, known, n=3) if isinstance(flag, str) else []
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
             report.error(
-                where,
-                f"{show(flag)} is not a {component} flag of Kubernetes {flags.version()} "
-                f"(unknown or removed){hint}; see {flags.source(component)}",
+                where, _unknown(flag, known, f"a {component} flag", flags.source(component), " (unknown or removed)")
             )
         elif value is None or isinstance(value, (dict, list)):
             report.error(where, f"must be the flag's value (a string, number or true/false), got {show(value)}")

@@ -260,20 +260,33 @@ def leader_leases(timeout=5):
         salt master1 ksha.leader_leases
     """
     found = model()
-    me = found.get("me") or {}
-    admin = (me.get("kubeconfigs") or {}).get("admin")
+    return _admin_read(
+        found, timeout, [["leases", "-n", "kube-system"]],
+        lambda texts: parse_leases(texts[0], found["kubernetes"]["masters"], time.time()),
+    )  # fmt: skip
+
+
+def _admin_read(found, timeout, reads, parse):
+    """``kubectl get <read> -o json`` for each of `reads` with this master's admin.conf (the real
+    kubectl, through the LB domain), then `parse` of their outputs; ``{"error": ...}`` when kubectl
+    fails or its answer cannot be read, None on a host that is not a master."""
+    admin = ((found.get("me") or {}).get("kubeconfigs") or {}).get("admin")
     if not admin:
         return None
     kubectl = found["kubernetes"]["release_links"]["kubectl"]["link"]
-    run = __salt__["cmd.run_all"](
-        [kubectl, "--kubeconfig", admin["path"], f"--request-timeout={int(timeout)}s", "get", "leases",
-         "-n", "kube-system", "-o", "json"],
-        python_shell=False, timeout=int(timeout) + 5, output_loglevel="quiet",
-    )  # fmt: skip
-    if run["retcode"] != 0:
-        return {"error": (run.get("stderr") or run.get("stdout") or "").strip() or f"kubectl exited {run['retcode']}"}
+    texts = []
+    for read in reads:
+        run = __salt__["cmd.run_all"](
+            [kubectl, "--kubeconfig", admin["path"], f"--request-timeout={int(timeout)}s", "get", *read, "-o", "json"],
+            python_shell=False, timeout=int(timeout) + 5, output_loglevel="quiet",
+        )  # fmt: skip
+        if run["retcode"] != 0:
+            return {
+                "error": (run.get("stderr") or run.get("stdout") or "").strip() or f"kubectl exited {run['retcode']}"
+            }
+        texts.append(run["stdout"])
     try:
-        return parse_leases(run["stdout"], found["kubernetes"]["masters"], time.time())
+        return parse(texts)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         return {"error": f"kubectl's answer could not be read ({type(err).__name__}: {err})"}
 
@@ -318,27 +331,10 @@ def api_nodes(timeout=5):
 
         salt master1 ksha.api_nodes
     """
-    found = model()
-    me = found.get("me") or {}
-    admin = (me.get("kubeconfigs") or {}).get("admin")
-    if not admin:
-        return None
-    kubectl = found["kubernetes"]["release_links"]["kubectl"]["link"]
-    texts = []
-    for what in (["nodes"], ["leases", "-n", "kube-node-lease"]):
-        run = __salt__["cmd.run_all"](
-            [kubectl, "--kubeconfig", admin["path"], f"--request-timeout={int(timeout)}s", "get", *what, "-o", "json"],
-            python_shell=False, timeout=int(timeout) + 5, output_loglevel="quiet",
-        )  # fmt: skip
-        if run["retcode"] != 0:
-            return {
-                "error": (run.get("stderr") or run.get("stdout") or "").strip() or f"kubectl exited {run['retcode']}"
-            }
-        texts.append(run["stdout"])
-    try:
-        return parse_nodes(texts[0], texts[1], time.time())
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        return {"error": f"kubectl's answer could not be read ({type(err).__name__}: {err})"}
+    return _admin_read(
+        model(), timeout, [["nodes"], ["leases", "-n", "kube-node-lease"]],
+        lambda texts: parse_nodes(texts[0], texts[1], time.time()),
+    )  # fmt: skip
 
 
 def days_left(not_after, now):

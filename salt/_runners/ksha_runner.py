@@ -368,23 +368,25 @@ def _control_plane_view(masters, timeout):
         if isinstance(r.get(functions[0]), dict)
     }
     ready = {m: r[functions[1]].get("ok") for m, r in answers.items() if isinstance(r.get(functions[1]), dict)}
-    leases = {"error": "no master answered"}
+    return (
+        days,
+        ready,
+        _first_read(masters, answers, functions[2], "leases"),
+        _first_read(masters, answers, functions[3], "nodes"),
+    )
+
+
+def _first_read(masters, answers, function, key):
+    """What the first master whose kubectl read it answered to `function`: ``{"from": master, key:
+    its answer}``, else ``{"error": ...}`` (the last master's kubectl error, or none answered)."""
+    found = {"error": "no master answered"}
     for master in masters:
-        seen = answers.get(master, {}).get(functions[2])
+        seen = answers.get(master, {}).get(function)
         if isinstance(seen, dict) and "error" not in seen:
-            leases = {"from": master, "leases": seen}
-            break
+            return {"from": master, key: seen}
         if isinstance(seen, dict):
-            leases = {"error": f"kubectl on {master}: {seen['error']}"}
-    nodes = {"error": "no master answered"}
-    for master in masters:
-        seen = answers.get(master, {}).get(functions[3])
-        if isinstance(seen, dict) and "error" not in seen:
-            nodes = {"from": master, "nodes": seen}
-            break
-        if isinstance(seen, dict):
-            nodes = {"error": f"kubectl on {master}: {seen['error']}"}
-    return days, ready, leases, nodes
+            found = {"error": f"kubectl on {master}: {seen['error']}"}
+    return found
 
 
 def lease_rows(view):

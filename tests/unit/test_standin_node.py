@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import free_port
 from tests.unit.test_standin_kubectl import kubeconfig
+from tests.unit.test_standin_leader_election import until
 
 pytestmark = pytest.mark.skipif(not shutil.which("kubectl"), reason="needs kubectl (make apt)")
 
@@ -44,16 +45,6 @@ def node_env(standin_apiserver, tmp_path):
         for proc in procs:
             proc.kill()
             proc.wait()
-
-
-def until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.2)
-    return None
 
 
 def kubelet_config(files, tmp, **extra):
