@@ -56,8 +56,9 @@ lint: venv
 	$(BIN)/yamllint -s salt/ksha/defaults.yaml salt/ksha/osfamilymap.yaml pillar/ .yamllint
 	$(BIN)/salt-lint -x 205 $$(find salt pillar -name '*.sls' -o -name '*.jinja' -o -name '*.example' | sort)
 
+# The lab tests and the others run at once (tools/test-suite says why); PYTEST_ARGS go to both.
 test: setup lint  ## the whole suite, lab tests included
-	$(BIN)/pytest $(PYTEST_ARGS)
+	tools/test-suite $(BIN)/pytest $(PYTEST_ARGS)
 
 test-quick: venv lint  ## everything but the lab
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
