@@ -9,6 +9,7 @@ checksum ``archive.extracted`` returns ``file.cached``'s return, whose name is t
 The Kubernetes release and etcd's archive are extracted with it.
 """
 
+import os
 import re
 
 __virtualname__ = "ksha"
@@ -53,7 +54,7 @@ def _redacted(value):
     return value
 
 
-def release_extracted(name, source, source_hash, user="root", **kwargs):
+def release_extracted(name, source, source_hash, user="root", expect=(), **kwargs):
     """``archive.extracted`` of ``source`` into ``name``, checked against ``source_hash`` before
     anything is extracted (``kwargs``: more of its arguments, e.g. ``options``); its return with
     the credentials of any URL redacted (a mirror's URL, ``ksha:kubernetes:archive:url`` or
@@ -61,6 +62,17 @@ def release_extracted(name, source, source_hash, user="root", **kwargs):
 
     name
         The release directory (``/opt/kubernetes-<version>``, ``/opt/etcd-<version>``).
+    expect
+        The release's files ksha runs (its binaries). While each is a file, archive.extracted
+        compares the kept tarball's recorded checksum with ``source_hash`` instead of reading the
+        tarball's file list (``skip_files_list_verify``: listing it decompresses the whole
+        tarball, a second or more of CPU on every run that changes nothing); a missing one, or no
+        recorded checksum, and it checks the file list and extracts what is missing as always.
+        The checksum is recorded when the tarball is fetched (``source_hash_update``).
     """
-    ret = __states__["archive.extracted"](name=name, source=source, source_hash=source_hash, user=user, **kwargs)
+    if expect and all(os.path.isfile(path) for path in expect):
+        kwargs["skip_files_list_verify"] = True
+    ret = __states__["archive.extracted"](
+        name=name, source=source, source_hash=source_hash, user=user, source_hash_update=True, **kwargs
+    )
     return {**_redacted(ret), "name": name}

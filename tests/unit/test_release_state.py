@@ -69,4 +69,26 @@ def test_archive_extracted_gets_the_other_arguments_as_given():
                                    options="--strip-components=1", enforce_toplevel=False)  # fmt: skip
     assert ret == {"name": "/opt/etcd-v3.4.23", "result": True, "changes": {}, "comment": "extracted"}
     assert given == {"name": "/opt/etcd-v3.4.23", "source": "https://h/e.tar.gz", "source_hash": "sha256=" + "1" * 64,
-                     "user": "root", "options": "--strip-components=1", "enforce_toplevel": False}  # fmt: skip
+                     "user": "root", "options": "--strip-components=1", "enforce_toplevel": False,
+                     "source_hash_update": True}  # fmt: skip
+
+
+def test_the_tarball_s_file_list_is_read_only_when_a_binary_ksha_runs_is_missing(tmp_path):
+    given = {}
+
+    def extracted(**kwargs):
+        given.clear()
+        given.update(kwargs)
+        return {"name": kwargs["name"], "result": True, "changes": {}, "comment": "extracted"}
+
+    states.__states__["archive.extracted"] = extracted
+    binaries = [tmp_path / "etcd", tmp_path / "etcdctl"]
+    binaries[0].write_text("etcd")
+    expect = [str(b) for b in binaries]
+    states.release_extracted(str(tmp_path), "https://h/e.tar.gz", "sha256=" + "1" * 64, expect=expect)
+    assert "skip_files_list_verify" not in given and given["source_hash_update"] is True  # etcdctl missing
+    binaries[1].write_text("etcdctl")
+    states.release_extracted(str(tmp_path), "https://h/e.tar.gz", "sha256=" + "1" * 64, expect=expect)
+    assert given["skip_files_list_verify"] is True and "expect" not in given
+    states.release_extracted(str(tmp_path), "https://h/e.tar.gz", "sha256=" + "1" * 64)
+    assert "skip_files_list_verify" not in given  # nothing expected: the full check

@@ -27,6 +27,7 @@ ksha-etcd-release-archive-extracted:
     - options: --strip-components=1
     - enforce_toplevel: False
     - user: root
+    - expect: {{ model.etcd.release_links.values() | map(attribute='target') | list | json }}
 
 {%-   for binary, link in model.etcd.release_links.items() %}
 ksha-etcd-{{ binary }}-binary-linked:

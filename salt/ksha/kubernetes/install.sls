@@ -30,6 +30,7 @@ ksha-kubernetes-release-archive-extracted:
     - source: {{ k8s.archive.url | json }}
     - source_hash: sha256={{ k8s.archive.sha256 }}
     - user: root
+    - expect: {{ k8s.release_links.values() | map(attribute='target') | list | json }}
 {%-   for binary, link in k8s.release_links | dictsort %}
 
 ksha-kubernetes-{{ binary }}-binary-linked:

@@ -34,6 +34,7 @@ ksha-node-release-archive-extracted:
     - source: {{ release.archive.url | json }}
     - source_hash: sha256={{ release.archive.sha256 }}
     - user: root
+    - expect: {{ release.links.values() | map(attribute='target') | list | json }}
 {%-   for binary, link in release.links | dictsort %}
 
 ksha-node-{{ binary }}-binary-linked:
