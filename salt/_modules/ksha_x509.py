@@ -126,11 +126,17 @@ def mismatch(kind, name, user=None, mode=None, **kwargs):
 
 
 def get_signing_policy(name, ca_server):
-    """x509_v2's ``x509.get_signing_policy`` of `name` on `ca_server`, asked of the CA host once
-    per state run (a peer publish each; a copy of the answer is returned): the SLS renders that
-    install a CA certificate from it and the checks of every certificate of that policy (a
-    master's four client certificates) share one answer. The next state run asks again, so a
-    changed policy is seen.
+    """x509_v2's ``x509.get_signing_policy`` of `name` on `ca_server`, with one peer publish per
+    CA in a state run instead of one per policy (a copy of the answer is returned).
+
+    The CA host's policies are the cluster model's (the ext_pillar hands them to it from
+    ``ksha_model:signing_policies``, which every minion's pillar holds too). Its answer to
+    ``get_signing_policy`` is that policy without its ``minions`` and private key, and with the CA
+    certificate it signs with (``signing_cert``) as PEM. So the first policy of a CA asked in a
+    state run is asked of the CA host (a publish: the minion signs a token with its key, the CA
+    host runs a job); the other policies of that CA are the model's, with the CA certificate of
+    that answer. A policy the model does not have is always asked. The next state run asks again,
+    so a changed policy or CA certificate is seen.
 
     CLI Example:
 
@@ -141,11 +147,35 @@ def get_signing_policy(name, ca_server):
     cache = __context__.setdefault("ksha_x509.policies", {})
     # __context__ lives as long as the job's process (a minion forks one per job); with
     # multiprocessing off it could outlive the job: an answer older than POLICY_TTL_S is not used
-    key = (os.getpid(), ca_server, name)
-    found = cache.get(key)
-    if found is None or time.monotonic() - found[0] > POLICY_TTL_S:
-        found = cache[key] = (time.monotonic(), __salt__["x509.get_signing_policy"](name, ca_server=ca_server))
-    return copy.deepcopy(found[1])
+    pid, now = os.getpid(), time.monotonic()
+
+    def fresh(key):
+        found = cache.get(key)
+        return found[1] if found is not None and now - found[0] <= POLICY_TTL_S else None
+
+    policy = fresh((pid, ca_server, name))
+    if policy is None:
+        modelled = _modelled_policy(name)
+        signing_cert = modelled and fresh((pid, ca_server, "signing_cert", modelled.get("signing_cert")))
+        if signing_cert:
+            policy = {k: v for k, v in modelled.items() if k not in UNPUBLISHED}
+            policy["signing_cert"] = signing_cert
+        else:
+            policy = __salt__["x509.get_signing_policy"](name, ca_server=ca_server)
+            if modelled and policy.get("signing_cert"):
+                cache[(pid, ca_server, "signing_cert", modelled.get("signing_cert"))] = (now, policy["signing_cert"])
+        cache[(pid, ca_server, name)] = (now, policy)
+    return copy.deepcopy(policy)
+
+
+# what the CA host leaves out of a policy it hands out (x509_v2's sign_remote_certificate)
+UNPUBLISHED = ("minions", "signing_private_key", "signing_private_key_passphrase")
+
+
+def _modelled_policy(name):
+    """The cluster model's signing policy `name` (any CA's), None when it has none."""
+    policies = (__pillar__.get("ksha_model") or {}).get("signing_policies") or {}
+    return next((dict(p[name]) for p in policies.values() if isinstance(p, dict) and name in p), None)
 
 
 def _key_mismatch(name, algo="rsa", keysize=None, new=False, **unknown):

@@ -277,3 +277,41 @@ def test_the_ca_host_is_asked_once_per_policy_in_a_state_run(pki):
     mod.__context__.clear()  # the next state run
     assert pki.current() is True
     assert len(asked) == 2
+
+
+def test_one_publish_per_ca_in_a_state_run_the_other_policies_from_the_model(pki):
+    """The CA host is asked for the first of its policies; the others are the model's (the CA
+    host's own source), without what it never hands out, with the CA certificate of its answer.
+    A policy the model lacks is asked for; the next state run asks again."""
+    ca = "/etc/kubernetes/pki/ca.crt"
+    modelled = {
+        "p1": {"minions": "node1", "signing_private_key": "/etc/kubernetes/pki/ca.key", "signing_cert": ca,
+               "CN": "system:node:node1", "days_valid": 365},
+        "p2": {"minions": "node1", "signing_private_key": "/etc/kubernetes/pki/ca.key", "signing_cert": ca,
+               "CN": "system:kube-proxy", "days_valid": 365, "signing_private_key_passphrase": "x"},
+    }  # fmt: skip
+    asked = []
+
+    def ca_host(name, ca_server=None):  # what x509_v2 returns: no minions or key, the CA as PEM
+        asked.append(name)
+        policy = {k: v for k, v in modelled.get(name, {"CN": "other"}).items() if k not in mod.UNPUBLISHED}
+        return {**policy, "signing_cert": "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"}
+
+    mod.__salt__["x509.get_signing_policy"] = ca_host
+    mod.__pillar__["ksha_model"] = {"signing_policies": {"kubernetes": modelled, "etcd": {}}}
+    try:
+        first = mod.get_signing_policy("p1", "master1")
+        second = mod.get_signing_policy("p2", "master1")
+        assert asked == ["p1"]
+        assert second == ca_host("p2") and "signing_private_key_passphrase" not in second
+        assert first == ca_host("p1")
+        asked.clear()
+        mod.get_signing_policy("p3", "master1")  # not the model's
+        mod.get_signing_policy("p2", "other-ca-host")  # another CA host: its own answer
+        assert asked == ["p3", "p2"]
+        mod.__context__.clear()  # the next state run
+        asked.clear()
+        mod.get_signing_policy("p2", "master1")
+        assert asked == ["p2"]
+    finally:
+        mod.__pillar__.pop("ksha_model", None)
