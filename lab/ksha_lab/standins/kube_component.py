@@ -21,12 +21,16 @@ What it does, as the real binary would:
   needs. Served: ``/livez``, ``/healthz``, ``/readyz`` (``ok`` only while etcd reports a leader,
   asked at most once a second, and the four system namespaces exist), ``/version``, discovery
   (``/api``, ``/apis``, each group version), and get, list, create, update, merge patch and
-  delete of namespaces, configmaps, secrets, nodes, leases, CustomResourceDefinitions and the
-  custom resources they define (served once created). Authorization is RBAC's bootstrap roles in
+  delete of namespaces, configmaps, secrets, nodes, pods, services, endpointslices, leases,
+  PodDisruptionBudgets, CustomResourceDefinitions and the custom resources they define (served
+  once created); field selectors on pods (spec.nodeName, status.phase) and names; the pods'
+  eviction subresource (listed in /api/v1's discovery, as kubectl drain looks for it), which
+  PodDisruptionBudgets refuse as the real one does (``eviction_refusal``) and which deletes the
+  pod at once (no kubelet stops containers here). Authorization is RBAC's bootstrap roles in
   short: ``system:masters`` may do anything; kube-controller-manager and kube-scheduler read
   everything and write their Leases in kube-system; a node (``system:node:<name>`` in
-  ``system:nodes``) writes only its own Node and its Lease in kube-node-lease (the Node
-  authorizer); anyone else gets 403. Not served (the requests say so, 404/405/415): watch,
+  ``system:nodes``) writes only its own Node and its Lease in kube-node-lease, and reads and
+  writes the status of only the pods bound to it (the Node authorizer); anyone else gets 403. Not served (the requests say so, 404/405/415): watch,
   server-side apply, JSON patch, OpenAPI v2 and schemas (``/openapi/v3`` says only that the server
   validates, ``fieldValidation``: unknown top-level fields are refused), Services and the rest. It
   tells systemd it is ready (sd_notify) once it listens, and says what it is on stderr (the
@@ -275,11 +279,13 @@ BUILTIN = {
         "configmaps": ("ConfigMap", True, ["cm"]),
         "namespaces": ("Namespace", False, ["ns"]),
         "nodes": ("Node", False, ["no"]),
+        "pods": ("Pod", True, ["po"]),
         "secrets": ("Secret", True, []),
         "services": ("Service", True, ["svc"]),
     },
     ("coordination.k8s.io", "v1"): {"leases": ("Lease", True, [])},
     ("discovery.k8s.io", "v1"): {"endpointslices": ("EndpointSlice", True, [])},
+    ("policy", "v1"): {"poddisruptionbudgets": ("PodDisruptionBudget", True, ["pdb"])},
     ("apiextensions.k8s.io", "v1"): {"customresourcedefinitions": ("CustomResourceDefinition", False, ["crd", "crds"])},
 }
 VERBS = ["create", "delete", "get", "list", "patch", "update"]
@@ -306,7 +312,7 @@ class Resource:
 
     def key(self, namespace, name=""):
         """The etcd key (or, without a name, the prefix) of the real apiserver's layout."""
-        if self.group in ("", "coordination.k8s.io", "discovery.k8s.io"):
+        if self.group in ("", "coordination.k8s.io", "discovery.k8s.io", "policy"):
             base = "/registry/" + {"nodes": "minions"}.get(self.plural, self.plural)
         else:
             base = f"/registry/{self.group}/{self.plural}"
@@ -371,8 +377,10 @@ def route(path):
     return ("resource", group, version, namespace, plural, name, "/".join(rest[1:]))
 
 
-def allowed(user, groups, verb, resource, namespace, name):
-    """RBAC's bootstrap roles and the Node authorizer, in short (see the module text)."""
+def allowed(user, groups, verb, resource, namespace, name, sub=""):
+    """RBAC's bootstrap roles and the Node authorizer, in short (see the module text). A node's
+    read or status write of a pod is allowed here; the handler then refuses a pod not bound to
+    it (``bound_elsewhere``)."""
     if "system:masters" in groups:
         return True
     if user in CONTROL_PLANE_USERS:
@@ -391,6 +399,8 @@ def allowed(user, groups, verb, resource, namespace, name):
             return verb in ("get", "list") or (name == node and verb in ("create", "update", "patch", "get"))
         if resource.plural == "leases" and namespace == "kube-node-lease":
             return name == node or verb == "list"  # a create names its Lease in the body
+        if resource.plural == "pods":
+            return verb in ("get", "list") or (sub == "status" and verb in ("update", "patch"))
         return False
     return False
 
@@ -426,7 +436,15 @@ FIELDS = {
     "CustomResourceDefinition": {"spec", "status"},
     "Service": {"spec", "status"},
     "EndpointSlice": {"addressType", "endpoints", "ports"},
+    "Pod": {"spec", "status"},
+    "PodDisruptionBudget": {"spec", "status"},
 }
+# the Eviction subresource of pods, as the real /api/v1 discovery lists it (kubectl drain evicts
+# only when it finds it: CheckEvictionSupport)
+EVICTION = {"name": "pods/eviction", "singularName": "", "namespaced": True, "group": "policy", "version": "v1",
+            "kind": "Eviction", "verbs": ["create"]}  # fmt: skip
+# the field selectors the real apiserver takes for pods (a few of them) and for every resource
+FIELD_LABELS = {"Pod": ("spec.nodeName", "status.phase"), "*": ("metadata.name", "metadata.namespace")}
 
 
 # the real apiserver's node printer: its columns (priority 1: -o wide only)
@@ -498,9 +516,90 @@ def now_rfc3339():
 
 
 class ApiError(Exception):
-    def __init__(self, code, reason, message):
+    def __init__(self, code, reason, message, causes=None):
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.causes = code, reason, message, causes
+
+
+def fields_match(obj, selector, kind):
+    """Whether `obj` passes a field selector (``a.b=v``, ``a.b==v``, ``a.b!=v``, comma-joined);
+    a field the real apiserver does not index for `kind` is refused, as it refuses it (400)."""
+    for term in filter(None, selector.split(",")):
+        parsed = re.match(r"^([^!=]+)(!=|==|=)(.*)$", term)
+        if not parsed:
+            raise ApiError(400, "BadRequest", f"invalid field selector: {term}")
+        field, op, want = parsed.groups()
+        if field not in FIELD_LABELS.get(kind, ()) + FIELD_LABELS["*"]:
+            raise ApiError(400, "BadRequest", f'"{field}" is not a known field selector: only '
+                           f'"{", ".join(FIELD_LABELS.get(kind, ()) + FIELD_LABELS["*"])}"')  # fmt: skip
+        value = obj
+        for part in field.split("."):
+            value = (value or {}).get(part) if isinstance(value, dict) else None
+        if (str(value or "") == want) != (op != "!="):
+            return False
+    return True
+
+
+def label_selected(selector, labels):
+    """A metav1.LabelSelector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist) on
+    `labels`; an empty selector selects everything, as a PodDisruptionBudget's does in policy/v1."""
+    selector, labels = selector or {}, labels or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for term in selector.get("matchExpressions") or []:
+        key, op, values = term.get("key"), term.get("operator"), term.get("values") or []
+        if not {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, False):  # fmt: skip
+            return False
+    return True
+
+
+def pod_ready(pod):
+    status = pod.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return status.get("phase") == "Running" and ready.get("status") == "True"
+
+
+def scaled(value, total):
+    """A PodDisruptionBudget's int or percentage of `total`, rounded up (as the real one)."""
+    if isinstance(value, str) and value.endswith("%"):
+        return -(-int(value[:-1]) * total // 100)
+    return int(value)
+
+
+def eviction_refusal(pod, budgets, pods):
+    """None when `pod` may be evicted, else the ApiError the eviction subresource answers (pure):
+    its PodDisruptionBudget check, in short (pkg/registry/core/pod/storage/eviction.go). A pod
+    that is Pending, Succeeded or Failed, or being deleted, goes whatever the budgets say; a pod
+    two budgets select is refused; otherwise the budget's healthy pods (Running and Ready) must
+    stay at least its desired count (minAvailable, or the pods less maxUnavailable) after it
+    goes, and a pod that is not Ready goes only while the budget is met
+    (unhealthyPodEvictionPolicy IfHealthyBudget, the default)."""
+    meta, phase = pod.get("metadata") or {}, (pod.get("status") or {}).get("phase", "Pending")
+    if phase in ("Pending", "Succeeded", "Failed") or meta.get("deletionTimestamp"):
+        return None
+    labels = meta.get("labels") or {}
+    mine = [b for b in budgets if label_selected((b.get("spec") or {}).get("selector"), labels)]
+    if not mine:
+        return None
+    if len(mine) > 1:
+        return ApiError(500, "InternalError",
+                        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")  # fmt: skip
+    spec = mine[0].get("spec") or {}
+    members = [p for p in pods if label_selected(spec.get("selector"), (p.get("metadata") or {}).get("labels"))]
+    healthy = sum(1 for p in members if pod_ready(p))
+    if "minAvailable" in spec:
+        desired = scaled(spec["minAvailable"], len(members))
+    elif "maxUnavailable" in spec:
+        desired = len(members) - scaled(spec["maxUnavailable"], len(members))
+    else:
+        desired = 0
+    if (healthy - desired > 0) if pod_ready(pod) else (healthy >= desired):
+        return None
+    name = mine[0]["metadata"]["name"]
+    return ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
+                    [{"type": "DisruptionBudget",
+                      "message": f"The disruption budget {name} needs {desired} healthy pods and has {healthy} currently"}])  # fmt: skip
 
 
 def not_found(resource, name):
@@ -525,11 +624,12 @@ class Api:
             raise not_found(resource, name)
         return self.decode(resource, value, revision)
 
-    def list(self, resource, namespace, selector=""):
+    def list(self, resource, namespace, selector="", fields=""):
         revision, items = self.etcd.list(resource.key(namespace))
         objects = [self.decode(resource, value, rev) for value, rev in items]
         wanted = [tuple(term.split("=", 1)) for term in selector.split(",") if "=" in term]
         objects = [o for o in objects if all(o["metadata"].get("labels", {}).get(k) == v for k, v in wanted)]
+        objects = [o for o in objects if fields_match(o, fields, resource.kind)]
         return {"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
                 "metadata": {"resourceVersion": str(revision)}, "items": objects}  # fmt: skip
 
@@ -601,6 +701,17 @@ class Api:
             raise not_found(resource, name)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": name, "kind": resource.plural}}  # fmt: skip
+
+    def evict(self, pods, namespace, name):
+        """The eviction subresource: `name` deleted unless a PodDisruptionBudget refuses
+        (``eviction_refusal``). Deleted at once: no kubelet stops containers in the lab."""
+        pod = self.get(pods, namespace, name)
+        budgets = resources(self.etcd, with_custom=False)[("policy", "v1")]["poddisruptionbudgets"]
+        refusal = eviction_refusal(pod, self.list(budgets, namespace)["items"], self.list(pods, namespace)["items"])
+        if refusal:
+            raise refusal
+        self.delete(pods, namespace, name)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def bootstrap(self):
         """The system namespaces, as the real apiserver's post-start hook makes them."""
@@ -739,9 +850,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def json(self, code, obj):
         self.reply(code, json.dumps(obj), "application/json")
 
-    def status(self, code, reason, message):
-        self.json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                         "message": message, "reason": reason, "code": code})  # fmt: skip
+    def status(self, code, reason, message, causes=None):
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+                "reason": reason, "code": code}  # fmt: skip
+        if causes:
+            body["details"] = {"causes": causes}
+        self.json(code, body)
 
     def identity(self):
         """(user, groups) of the client certificate: CN and O, as the x509 authenticator maps them."""
@@ -795,8 +909,19 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if (group, version) not in known:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         gv = f"{group}/{version}" if group else version
+        listed = [r.discovery() for _, r in sorted(known[(group, version)].items())]
         self.json(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                        "resources": [r.discovery() for _, r in sorted(known[(group, version)].items())]})  # fmt: skip
+                        "resources": listed + ([EVICTION] if gv == "v1" else [])})  # fmt: skip
+
+    def bound_elsewhere(self, user, groups, resource, namespace, name):
+        """A node asking for one pod that is not bound to it (the Node authorizer's graph, in short)."""
+        if resource.plural != "pods" or not name or not user.startswith("system:node:") or "system:masters" in groups:
+            return False
+        try:
+            pod = self.server.api.get(resource, namespace, name)
+        except ApiError:
+            return True  # the real one knows no relationship to a pod it has not seen
+        return (pod.get("spec") or {}).get("nodeName") != user[len("system:node:") :]
 
     def body(self):
         try:
@@ -824,8 +949,16 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self.discovery(target[1], target[2])
         _, group, version, namespace, plural, name, sub = target
         resource = resources(self.server.etcd).get((group, version), {}).get(plural)
-        if resource is None or sub not in ("", "status"):
+        evicting = sub == "eviction" and plural == "pods" and bool(name)
+        if resource is None or (sub not in ("", "status") and not evicting):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if evicting:
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on pods/eviction")
+            if not allowed(user, groups, "create", resource, namespace, name, sub):
+                raise ApiError(403, "Forbidden", f'pods "{name}" is forbidden: User "{user}" cannot create resource '
+                                                 f'"pods/eviction" in API group "" in the namespace "{namespace}"')  # fmt: skip
+            return self.json(201, self.server.api.evict(resource, namespace, name))
         if query.get("watch", ["false"])[0] in ("true", "1"):
             raise ApiError(405, "MethodNotAllowed", "watch is not served by the ksha-lab stand-in")
         verb = {("GET", True): "get", ("GET", False): "list", ("POST", False): "create", ("PUT", True): "update",
@@ -835,7 +968,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         # a create names its object in the body (NodeRestriction: a node creates only its own Node)
         obj = self.body() if verb == "create" else None
         named = str((obj.get("metadata") or {}).get("name", "")) if isinstance(obj, dict) else name
-        if not allowed(user, groups, verb, resource, namespace, named):
+        if not allowed(user, groups, verb, resource, namespace, named, sub) or self.bound_elsewhere(
+            user, groups, resource, namespace, name
+        ):
             where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
             subject = f'{resource.qualified} "{name}"' if name else resource.qualified
             raise ApiError(403, "Forbidden", f'{subject} is forbidden: User "{user}" cannot {verb} resource '
@@ -847,7 +982,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             found = api.get(resource, namespace, name)
             return self.json(200, node_table([found], found["metadata"]["resourceVersion"]) if table else found)
         if verb == "list":
-            listed = api.list(resource, namespace, query.get("labelSelector", [""])[0])
+            listed = api.list(resource, namespace, query.get("labelSelector", [""])[0],
+                              query.get("fieldSelector", [""])[0])  # fmt: skip
             return self.json(
                 200, node_table(listed["items"], listed["metadata"]["resourceVersion"]) if table else listed
             )
@@ -880,7 +1016,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         try:
             self.handle_api(method)
         except ApiError as err:
-            self.status(err.code, err.reason, err.message)
+            self.status(err.code, err.reason, err.message, err.causes)
         except EtcdError as err:
             self.status(500, "InternalError", f"etcd: {err}")
 
@@ -1410,7 +1546,9 @@ class Kubelet:
         same = old.get("status") == ("True" if ready else "False")
         info = dict((node.get("status") or {}).get("nodeInfo") or {})
         want = {**info, "kubeletVersion": self.version, "kubeProxyVersion": self.version}
-        if ready:
+        # the runtime's version, asked when the runtime comes (back) up: one ctr process less per
+        # status check (the lab's idle load)
+        if ready and (self.ready is not True or not info.get("containerRuntimeVersion")):
             want["containerRuntimeVersion"] = runtime_version(self.endpoint[len("unix://") :]) or info.get(
                 "containerRuntimeVersion", ""
             )
@@ -1430,6 +1568,28 @@ class Kubelet:
         if ready != self.ready:
             log(f"Node {self.name} is {'Ready' if ready else 'NotReady'}{'' if ready else ': ' + why}")
         self.ready, self.posted = ready, time.monotonic()
+
+    def sync_pods(self):
+        """The pods bound to this node reported Running and Ready while the node is Ready. No
+        container is started: no image can be pulled in the lab (the stand-in says so)."""
+        if not self.ready:
+            return
+        status, listed = self.client.request("GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{self.name}")
+        if status != 200:
+            return
+        for pod in listed.get("items") or []:
+            if (pod.get("status") or {}).get("phase") == "Running":
+                continue
+            meta, now = pod["metadata"], now_rfc3339()
+            pod["status"] = {
+                "phase": "Running", "hostIP": self.ip, "startTime": now,
+                "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                               for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+            }  # fmt: skip
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+            status, _ = self.client.request("PUT", path, pod)
+            if status == 200:
+                log(f"pod {meta['namespace']}/{meta['name']} reported Running (stand-in: no container started)")
 
     def renew_lease(self):
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
@@ -1490,7 +1650,9 @@ def run_kubelet(version, flags):
     except OSError as err:
         print(f"E run.go: failed to listen: {err}", file=sys.stderr)
         return 1
-    log(f"ksha-lab STAND-IN kubelet {version} (not the real one): node {name}, no pods are run")
+    log(
+        f"ksha-lab STAND-IN kubelet {version} (not the real one): node {name}, pods bound to it are reported Running, no container is started"
+    )
     sd_notify("READY=1")
     period = seconds(conf.get("nodeStatusUpdateFrequency", "10s"))
     renew = kubelet.lease_s * 0.25  # the real kubelet's renew interval
@@ -1505,6 +1667,7 @@ def run_kubelet(version, flags):
     while True:
         started = time.monotonic()
         kubelet.sync_status()
+        kubelet.sync_pods()
         time.sleep(max(0.2, period - (time.monotonic() - started)))
 
 
