@@ -517,10 +517,17 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]], k8s: dict
     version = k8s["version"]
     archive = conf["kubernetes"]["node_archive"]
     release_dir = f"/opt/kubernetes-node-{version}"
+    links = {
+        c: {"link": f"/usr/local/bin/{c}", "target": f"{release_dir}/kubernetes/node/bin/{c}"} for c in NODE_COMPONENTS
+    }
     return {
         "hosts": hosts,
         "workers": [n for n in hosts if n not in masters],
         "batch": nodes["batch"],
+        # a host that is no node (any more): before its host is cleaned, the first master cordons
+        # and drains it (kubectl drain, at most drain_timeout_s), and deletes its Node after
+        "api_host": masters[0] if masters else None,
+        "drain_timeout_s": nodes["drain_timeout_s"],
         "batches": batches(hosts, nodes["batch"]),
         "dns_ip": dns_service_ip(conf["kubernetes"]["service_cidr"]),
         "marker": "Managed by Salt (ksha.node)",
@@ -532,12 +539,26 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]], k8s: dict
                 "sha256": archive["sha256"],
                 "problem": None if archive["sha256"] else release.checksum_missing(version, "node"),
             },
-            "links": {
-                c: {"link": f"/usr/local/bin/{c}", "target": f"{release_dir}/kubernetes/node/bin/{c}"}
-                for c in NODE_COMPONENTS
-            },
+            "links": links,
         },
         "unit_files": {c: f"/etc/systemd/system/{c}.service" for c in NODE_COMPONENTS},
+        # ksha.node.clean, on a host that is not (or no longer) a node, once the API has drained it:
+        # only where a unit carries ksha.node's marker it stops kube-proxy and the kubelet, and
+        # removes what ksha.node wrote (the host's ``node_clean``: configuration files, certificates
+        # and keys, kubeconfigs, the CA certificate where no master needs it), the links, the
+        # release and the units; only where config.toml carries ksha.containerd's marker it stops
+        # containerd and removes the file (the packages stay). A host with neither is not cleaned
+        # (ksha.plan.with_leftovers).
+        "clean": {
+            "hosts": [n for n in names if n not in wanted],
+            "components": list(reversed(NODE_COMPONENTS)),
+            "links": [link["link"] for link in links.values()],
+            "release_dir": release_dir,
+        },
+        "leftovers": {
+            "marked": [*(f"/etc/systemd/system/{c}.service" for c in NODE_COMPONENTS), ctd["config_file"]],
+            "owned": [],
+        },
         # the role labels and taints each node gets through the API, set from the first master
         # (admin.conf): a master is control-plane and, unless it is in kube-node too, tainted
         # NoSchedule; a kube-node host is worker (KubeSphere's label)
@@ -607,6 +628,19 @@ def _node_policies(conf: dict, k8s: dict, nodes: dict, ip_of: dict[str, str]) ->
             fixed = {k: v.format(host=host, ip=ip_of[host]) for k, v in subject.items()}
             out[policy_for(policy, host)] = {**leaf_policy(host, ca, usage, days), **fixed, **NODE_POLICY_PINNED}
     return out
+
+
+def _node_clean(host: str, k8s: dict, nodes: dict) -> dict | None:
+    """What ksha.node.clean removes from `host` once it is no node (None: it is one): the files
+    ksha.node wrote, but the cluster CA's certificate on a master (ksha.kubernetes.pki's there)."""
+    if host not in nodes["clean"]["hosts"]:
+        return None
+    kubelet, proxy = nodes["kubelet"], nodes["kube_proxy"]
+    files = [kubelet["config"], kubelet["pki_dir"], kubelet["kubeconfig"],
+             proxy["config"], proxy["pki_dir"], proxy["kubeconfig"]]  # fmt: skip
+    if host not in k8s["masters"]:
+        files.append(k8s["cas"]["kubernetes"]["installed"])
+    return {"files": files + nodes["clean"]["links"] + [nodes["clean"]["release_dir"]]}
 
 
 def _node(conf: dict, host: str, ip: str, api: dict, k8s: dict, nodes: dict) -> dict | None:
@@ -1084,6 +1118,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
                 "flags": flags,
                 "units": _units(name, conf, k8s, flags, kubeconfigs),
                 "node": _node(conf, name, ip_of[name], api, k8s, nodes),
+                "node_clean": _node_clean(name, k8s, nodes),
             }
         )
     hosts_file = [[ip_of[n], n] for n in names]

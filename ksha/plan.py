@@ -167,11 +167,12 @@ def file_probe(model: dict) -> list[str]:
     ksha marker (grep -c; a missing file is an error line of its own). A line counts any
     component's marker: a file of one component never carries another's. Read with
     ``files_found``."""
-    components = (model["loadbalancer"], model["etcd"], model["kubernetes"])
+    components = (model["loadbalancer"], model["etcd"], model["kubernetes"], model["nodes"])
     paths = [p for c in components for kind in ("marked", "owned") for p in c["leftovers"][kind]]
     cas = model["kubernetes"]["cas"]
     paths += [model["etcd"]["ca"]["key"], *(ca["key"] for ca in cas.values()), cas["kubernetes"]["installed"]]
-    markers = [arg for c in components for arg in ("-e", c["marker"])]
+    marks = [c["marker"] for c in components] + [model["nodes"]["containerd"]["marker"]]
+    markers = [arg for mark in marks for arg in ("-e", mark)]
     # LC_ALL=C: files_found reads grep's "No such file or directory", whatever the host's locale
     return ["env", "LC_ALL=C", "grep", "-cHF", *markers, "--", *paths]
 
@@ -357,13 +358,55 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
             _etcd_steps(steps, model, membership, others)
     if "control-plane" in enabled and model["kubernetes"]["masters"] and not steps.refused:
         _control_plane_steps(steps, model, found, tuple((live or {}).get("silent", ())))
-    if "nodes" in enabled and model["nodes"]["hosts"] and not steps.refused:
-        _node_steps(steps, model)
+    if "nodes" in enabled and not steps.refused:
+        _node_steps(steps, model, found)
     return {"until": until, "steps": steps.steps}
 
 
-def _node_steps(steps: Steps, model: dict) -> None:
+def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:
+    """`found`: the file probe's ``{host: files}`` (``files_found``), None when there was none."""
     nodes = model["nodes"]
+    if nodes["hosts"]:
+        _nodes_joined(steps, nodes)
+    # the hosts that are no node but hold ksha.node's units or ksha.containerd's config: their
+    # pods go first (the API drains them; pods that refuse fail the run before the host is
+    # touched), then their kubelet, whose Node the API then deletes (deleted while its kubelet
+    # runs, a Node registers again at once)
+    leaving = with_leftovers(nodes["clean"]["hosts"], nodes["leftovers"], found)
+    if not leaving:
+        return
+    api = [nodes["api_host"]] if nodes["api_host"] else []
+    if api:
+        steps.add(
+            "ksha-phase-nodes-leaving-drained",
+            "salt.state",
+            f"{', '.join(leaving)} cordoned and drained through the API (kubectl drain, evictions: PodDisruptionBudgets "
+            f"hold; at most ksha:nodes:drain_timeout_s, {nodes['drain_timeout_s']} s, then the pods still there fail "
+            "the run, named)",
+            target=api,
+            sls=["ksha.node.drain"],
+            pillar={"ksha_nodes_leaving": leaving},
+        )
+    steps.add(
+        "ksha-phase-nodes-other-hosts-cleaned",
+        "salt.state",
+        "a former node's kube-proxy, kubelet and containerd stopped, their units, configuration, certificates, "
+        "kubeconfigs and release removed (only where ksha's units and config.toml are)",
+        target=leaving,
+        sls=["ksha.node.clean"],
+    )
+    if api:
+        steps.add(
+            "ksha-phase-nodes-leaving-deleted",
+            "salt.state",
+            f"the Nodes of {', '.join(leaving)} deleted from the API (their kubelets stopped first)",
+            target=api,
+            sls=["ksha.node.delete"],
+            pillar={"ksha_nodes_leaving": leaving},
+        )
+
+
+def _nodes_joined(steps: Steps, nodes: dict) -> None:
     # Salt's batch only when there is more than one batch: a batched salt.state is a
     # sequence of jobs, which a single batch would only slow down
     batch = {"batch": nodes["batch"]} if len(nodes["batches"]) > 1 else {}

@@ -19,6 +19,7 @@ refuses while this master's own published key is not the one its ``sa.key`` has.
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -370,14 +371,161 @@ def _node_patch(node, labels, taints):
         patch["metadata"] = {"labels": changed}
     if not same:
         patch["spec"] = {"taints": wanted}
+    # a node ksha cordoned to drain it (it was leaving the nodes) and that is wanted again: ksha's
+    # cordon goes, never one that ksha did not make (an operator's maintenance)
+    if CORDONED in ((node.get("metadata") or {}).get("annotations") or {}):
+        patch.setdefault("metadata", {})["annotations"] = {CORDONED: None}
+        patch.setdefault("spec", {})["unschedulable"] = None
     return patch or None
 
 
-def _kubectl(kubeconfig, *args, stdin=None):
+# the annotation ksha's cordon carries (node_drained), so that only ksha's own cordon is undone
+CORDONED = "ksha/cordoned"
+
+
+def _kubectl(kubeconfig, *args, stdin=None, timeout=60):
     return subprocess.run(
         ["kubectl", "--kubeconfig", kubeconfig, "--request-timeout=10s", *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def _not_found(proc):
+    return proc.returncode != 0 and ("NotFound" in proc.stderr or "not found" in proc.stderr)
+
+
+# kubectl drain's words (k8s.io/kubectl/pkg/drain, 1.30 to 1.32) for a pod it could not evict
+# (each retry, then the global timeout) and for pods it would not evict at all
+_EVICTING = re.compile(
+    r'error when evicting pods/"([^"]+)" -n "([^"]+)"(?: \(will retry after \S+\))?: '
+    r"(.+?)(?=, error when evicting |\]|, continuing command|$)"
+)
+_NO_CONTROLLER = re.compile(
+    r"cannot delete (Pods? (?:that )?declare no controller[^:]*): (.+?)(?=, continuing command|$)"
+)
+
+
+def _drain_refusals(output):
+    """The pods `kubectl drain`'s `output` (stdout and stderr) says it could not evict, as
+    ``{namespace/pod: why}`` (pure): the last reason given for each (a pod whose eviction
+    PodDisruptionBudgets refused until the timeout keeps that reason, not "global timeout
+    reached"), and the pods no controller manages."""
+    found = {}
+    for line in output.splitlines():
+        line = line.strip().removeprefix("error: ")
+        for hit in _EVICTING.finditer(line):
+            pod, why = f"{hit[2]}/{hit[1]}", hit[3].strip()
+            if not why.startswith("global timeout reached") or pod not in found:
+                found[pod] = why
+        hit = _NO_CONTROLLER.search(line)
+        if hit:
+            for pod in hit[2].split(", "):
+                found[pod.strip()] = hit[1]
+    return found
+
+
+def _pods_on(kubeconfig, node):
+    """``namespace/name`` of the pods bound to `node`, or None when the API did not say."""
+    got = _kubectl(kubeconfig, "get", "pods", "--all-namespaces", "--field-selector", f"spec.nodeName={node}",
+                   "-o", "json")  # fmt: skip
+    if got.returncode != 0:
+        return None
+    return sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in json.loads(got.stdout)["items"])
+
+
+def _still_a_node(name):
+    """A refusal when `name` is one of the cluster model's nodes (the plan drains and deletes
+    only hosts that are no node), else None."""
+    if name in __salt__["ksha.model"]()["nodes"]["hosts"]:
+        return (f"{name} is a node of the cluster model (ksha:groups:kube-node, or a master while "
+                "ksha:nodes:masters_run_kubelet): orch.ksha drains and deletes only hosts that are not")  # fmt: skip
+    return None
+
+
+def node_drained(name, timeout=120, kubeconfig="/etc/kubernetes/admin.conf"):
+    """Node `name` is cordoned (with ksha's annotation, so that ksha undoes only its own cordon
+    when the host is a node again: ``_node_patch``) and drained: ``kubectl drain`` evicts its
+    pods (PodDisruptionBudgets hold; DaemonSet pods stay, emptyDir data goes) for at most
+    `timeout` seconds. Pods still there fail the state, named with why, and say the fix; the node
+    stays cordoned. A node the API does not have is drained. ``test=True``: the pods it would
+    evict, nothing changed. Refused for a node of the cluster model."""
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    refusal = _still_a_node(name)
+    if refusal:
+        ret.update(result=False, comment=refusal)
+        return ret
+    got = _kubectl(kubeconfig, "get", "node", name, "-o", "json")
+    if _not_found(got):
+        ret["comment"] = f"{name} is not in the API: nothing to drain"
+        return ret
+    if got.returncode != 0:
+        ret.update(result=False, comment=f"kubectl get node {name}: {got.stderr.strip()}")
+        return ret
+    node = json.loads(got.stdout)
+    pods = _pods_on(kubeconfig, name)
+    cordoned = (node.get("spec") or {}).get("unschedulable") is True
+    if not pods and cordoned:
+        ret["comment"] = f"{name} is cordoned and runs no pod"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes={"cordoned": name, "evicted": pods},
+                   comment=f"would cordon {name} and drain it, at most {timeout} s: "
+                           + (", ".join(pods) if pods else "no pod on it" if pods is not None else "its pods"))  # fmt: skip
+        return ret
+    if not cordoned:
+        patch = {"metadata": {"annotations": {CORDONED: "leaving the nodes (orch.ksha)"}},
+                 "spec": {"unschedulable": True}}  # fmt: skip
+        done = _kubectl(kubeconfig, "patch", "node", name, "--type", "merge", "-p", json.dumps(patch))
+        if done.returncode != 0:
+            ret.update(result=False, comment=f"kubectl patch node {name} (cordon): {done.stderr.strip()}")
+            return ret
+        ret["changes"]["cordoned"] = name
+    drain = _kubectl(kubeconfig, "drain", name, "--ignore-daemonsets", "--delete-emptydir-data",
+                     f"--timeout={timeout}s", timeout=timeout + 60)  # fmt: skip
+    if drain.returncode != 0:
+        output = drain.stdout + "\n" + drain.stderr
+        refused = _drain_refusals(output)
+        why = "; ".join(f"{pod}: {reason}" for pod, reason in sorted(refused.items())) or output.strip()[-1000:]
+        ret.update(result=False, comment=(
+            f"{name} is cordoned but not drained after ksha:nodes:drain_timeout_s ({timeout} s); pods that stay: "
+            f"{why}. Nothing on {name} was changed. Let them go (relax or delete the PodDisruptionBudget that holds "
+            "them, give a bare pod a controller or delete it) or raise ksha:nodes:drain_timeout_s, then run "
+            f"orch.ksha again; to keep {name} a node, put it back in ksha:groups:kube-node and run orch.ksha "
+            "(it undoes ksha's cordon)"))  # fmt: skip
+        return ret
+    left = _pods_on(kubeconfig, name) or []  # DaemonSets' pods stay (--ignore-daemonsets)
+    evicted = [p for p in pods or [] if p not in left]
+    if evicted:
+        ret["changes"]["evicted"] = evicted
+    ret["comment"] = f"{name} cordoned and drained" + (f": {', '.join(evicted)} evicted" if evicted else "")
+    return ret
+
+
+def node_absent(name, kubeconfig="/etc/kubernetes/admin.conf"):
+    """Node `name` is not in the API (``kubectl delete node``): for a host that is no node any
+    more, once ksha.node.clean stopped its kubelet (a running kubelet registers its Node again).
+    ``test=True``: whether it would be deleted. Refused for a node of the cluster model."""
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    refusal = _still_a_node(name)
+    if refusal:
+        ret.update(result=False, comment=refusal)
+        return ret
+    got = _kubectl(kubeconfig, "get", "node", name, "-o", "name")
+    if _not_found(got):
+        ret["comment"] = f"{name} is not in the API"
+        return ret
+    if got.returncode != 0:
+        ret.update(result=False, comment=f"kubectl get node {name}: {got.stderr.strip()}")
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes={"deleted": name}, comment=f"would delete Node {name}")
+        return ret
+    done = _kubectl(kubeconfig, "delete", "node", name, "--ignore-not-found")
+    if done.returncode != 0:
+        ret.update(result=False, comment=f"kubectl delete node {name}: {done.stderr.strip()}")
+        return ret
+    ret.update(changes={"deleted": name}, comment=f"Node {name} deleted")
+    return ret
 
 
 def node_roles(name, nodes, kubeconfig="/etc/kubernetes/admin.conf", wait=60):

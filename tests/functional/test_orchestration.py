@@ -267,6 +267,38 @@ def test_a_former_masters_clean_is_guarded_by_ksha_s_marker_in_every_state(
     ]
 
 
+def test_a_former_nodes_clean_and_its_drain_render_from_the_model_guarded_by_ksha_s_markers(
+    salt_minion, synced, set_pillar, example_ksha
+):
+    set_pillar(example_ksha)  # master1 a node: nothing to clean
+
+    def show(sls, *args):
+        ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", sls, *args)
+        assert ret.returncode == 0, ret.stderr
+        return {i: {k: v for a in c[f] for k, v in (a.items() if isinstance(a, dict) else [])}
+                for i, c in ret.data.items() for f in c if not f.startswith("__")}  # fmt: skip
+
+    assert list(show("ksha.node.clean")) == ["ksha-node-clean-nothing-for-a-node"]
+    leaving = 'pillar={"ksha_nodes_leaving": ["node3"]}'
+    drain = show("ksha.node.drain", leaving)["ksha-node-node3-cordoned-and-drained"]
+    assert (drain["name"], drain["timeout"], drain["kubeconfig"]) == ("node3", 120, "/etc/kubernetes/admin.conf")
+    assert show("ksha.node.delete", leaving)["ksha-node-node3-deleted-from-the-api"]["name"] == "node3"
+    example_ksha.setdefault("nodes", {})["masters_run_kubelet"] = False
+    set_pillar(example_ksha)
+    chunks = show("ksha.node.clean")
+    me = next(h for h in model.build(example_ksha)["hosts"] if h["name"] == "master1")
+    assert chunks["ksha-node-clean-node-files-removed"]["names"] == me["node_clean"]["files"]
+    assert "/etc/kubernetes/pki/ca.crt" not in me["node_clean"]["files"]  # master1's own
+    for state_id, chunk in chunks.items():
+        if state_id == "ksha-node-clean-systemd-reloaded":  # onchanges of the units' removal
+            continue
+        mark = "ksha.containerd" if "containerd" in state_id else "ksha.node"
+        assert chunk["onlyif"].startswith(f"grep -qsF 'Managed by Salt ({mark})' "), (state_id, chunk)
+    # kube-proxy stops first, then the kubelet, then containerd
+    assert chunks["ksha-node-clean-kubelet-stopped"]["require"] == [{"service": "ksha-node-clean-kube-proxy-stopped"}]
+    assert chunks["ksha-node-clean-containerd-stopped"]["require"] == [{"service": "ksha-node-clean-kubelet-stopped"}]
+
+
 def test_a_mirrors_credentials_are_in_no_return_of_the_release_state(salt_minion, synced, tmp_path):
     """Salt's archive.extracted returns the URL as given when the download fails; ksha's state
     does not (the mirror here refuses connections: nothing listens on port 9)."""

@@ -367,3 +367,69 @@ def test_role_labels_and_taints(example_ksha, case, edits, expected):
     for node, (labels, taints) in expected.items():
         assert m["nodes"]["roles"][node] == {"labels": labels, "taints": taints}, node
     assert sorted(m["nodes"]["roles"]) == sorted(m["nodes"]["hosts"])
+
+
+KUBELET_UNIT, CONFIG_TOML = "/etc/systemd/system/kubelet.service", "/etc/containerd/config.toml"
+
+
+def node_ids(steps):
+    return [s["id"] for s in steps if s["id"].startswith("ksha-phase-nodes-")]
+
+
+# (case, pillar edits, {host: its probe's files} (the others: nothing of ksha's), the node steps,
+# the hosts leaving)
+LEAVING = [
+    ("the seed: no host leaves", {}, {}, ["joined", "roles-labelled"], None),
+    ("node3 out of kube-node with ksha's units: drained, cleaned, deleted",
+     {"groups:kube-node": ["node1", "node2"]}, {"node3": {KUBELET_UNIT: 1}},
+     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node3"]),
+    ("node3 out with nothing of ksha's: nothing to do", {"groups:kube-node": ["node1", "node2"]}, {},
+     ["joined", "roles-labelled"], None),
+    ("a kubelet unit without ksha's marker is not ksha's", {"groups:kube-node": ["node1", "node2"]},
+     {"node3": {KUBELET_UNIT: 0}}, ["joined", "roles-labelled"], None),
+    ("ksha's config.toml alone counts", {"groups:kube-node": ["node1", "node2"]}, {"node3": {CONFIG_TOML: 1}},
+     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node3"]),
+    ("a host that did not answer the probe is kept", {"groups:kube-node": ["node1", "node2"]}, {"node3": None},
+     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node3"]),
+    ("masters that stop running a kubelet leave", {"nodes:masters_run_kubelet": False},
+     {m: {KUBELET_UNIT: 1} for m in ("master1", "master2", "master3")},
+     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"],
+     ["master1", "master2", "master3"]),
+    ("no node left: the last ones still leave", {"nodes:masters_run_kubelet": False, "groups:kube-node": []},
+     {"node1": {KUBELET_UNIT: 1}}, ["leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node1"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, edits, probed, steps, leaving", LEAVING, ids=[c[0] for c in LEAVING])
+def test_a_host_leaving_the_nodes_is_drained_cleaned_then_deleted(example_ksha, case, edits, probed, steps, leaving):
+    m = build(example_ksha, **edits, **SUMS)
+    files = {h["name"]: probed.get(h["name"], {}) for h in m["hosts"]}
+    live = {**LIVE, "files": files}
+    built = plan.build(m, live)["steps"]
+    assert node_ids(built) == [f"ksha-phase-nodes-{s}" for s in steps]
+    if leaving is None:
+        return
+    by_id = {s["id"]: s for s in built}
+    drain, clean, delete = (by_id[f"ksha-phase-nodes-{s}"] for s in ("leaving-drained", "other-hosts-cleaned",
+                                                                     "leaving-deleted"))  # fmt: skip
+    assert (drain["target"], drain["sls"], drain["pillar"]) == (["master1"], ["ksha.node.drain"],
+                                                                {"ksha_nodes_leaving": leaving})  # fmt: skip
+    assert (clean["target"], clean["sls"], clean["pillar"]) == (leaving, ["ksha.node.clean"], {})
+    assert (delete["target"], delete["sls"], delete["pillar"]) == (["master1"], ["ksha.node.delete"],
+                                                                   {"ksha_nodes_leaving": leaving})  # fmt: skip
+
+
+def test_what_a_former_node_loses(example_ksha):
+    m = build(example_ksha, **{"groups:kube-node": ["node1"], "nodes:masters_run_kubelet": False})
+    hosts = {h["name"]: h for h in m["hosts"]}
+    assert m["nodes"]["clean"]["hosts"] == ["master1", "master2", "master3", "node2", "node3"]
+    assert hosts["node1"]["node_clean"] is None
+    common = ["/var/lib/kubelet/config.yaml", "/var/lib/kubelet/pki", "/etc/kubernetes/kubelet.conf",
+              "/var/lib/kube-proxy/config.yaml", "/var/lib/kube-proxy/pki", "/etc/kubernetes/proxy.conf"]  # fmt: skip
+    release = ["/usr/local/bin/kubelet", "/usr/local/bin/kube-proxy", "/opt/kubernetes-node-v1.30.8"]
+    # a worker's cluster CA certificate goes; a master keeps its own (ksha.kubernetes.pki's)
+    assert hosts["node2"]["node_clean"] == {"files": [*common, "/etc/kubernetes/pki/ca.crt", *release]}
+    assert hosts["master1"]["node_clean"] == {"files": [*common, *release]}
+    assert m["nodes"]["api_host"] == "master1" and m["nodes"]["drain_timeout_s"] == 120
+    assert m["nodes"]["leftovers"] == {"marked": [KUBELET_UNIT, "/etc/systemd/system/kube-proxy.service",
+                                                  CONFIG_TOML], "owned": []}  # fmt: skip

@@ -407,7 +407,12 @@ def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cl
     # a former master: ksha's units
     for unit in cluster["kubernetes"]["unit_files"].values():
         assert unit in files
-    assert argv[4:10] == ["-e", lb["marker"], "-e", etcd["marker"], "-e", cluster["kubernetes"]["marker"]]
+    # a former node: ksha's kubelet and kube-proxy units, containerd's config.toml
+    nodes = cluster["nodes"]
+    for path in (*nodes["unit_files"].values(), nodes["containerd"]["config_file"]):
+        assert path in files
+    assert argv[4:14] == ["-e", lb["marker"], "-e", etcd["marker"], "-e", cluster["kubernetes"]["marker"],
+                          "-e", nodes["marker"], "-e", nodes["containerd"]["marker"]]  # fmt: skip
 
 
 def test_clean_steps_only_where_something_is_left(cluster):
