@@ -370,8 +370,9 @@ def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:
         _nodes_joined(steps, nodes)
     # the hosts that are no node but hold ksha.node's units or ksha.containerd's config: their
     # pods go first (the API drains them; pods that refuse fail the run before the host is
-    # touched), then their kubelet, whose Node the API then deletes (deleted while its kubelet
-    # runs, a Node registers again at once)
+    # touched), then their kubelet stops, then the API deletes their Node (deleted while its
+    # kubelet runs, a Node registers again at once), then their files go: a run that fails
+    # before that finds the host still leaving, and deletes the Node then
     leaving = with_leftovers(nodes["clean"]["hosts"], nodes["leftovers"], found)
     if not leaving:
         return
@@ -388,22 +389,29 @@ def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:
             pillar={"ksha_nodes_leaving": leaving},
         )
     steps.add(
-        "ksha-phase-nodes-other-hosts-cleaned",
+        "ksha-phase-nodes-leaving-kubelets-stopped",
         "salt.state",
-        "a former node's kube-proxy, kubelet and containerd stopped, their units, configuration, certificates, "
-        "kubeconfigs and release removed (only where ksha's units and config.toml are)",
+        "a former node's kube-proxy and kubelet stopped (only ksha's units)",
         target=leaving,
-        sls=["ksha.node.clean"],
+        sls=["ksha.node.stopped"],
     )
     if api:
         steps.add(
             "ksha-phase-nodes-leaving-deleted",
             "salt.state",
-            f"the Nodes of {', '.join(leaving)} deleted from the API (their kubelets stopped first)",
+            f"the Nodes of {', '.join(leaving)} deleted from the API",
             target=api,
             sls=["ksha.node.delete"],
             pillar={"ksha_nodes_leaving": leaving},
         )
+    steps.add(
+        "ksha-phase-nodes-other-hosts-cleaned",
+        "salt.state",
+        "a former node's units, configuration, certificates, kubeconfigs and release removed, containerd stopped "
+        "and its config.toml removed (only where ksha's units and config.toml are)",
+        target=leaving,
+        sls=["ksha.node.clean"],
+    )
 
 
 def _nodes_joined(steps: Steps, nodes: dict) -> None:

@@ -278,7 +278,10 @@ def test_a_former_nodes_clean_and_its_drain_render_from_the_model_guarded_by_ksh
         return {i: {k: v for a in c[f] for k, v in (a.items() if isinstance(a, dict) else [])}
                 for i, c in ret.data.items() for f in c if not f.startswith("__")}  # fmt: skip
 
-    assert list(show("ksha.node.clean")) == ["ksha-node-clean-nothing-for-a-node"]
+    assert sorted(show("ksha.node.clean")) == [
+        "ksha-node-clean-nothing-for-a-node",
+        "ksha-node-stopped-nothing-for-a-node",
+    ]
     leaving = 'pillar={"ksha_nodes_leaving": ["node3"]}'
     drain = show("ksha.node.drain", leaving)["ksha-node-node3-cordoned-and-drained"]
     assert (drain["name"], drain["timeout"], drain["kubeconfig"]) == ("node3", 120, "/etc/kubernetes/admin.conf")

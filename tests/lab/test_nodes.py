@@ -293,6 +293,7 @@ def test_a_node_taken_out_is_drained_deleted_and_cleaned_and_put_back_joins_in_o
     assert admin("get", "pod", "web-1").returncode != 0  # evicted
     drained = changed(states["ksha-phase-nodes-leaving-drained"])
     assert drained == {"master1": ["ksha-node-node3-cordoned-and-drained"]}, drained
+    assert list(changed(states["ksha-phase-nodes-leaving-kubelets-stopped"])) == ["node3"]
     assert list(changed(states["ksha-phase-nodes-leaving-deleted"])) == ["master1"]
     assert list(changed(states["ksha-phase-nodes-other-hosts-cleaned"])) == ["node3"]
     others = {step: c for step, s in states.items() if "leaving" not in step and "other-hosts" not in step

@@ -370,6 +370,8 @@ def test_role_labels_and_taints(example_ksha, case, edits, expected):
 
 
 KUBELET_UNIT, CONFIG_TOML = "/etc/systemd/system/kubelet.service", "/etc/containerd/config.toml"
+# a leaving host's steps: the API drains it, its kubelet stops, the API deletes its Node, its files go
+LEAVE = ["leaving-drained", "leaving-kubelets-stopped", "leaving-deleted", "other-hosts-cleaned"]
 
 
 def node_ids(steps):
@@ -382,21 +384,21 @@ LEAVING = [
     ("the seed: no host leaves", {}, {}, ["joined", "roles-labelled"], None),
     ("node3 out of kube-node with ksha's units: drained, cleaned, deleted",
      {"groups:kube-node": ["node1", "node2"]}, {"node3": {KUBELET_UNIT: 1}},
-     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node3"]),
+     ["joined", "roles-labelled", *LEAVE], ["node3"]),
     ("node3 out with nothing of ksha's: nothing to do", {"groups:kube-node": ["node1", "node2"]}, {},
      ["joined", "roles-labelled"], None),
     ("a kubelet unit without ksha's marker is not ksha's", {"groups:kube-node": ["node1", "node2"]},
      {"node3": {KUBELET_UNIT: 0}}, ["joined", "roles-labelled"], None),
     ("ksha's config.toml alone counts", {"groups:kube-node": ["node1", "node2"]}, {"node3": {CONFIG_TOML: 1}},
-     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node3"]),
+     ["joined", "roles-labelled", *LEAVE], ["node3"]),
     ("a host that did not answer the probe is kept", {"groups:kube-node": ["node1", "node2"]}, {"node3": None},
-     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node3"]),
+     ["joined", "roles-labelled", *LEAVE], ["node3"]),
     ("masters that stop running a kubelet leave", {"nodes:masters_run_kubelet": False},
      {m: {KUBELET_UNIT: 1} for m in ("master1", "master2", "master3")},
-     ["joined", "roles-labelled", "leaving-drained", "other-hosts-cleaned", "leaving-deleted"],
+     ["joined", "roles-labelled", *LEAVE],
      ["master1", "master2", "master3"]),
     ("no node left: the last ones still leave", {"nodes:masters_run_kubelet": False, "groups:kube-node": []},
-     {"node1": {KUBELET_UNIT: 1}}, ["leaving-drained", "other-hosts-cleaned", "leaving-deleted"], ["node1"]),
+     {"node1": {KUBELET_UNIT: 1}}, LEAVE, ["node1"]),
 ]  # fmt: skip
 
 
@@ -410,8 +412,8 @@ def test_a_host_leaving_the_nodes_is_drained_cleaned_then_deleted(example_ksha, 
     if leaving is None:
         return
     by_id = {s["id"]: s for s in built}
-    drain, clean, delete = (by_id[f"ksha-phase-nodes-{s}"] for s in ("leaving-drained", "other-hosts-cleaned",
-                                                                     "leaving-deleted"))  # fmt: skip
+    drain, stop, delete, clean = (by_id[f"ksha-phase-nodes-{s}"] for s in LEAVE)
+    assert (stop["target"], stop["sls"], stop["pillar"]) == (leaving, ["ksha.node.stopped"], {})
     assert (drain["target"], drain["sls"], drain["pillar"]) == (["master1"], ["ksha.node.drain"],
                                                                 {"ksha_nodes_leaving": leaving})  # fmt: skip
     assert (clean["target"], clean["sls"], clean["pillar"]) == (leaving, ["ksha.node.clean"], {})

@@ -2,7 +2,8 @@
 # vim: ft=sls
 ---
 {#- ksha.node.clean: on a host that is not (or no longer) a node, once orch.ksha
-    drained it: kube-proxy and the kubelet stopped and what ksha.node wrote
+    drained it, stopped its kubelet (ksha.node.stopped, included) and deleted its
+    Node: what ksha.node wrote
     removed (the host's node_clean: configuration files, certificates and keys,
     kubeconfigs, the cluster CA's certificate where no master needs it, the
     release and its links), then their units; containerd stopped and its
@@ -17,24 +18,14 @@
 {%- set ksha_units = "grep -qsF '" ~ nodes.marker ~ "' " ~ nodes.unit_files.values() | join(' ') %}
 {%- set ctd = nodes.containerd %}
 
+include:
+  - .stopped
+
 {%- if not me.node_clean %}
 ksha-node-clean-nothing-for-a-node:
   test.nop:
     - name: {{ grains['id'] }} is a node
 {%- else %}
-{%-   for component in clean.components %}
-
-ksha-node-clean-{{ component }}-stopped:
-  service.dead:
-    - name: {{ component }}
-    - enable: False
-    - onlyif: grep -qsF '{{ nodes.marker }}' {{ nodes.unit_files[component] }}
-{%-     if not loop.first %}
-    - require:
-      - service: ksha-node-clean-{{ loop.previtem }}-stopped
-{%-     endif %}
-{%-   endfor %}
-
 ksha-node-clean-node-files-removed:
   file.absent:
     - names: {{ me.node_clean.files | json }}
