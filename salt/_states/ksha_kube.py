@@ -391,7 +391,9 @@ def _kubectl(kubeconfig, *args, stdin=None, timeout=60):
 
 
 def _not_found(proc):
-    return proc.returncode != 0 and ("NotFound" in proc.stderr or "not found" in proc.stderr)
+    """kubectl's words for an object the API does not have (not any "not found": a wrong endpoint's
+    "404 page not found" must not pass for a deleted Node)."""
+    return proc.returncode != 0 and "Error from server (NotFound)" in proc.stderr
 
 
 # kubectl drain's words (k8s.io/kubectl/pkg/drain, 1.30 to 1.32) for a pod it could not evict
@@ -442,7 +444,7 @@ def _still_a_node(name):
     return None
 
 
-def node_drained(name, timeout=120, kubeconfig="/etc/kubernetes/admin.conf"):
+def node_drained(name, timeout, kubeconfig="/etc/kubernetes/admin.conf"):
     """Node `name` is cordoned (with ksha's annotation, so that ksha undoes only its own cordon
     when the host is a node again: ``_node_patch``) and drained: ``kubectl drain`` evicts its
     pods (PodDisruptionBudgets hold; DaemonSet pods stay, emptyDir data goes) for at most
@@ -464,12 +466,13 @@ def node_drained(name, timeout=120, kubeconfig="/etc/kubernetes/admin.conf"):
     node = json.loads(got.stdout)
     pods = _pods_on(kubeconfig, name)
     cordoned = (node.get("spec") or {}).get("unschedulable") is True
-    if not pods and cordoned:
+    if pods == [] and cordoned:  # None: the API did not say, so drain
         ret["comment"] = f"{name} is cordoned and runs no pod"
         return ret
     if __opts__["test"]:
-        ret.update(result=None, changes={"cordoned": name, "evicted": pods},
-                   comment=f"would cordon {name} and drain it, at most {timeout} s: "
+        changes = {} if cordoned else {"cordoned": name}
+        ret.update(result=None, changes={**changes, "drained": pods if pods is not None else "its pods"},
+                   comment=f"would {'' if cordoned else 'cordon and '}drain {name}, at most {timeout} s: "
                            + (", ".join(pods) if pods else "no pod on it" if pods is not None else "its pods"))  # fmt: skip
         return ret
     if not cordoned:
@@ -493,8 +496,12 @@ def node_drained(name, timeout=120, kubeconfig="/etc/kubernetes/admin.conf"):
             f"orch.ksha again; to keep {name} a node, put it back in ksha:groups:kube-node and run orch.ksha "
             "(it undoes ksha's cordon)"))  # fmt: skip
         return ret
-    left = _pods_on(kubeconfig, name) or []  # DaemonSets' pods stay (--ignore-daemonsets)
-    evicted = [p for p in pods or [] if p not in left]
+    left = _pods_on(kubeconfig, name)  # DaemonSets' pods stay (--ignore-daemonsets)
+    if pods is None or left is None:  # the API did not say which: kubectl drain said it drained
+        ret["changes"]["drained"] = name
+        ret["comment"] = f"{name} cordoned and drained"
+        return ret
+    evicted = [p for p in pods if p not in left]
     if evicted:
         ret["changes"]["evicted"] = evicted
     ret["comment"] = f"{name} cordoned and drained" + (f": {', '.join(evicted)} evicted" if evicted else "")

@@ -82,7 +82,7 @@ def test_a_budget_holds_its_pod_until_the_timeout_then_the_pod_goes_once_it_allo
     budget(kubectl)
     with patch.dict(kube.__opts__, {"test": True}):
         planned = kube.node_drained("n3", timeout=6, kubeconfig=conf)
-    assert planned["result"] is None and planned["changes"] == {"cordoned": "n3", "evicted": ["default/web-1"]}
+    assert planned["result"] is None and planned["changes"] == {"cordoned": "n3", "drained": ["default/web-1"]}
     assert not node(kubectl)["spec"].get("unschedulable")  # test=True changed nothing
 
     held = kube.node_drained("n3", timeout=6, kubeconfig=conf)
@@ -138,7 +138,7 @@ def test_the_node_is_deleted_once_and_a_node_of_the_model_is_refused(api):
     again = kube.node_absent("n3", kubeconfig=conf)
     assert (again["result"], again["changes"], again["comment"]) == (True, {}, "n3 is not in the API")
     for state in (kube.node_absent, kube.node_drained):
-        refused = state("n1", kubeconfig=conf)
+        refused = state("n1", kubeconfig=conf, **({"timeout": 6} if state is kube.node_drained else {}))
         assert refused["result"] is False and refused["comment"].startswith("n1 is a node of the cluster model")
 
 
