@@ -21,6 +21,7 @@ makes it answer False.
 """
 
 import copy
+import fnmatch
 import logging
 import os
 import pwd
@@ -156,20 +157,35 @@ def get_signing_policy(name, ca_server):
     policy = fresh((pid, ca_server, name))
     if policy is None:
         modelled = _modelled_policy(name)
-        signing_cert = modelled and fresh((pid, ca_server, "signing_cert", modelled.get("signing_cert")))
+        ca_key = (pid, ca_server, "signing_cert", (modelled or {}).get("signing_cert"))
+        signing_cert = modelled and _allowed(modelled) and fresh(ca_key)
         if signing_cert:
-            policy = {k: v for k, v in modelled.items() if k not in UNPUBLISHED}
-            policy["signing_cert"] = signing_cert
+            policy = _published(modelled, signing_cert)
         else:
             policy = __salt__["x509.get_signing_policy"](name, ca_server=ca_server)
-            if modelled and policy.get("signing_cert"):
-                cache[(pid, ca_server, "signing_cert", modelled.get("signing_cert"))] = (now, policy["signing_cert"])
+            # the CA host's answer is the model's policy (not so while one of the two has a pillar
+            # older than the other's): the CA's other policies may come from the model
+            if modelled and policy.get("signing_cert") and policy == _published(modelled, policy["signing_cert"]):
+                cache[ca_key] = (now, policy["signing_cert"])
         cache[(pid, ca_server, name)] = (now, policy)
     return copy.deepcopy(policy)
 
 
 # what the CA host leaves out of a policy it hands out (x509_v2's sign_remote_certificate)
 UNPUBLISHED = ("minions", "signing_private_key", "signing_private_key_passphrase")
+
+
+def _published(policy, signing_cert):
+    """`policy` as the CA host hands it out: without what it keeps, with its CA certificate."""
+    return {**{k: v for k, v in policy.items() if k not in UNPUBLISHED}, "signing_cert": signing_cert}
+
+
+def _allowed(policy):
+    """Whether the CA host lets this minion use `policy` (its ``minions``, a glob as x509_v2 matches
+    it; a compound expression the master would have to match is not read here): a policy it
+    would refuse, or may, is asked of it."""
+    minions = policy.get("minions", "*")
+    return isinstance(minions, str) and "@" not in minions and fnmatch.fnmatch(__grains__.get("id", ""), minions)
 
 
 def _modelled_policy(name):

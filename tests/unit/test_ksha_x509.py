@@ -299,6 +299,7 @@ def test_one_publish_per_ca_in_a_state_run_the_other_policies_from_the_model(pki
 
     mod.__salt__["x509.get_signing_policy"] = ca_host
     mod.__pillar__["ksha_model"] = {"signing_policies": {"kubernetes": modelled, "etcd": {}}}
+    mod.__grains__["id"] = "node1"
     try:
         first = mod.get_signing_policy("p1", "master1")
         second = mod.get_signing_policy("p2", "master1")
@@ -313,5 +314,22 @@ def test_one_publish_per_ca_in_a_state_run_the_other_policies_from_the_model(pki
         asked.clear()
         mod.get_signing_policy("p2", "master1")
         assert asked == ["p2"]
+        # another minion's policy (the CA host would refuse it) and a CA answer that is not the
+        # model's (a pillar older on one side): asked of the CA host, every time
+        modelled["p4"] = {**modelled["p2"], "minions": "node2"}
+        modelled["p5"] = dict(modelled["p2"])
+        mod.__context__.clear()
+        asked.clear()
+        mod.get_signing_policy("p1", "master1")
+        mod.get_signing_policy("p4", "master1")
+        assert asked == ["p1", "p4"]
+        mod.__context__.clear()
+        asked.clear()
+        real = ca_host
+        mod.__salt__["x509.get_signing_policy"] = lambda name, ca_server=None: {**real(name), "days_valid": 30}
+        mod.get_signing_policy("p1", "master1")
+        mod.get_signing_policy("p5", "master1")
+        assert asked == ["p1", "p5"]
     finally:
         mod.__pillar__.pop("ksha_model", None)
+        mod.__grains__.pop("id", None)
