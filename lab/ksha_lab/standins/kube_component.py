@@ -560,11 +560,8 @@ def pod_ready(pod):
     return status.get("phase") == "Running" and ready.get("status") == "True"
 
 
-def scaled(value, total):
-    """A PodDisruptionBudget's int or percentage of `total`, rounded up (as the real one)."""
-    if isinstance(value, str) and value.endswith("%"):
-        return -(-int(value[:-1]) * total // 100)
-    return int(value)
+# one eviction's budget check and deletion at a time (within one stand-in apiserver)
+EVICTIONS = threading.Lock()
 
 
 def eviction_refusal(pod, budgets, pods):
@@ -572,9 +569,12 @@ def eviction_refusal(pod, budgets, pods):
     its PodDisruptionBudget check, in short (pkg/registry/core/pod/storage/eviction.go). A pod
     that is Pending, Succeeded or Failed, or being deleted, goes whatever the budgets say; a pod
     two budgets select is refused; otherwise the budget's healthy pods (Running and Ready) must
-    stay at least its desired count (minAvailable, or the pods less maxUnavailable) after it
-    goes, and a pod that is not Ready goes only while the budget is met
-    (unhealthyPodEvictionPolicy IfHealthyBudget, the default)."""
+    stay at least an integer minAvailable after it goes, and a pod that is not Ready goes while
+    the budget is met (unhealthyPodEvictionPolicy IfHealthyBudget, the default). A budget of
+    maxUnavailable or a percentage allows none (stricter than the real one with workload
+    controllers, which the stand-in does not serve; as the real one without them). Unlike the
+    real one, the pod is deleted at once (no kubelet confirms it), and there is no disruption
+    controller: the budget's status is not kept."""
     meta, phase = pod.get("metadata") or {}, (pod.get("status") or {}).get("phase", "Pending")
     if phase in ("Pending", "Succeeded", "Failed") or meta.get("deletionTimestamp"):
         return None
@@ -588,13 +588,15 @@ def eviction_refusal(pod, budgets, pods):
     spec = mine[0].get("spec") or {}
     members = [p for p in pods if label_selected(spec.get("selector"), (p.get("metadata") or {}).get("labels"))]
     healthy = sum(1 for p in members if pod_ready(p))
-    if "minAvailable" in spec:
-        desired = scaled(spec["minAvailable"], len(members))
-    elif "maxUnavailable" in spec:
-        desired = len(members) - scaled(spec["maxUnavailable"], len(members))
+    if isinstance(spec.get("minAvailable"), int):
+        desired, allowed = spec["minAvailable"], healthy - spec["minAvailable"]
     else:
-        desired = 0
-    if (healthy - desired > 0) if pod_ready(pod) else (healthy >= desired):
+        # maxUnavailable or a percentage: the real disruption controller reads the expected
+        # count from the pods' controllers' scale; the stand-in serves no workload controllers,
+        # and the real one, finding none, allows no disruption
+        desired, allowed = len(members), 0
+    # a pod that is not Ready goes while the budget is met (IfHealthyBudget, the default)
+    if allowed > 0 or (not pod_ready(pod) and desired > 0 and healthy >= desired):
         return None
     name = mine[0]["metadata"]["name"]
     return ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
@@ -705,12 +707,14 @@ class Api:
     def evict(self, pods, namespace, name):
         """The eviction subresource: `name` deleted unless a PodDisruptionBudget refuses
         (``eviction_refusal``). Deleted at once: no kubelet stops containers in the lab."""
-        pod = self.get(pods, namespace, name)
-        budgets = resources(self.etcd, with_custom=False)[("policy", "v1")]["poddisruptionbudgets"]
-        refusal = eviction_refusal(pod, self.list(budgets, namespace)["items"], self.list(pods, namespace)["items"])
-        if refusal:
-            raise refusal
-        self.delete(pods, namespace, name)
+        with EVICTIONS:  # kubectl drain evicts in parallel: one check-and-delete at a time
+            pod = self.get(pods, namespace, name)
+            budgets = resources(self.etcd, with_custom=False)[("policy", "v1")]["poddisruptionbudgets"]
+            found = self.list(budgets, namespace)["items"]
+            refusal = eviction_refusal(pod, found, self.list(pods, namespace)["items"])
+            if refusal:
+                raise refusal
+            self.delete(pods, namespace, name)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def bootstrap(self):
