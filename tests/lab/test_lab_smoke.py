@@ -60,6 +60,8 @@ def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
             "ksha_etcd.restored",
             "ksha_etcd.running_with_current_config",
             "ksha_kube.mod_watch",  # Salt's name for what a watch calls
+            "ksha_kube.node_absent",
+            "ksha_kube.node_drained",
             "ksha_kube.node_roles",
             "ksha_kube.running_with_current_config",
             "ksha_kube.service_account_keys_trusted",
