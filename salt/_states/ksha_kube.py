@@ -444,26 +444,32 @@ def _still_a_node(name):
     return None
 
 
+def _leaving_node(name, kubeconfig, gone):
+    """How node_drained and node_absent begin: (their return so far, the API's Node), the Node None
+    when the return is final: `name` is a node of the model (refused), the API does not have it
+    (the comment `gone`, no change) or did not answer."""
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    refusal = _still_a_node(name)
+    if refusal:
+        return {**ret, "result": False, "comment": refusal}, None
+    got = _kubectl(kubeconfig, "get", "node", name, "-o", "json")
+    if _not_found(got):
+        return {**ret, "comment": gone}, None
+    if got.returncode != 0:
+        return {**ret, "result": False, "comment": f"kubectl get node {name}: {got.stderr.strip()}"}, None
+    return ret, json.loads(got.stdout)
+
+
 def node_drained(name, timeout, kubeconfig="/etc/kubernetes/admin.conf"):
     """Node `name` is cordoned (with ksha's annotation, so that ksha undoes only its own cordon
     when the host is a node again: ``_node_patch``) and drained: ``kubectl drain`` evicts its
     pods (PodDisruptionBudgets hold; DaemonSet pods stay, emptyDir data goes) for at most
     `timeout` seconds. Pods still there fail the state, named with why, and say the fix; the node
-    stays cordoned. A node the API does not have is drained. ``test=True``: the pods it would
-    evict, nothing changed. Refused for a node of the cluster model."""
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    refusal = _still_a_node(name)
-    if refusal:
-        ret.update(result=False, comment=refusal)
+    stays cordoned. A node the API does not have counts as drained. ``test=True``: the pods it
+    would evict, nothing changed. Refused for a node of the cluster model."""
+    ret, node = _leaving_node(name, kubeconfig, f"{name} is not in the API: nothing to drain")
+    if node is None:
         return ret
-    got = _kubectl(kubeconfig, "get", "node", name, "-o", "json")
-    if _not_found(got):
-        ret["comment"] = f"{name} is not in the API: nothing to drain"
-        return ret
-    if got.returncode != 0:
-        ret.update(result=False, comment=f"kubectl get node {name}: {got.stderr.strip()}")
-        return ret
-    node = json.loads(got.stdout)
     pods = _pods_on(kubeconfig, name)
     cordoned = (node.get("spec") or {}).get("unschedulable") is True
     if pods == [] and cordoned:  # None: the API did not say, so drain
@@ -510,19 +516,10 @@ def node_drained(name, timeout, kubeconfig="/etc/kubernetes/admin.conf"):
 
 def node_absent(name, kubeconfig="/etc/kubernetes/admin.conf"):
     """Node `name` is not in the API (``kubectl delete node``): for a host that is no node any
-    more, once ksha.node.clean stopped its kubelet (a running kubelet registers its Node again).
+    more, once ksha.node.stopped stopped its kubelet (a running kubelet registers its Node again).
     ``test=True``: whether it would be deleted. Refused for a node of the cluster model."""
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    refusal = _still_a_node(name)
-    if refusal:
-        ret.update(result=False, comment=refusal)
-        return ret
-    got = _kubectl(kubeconfig, "get", "node", name, "-o", "name")
-    if _not_found(got):
-        ret["comment"] = f"{name} is not in the API"
-        return ret
-    if got.returncode != 0:
-        ret.update(result=False, comment=f"kubectl get node {name}: {got.stderr.strip()}")
+    ret, node = _leaving_node(name, kubeconfig, f"{name} is not in the API")
+    if node is None:
         return ret
     if __opts__["test"]:
         ret.update(result=None, changes={"deleted": name}, comment=f"would delete Node {name}")
