@@ -1110,6 +1110,7 @@ class Client:
         cluster = next(c["cluster"] for c in conf["clusters"] if c["name"] == context["cluster"])
         user = next(u["user"] for u in conf["users"] if u["name"] == context["user"])
         self.server, self.timeout = cluster["server"].rstrip("/"), timeout
+        self._local = threading.local()  # each thread its own kept-alive connection
         self.context = ssl.create_default_context()
         if cluster.get("certificate-authority-data"):
             self.context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
@@ -1129,22 +1130,46 @@ class Client:
         return os.path.join(base, user[field])
 
     def request(self, method, path, body=None):
-        """(status, object or None); status 0 when the apiserver did not answer."""
+        """(status, object or None); status 0 when the apiserver did not answer. Over one kept-alive
+        connection per thread, as client-go keeps its connections (no TLS handshake per request);
+        one that the other end closed while idle is opened again once."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.server + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, context=self.context, timeout=self.timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            with err:
-                try:
-                    return err.code, json.loads(err.read())
-                except ValueError:
-                    return err.code, None
-        except (OSError, ValueError) as err:
-            log(f"error talking to {self.server}: {getattr(err, 'reason', err)}")
-            return 0, None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            fresh = conn is None
+            if fresh:
+                url = urllib.parse.urlsplit(self.server)
+                conn = self._local.conn = http.client.HTTPSConnection(
+                    url.hostname, url.port or 443, context=self.context, timeout=self.timeout
+                )
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
+                self.close()
+                if fresh or attempt == 2:
+                    log(f"error talking to {self.server}: {err}")
+                    return 0, None
+                continue  # an idle connection the other end had closed: once more on a new one
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                log(f"error talking to {self.server}: {getattr(err, 'reason', err)}")
+                return 0, None
+            if resp.will_close:
+                self.close()
+            try:
+                return resp.status, json.loads(raw)
+            except ValueError:
+                return resp.status, None
+        return 0, None
+
+    def close(self):
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
 
 
 JITTER = 1.2  # client-go's JitterFactor
