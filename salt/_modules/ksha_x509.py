@@ -135,9 +135,12 @@ def get_signing_policy(name, ca_server):
     ``get_signing_policy`` is that policy without its ``minions`` and private key, and with the CA
     certificate it signs with (``signing_cert``) as PEM. So the first policy of a CA asked in a
     state run is asked of the CA host (a publish: the minion signs a token with its key, the CA
-    host runs a job); the other policies of that CA are the model's, with the CA certificate of
-    that answer. A policy the model does not have is always asked. The next state run asks again,
-    so a changed policy or CA certificate is seen.
+    host runs a job); when its answer is the model's policy so handed out, the other policies of
+    that CA are the model's, with the CA certificate of that answer, as long as their ``minions``
+    glob names this minion. Any other policy is asked of the CA host: one the model does not
+    have, one the CA host may refuse this minion, every one of a CA whose answer was not the
+    model's (a pillar older on one side). The next state run asks again, so a changed policy or
+    CA certificate is seen.
 
     CLI Example:
 
