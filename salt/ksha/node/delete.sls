@@ -3,7 +3,7 @@
 ---
 {#- ksha.node.delete: on the first master (admin.conf), the Node of each host
     of the pillar key ksha_nodes_leaving deleted from the API, once orch.ksha
-    drained it and ksha.node.clean stopped its kubelet (a running kubelet
+    drained it and ksha.node.stopped stopped its kubelet (a running kubelet
     registers its Node again). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import model, me with context %}
