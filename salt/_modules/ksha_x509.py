@@ -1,8 +1,8 @@
-"""ksha_x509 execution module: whether one of x509_v2's key or certificate states would change
-nothing, found without running it.
+"""ksha_x509 execution module: whether one of x509_v2's key, certificate or PEM file states
+would change nothing, found without running it.
 
-x509_v2's ``private_key_managed`` and ``certificate_managed`` test their file on every run
-through ``state.single`` (``file.managed`` with ``test=True``), and every ``state.single`` in
+x509_v2's ``private_key_managed``, ``certificate_managed`` and ``pem_managed`` test their file
+on every run through ``state.single`` (``file.managed``), and every ``state.single`` in
 a minion's job compiles the pillar afresh on the master and loads its own modules: about a
 quarter of a second a state, most of a no-op ``orch.ksha`` (each master has some twenty of them).
 ksha's PKI states call ``ksha_x509.current`` as their ``unless``, with the state's own
@@ -15,9 +15,10 @@ asked for (a key's default mode 0400, as x509_v2's); a key loads without
 a passphrase, is PEM, of the algorithm and size asked for; a certificate is PEM and
 ``salt.utils.x509.check_cert_changes`` (the comparison x509_v2's state itself makes, against the
 CA host's signing policy) finds nothing to change: the subject, the extensions and SANs, the
-public key of ``private_key``, the CA's signature, and more than ``days_remaining`` days left.
-Any argument it does not know (other file settings, a passphrase, a local CA, ``new: True``)
-makes it answer False.
+public key of ``private_key``, the CA's signature, and more than ``days_remaining`` days left;
+a PEM file (a CA certificate as the CA host hands it out) holds exactly what ``pem_managed``
+would write, ``x509.get_pem_entry`` of its ``text``. Any argument it does not know (other file
+settings, a passphrase, a local CA, ``new: True``) makes it answer False.
 """
 
 import copy
@@ -75,7 +76,7 @@ def current(kind, name, user=None, mode=None, **kwargs):
     nothing on this host; False when it would, or when this cannot tell (the state then runs).
 
     kind
-        ``private_key`` or ``certificate``.
+        ``private_key``, ``certificate`` or ``pem``.
     name, user, mode, the other arguments
         the state's own.
 
@@ -118,6 +119,8 @@ def mismatch(kind, name, user=None, mode=None, **kwargs):
             why = _key_mismatch(name, **kwargs)
         elif why is None and kind == "certificate":
             why = _certificate_mismatch(name, **kwargs)
+        elif why is None and kind == "pem":
+            why = _pem_mismatch(name, **kwargs)
         elif why is None:
             why = f"kind {kind}"
     except Exception as err:  # pylint: disable=broad-except
@@ -209,6 +212,16 @@ def _key_mismatch(name, algo="rsa", keysize=None, new=False, **unknown):
     if encoding != "pem":
         return "encoding"
     return None
+
+
+def _pem_mismatch(name, text, **unknown):
+    """x509_v2's ``pem_managed`` writes ``x509.get_pem_entry(text)`` through file.managed, whose
+    contents end in a newline (which get_pem_entry's already do): the file must hold exactly that."""
+    if unknown:
+        return "arguments"
+    wanted = __salt__["x509.get_pem_entry"](text=text)
+    with open(name, "rb") as fh:
+        return None if fh.read() == wanted else "contents"
 
 
 def _certificate_mismatch(name, days_remaining, ca_server, signing_policy, private_key, **cert_args):

@@ -187,8 +187,9 @@ def overlapping(windows):
 
 def test_etcd_states_repair_config_and_cert_drift_restarting_one_member_at_a_time(etcd_lab):
     """``ksha.etcd`` (what a member's highstate runs of etcd; a master's whole highstate has its
-    own drift test in test_loadbalancer.py) puts back a hand-edited setting and a removed
-    certificate, restarting the two members one at a time, then changes nothing."""
+    own drift test in test_loadbalancer.py) puts back a hand-edited setting, a hand-edited CA
+    certificate and a removed certificate, restarting the two members one at a time, then
+    changes nothing."""
     lab, salt, _ = etcd_lab
     assert wait_for(lambda: health(salt)["healthy"], 60, step=2)
     lab.exec(
@@ -199,6 +200,7 @@ def test_etcd_states_repair_config_and_cert_drift_restarting_one_member_at_a_tim
         "/etc/etcd/ksha-etcd.env",
         check=True,
     )
+    lab.exec(lab.hosts["master2"], "sh", "-c", f"echo '# hand edit' >> {PKI}/ca.crt", check=True)
     lab.exec(lab.hosts["master3"], "rm", "-f", f"{PKI}/peer.crt", check=True)
 
     before = etcd_unit_times(lab)
@@ -214,6 +216,15 @@ def test_etcd_states_repair_config_and_cert_drift_restarting_one_member_at_a_tim
     assert failed_states(first) == {}
     assert sorted(windows) == ["master2", "master3"] and not overlapping(windows), windows
     assert "ETCD_SNAPSHOT_COUNT=10000" in lab.exec(lab.hosts["master2"], "cat", "/etc/etcd/ksha-etcd.env").stdout
+    # the CA certificate as the CA host hands it out (x509_v2's pem_managed ran: ksha_x509 found it changed)
+    ca_installed = {
+        m: [s for s in r.values() if s["__id__"] == "ksha-etcd-pki-ca-certificate-installed"][0]
+        for m, r in first.items()
+    }
+    assert [m for m, s in sorted(ca_installed.items()) if s["changes"]] == ["master2"], ca_installed
+    assert ca_installed["master1"]["comment"] == "unless condition is true"
+    ca_pem = (lab.hosts["master1"].root / "etc/ksha/etcd-ca/ca.crt").read_text()
+    assert (lab.hosts["master2"].root / PKI.lstrip("/") / "ca.crt").read_text() == ca_pem
     assert wait_for(lambda: health(salt)["healthy"], 30, step=1)
 
     second = salt.salt(",".join(MEMBERS), "state.apply", "ksha.etcd", timeout=900)
@@ -224,6 +235,10 @@ def test_etcd_states_repair_config_and_cert_drift_restarting_one_member_at_a_tim
     # master3's missing certificate: it was issued)
     skipped = {m: leaf_pki(r, "unless condition is true") for m, r in second.items()}
     assert all(len(ids) == 8 for ids in skipped.values()), skipped  # server, peer, admin, apiserver client
+    assert all(
+        s["comment"] == "unless condition is true"
+        for r in second.values() for s in r.values() if s["__id__"] == "ksha-etcd-pki-ca-certificate-installed"
+    )  # fmt: skip
     assert "ksha-etcd-pki-member-peer-certificate-issued" not in leaf_pki(first["master3"], "unless condition is true")
 
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from salt.modules.x509_v2 import get_pem_entry
 from salt.utils import x509 as x509util
 
 from ksha import model
@@ -114,7 +115,8 @@ def configure_loader_modules(pki):
         assert (name, ca_server) == ("ksha_etcd_server__master2", "master1")
         return dict(pki.policy)
 
-    return {mod: {"__salt__": {"x509.get_signing_policy": get_signing_policy}}}
+    # x509_v2's own get_pem_entry: what pem_managed writes
+    return {mod: {"__salt__": {"x509.get_signing_policy": get_signing_policy, "x509.get_pem_entry": get_pem_entry}}}
 
 
 @pytest.fixture
@@ -333,3 +335,33 @@ def test_one_publish_per_ca_in_a_state_run_the_other_policies_from_the_model(pki
     finally:
         mod.__pillar__.pop("ksha_model", None)
         mod.__grains__.pop("id", None)
+
+
+@pytest.mark.parametrize(
+    "written, overrides, why",
+    [
+        ("as_written", {}, None),
+        ("as_written", {"mode": "0600"}, "mode"),
+        ("as_written", {"group": "root"}, "arguments"),  # a file setting it does not check
+        ("one_line", {}, "contents"),  # get_pem_entry rewraps it: pem_managed would rewrite the file
+        ("other_ca", {}, "contents"),
+        ("no_newline", {}, "contents"),
+        (None, {}, "missing"),
+    ],
+)
+def test_a_pem_file_is_current_only_with_what_pem_managed_would_write(tmp_path, written, overrides, why):
+    _, ca = make_ca(tmp_path)
+    text = ca.public_bytes(serialization.Encoding.PEM).decode()
+    body = {
+        "as_written": get_pem_entry(text),
+        "one_line": text.replace("\n", "").encode(),
+        "other_ca": make_ca(tmp_path, "another CA")[1].public_bytes(serialization.Encoding.PEM),
+        "no_newline": get_pem_entry(text).rstrip(b"\n"),
+    }
+    path = tmp_path / "ca.crt"
+    if written:
+        path.write_bytes(body[written])
+        path.chmod(0o644)
+    args = {"mode": "0644", "text": text, **overrides}
+    assert mod.mismatch("pem", str(path), **args) == why
+    assert mod.current("pem", str(path), **args) is (why is None)

@@ -8,6 +8,7 @@
     ca_dir; losing it means re-issuing every etcd certificate. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- import tplroot ~ "/x509.jinja" as x509 with context %}
 {%- set pki = ksha.etcd.pki %}
 
 {%- if 'etcd-ca' in me.roles %}
@@ -33,13 +34,8 @@ ksha-etcd-ca-never-replaced:
     - onlyif: test -e {{ model.etcd.admin.cacert }} && test ! -e {{ model.etcd.ca.key }}
 
 ksha-etcd-ca-private-key-present:
-  x509.private_key_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ model.etcd.ca.key }}
-    - algo: ec
-    - keysize: 256
-    - new: False
-    - mode: '0600'
+{{- x509.managed('private_key', {'name': model.etcd.ca.key, 'algo': 'ec', 'keysize': 256, 'new': False,
+                                 'mode': '0600'}) }}
     - require:
       - file: ksha-etcd-ca-directory-present
       - test: ksha-etcd-ca-never-replaced

@@ -29,10 +29,8 @@ ksha-etcd-pki-directory-present:
 
 # The CA certificate, as the CA host's signing policy hands it out.
 ksha-etcd-pki-ca-certificate-installed:
-  x509.pem_managed:
-    - name: {{ model.etcd.admin.cacert }}
-    - text: {{ salt['ksha_x509.get_signing_policy'](me.ca_policies.etcd, model.etcd.ca_host).get('signing_cert', '') | json }}
-    - mode: '0644'
+{{- x509.managed('pem', {'name': model.etcd.admin.cacert, 'mode': '0644',
+                         'text': salt['ksha_x509.get_signing_policy'](me.ca_policies.etcd, model.etcd.ca_host).get('signing_cert', '')}) }}
     - require:
       - file: ksha-etcd-pki-directory-present
 

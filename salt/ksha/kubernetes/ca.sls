@@ -8,6 +8,7 @@
     Back up ca_dir; losing it means re-issuing every Kubernetes certificate. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
+{%- import tplroot ~ "/x509.jinja" as x509 with context %}
 {%- set pki = ksha.kubernetes.pki %}
 
 {%- if 'kubernetes-ca' in me.roles %}
@@ -34,13 +35,8 @@ ksha-kubernetes-ca-{{ name }}-never-replaced:
     - onlyif: test -e {{ ca.installed }} && test ! -e {{ ca.key }}
 
 ksha-kubernetes-ca-{{ name }}-private-key-present:
-  x509.private_key_managed:
-    - retry: {{ model.x509_retry | json }}  # Salt's own race: see ksha/model.py
-    - name: {{ ca.key }}
-    - algo: ec
-    - keysize: 256
-    - new: False
-    - mode: '0600'
+{{- x509.managed('private_key', {'name': ca.key, 'algo': 'ec', 'keysize': 256, 'new': False,
+                                 'mode': '0600'}) }}
     - require:
       - file: ksha-kubernetes-ca-directory-present
       - test: ksha-kubernetes-ca-{{ name }}-never-replaced

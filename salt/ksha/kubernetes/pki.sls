@@ -25,10 +25,8 @@ ksha-kubernetes-pki-directory-present:
 
 # The CA certificate, as the CA host's signing policy hands it out.
 ksha-kubernetes-pki-{{ name }}-ca-certificate-installed:
-  x509.pem_managed:
-    - name: {{ ca.installed }}
-    - text: {{ salt['ksha_x509.get_signing_policy'](me.ca_policies[name], k8s.ca_host).get('signing_cert', '') | json }}
-    - mode: '0644'
+{{- x509.managed('pem', {'name': ca.installed, 'mode': '0644',
+                         'text': salt['ksha_x509.get_signing_policy'](me.ca_policies[name], k8s.ca_host).get('signing_cert', '')}) }}
     - require:
       - file: ksha-kubernetes-pki-directory-present
 {%-   endfor %}

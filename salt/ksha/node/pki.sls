@@ -30,10 +30,8 @@ ksha-node-pki-directory-{{ dir }}-present:
 
 # The cluster CA's certificate, as the CA host's signing policy for this node hands it out.
 ksha-node-pki-kubernetes-ca-certificate-installed:
-  x509.pem_managed:
-    - name: {{ me.node.ca_certificate }}
-    - text: {{ salt['ksha_x509.get_signing_policy'](me.ca_policies.kubernetes, k8s.ca_host).get('signing_cert', '') | json }}
-    - mode: '0644'
+{{- x509.managed('pem', {'name': me.node.ca_certificate, 'mode': '0644',
+                         'text': salt['ksha_x509.get_signing_policy'](me.ca_policies.kubernetes, k8s.ca_host).get('signing_cert', '')}) }}
     - require:
       - file: ksha-node-pki-directory-{{ k8s.pki_dir }}-present
 {%-   endif %}
