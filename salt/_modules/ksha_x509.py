@@ -29,6 +29,8 @@ import pwd
 import stat
 import time
 
+from salt.exceptions import CommandExecutionError
+
 try:
     import salt.utils.x509 as x509util
 
@@ -143,7 +145,9 @@ def get_signing_policy(name, ca_server):
     glob names this minion. Any other policy is asked of the CA host: one the model does not
     have, one the CA host may refuse this minion, every one of a CA whose answer was not the
     model's (a pillar older on one side). The next state run asks again, so a changed policy or
-    CA certificate is seen.
+    CA certificate is seen. The CA host asking for its own policies runs the function a peer's
+    publish would run on it (``sign_remote_certificate``) in this job, for its own ID: no publish
+    to itself.
 
     CLI Example:
 
@@ -167,6 +171,8 @@ def get_signing_policy(name, ca_server):
         signing_cert = modelled and _allowed(modelled) and fresh(ca_key)
         if signing_cert:
             policy = _published(modelled, signing_cert)
+        elif ca_server == __grains__.get("id"):
+            policy = _asked_here(name)
         else:
             policy = __salt__["x509.get_signing_policy"](name, ca_server=ca_server)
             # the CA host's answer is the model's policy (not so while one of the two has a pillar
@@ -175,6 +181,21 @@ def get_signing_policy(name, ca_server):
                 cache[ca_key] = (now, policy["signing_cert"])
         cache[(pid, ca_server, name)] = (now, policy)
     return copy.deepcopy(policy)
+
+
+def _asked_here(name):
+    """On the CA host itself: what it answers a peer asking for policy `name` (x509_v2's
+    ``sign_remote_certificate`` with ``get_signing_policy_only``, run here for this minion's own
+    ID instead of through a publish to itself), as x509_v2's ``get_signing_policy`` returns it:
+    the CA certificate as PEM; an error of the CA host raised as ``_query_remote`` raises it."""
+    result = __salt__["x509.sign_remote_certificate"](name, {}, True, __pub_id=__grains__["id"])
+    if not isinstance(result, dict) or result.get("errors") or not isinstance(result.get("data"), dict):
+        errors = result.get("errors") if isinstance(result, dict) else None
+        raise CommandExecutionError("ca_server reported errors:\n" + "\n".join(errors or [repr(result)]))
+    policy = result["data"]
+    if "signing_cert" in policy:
+        policy["signing_cert"] = x509util.to_pem(x509util.load_cert(policy["signing_cert"])).decode()
+    return policy
 
 
 # what the CA host leaves out of a policy it hands out (x509_v2's sign_remote_certificate)

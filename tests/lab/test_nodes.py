@@ -153,7 +153,8 @@ def test_a_signing_policy_taken_from_the_model_is_the_one_the_ca_host_hands_out(
     """ksha_x509.get_signing_policy asks the CA host for the first policy of a CA in a job and
     takes the others from the model with that answer's CA certificate: node1's kubelet client
     policy so composed (after kube-proxy's, asked in the same job) is what the CA host itself
-    answers for it (x509_v2's own get_signing_policy, a job of its own)."""
+    answers for it (x509_v2's own get_signing_policy, a job of its own). The CA host's answer
+    to itself, made in its job, is the one it publishes."""
     lab, salt, _ = nodes_lab
     client, proxy = "ksha_kube_kubelet_client__node1", "ksha_kube_proxy_client__node1"
     real = salt.salt("node1", "x509.get_signing_policy", client, "ca_server=master1")["node1"]
@@ -161,6 +162,11 @@ def test_a_signing_policy_taken_from_the_model_is_the_one_the_ca_host_hands_out(
                          proxy, "master1", "::", client, "master1")["node1"]  # fmt: skip
     assert real["subject"] == "CN=system:node:node1,O=system:nodes", real
     assert composed["ksha_x509.get_signing_policy"] == real
+    # on the CA host, its own answer without a publish to itself is the published one
+    own = "ksha_kube_kubelet_client__master1"
+    published = salt.salt("master1", "x509.get_signing_policy", own, "ca_server=master1")["master1"]
+    assert published["subject"] == "CN=system:node:master1,O=system:nodes", published
+    assert salt.salt("master1", "ksha_x509.get_signing_policy", own, "master1")["master1"] == published
 
 
 def test_a_registry_change_restarts_containerd_once_and_the_same_pillar_again_leaves_it_alone(nodes_lab, lab_pillar):

@@ -365,3 +365,28 @@ def test_a_pem_file_is_current_only_with_what_pem_managed_would_write(tmp_path, 
     args = {"mode": "0644", "text": text, **overrides}
     assert mod.mismatch("pem", str(path), **args) == why
     assert mod.current("pem", str(path), **args) is (why is None)
+
+
+def test_the_ca_host_answers_itself_as_it_answers_a_peer(pki, tmp_path):
+    """On the CA host, a policy is what its sign_remote_certificate hands a peer (run in the job,
+    for the CA host's own ID, no publish): the CA certificate as PEM; its errors are raised."""
+    der = pki.ca_cert.public_bytes(serialization.Encoding.DER)
+    calls = []
+
+    def sign_remote_certificate(name, kwargs, get_signing_policy_only=False, **more):
+        calls.append((name, kwargs, get_signing_policy_only, more))
+        if name == "refused":
+            return {"data": None, "errors": ["minion not permitted to use specified signing policy"]}
+        return {"data": {"CN": "master1", "signing_cert": der}, "errors": []}
+
+    mod.__salt__["x509.sign_remote_certificate"] = sign_remote_certificate
+    mod.__salt__["x509.get_signing_policy"] = lambda *a, **k: pytest.fail("published to itself")
+    mod.__grains__["id"] = "master1"
+    try:
+        policy = mod.get_signing_policy("ksha_etcd_server__master1", "master1")
+        assert policy == {"CN": "master1", "signing_cert": pki.policy["signing_cert"]}
+        assert calls == [("ksha_etcd_server__master1", {}, True, {"__pub_id": "master1"})]
+        with pytest.raises(mod.CommandExecutionError, match="not permitted"):
+            mod.get_signing_policy("refused", "master1")
+    finally:
+        mod.__grains__.pop("id", None)
