@@ -77,6 +77,12 @@ def roles(minion_id=None):
     return list(host(minion_id).get("groups", []))
 
 
+# the __context__ of the runners ksha.runner calls, in this module's own (one orchestration's),
+# and the key in it under which ksha_runner._fleet keeps the pillars it compiled
+RUNNER_CONTEXT = "ksha.runner.context"
+FLEET_SHARED = "ksha_runner.fleet"
+
+
 def runner(name, **kwargs):
     """The result of the master's runner function ``name`` called with ``kwargs``, for the
     orchestrations (``orch/ksha.sls``) and the ``ksha`` states, which render and run on the master.
@@ -86,7 +92,9 @@ def runner(name, **kwargs):
     to the garbage collector, which logs ``[WARNING ] unclosed RunnerClient …`` and
     ``unclosed MasterMinion …`` lines on every ``salt-run state.orchestrate``; this makes
     neither. An error in the runner is raised here (``saltutil.runner`` returns its traceback
-    as a string).
+    as a string). The runners called from one orchestration share a ``__context__``
+    (``RUNNER_CONTEXT`` in this module's): the pillars the plan was built from are the ones its
+    preflight validates, compiled once (``ksha_runner._fleet``).
 
     Example (an orchestration SLS):
 
@@ -100,7 +108,7 @@ def runner(name, **kwargs):
         raise salt.exceptions.CommandExecutionError(
             f"ksha.runner runs on the master (orch/ksha.sls, the ksha states); use salt-run {name}"
         )
-    runners = salt.loader.runner(__opts__)
+    runners = salt.loader.runner(__opts__, context=__context__.setdefault(RUNNER_CONTEXT, {FLEET_SHARED: {}}))
     try:
         if name not in runners:
             raise salt.exceptions.CommandExecutionError(

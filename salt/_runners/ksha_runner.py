@@ -10,6 +10,7 @@ module's directory first on ``sys.path`` while loading it, so a runner file
 named ``ksha.py`` would import itself instead of the ``ksha`` package.
 """
 
+import copy
 import json
 import logging
 import re
@@ -58,12 +59,28 @@ def _compile_pillar(minion_id):
     return pillar.compile_pillar()
 
 
+# set in __context__ by ksha.runner (salt/_modules/ksha.py), the runners of one orchestration
+FLEET_SHARED = "ksha_runner.fleet"
+
+
 def _fleet(minion=None):
     """(ksha pillar value, fleet findings, {minion: has ksha pillar}).
 
     Compiles the pillar of every accepted minion (or just `minion`); the ones
-    that get a ``ksha`` key must all get the same one.
+    that get a ``ksha`` key must all get the same one. Within one orchestration
+    (``ksha.runner`` shares a ``__context__`` holding ``FLEET_SHARED``), once: its
+    preflight validates the pillars its plan was built from. Anywhere else (salt-run),
+    every call compiles them.
     """
+    shared = __context__.get(FLEET_SHARED)
+    if shared is None:
+        return _compiled_fleet(minion)
+    if minion not in shared:
+        shared[minion] = _compiled_fleet(minion)
+    return copy.deepcopy(shared[minion])
+
+
+def _compiled_fleet(minion=None):
     findings = []
     accepted = _accepted_minions()
     ids = [minion] if minion else accepted

@@ -134,6 +134,48 @@ def test_validate_fleet_invalid_sets_retcode(fleet, context, example_ksha):
     assert out["retcode"] == context["retcode"] == 1
 
 
+def test_one_orchestration_compiles_the_pillars_once_salt_run_every_time(fleet, context, monkeypatch, hosts):
+    """The plan an orchestration renders and its preflight's validation share ksha.runner's context:
+    the pillars are compiled once and the preflight validates the ones the plan was built from.
+    Without that context (salt-run), every call compiles them again."""
+    compiled = []
+    monkeypatch.setattr(runner, "_compile_pillar", lambda m: compiled.append(m) or fleet[m])
+    runner.validate()
+    runner.validate()
+    assert len(compiled) == 12
+    compiled.clear()
+    context[runner.FLEET_SHARED] = {}  # what ksha.runner hands the runners of one orchestration
+    runner.plan(output="data")
+    fleet["node3"] = {"ksha": {**fleet["node3"]["ksha"], "groups": {}}}  # an edit after the plan was built
+    assert runner.validate()["result"] is True  # the pillars the plan was built from
+    assert sorted(compiled) == sorted(fleet)
+    context[runner.FLEET_SHARED] = {}  # the next orchestration
+    assert runner.validate()["result"] is False
+
+
+def test_ksha_runner_shares_one_context_between_the_runners_it_calls(monkeypatch):
+    """ksha.runner's runners get one __context__ (kept in its own: one orchestration's), holding
+    the key under which ksha_runner._fleet keeps what it compiled."""
+    import salt.loader
+
+    class Runners(dict):
+        def destroy(self):
+            pass
+
+    seen = []
+
+    def loader(opts, context=None):
+        seen.append(context)
+        return Runners({"ksha.validate": lambda: True})
+
+    monkeypatch.setattr(salt.loader, "runner", loader)
+    monkeypatch.setattr(module, "__opts__", {"id": "master", "master_job_cache": "local_cache"}, raising=False)
+    monkeypatch.setattr(module, "__context__", {}, raising=False)
+    assert module.runner("ksha.validate") is True and module.runner("ksha.validate") is True
+    assert seen[0] is seen[1] and seen[0] == {runner.FLEET_SHARED: {}}
+    assert module.FLEET_SHARED == runner.FLEET_SHARED
+
+
 def test_validate_reports_host_without_accepted_key(fleet, context):
     del fleet["node3"]
     out = runner.validate()
