@@ -187,7 +187,9 @@ def _asked_here(name):
     """On the CA host itself: what it answers a peer asking for policy `name` (x509_v2's
     ``sign_remote_certificate`` with ``get_signing_policy_only``, run here for this minion's own
     ID instead of through a publish to itself), as x509_v2's ``get_signing_policy`` returns it:
-    the CA certificate as PEM; an error of the CA host raised as ``_query_remote`` raises it."""
+    the CA certificate as PEM, long names made short; an error of the CA host raised as
+    ``_query_remote`` raises it. (The master's ``peer`` setting is not asked: the states that
+    sign, x509_v2's, still publish to the CA host, and fail where it does not allow that.)"""
     result = __salt__["x509.sign_remote_certificate"](name, {}, True, __pub_id=__grains__["id"])
     if not isinstance(result, dict) or result.get("errors") or not isinstance(result.get("data"), dict):
         errors = result.get("errors") if isinstance(result, dict) else None
@@ -195,6 +197,12 @@ def _asked_here(name):
     policy = result["data"]
     if "signing_cert" in policy:
         policy["signing_cert"] = x509util.to_pem(x509util.load_cert(policy["signing_cert"])).decode()
+    # x509_v2's get_signing_policy takes a policy's long names to the short ones
+    for alt_names in (x509util.NAME_ATTRS_ALT_NAMES, x509util.EXTENSIONS_ALT_NAMES):
+        for short, long_names in alt_names.items():
+            for long_name in long_names:
+                if long_name in policy:
+                    policy[short] = policy.pop(long_name)
     return policy
 
 

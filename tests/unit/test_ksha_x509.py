@@ -369,7 +369,8 @@ def test_a_pem_file_is_current_only_with_what_pem_managed_would_write(tmp_path, 
 
 def test_the_ca_host_answers_itself_as_it_answers_a_peer(pki, tmp_path):
     """On the CA host, a policy is what its sign_remote_certificate hands a peer (run in the job,
-    for the CA host's own ID, no publish): the CA certificate as PEM; its errors are raised."""
+    for the CA host's own ID, no publish): the CA certificate as PEM, long names short; its
+    errors are raised."""
     der = pki.ca_cert.public_bytes(serialization.Encoding.DER)
     calls = []
 
@@ -377,14 +378,17 @@ def test_the_ca_host_answers_itself_as_it_answers_a_peer(pki, tmp_path):
         calls.append((name, kwargs, get_signing_policy_only, more))
         if name == "refused":
             return {"data": None, "errors": ["minion not permitted to use specified signing policy"]}
-        return {"data": {"CN": "master1", "signing_cert": der}, "errors": []}
+        return {"data": {"commonName": "master1", "X509v3 Key Usage": "critical, digitalSignature",
+                         "signing_cert": der}, "errors": []}  # fmt: skip
 
     mod.__salt__["x509.sign_remote_certificate"] = sign_remote_certificate
     mod.__salt__["x509.get_signing_policy"] = lambda *a, **k: pytest.fail("published to itself")
     mod.__grains__["id"] = "master1"
     try:
         policy = mod.get_signing_policy("ksha_etcd_server__master1", "master1")
-        assert policy == {"CN": "master1", "signing_cert": pki.policy["signing_cert"]}
+        # long names made short, as x509_v2's get_signing_policy makes them
+        assert policy == {"CN": "master1", "keyUsage": "critical, digitalSignature",
+                          "signing_cert": pki.policy["signing_cert"]}  # fmt: skip
         assert calls == [("ksha_etcd_server__master1", {}, True, {"__pub_id": "master1"})]
         with pytest.raises(mod.CommandExecutionError, match="not permitted"):
             mod.get_signing_policy("refused", "master1")
