@@ -269,6 +269,8 @@ def wait_for(predicate, timeout, step=0.2):
 def orchestrate_ok(salt, *args, until=None):
     """orch.ksha (up to phase ``until``), which must succeed: {state ID: return}."""
     rc, states = salt.orchestrate(*args, until=until)
+    if rc != 0:  # whole, on the test's output: pytest shortens an assertion's message
+        print("orch.ksha failed:", json.dumps(failed_states(states), indent=1, default=str))
     assert rc == 0, failed_states(states)
     return states
 
