@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from ksha import __version__, importer, inventory
+from ksha import __version__, importer, inventory, model
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 
@@ -29,7 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         ksha, _roster, notes = importer.import_files(args.hosts_ini, args.common_yaml)
         for note in notes:
             print(f"NOTE {note}", file=sys.stderr)
-    findings = inventory.validate(ksha)
+    findings = model.preflight_findings(ksha)
     _print_findings(findings)
     return EXIT_INVALID if inventory.has_errors(findings) else EXIT_OK
 

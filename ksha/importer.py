@@ -57,6 +57,7 @@ COMMON_KEYS = {
     "docker_registry_mirrors": ("containerd", "registry_mirrors"),
     "docker_insecure_registries": ("containerd", "insecure_registries"),
     "kube_proxy_mode": ("kubernetes", "kube_proxy", "mode"),
+    "kube_network_plugin": ("network", "plugin"),
 }
 
 

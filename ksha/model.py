@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from ksha import release
+from ksha import inventory, network, release
 from ksha.inventory import host_names, load_defaults, merge
 
 OSFAMILY_FILE = Path(__file__).resolve().parent / "formula" / "osfamilymap.yaml"  # -> salt/ksha/
@@ -55,6 +55,7 @@ ROLE_STATES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kubernetes-clean", ("ksha.kubernetes.clean",)),
     ("node", ("ksha.containerd", "ksha.node")),
     ("node-roles", ("ksha.node.roles",)),
+    ("network", ("ksha.network",)),
 )
 GROUPS = ("kube-master", "kube-node", "etcd")
 
@@ -617,6 +618,37 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]], k8s: dict
     }
 
 
+def _network(conf: dict, nodes: dict) -> dict:
+    """The pod network (ksha:network): which objects the first master applies through the API
+    (admin.conf) once the nodes have joined, rendered here (ksha/network.py) from the pod CIDR
+    and the nodes' CNI directories. ``objects`` reaches only that host's pillar (``for_minion``:
+    ``me.network_objects``); ``refs`` names them for everyone else."""
+    plugin = conf["network"]["plugin"]
+    host = nodes["roles_host"] if plugin != "none" else None
+    objects: list[dict] = []
+    if host and plugin == "calico":
+        calico, ctd = conf["network"]["calico"], conf["containerd"]
+        objects = network.calico_objects(
+            {
+                **{k: calico[k] for k in ("version", "registry", "ipip_mode", "mtu")},
+                "pod_cidr": conf["kubernetes"]["pod_cidr"],
+                "cni_bin_dir": ctd["cni_bin_dir"],
+                "cni_conf_dir": ctd["cni_conf_dir"],
+            }
+        )
+    return {
+        "plugin": plugin,
+        "host": host,
+        # the label ksha_kube.objects_applied keeps the set by: an object of the set that is no
+        # longer rendered is deleted (plugin none applies nothing and deletes nothing)
+        "set": plugin,
+        "set_label": network.SET_LABEL,
+        "resources": list(network.RESOURCES),
+        "refs": [network.ref(o) for o in objects],
+        "objects": objects,
+    }
+
+
 def _node_policies(conf: dict, k8s: dict, nodes: dict, ip_of: dict[str, str]) -> dict:
     """kubernetes-ca's signing policies for the nodes' certificates, one per node and policy, each
     fixing the subject (and the serving certificate's names) to that node's."""
@@ -640,6 +672,7 @@ def _node_clean(host: str, k8s: dict, nodes: dict) -> dict | None:
              proxy["config"], proxy["pki_dir"], proxy["kubeconfig"]]  # fmt: skip
     if host not in k8s["masters"]:
         files.append(k8s["cas"]["kubernetes"]["installed"])
+    files += [NODE_SYSCTL_FILE, NODE_MODULES_FILE]  # the settings stay until the next boot
     return {"files": files + nodes["clean"]["links"] + [nodes["clean"]["release_dir"]]}
 
 
@@ -750,6 +783,25 @@ def _node(conf: dict, host: str, ip: str, api: dict, k8s: dict, nodes: dict) -> 
         },  # fmt: skip
         "flags": flags,
         "units": units,
+        "kernel": node_kernel(conf),
+    }
+
+
+NODE_SYSCTL_FILE = "/etc/sysctl.d/60-ksha-node.conf"
+NODE_MODULES_FILE = "/etc/modules-load.d/ksha-node.conf"
+
+
+def node_kernel(conf: dict) -> dict:
+    """A node's kernel settings: the modules it loads now and at boot (ksha:nodes:kernel_modules,
+    and kube_proxy:ipvs_modules in ipvs mode), then the sysctls (ksha:nodes:sysctl), which may
+    need a module (net.bridge.* needs br_netfilter)."""
+    kube_proxy = conf["kubernetes"]["kube_proxy"]
+    modules = [*conf["nodes"]["kernel_modules"], *(kube_proxy["ipvs_modules"] if kube_proxy["mode"] == "ipvs" else [])]
+    return {
+        "modules": list(dict.fromkeys(modules)),
+        "modules_file": NODE_MODULES_FILE,
+        "sysctl": dict(sorted(conf["nodes"]["sysctl"].items())),
+        "sysctl_file": NODE_SYSCTL_FILE,
     }
 
 
@@ -1054,7 +1106,7 @@ def _flag_value(value: Any) -> str:
 
 
 def roles(
-    conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict, k8s: dict, nodes: dict
+    conf: dict, host: str, groups: dict[str, list[str]], lb: dict, etcd: dict, k8s: dict, nodes: dict, net: dict
 ) -> list[str]:
     """The seed's groups `host` is in, then its derived roles, in ROLE_STATES order."""
     derived = {
@@ -1068,6 +1120,7 @@ def roles(
         "kubernetes-clean": host in k8s["clean"]["hosts"],
         "node": host in nodes["hosts"],
         "node-roles": host == nodes["roles_host"],
+        "network": host == net["host"] and bool(net["objects"]),
     }
     member_of = {g: host in groups[g] for g in GROUPS}
     return [g for g in GROUPS if member_of[g]] + [r for r, yes in derived.items() if yes]
@@ -1095,9 +1148,10 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
     k8s = _kubernetes(conf, ip_of, groups, api, etcd)
     k8s["clean"]["files"] = _clean_files(conf, k8s)
     nodes = _nodes(conf, names, groups, k8s)
+    pod_network = _network(conf, nodes)
     hosts = []
     for name in names:
-        host_roles = roles(conf, name, groups, lb, etcd, k8s, nodes)
+        host_roles = roles(conf, name, groups, lb, etcd, k8s, nodes, pod_network)
         kubeconfigs = _kubeconfigs(conf, name, ip_of[name], api, k8s)
         flags = kube_flags(conf, name, ip_of[name], k8s, kubeconfigs, etcd)
         hosts.append(
@@ -1137,6 +1191,7 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
         "etcd": etcd,
         "kubernetes": k8s,
         "nodes": nodes,
+        "network": pod_network,
         "signing_policies": {
             "etcd": _signing_policies(conf, etcd, groups),
             "kubernetes": {**_kube_policies(conf, k8s), **_node_policies(conf, k8s, nodes, ip_of)},
@@ -1150,6 +1205,18 @@ def build(pillar_ksha: dict, os_family: str | None = None, defaults: dict | None
         # attempt is expected to pass; a real failure (a policy that refuses) fails both, 3 s apart.
         "x509_retry": {"attempts": 2, "interval": 3, "until": True},
     }
+
+
+def preflight_findings(pillar_ksha: Any) -> list:
+    """What the preflight (``salt-run ksha.validate``, the ``ksha validate`` command) reports: the
+    one validator's findings (``ksha.inventory.validate``) and, once they hold no error, the
+    offline check of the objects ksha applies through the API (``ksha.network.findings``:
+    kubernetes-validate against the pinned version's schemas). The external pillar runs only the
+    validator: it compiles for every minion, the manifests' check once per preflight is enough."""
+    found = inventory.validate(pillar_ksha)
+    if inventory.has_errors(found):
+        return found
+    return found + network.findings(build(pillar_ksha))
 
 
 def host(model: dict, name: str) -> dict:
@@ -1171,7 +1238,10 @@ def for_minion(model: dict, minion_id: str, grains: dict | None = None) -> dict:
         me["interface"] = model["config"]["loadbalancer"]["keepalived"]["interface"] or found
         me["lb_priority"] = model["loadbalancer"]["priority"].get(minion_id)
         me["lb_peers"] = model["loadbalancer"]["peers"].get(minion_id, [])
-    out: dict[str, Any] = {"ksha_model": {**model, "me": me}}
+        # the network's objects (tens of kilobytes) only where they are applied
+        me["network_objects"] = model["network"]["objects"] if minion_id == model["network"]["host"] else []
+    published = {**model, "network": {k: v for k, v in model["network"].items() if k != "objects"}}
+    out: dict[str, Any] = {"ksha_model": {**published, "me": me}}
     # a CA host's signing policies (policy names differ between the CAs: one host may hold both)
     policies = {}
     for role, ca in (("etcd-ca", "etcd"), ("kubernetes-ca", "kubernetes")):

@@ -367,7 +367,7 @@ def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:
     """`found`: the file probe's ``{host: files}`` (``files_found``), None when there was none."""
     nodes = model["nodes"]
     if nodes["hosts"]:
-        _nodes_joined(steps, nodes)
+        _nodes_joined(steps, nodes, model["network"])
     # the hosts that are no node but hold ksha.node's units or ksha.containerd's config: their
     # pods go first (the API drains them; pods that refuse fail the run before the host is
     # touched), then their kubelet stops, then the API deletes their Node (deleted while its
@@ -414,7 +414,7 @@ def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:
     )
 
 
-def _nodes_joined(steps: Steps, nodes: dict) -> None:
+def _nodes_joined(steps: Steps, nodes: dict, net: dict) -> None:
     # Salt's batch only when there is more than one batch: a batched salt.state is a
     # sequence of jobs, which a single batch would only slow down
     batch = {"batch": nodes["batch"]} if len(nodes["batches"]) > 1 else {}
@@ -429,13 +429,20 @@ def _nodes_joined(steps: Steps, nodes: dict) -> None:
         sls=["ksha.containerd", "ksha.node"],
         extra=batch,
     )
+    applied = net["host"] == nodes["roles_host"] and net["refs"]
     steps.add(
         "ksha-phase-nodes-roles-labelled",
         "salt.state",
         "every node's role labels (control-plane, worker) and the masters' NoSchedule taint, through the API "
-        "(kubectl with admin.conf), once its kubelet has registered it",
+        "(kubectl with admin.conf), once its kubelet has registered it"
+        + (
+            f"; the pod network's {len(net['refs'])} {net['plugin']} objects as rendered from the pod CIDR (created, "
+            "replaced where they differ, deleted when no longer rendered)"
+            if applied
+            else ""
+        ),
         target=[nodes["roles_host"]],
-        sls=["ksha.node.roles"],
+        sls=["ksha.node.roles", *(["ksha.network"] if applied else [])],
     )
 
 

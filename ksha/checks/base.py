@@ -26,6 +26,7 @@ TOP_KEYS = (
     "kubernetes",
     "nodes",
     "containerd",
+    "network",
     "kubesphere",
     "common",
 )

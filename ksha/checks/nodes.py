@@ -7,7 +7,11 @@ what depends on other keys.
 
 from __future__ import annotations
 
+import re
+
 from ksha.checks.base import Context, Report
+
+SYSCTL = re.compile(r"[a-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
 
 
 def check(ctx: Context, report: Report) -> None:
@@ -19,6 +23,12 @@ def check(ctx: Context, report: Report) -> None:
             "is empty and ksha:nodes:masters_run_kubelet is false: no host runs a kubelet, so the cluster "
             "can run no pod; add workers to kube-node or set masters_run_kubelet: true",
         )
+    for name in nodes.get("sysctl") or {}:
+        if not isinstance(name, str) or not SYSCTL.fullmatch(name):
+            report.error(
+                f"ksha:nodes:sysctl:{name}",
+                "is not a sysctl name (dotted, as `sysctl -a` lists them, e.g. net.ipv4.ip_forward)",
+            )
     ctd = ctx.section("containerd")
     insecure = ctd.get("insecure_registries") or []
     seen: set[str] = set()

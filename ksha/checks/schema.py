@@ -69,6 +69,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "ksha:kubernetes:leader_election:retry_period_s": (1, 300),
     "ksha:nodes:batch": (1, 100_000),
     "ksha:nodes:drain_timeout_s": (10, 86_400),
+    "ksha:network:calico:mtu": (0, 9000),
     "ksha:kubesphere:console_port": (1, 65535),
 }
 
@@ -87,6 +88,7 @@ TEXTS = {
     "ksha:etcd:metrics_port": "{value} is not a port; null turns the metrics listener off",
     "ksha:kubernetes:apiserver_port": "{value} is not a port: use an integer from {low} to {high} (e.g. 6443)",
     "ksha:kubesphere:console_port": "{value} is not a port: use an integer from {low} to {high} (e.g. 30880)",
+    "ksha:network:calico:mtu": "{value} must be an MTU from {low} to {high} bytes; 0 lets calico find it",
 }
 INTEGER_TEXT = "{value} must be an integer from {low} to {high}"
 NUMBER_TEXT = "{value} must be a number from {low} to {high}"
@@ -248,6 +250,10 @@ class NameOrAddress(Spec):
 
 HOST_NAME = Text("a host name")
 PACKAGES = ListOf(Text("a package name"), "package names")
+KERNEL_MODULES = ListOf(
+    Text("a module name", pattern=r"[A-Za-z0-9_-]+", text="{value} is not a kernel module name (e.g. br_netfilter)"),
+    "kernel module names",
+)
 
 # pillar key -> what its value must be; "*" stands for any one key (a group's name). Keys with
 # a default in defaults.yaml need an entry only when their default says too little (null, an
@@ -296,6 +302,10 @@ TYPES: dict[str, Spec] = {
     # nftables is alpha in 1.30 (behind the NFTablesProxyMode feature gate): not offered
     "ksha:kubernetes:kube_proxy:mode": OneOf(("ipvs", "iptables")),
     "ksha:kubernetes:kube_proxy:pkgs": PACKAGES,
+    "ksha:kubernetes:kube_proxy:ipvs_modules": KERNEL_MODULES,
+    "ksha:nodes:kernel_modules": KERNEL_MODULES,
+    "ksha:nodes:sysctl": Mapping("must be a mapping of sysctl name to value (e.g. net.ipv4.ip_forward: 1)"),
+    "ksha:nodes:sysctl:*": StrOrInt(),
     "ksha:kubernetes:cluster_domain": DnsName(),
     "ksha:kubernetes:pki:ca_host": Text("a host name", nullable=True),
     "ksha:kubernetes:pki:ca_dir": Path(),
@@ -333,6 +343,18 @@ TYPES: dict[str, Spec] = {
         ),
         "registries (host[:port])",
     ),
+    "ksha:network:plugin": OneOf(("calico", "none")),
+    "ksha:network:calico:version": Text(
+        "a calico release",
+        pattern=r"v[0-9]+\.[0-9]+\.[0-9]+",
+        text="{value} is not a calico release tag (e.g. v3.28.2)",
+    ),
+    "ksha:network:calico:registry": Text(
+        "a registry",
+        pattern=r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
+        text="{value} is not a registry host[:port][/path] (e.g. docker.io or 192.168.0.10:5000/mirror)",
+    ),
+    "ksha:network:calico:ipip_mode": OneOf(("Always", "CrossSubnet", "Never")),
     "ksha:common:pkgs": PACKAGES,
     "ksha:common:hosts_file": Path(),
 }

@@ -194,11 +194,19 @@ class Lab:
         # Unknown (40 s), checking every 2 s (5 s).
         k8s["kubelet"] = {"extra_config": {"nodeStatusUpdateFrequency": "4s", "nodeLeaseDurationSeconds": 12}}
         k8s["controller_manager"] = {"extra_args": {"node-monitor-grace-period": "12s", "node-monitor-period": "2s"}}
+        # No kernel module can be loaded in a lab host (systemd-nspawn gives no CAP_SYS_MODULE, and
+        # the hosts have no /lib/modules): the ones a node needs are this machine's kernel's, or
+        # missing (overlay loaded, br_netfilter built in; no IP_VS at all, so kube-proxy's ipvs
+        # mode could not run here: the stand-in kube-proxy programs nothing). The sysctls are set
+        # for real, in each host's own network namespace.
+        k8s["kube_proxy"] = {"ipvs_modules": []}
+        ksha.setdefault("nodes", {})["kernel_modules"] = []
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
             "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB) and\n"
             "# ksha:kubernetes:archive and node_archive the lab's release tarballs of stand-ins\n"
-            "# (ksha_lab/standins/release.py), and lab-only node timings (below).\n"
+            "# (ksha_lab/standins/release.py), lab-only node timings, and no kernel modules to load\n"
+            "# (a container cannot load them).\n"
         )
         (self.pillar_dir / "ksha.sls").write_text(header + importer.dump_yaml({"ksha": ksha}))
         importer.write_roster(roster, STATE / "roster")

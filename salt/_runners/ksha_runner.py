@@ -164,9 +164,9 @@ def validate(minion=None, pillar=None):
             return _report(
                 [inventory.Finding("ERROR", "ksha", f"pillar= must be a dict with a 'ksha' key, got {pillar!r}")]
             )
-        return _report(inventory.validate(pillar.get("ksha")))
+        return _report(model.preflight_findings(pillar.get("ksha")))
     ksha, fleet_findings, _ = _fleet(minion)
-    findings = fleet_findings if ksha is None else inventory.validate(ksha) + fleet_findings
+    findings = fleet_findings if ksha is None else model.preflight_findings(ksha) + fleet_findings
     return _report(sorted(findings, key=lambda f: f.level != "ERROR"))
 
 

@@ -11,12 +11,16 @@ duration and a few retry periods without a leader); done once the unit stays act
 ``node_roles`` gives every node the role labels and taints of the cluster model through the API
 (admin.conf on a master): ``_node_patch`` (pure) decides the merge patch.
 
+``objects_applied`` keeps a set of ksha's objects (the pod network's) in the API as rendered:
+``_apply_plan`` (pure) decides what is created, replaced and deleted.
+
 ``service_account_keys_trusted`` writes a master's ``sa.pub`` from the public keys the masters
 published to the Salt mine, read when the state runs (not when the SLS renders), so that
 ``test=True`` on hosts whose keys are not made yet shows the plan instead of a failure, and
 refuses while this master's own published key is not the one its ``sa.key`` has.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -582,4 +586,150 @@ def node_roles(name, nodes, kubeconfig="/etc/kubernetes/admin.conf", wait=60):
     else:
         notes.insert(0, "every node has its role labels and taints")
     ret["comment"] = "; ".join(notes)
+    return ret
+
+
+# the annotation holding the sha256 of the object as ksha rendered it (objects_applied)
+APPLIED = "ksha/applied-sha256"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "ksha")
+
+
+def _digest(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _identity(obj):
+    meta = obj.get("metadata") or {}
+    group = obj.get("apiVersion", "").rpartition("/")[0]
+    return (group, obj.get("kind"), meta.get("namespace") or "", meta.get("name"))
+
+
+def _ref(obj):
+    meta = obj.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+def _contains(live, want):
+    """Whether `live` has every field `want` sets, with its value (lists: as many items, each
+    containing `want`'s): what the API added (defaults, status, its metadata) does not count."""
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(k in live and _contains(live[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(live, list) and len(live) == len(want) and all(map(_contains, live, want))
+    return live == want
+
+
+def _apply_plan(desired, found, in_set):
+    """What ``objects_applied`` does (pure): ``{"create": [object], "replace": [object with the
+    live resourceVersion], "delete": [live object], "unchanged": [ref], "foreign": [ref]}``.
+
+    desired
+        the objects as rendered, in the order they are created.
+    found
+        the live objects of the same names (``kubectl get -f``).
+    in_set
+        the live objects carrying the set's label (``kubectl get -l``): those not rendered any
+        more are deleted, in the reverse order.
+
+    An object is replaced when its annotation ``APPLIED`` is not the digest of its rendering (it
+    was rendered otherwise) or a field ksha sets has another value (drift). A live object of a
+    rendered name without ksha's label (``MANAGED_BY``) is someone else's: ``foreign``, left alone.
+    """
+    live = {_identity(o): o for o in found}
+    plan = {"create": [], "replace": [], "delete": [], "unchanged": [], "foreign": []}
+    wanted = set()
+    for obj in desired:
+        key = _identity(obj)
+        wanted.add(key)
+        digest = _digest(obj)
+        sent = json.loads(json.dumps(obj))
+        sent["metadata"].setdefault("annotations", {})[APPLIED] = digest
+        current = live.get(key)
+        if current is None:
+            plan["create"].append(sent)
+            continue
+        meta = current.get("metadata") or {}
+        if (meta.get("labels") or {}).get(MANAGED_BY[0]) != MANAGED_BY[1]:
+            plan["foreign"].append(_ref(obj))
+        elif (meta.get("annotations") or {}).get(APPLIED) != digest or not _contains(current, obj):
+            sent["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+            plan["replace"].append(sent)
+        else:
+            plan["unchanged"].append(_ref(obj))
+    plan["delete"] = [o for o in reversed(in_set) if _identity(o) not in wanted]
+    return plan
+
+
+def _items(proc):
+    out = json.loads(proc.stdout or "{}")
+    return out.get("items", [out] if out.get("kind") else [])
+
+
+def objects_applied(name, objects, set_name, set_label, kinds, kubeconfig="/etc/kubernetes/admin.conf"):
+    """The API holds `objects` (a set of ksha's, labelled ``set_label: set_name``) as rendered:
+    each is created, or replaced (``kubectl replace``, with its resourceVersion) when its
+    rendering changed or a field ksha sets was changed in the API; an object of the set that is
+    no longer rendered is deleted (listed by label among `kinds`). Decided by ``_apply_plan``
+    (pure). An object of a rendered name that is not ksha's fails the state, named, and nothing
+    is changed. ``test=True``: what would be created, replaced and deleted.
+
+    name
+        What the set is (free text).
+    objects
+        The objects, in creation order (the cluster model's ``network_objects``).
+    kinds
+        The resources the set's objects are of (``daemonsets.apps``, ...), for the deletion.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    got = _kubectl(kubeconfig, "get", "-f", "-", "--ignore-not-found", "-o", "json", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": objects}))  # fmt: skip
+    if got.returncode != 0:
+        why = f"kubectl get (the {set_name} objects): {got.stderr.strip()}"
+        if __opts__["test"]:  # a cluster not made yet: the plan is to create them all
+            ret.update(result=None, changes={"created": [_ref(o) for o in objects]},
+                       comment=f"{why}; once the API answers, would create all {len(objects)}")  # fmt: skip
+        else:
+            ret.update(result=False, comment=why)
+        return ret
+    listed = _kubectl(kubeconfig, "get", ",".join(kinds), "--all-namespaces", "-l", f"{set_label}={set_name}",
+                      "-o", "json")  # fmt: skip
+    if listed.returncode != 0:
+        ret.update(result=False, comment=f"kubectl get -l {set_label}={set_name}: {listed.stderr.strip()}")
+        return ret
+    plan = _apply_plan(objects, _items(got), _items(listed))
+    if plan["foreign"]:
+        ret.update(result=False, comment=(
+            f"not ksha's (no label {MANAGED_BY[0]}={MANAGED_BY[1]}), so left alone: {', '.join(plan['foreign'])}; "
+            "delete them for ksha to create its own, or set ksha:network:plugin: none to keep yours. Nothing was "
+            "changed"))  # fmt: skip
+        return ret
+    changes = {
+        verb: [_ref(o) for o in plan[key]]
+        for verb, key in (("created", "create"), ("replaced", "replace"), ("deleted", "delete"))
+        if plan[key]
+    }
+    if not changes:
+        ret["comment"] = f"the {len(objects)} {set_name} objects are as rendered"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment="would have " + ", ".join(
+            f"{k} {len(v)}" for k, v in changes.items()))  # fmt: skip
+        return ret
+    for verb, key in (("create", "create"), ("replace", "replace")):
+        if plan[key]:
+            # a stream of JSON objects, not a List: kubectl validates each by its own kind
+            done = _kubectl(kubeconfig, verb, "-f", "-", stdin="\n".join(json.dumps(o) for o in plan[key]))
+            if done.returncode != 0:
+                ret.update(result=False, comment=f"kubectl {verb}: {done.stderr.strip()}")
+                return ret
+    for obj in plan["delete"]:
+        meta = obj["metadata"]
+        group = obj["apiVersion"].rpartition("/")[0]
+        args = ["delete", f"{obj['kind'].lower()}{'.' + group if group else ''}", meta["name"], "--ignore-not-found"]
+        done = _kubectl(kubeconfig, *args, *(["-n", meta["namespace"]] if meta.get("namespace") else []))
+        if done.returncode != 0:
+            ret.update(result=False, comment=f"kubectl delete {_ref(obj)}: {done.stderr.strip()}")
+            return ret
+    ret.update(changes=changes, comment="; ".join(f"{k} {len(v)}" for k, v in changes.items()))
     return ret

@@ -161,6 +161,7 @@ def test_top_assigns_states_by_role_from_pillar(salt_minion, synced, set_pillar,
             "ksha.containerd",  # a master is a node too (masters_run_kubelet)
             "ksha.node",
             "ksha.node.roles",  # the first master sets every node's roles through the API
+            "ksha.network",  # and applies the pod network's objects
         ]
     }
 
@@ -181,6 +182,25 @@ def test_the_runtime_config_is_checked_by_containerd_before_it_is_installed(
     running = ret.data["ksha-containerd-running"]["service"]
     assert {"watch": [{"file": "ksha-containerd-config"}]} in running
     assert {"name": "containerd"} in running
+
+
+def test_a_node_loads_its_kernel_modules_before_its_sysctls(salt_minion, synced, set_pillar, example_ksha):
+    """ksha.node.kernel as rendered for a node (the lab cannot load modules: its pillar has none)."""
+    for mode, ipvs in (("ipvs", ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]), ("iptables", [])):
+        example_ksha["kubernetes"]["kube_proxy"] = {"mode": mode}
+        set_pillar(example_ksha)
+        ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.node.kernel")
+        assert ret.returncode == 0, ret.stderr
+        loaded = ret.data["ksha-node-kernel-modules-loaded"]["kmod"]
+        assert {"mods": ["overlay", "br_netfilter", *ipvs]} in loaded
+        at_boot = ret.data["ksha-node-kernel-modules-loaded-at-boot"]["file"]
+        contents = next(a["contents"] for a in at_boot if isinstance(a, dict) and "contents" in a)
+        assert contents.split("\n")[1:] == ["overlay", "br_netfilter", *ipvs] + (
+            [""] if contents.endswith("\n") else []
+        )
+        bridge = ret.data["ksha-node-sysctl-net.bridge.bridge-nf-call-iptables-set"]["sysctl"]
+        assert {"require": [{"kmod": "ksha-node-kernel-modules-loaded"}]} in bridge
+        assert {"config": "/etc/sysctl.d/60-ksha-node.conf"} in bridge and {"value": "1"} in bridge
 
 
 def test_the_release_is_checked_by_its_sha256_then_linked(salt_minion, synced, set_pillar, example_ksha):
@@ -325,7 +345,7 @@ def test_top_gives_the_lb_states_to_the_lb_hosts_only(salt_minion, synced, set_p
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_top")
     etcd = ["ksha.etcd.ca", "ksha.etcd.pki", "ksha.etcd"]
     etcd += ["ksha.kubernetes.ca", "ksha.kubernetes.install", "ksha.kubernetes.pki", "ksha.kubernetes.service_account"]
-    etcd += ["ksha.kubernetes.service", "ksha.containerd", "ksha.node", "ksha.node.roles"]
+    etcd += ["ksha.kubernetes.service", "ksha.containerd", "ksha.node", "ksha.node.roles", "ksha.network"]
     assert ret.data == {"base": ["ksha.common", "ksha.loadbalancer", *etcd]}
     example_ksha["loadbalancer"]["hosts"] = ["node1", "node2"]
     set_pillar(example_ksha)

@@ -63,6 +63,7 @@ def test_sync_all_delivers_modules_states_and_runners(lab, lab_salt):
             "ksha_kube.node_absent",
             "ksha_kube.node_drained",
             "ksha_kube.node_roles",
+            "ksha_kube.objects_applied",
             "ksha_kube.running_with_current_config",
             "ksha_kube.service_account_keys_trusted",
             "ksha_lb.reachable",

@@ -109,6 +109,41 @@ def test_every_host_is_a_ready_node_of_the_pinned_version_with_its_lease(nodes_l
     assert holders == {n: n for n in NODES}
 
 
+def test_every_node_s_sysctls_are_set_now_and_at_boot(nodes_lab):
+    """ksha:nodes:sysctl, set in each host's own network namespace. No module is loaded: the lab
+    cannot (its pillar says kernel_modules: [], and br_netfilter is built into this kernel)."""
+    lab, _, _ = nodes_lab
+    for host in NODES:
+        now = lab.exec(lab.hosts[host], "sysctl", "-n", "net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables",
+                       "net.bridge.bridge-nf-call-ip6tables", check=True)  # fmt: skip
+        assert now.stdout.split() == ["1", "1", "1"], (host, now.stdout)
+        saved = lab.exec(lab.hosts[host], "cat", "/etc/sysctl.d/60-ksha-node.conf", check=True).stdout
+        assert "net.ipv4.ip_forward = 1" in saved and "net.bridge.bridge-nf-call-iptables = 1" in saved, saved
+        assert lab.exec(lab.hosts[host], "test", "-e", "/etc/modules-load.d/ksha-node.conf").returncode == 1
+
+
+def test_the_pod_network_s_objects_are_in_the_api_and_a_run_puts_back_what_went(nodes_lab):
+    """calico's objects, applied by the first master through the API (the lab has no calico
+    images, and the stand-in apiserver runs no controllers: the objects are stored, no pod runs)."""
+    lab, salt, _ = nodes_lab
+    crds = lab.exec(lab.hosts["master2"], *ADMIN, "get", "crd", "-l", "ksha/manifest=calico", "-o", "name", check=True)
+    assert len(crds.stdout.split()) == 18, crds.stdout
+    got = lab.exec(lab.hosts["master2"], *ADMIN, "get", "daemonset", "calico-node", "-n", "kube-system", "-o", "json",
+                   check=True)  # fmt: skip
+    spec = json.loads(got.stdout)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["CALICO_IPV4POOL_CIDR"] == "10.233.64.0/18"  # the seed's pod CIDR (ksha's default)
+    # the CNI directories of the nodes' containerd (Debian's package)
+    assert {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}["cni-bin-dir"] == "/usr/lib/cni"
+
+    lab.exec(lab.hosts["master2"], *ADMIN, "delete", "configmap", "calico-config", "-n", "kube-system", check=True)
+    out = salt.salt("master1", "state.sls", "ksha.network")["master1"]
+    [applied] = [s for s in out.values() if s["__id__"] == "ksha-network-calico-objects-applied"]
+    assert (applied["result"], applied["changes"]) == (True, {"created": ["ConfigMap kube-system/calico-config"]})
+    again = salt.salt("master1", "state.sls", "ksha.network")["master1"]
+    assert [s["changes"] for s in again.values()] == [{}], again
+
+
 def test_a_node_s_identity_certificates_and_kubeconfigs(nodes_lab):
     """node1's kubelet client certificate is system:node:node1 in system:nodes, its serving
     certificate names node1 and its address (served on 10250, verified by the cluster CA under
@@ -310,7 +345,7 @@ def test_a_node_taken_out_is_drained_deleted_and_cleaned_and_put_back_joins_in_o
     gone = ["/etc/systemd/system/kubelet.service", "/etc/systemd/system/kube-proxy.service",
             "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/proxy.conf", "/var/lib/kubelet/config.yaml",
             "/var/lib/kubelet/pki", "/var/lib/kube-proxy/pki", CA, "/etc/containerd/config.toml",
-            "/usr/local/bin/kubelet", "/opt/kubernetes-node-v1.30.8"]  # fmt: skip
+            "/usr/local/bin/kubelet", "/opt/kubernetes-node-v1.30.8", "/etc/sysctl.d/60-ksha-node.conf"]  # fmt: skip
     assert [p for p in gone if lab.exec(node3, "test", "-e", p).returncode == 0] == []
 
     rc, states = lab_pillar.apply(lambda ksha: None)

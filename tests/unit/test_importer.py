@@ -81,9 +81,10 @@ def test_common_yaml_settings_are_mapped_and_unknown_ones_noted(tmp_path):
         "kube_service_addresses: 10.96.0.0/16\nkube_pods_subnet: 10.244.0.0/16\ncluster_name: corp.local\n"
         "persistence: {storageClass: ''}\n"
         "docker_registry_mirrors: [https://mirror.example.com]\ndocker_insecure_registries: ['10.0.0.5:5000']\n"
-        "kube_proxy_mode: iptables\n"
+        "kube_proxy_mode: iptables\nkube_network_plugin: calico\n"
     )
     ksha, _, notes = importer.import_files(SEED / "hosts.ini", common)
+    assert ksha["network"] == {"plugin": "calico"}
     assert ksha["containerd"] == {
         "registry_mirrors": ["https://mirror.example.com"],
         "insecure_registries": ["10.0.0.5:5000"],

@@ -37,7 +37,7 @@ def test_unknown_top_key_warns(example_ksha):
     example_ksha["loadbalacner"] = {}
     assert warnings(example_ksha) == [
         "WARNING ksha:loadbalacner: unknown key, ignored (known keys: cluster_name, hosts, groups, loadbalancer, "
-        "etcd, kubernetes, nodes, containerd, kubesphere, common)"
+        "etcd, kubernetes, nodes, containerd, network, kubesphere, common)"
     ]
 
 

@@ -191,6 +191,8 @@ def wrong_kind(key, original, wrong):
         return isinstance(original, bool)
     if key == "ksha:etcd:auto_compaction_retention" and isinstance(wrong, int) and not isinstance(wrong, bool):
         return False  # a number of hours
+    if key.startswith("ksha:nodes:sysctl:") and isinstance(wrong, int) and not isinstance(wrong, bool):
+        return False  # a sysctl's value: 1 or "1"
     return type(wrong) is not type(original)
 
 

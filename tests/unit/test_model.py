@@ -5,7 +5,7 @@ import copy
 import pytest
 from salt.matchers import glob_match
 
-from ksha import inventory, model
+from ksha import inventory, model, network
 from tests.conftest import edited
 
 
@@ -215,7 +215,13 @@ def test_for_minion_publishes_me_and_the_policies_to_the_ca_host_only(example_ks
     other = model.for_minion(m, "master2", {})
     assert "x509_signing_policies" not in other
     assert other["ksha_model"]["me"]["interface"] is None
-    assert model.for_minion(m, "stranger", grains) == {"ksha_model": {**m, "me": {}}}
+    # the network's objects reach the host that applies them (the first master) alone
+    assert on_ca["ksha_model"]["me"]["network_objects"] == m["network"]["objects"] != []
+    assert other["ksha_model"]["me"]["network_objects"] == []
+    published = {k: v for k, v in m["network"].items() if k != "objects"}
+    assert on_ca["ksha_model"]["network"] == other["ksha_model"]["network"] == published
+    assert published["refs"] == [network.ref(o) for o in m["network"]["objects"]]
+    assert model.for_minion(m, "stranger", grains) == {"ksha_model": {**m, "network": published, "me": {}}}
 
 
 def test_each_ca_host_gets_its_own_cas_policies(example_ksha):

@@ -49,7 +49,9 @@ def test_which_hosts_are_nodes(example_ksha, case, edits, hosts, workers):
         assert ("ksha.containerd" in h["states"]) == (h["name"] in hosts), h["name"]
         if h["name"] in hosts:
             tail = h["states"][h["states"].index("ksha.containerd") :]  # the last phase
-            assert tail == ["ksha.containerd", "ksha.node"] + (["ksha.node.roles"] if h["name"] == "master1" else [])
+            assert tail == ["ksha.containerd", "ksha.node"] + (
+                ["ksha.node.roles", "ksha.network"] if h["name"] == "master1" else []
+            )
 
 
 @pytest.mark.parametrize(
@@ -429,9 +431,10 @@ def test_what_a_former_node_loses(example_ksha):
     common = ["/var/lib/kubelet/config.yaml", "/var/lib/kubelet/pki", "/etc/kubernetes/kubelet.conf",
               "/var/lib/kube-proxy/config.yaml", "/var/lib/kube-proxy/pki", "/etc/kubernetes/proxy.conf"]  # fmt: skip
     release = ["/usr/local/bin/kubelet", "/usr/local/bin/kube-proxy", "/opt/kubernetes-node-v1.30.8"]
+    kernel = ["/etc/sysctl.d/60-ksha-node.conf", "/etc/modules-load.d/ksha-node.conf"]
     # a worker's cluster CA certificate goes; a master keeps its own (ksha.kubernetes.pki's)
-    assert hosts["node2"]["node_clean"] == {"files": [*common, "/etc/kubernetes/pki/ca.crt", *release]}
-    assert hosts["master1"]["node_clean"] == {"files": [*common, *release]}
+    assert hosts["node2"]["node_clean"] == {"files": [*common, "/etc/kubernetes/pki/ca.crt", *kernel, *release]}
+    assert hosts["master1"]["node_clean"] == {"files": [*common, *kernel, *release]}
     assert m["nodes"]["api_host"] == "master1" and m["nodes"]["drain_timeout_s"] == 120
     assert m["nodes"]["leftovers"] == {"marked": [KUBELET_UNIT, "/etc/systemd/system/kube-proxy.service",
                                                   CONFIG_TOML], "owned": []}  # fmt: skip

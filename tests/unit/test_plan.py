@@ -114,7 +114,7 @@ def test_full_plan_from_bare_hosts(cluster):
     assert result["steps"][-3]["target"] == ["node1", "node2", "node3"]
     assert result["steps"][-3]["sls"] == ["ksha.kubernetes.clean"]
     roles = result["steps"][-1]
-    assert (roles["target"], roles["sls"]) == (["master1"], ["ksha.node.roles"])
+    assert (roles["target"], roles["sls"]) == (["master1"], ["ksha.node.roles", "ksha.network"])
     runtime = result["steps"][-2]
     assert runtime["target"] == ["master1", "master2", "master3", "node1", "node2", "node3"]
     assert runtime["sls"] == ["ksha.containerd", "ksha.node"]

@@ -21,9 +21,11 @@ What it does, as the real binary would:
   needs. Served: ``/livez``, ``/healthz``, ``/readyz`` (``ok`` only while etcd reports a leader,
   asked at most once a second, and the four system namespaces exist), ``/version``, discovery
   (``/api``, ``/apis``, each group version), and get, list, create, update, merge patch and
-  delete of namespaces, configmaps, secrets, nodes, pods, services, endpointslices, leases,
-  PodDisruptionBudgets, CustomResourceDefinitions and the custom resources they define (served
-  once created); field selectors on pods (spec.nodeName, status.phase) and names; the pods'
+  delete of namespaces, configmaps, secrets, serviceaccounts, nodes, pods, services,
+  endpointslices, leases, PodDisruptionBudgets, DaemonSets, Deployments, ClusterRoles,
+  ClusterRoleBindings, CustomResourceDefinitions and the custom resources they define (served
+  once created): stored, not acted on (no controller makes pods of a DaemonSet, no RBAC role
+  grants anything); field selectors on pods (spec.nodeName, status.phase) and names; the pods'
   eviction subresource (listed in /api/v1's discovery, as kubectl drain looks for it), which
   PodDisruptionBudgets refuse as the real one does (``eviction_refusal``) and which deletes the
   pod at once (no kubelet stops containers here). Authorization is RBAC's bootstrap roles in
@@ -281,7 +283,13 @@ BUILTIN = {
         "nodes": ("Node", False, ["no"]),
         "pods": ("Pod", True, ["po"]),
         "secrets": ("Secret", True, []),
+        "serviceaccounts": ("ServiceAccount", True, ["sa"]),
         "services": ("Service", True, ["svc"]),
+    },
+    ("apps", "v1"): {"daemonsets": ("DaemonSet", True, ["ds"]), "deployments": ("Deployment", True, ["deploy"])},
+    ("rbac.authorization.k8s.io", "v1"): {
+        "clusterrolebindings": ("ClusterRoleBinding", False, []),
+        "clusterroles": ("ClusterRole", False, []),
     },
     ("coordination.k8s.io", "v1"): {"leases": ("Lease", True, [])},
     ("discovery.k8s.io", "v1"): {"endpointslices": ("EndpointSlice", True, [])},
@@ -289,6 +297,9 @@ BUILTIN = {
     ("apiextensions.k8s.io", "v1"): {"customresourcedefinitions": ("CustomResourceDefinition", False, ["crd", "crds"])},
 }
 VERBS = ["create", "delete", "get", "list", "patch", "update"]
+# the groups whose objects the real apiserver keeps under /registry/<plural>/ (the others under
+# /registry/<group>/<plural>/)
+BARE_KEYS = ("", "apps", "coordination.k8s.io", "discovery.k8s.io", "policy", "rbac.authorization.k8s.io")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 CRDS = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
 # a DNS-1123 subdomain: the names of most objects
@@ -312,7 +323,7 @@ class Resource:
 
     def key(self, namespace, name=""):
         """The etcd key (or, without a name, the prefix) of the real apiserver's layout."""
-        if self.group in ("", "coordination.k8s.io", "discovery.k8s.io", "policy"):
+        if self.group in BARE_KEYS:
             base = "/registry/" + {"nodes": "minions"}.get(self.plural, self.plural)
         else:
             base = f"/registry/{self.group}/{self.plural}"
@@ -438,6 +449,11 @@ FIELDS = {
     "EndpointSlice": {"addressType", "endpoints", "ports"},
     "Pod": {"spec", "status"},
     "PodDisruptionBudget": {"spec", "status"},
+    "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
+    "DaemonSet": {"spec", "status"},
+    "Deployment": {"spec", "status"},
+    "ClusterRole": {"rules", "aggregationRule"},
+    "ClusterRoleBinding": {"subjects", "roleRef"},
 }
 # the Eviction subresource of pods, as the real /api/v1 discovery lists it (kubectl drain evicts
 # only when it finds it: CheckEvictionSupport)
