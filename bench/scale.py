@@ -20,8 +20,9 @@ through the LB) does not list every node Ready after the cold one. A failed run'
 
   workers=3,12 orch_s=X,Y ratio=Z noop_over_cold=A,B failed_runs=F
 
-ratio = Y / X (goal, issue 13: <= 1.5, workers in parallel); noop_over_cold = noop / cold for each
-size (goal <= 0.15). The line before the last says whether the goals were met. --plot writes an
+ratio = the largest size's cold time over the smallest's (goal, issue 13: <= 1.5, workers in
+parallel); noop_over_cold = noop / cold for each size (goal <= 0.15); bench/verdict.py
+scale_summary decides both lines (a goal is met only when no run failed). The line before the last says whether the goals were met. --plot writes an
 SVG of the cold and no-op times against the worker count (docs/BENCHMARKS.md shows it). Each lab is
 taken down after its size; none is left up.
 """
@@ -40,8 +41,6 @@ from ksha_lab import core
 
 MASTERS = 3
 KUBECTL = ["/usr/local/bin/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--request-timeout=5s"]
-GOAL_RATIO = 1.5
-GOAL_NOOP = 0.15
 
 
 def hosts_ini(workers: int) -> str:
@@ -70,12 +69,37 @@ def failed_states(out) -> list[str]:
     steps = next(iter(data.values()), {}) if isinstance(data, dict) else {}
     if not isinstance(steps, dict) or not steps:
         return ["no orchestration result"]
-    return [s.get("__id__", k) for k, s in steps.items() if not isinstance(s, dict) or s.get("result") is not True]
+    return [s.get("__id__", k) if isinstance(s, dict) else k for k, s in steps.items()
+            if not isinstance(s, dict) or s.get("result") is not True]  # fmt: skip
+
+
+def why(out, limit=600) -> str:
+    """The failed steps' comments, with their minions' failed states (id: comment), shortened."""
+    data = (out or {}).get("data", {}) if isinstance(out, dict) else {}
+    steps = next(iter(data.values()), {}) if isinstance(data, dict) else {}
+    if not isinstance(steps, dict):
+        return str(steps)[:limit]
+    parts = []
+    for key, step in steps.items():
+        if not isinstance(step, dict) or step.get("result") is True:
+            continue
+        minions = (step.get("changes") or {}).get("ret") or {}
+        bad = {
+            minion: {s.get("__id__", k): s.get("comment", "") for k, s in states.items() if isinstance(s, dict)
+                     and s.get("result") is not True}
+            for minion, states in minions.items() if isinstance(states, dict)
+        }  # fmt: skip
+        parts.append(
+            f"{step.get('__id__', key)}: {step.get('comment', '')} {json.dumps({m: b for m, b in bad.items() if b})}"
+        )
+    return "; ".join(parts)[:limit]
 
 
 def changed_steps(out) -> list[str]:
     data = (out or {}).get("data", {})
     steps = next(iter(data.values()), {})
+    if not isinstance(steps, dict):
+        return []
     return [s.get("__id__", k) for k, s in steps.items() if isinstance(s, dict) and changed(s.get("changes"))]
 
 
@@ -126,7 +150,7 @@ def one_size(workers: int) -> verdict.Run:
         cold, rc, out = orchestrate(lab)
         bad = failed_states(out)
         if rc or bad:
-            run.failures.append(f"cold orch.ksha exited {rc}, failed: {', '.join(bad[:5])}")
+            run.failures.append(f"cold orch.ksha exited {rc}, failed: {why(out) or ', '.join(bad[:5])}")
             return run
         run.figures["cold"] = cold
         expected = sorted(lab.hosts)
@@ -139,7 +163,7 @@ def one_size(workers: int) -> verdict.Run:
         noop, rc, out = orchestrate(lab)
         bad = failed_states(out)
         if rc or bad:
-            run.failures.append(f"no-op orch.ksha exited {rc}, failed: {', '.join(bad[:5])}")
+            run.failures.append(f"no-op orch.ksha exited {rc}, failed: {why(out) or ', '.join(bad[:5])}")
             return run
         moved = changed_steps(out)
         if moved:
@@ -198,14 +222,19 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, help="write an SVG of the times against the worker count")
     args = parser.parse_args()
     sizes = [int(n) for n in args.workers.split(",")]
+    if len(set(sizes)) < 2 or min(sizes) < 1:
+        parser.error("--workers: at least two different worker counts, each at least 1 (e.g. 3,12)")
     runs = []
     for workers in sizes:
         try:
             run = one_size(workers)
-        except Exception:  # noqa: BLE001 - a size that raised is a failed run, reported
+        except Exception as err:  # noqa: BLE001 - a size that raised is a failed run, reported
             traceback.print_exc()
-            core.down(log=lambda m: None)
-            run = verdict.Run(f"workers={workers}", figures={"cold": None, "noop": None}, failures=["raised"])
+            run = verdict.Run(f"workers={workers}", figures={"cold": None, "noop": None}, failures=[f"raised: {err}"])
+            try:
+                core.down(log=lambda m: None)
+            except Exception:  # noqa: BLE001 - the summary is still printed
+                traceback.print_exc()
         runs.append(run)
         print(
             f"{run.label} hosts={MASTERS + workers} cold_s={verdict.fmt(run.value('cold'), 1)} "
@@ -215,22 +244,10 @@ def main() -> int:
         )
     if args.plot:
         plot(args.plot, sizes, runs)
-    cold = [run.value("cold") for run in runs]
-    noop_share = [run.value("noop") / run.value("cold") if not run.failed else verdict.INF for run in runs]
-    ratio = cold[-1] / cold[0] if not (runs[0].failed or runs[-1].failed) else verdict.INF
-    failed = sum(run.failed for run in runs)
-    met = ratio <= GOAL_RATIO and all(s <= GOAL_NOOP for s in noop_share)
-    print(
-        f"goals: ratio <= {GOAL_RATIO} {'met' if ratio <= GOAL_RATIO else 'NOT met'}; no-op/cold <= {GOAL_NOOP} "
-        f"{'met' if all(s <= GOAL_NOOP for s in noop_share) else 'NOT met'}"
-        + ("" if met else " (see docs/BENCHMARKS.md)")
-    )
-    print(
-        f"workers={','.join(map(str, sizes))} orch_s={','.join(verdict.fmt(c, 1) for c in cold)} "
-        f"ratio={verdict.fmt(ratio)} noop_over_cold={','.join(verdict.fmt(s) for s in noop_share)} "
-        f"failed_runs={failed}" + (" FAILED" if failed else "")
-    )
-    return 1 if failed else 0
+    goals, (last, code) = verdict.scale_summary(sizes, runs)
+    print(goals + ("" if "NOT" not in goals else " (see docs/BENCHMARKS.md)"))
+    print(last)
+    return code
 
 
 if __name__ == "__main__":

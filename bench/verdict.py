@@ -317,3 +317,42 @@ def controlplane_summary(runs, requested):
         ("lease_takeover_s", fmt(median(runs, "takeover"))),
     ]
     return verdict(fields, runs, requested)
+
+
+# --- orch.ksha against the worker count (bench/scale.py) --------------------------------------
+
+SCALE_GOAL_RATIO = 1.5
+SCALE_GOAL_NOOP = 0.15
+
+
+def scale_summary(sizes, runs):
+    """The goals line, and (last line, exit code), of bench/scale.py. `sizes`: the worker counts,
+    each with its run (figures ``cold`` and ``noop``). Last line:
+      workers=A,B orch_s=X,Y ratio=Z noop_over_cold=a,b failed_runs=F [FAILED]
+    Z: the cold time of the largest size over the smallest's (inf when either failed; nan with
+    one size: no ratio). A goal is met only when no run failed."""
+    by_size = dict(zip(sizes, runs, strict=True))
+    small, large = min(sizes), max(sizes)
+    cold = [run.value("cold") for run in runs]
+    share = [run.value("noop") / run.value("cold") if not run.failed else INF for run in runs]
+    if small == large:
+        ratio = math.nan
+    elif by_size[small].failed or by_size[large].failed:
+        ratio = INF
+    else:
+        ratio = by_size[large].value("cold") / by_size[small].value("cold")
+    clean = not any(run.failed for run in runs)
+    ratio_met = clean and ratio <= SCALE_GOAL_RATIO
+    noop_met = clean and all(s <= SCALE_GOAL_NOOP for s in share)
+    goals = (
+        f"goals: cold({large})/cold({small}) <= {SCALE_GOAL_RATIO} {'met' if ratio_met else 'NOT met'}; "
+        f"no-op/cold <= {SCALE_GOAL_NOOP} {'met' if noop_met else 'NOT met'}"
+        + ("" if clean else " (a run failed: no goal is met)")
+    )
+    fields = [
+        ("workers", ",".join(map(str, sizes))),
+        ("orch_s", ",".join(fmt(c, 1) for c in cold)),
+        ("ratio", fmt(ratio)),
+        ("noop_over_cold", ",".join(fmt(s) for s in share)),
+    ]
+    return goals, verdict(fields, runs, len(sizes))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import ipaddress
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -525,6 +526,7 @@ def _nodes(conf: dict, names: list[str], groups: dict[str, list[str]], k8s: dict
         "hosts": hosts,
         "workers": [n for n in hosts if n not in masters],
         "batch": nodes["batch"],
+        "batch_timeout_s": nodes["batch_timeout_s"],
         # a host that is no node (any more): before its host is cleaned, the first master cordons
         # and drains it (kubectl drain, at most drain_timeout_s), and deletes its Node after
         "api_host": masters[0] if masters else None,
@@ -643,6 +645,7 @@ def _network(conf: dict, nodes: dict) -> dict:
         # longer rendered is deleted (plugin none applies nothing and deletes nothing)
         "set": plugin,
         "set_label": network.SET_LABEL,
+        "managed_by": dict(network.MANAGED_BY),
         "resources": list(network.RESOURCES),
         "refs": [network.ref(o) for o in objects],
         "objects": objects,
@@ -794,14 +797,37 @@ NODE_MODULES_FILE = "/etc/modules-load.d/ksha-node.conf"
 def node_kernel(conf: dict) -> dict:
     """A node's kernel settings: the modules it loads now and at boot (ksha:nodes:kernel_modules,
     and kube_proxy:ipvs_modules in ipvs mode), then the sysctls (ksha:nodes:sysctl), which may
-    need a module (net.bridge.* needs br_netfilter)."""
+    need a module (net.bridge.* needs br_netfilter). Each with the commands that set it and
+    check it: a module is there when /sys/module has it or the kernel has it built in
+    (modules.builtin; kmod.present would fail on one, lsmod does not list it); a sysctl when
+    ``sysctl -n`` shows the value (blanks as one space)."""
     kube_proxy = conf["kubernetes"]["kube_proxy"]
-    modules = [*conf["nodes"]["kernel_modules"], *(kube_proxy["ipvs_modules"] if kube_proxy["mode"] == "ipvs" else [])]
+    names = [*conf["nodes"]["kernel_modules"], *(kube_proxy["ipvs_modules"] if kube_proxy["mode"] == "ipvs" else [])]
+    modules = []
+    for name in dict.fromkeys(names):
+        sysfs = name.replace("-", "_")  # modprobe takes either; /sys/module has underscores
+        files = "|".join(dict.fromkeys([sysfs, name]))
+        modules.append({
+            "name": name,
+            "load": f"modprobe {name}",
+            "loaded": f"test -d /sys/module/{sysfs} || grep -qsE '/({files})\\.ko$' /lib/modules/$(uname -r)/modules.builtin",
+        })  # fmt: skip
+    sysctl = {}
+    for name, value in sorted(conf["nodes"]["sysctl"].items()):
+        shown = " ".join(str(value).split())
+        sysctl[name] = {
+            "value": shown,
+            "set": f"sysctl -q -w {shlex.quote(f'{name}={shown}')}",
+            "current": f'test "$(sysctl -n {name} | xargs)" = {shlex.quote(shown)}',
+        }
     return {
-        "modules": list(dict.fromkeys(modules)),
-        "modules_file": NODE_MODULES_FILE,
-        "sysctl": dict(sorted(conf["nodes"]["sysctl"].items())),
-        "sysctl_file": NODE_SYSCTL_FILE,
+        "modules": modules,
+        "sysctl": sysctl,
+        # what each file holds (after ksha's marker); a file with no line is removed
+        "files": [
+            {"path": NODE_MODULES_FILE, "lines": [m["name"] for m in modules]},
+            {"path": NODE_SYSCTL_FILE, "lines": [f"{name} = {s['value']}" for name, s in sysctl.items()]},
+        ],
     }
 
 

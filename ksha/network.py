@@ -395,41 +395,51 @@ def schema_version(kubernetes_version: str) -> str:
     return f"{major}.{minor}.0"
 
 
-def problems(objects: list[dict], kubernetes_version: str) -> list[str]:
+def problems(objects: list[dict], kubernetes_version: str) -> list[tuple[str, str]]:
     """What kubernetes-validate (strict: unknown fields too) finds wrong in `objects` against the
-    schemas of `kubernetes_version`, one line per object; [] when they are valid."""
+    schemas of `kubernetes_version`: (the pillar key it is about, the message), [] when they are
+    valid. An object the schemas refuse is ``ksha:network``'s, one line each; a check that cannot
+    be made (no kubernetes-validate, or none with that version's schemas) is said once."""
     try:
         import kubernetes_validate  # noqa: PLC0415 - only where manifests are checked
     except ImportError:
-        return ["the Python package kubernetes-validate is not importable by the salt-master (pip install ksha's "
-                "requirements into the master's Python)"]  # fmt: skip
+        return [("ksha", "the Python package kubernetes-validate is not importable by the salt-master's Python: "
+                         "install ksha's requirements there (pip install /srv/ksha), then run this again")]  # fmt: skip
     version = schema_version(kubernetes_version)
     errors = kubernetes_validate.utils
-    out = []
+    found: dict[tuple[str, str], None] = {}
     for obj in objects:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
-        except (errors.SchemaNotFoundError, errors.VersionNotSupportedError) as err:
-            out.append(f"{ref(obj)}: {err.message}; install a kubernetes-validate that has it")
+        except errors.VersionNotSupportedError:
+            cannot = (f"kubernetes-validate {kubernetes_validate.__version__} has no schemas of Kubernetes {version} "
+                      f"({kubernetes_version}), so the network objects cannot be checked: install one that has them "
+                      "(pip install 'kubernetes-validate>=" + version + "')")  # fmt: skip
+            found[("ksha:kubernetes:version", cannot)] = None
+        except errors.SchemaNotFoundError as err:
+            found[("ksha:kubernetes:version", f"{ref(obj)}: {err.message}; its API is not in Kubernetes {version}")] = (
+                None
+            )
         except errors.ValidationError as err:
             path = ".".join(str(p) for p in err.path) or "(top)"
-            out.append(f"{ref(obj)}: {path}: {err.message}")
+            found[("ksha:network", f"{ref(obj)}: {path}: {err.message}")] = None
         except errors.InvalidSchemaError as err:
-            out.append(f"{ref(obj)}: kubernetes-validate's schema is invalid: {err.message}")
-    return out
+            found[("ksha", f"{ref(obj)}: kubernetes-validate's schema is invalid: {err.message}; reinstall it")] = None
+    return list(found)
 
 
 def findings(cluster: dict) -> list[Finding]:
     """The preflight's check of the network's objects (``cluster``: ``ksha.model.build``'s):
-    one ERROR finding per object the pinned Kubernetes version's schemas refuse."""
+    one ERROR finding per object the pinned Kubernetes version's schemas refuse, and one per
+    reason the check could not be made."""
     objects = cluster["network"]["objects"]
     version = cluster["kubernetes"]["version"]
-    return [
-        Finding(
-            "ERROR",
-            "ksha:network",
-            f"{problem} (checked offline against Kubernetes {version}'s schemas; the objects are rendered from "
-            "ksha:network:calico and ksha:kubernetes:pod_cidr: fix those keys, or report a ksha bug if they are right)",
-        )
-        for problem in (problems(objects, version) if objects else [])
-    ]
+    out = []
+    for key, message in problems(objects, version) if objects else []:
+        if key == "ksha:network":
+            message += (
+                f" (checked offline against Kubernetes {version}'s schemas; the objects are rendered from "
+                "ksha:network:calico and ksha:kubernetes:pod_cidr: fix those keys, or report a ksha bug if they are right)"
+            )
+        out.append(Finding("ERROR", key, message))
+    return out

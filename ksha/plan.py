@@ -417,7 +417,9 @@ def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:
 def _nodes_joined(steps: Steps, nodes: dict, net: dict) -> None:
     # Salt's batch only when there is more than one batch: a batched salt.state is a
     # sequence of jobs, which a single batch would only slow down
-    batch = {"batch": nodes["batch"]} if len(nodes["batches"]) > 1 else {}
+    # (with a timeout per node's job: Salt 3008's batch fails a minion not returned within the
+    # master's `timeout` plus gather_job_timeout, 15 s by default, while it still works)
+    batch = {"batch": nodes["batch"], "timeout": nodes["batch_timeout_s"]} if len(nodes["batches"]) > 1 else {}
     steps.add(
         "ksha-phase-nodes-joined",
         "salt.state",

@@ -68,8 +68,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "ksha:kubernetes:leader_election:renew_deadline_s": (1, 600),
     "ksha:kubernetes:leader_election:retry_period_s": (1, 300),
     "ksha:nodes:batch": (1, 100_000),
+    "ksha:nodes:batch_timeout_s": (60, 86_400),
     "ksha:nodes:drain_timeout_s": (10, 86_400),
-    "ksha:network:calico:mtu": (0, 9000),
+    "ksha:network:calico:mtu": (0, 9000),  # 1 to 575 refused too: checks/nodes.py
     "ksha:kubesphere:console_port": (1, 65535),
 }
 

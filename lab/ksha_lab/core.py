@@ -199,7 +199,7 @@ class Lab:
         # missing (overlay loaded, br_netfilter built in; no IP_VS at all, so kube-proxy's ipvs
         # mode could not run here: the stand-in kube-proxy programs nothing). The sysctls are set
         # for real, in each host's own network namespace.
-        k8s["kube_proxy"] = {"ipvs_modules": []}
+        k8s.setdefault("kube_proxy", {})["ipvs_modules"] = []
         ksha.setdefault("nodes", {})["kernel_modules"] = []
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"

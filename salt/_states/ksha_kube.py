@@ -591,7 +591,6 @@ def node_roles(name, nodes, kubeconfig="/etc/kubernetes/admin.conf", wait=60):
 
 # the annotation holding the sha256 of the object as ksha rendered it (objects_applied)
 APPLIED = "ksha/applied-sha256"
-MANAGED_BY = ("app.kubernetes.io/managed-by", "ksha")
 
 
 def _digest(obj):
@@ -620,7 +619,12 @@ def _contains(live, want):
     return live == want
 
 
-def _apply_plan(desired, found, in_set):
+def _labelled(obj, labels):
+    found = (obj.get("metadata") or {}).get("labels") or {}
+    return all(found.get(k) == v for k, v in labels.items())
+
+
+def _apply_plan(desired, found, in_set, managed_by):
     """What ``objects_applied`` does (pure): ``{"create": [object], "replace": [object with the
     live resourceVersion], "delete": [live object], "unchanged": [ref], "foreign": [ref]}``.
 
@@ -629,12 +633,15 @@ def _apply_plan(desired, found, in_set):
     found
         the live objects of the same names (``kubectl get -f``).
     in_set
-        the live objects carrying the set's label (``kubectl get -l``): those not rendered any
-        more are deleted, in the reverse order.
+        the live objects carrying the set's label (``kubectl get -l``, in the order of the
+        set's kinds): those not rendered any more, and carrying ksha's label (`managed_by`) too,
+        are deleted, in the reverse order (custom resource definitions last).
+    managed_by
+        ksha's label ({key: value}), on every object ksha applies.
 
     An object is replaced when its annotation ``APPLIED`` is not the digest of its rendering (it
     was rendered otherwise) or a field ksha sets has another value (drift). A live object of a
-    rendered name without ksha's label (``MANAGED_BY``) is someone else's: ``foreign``, left alone.
+    rendered name without ksha's label is someone else's: ``foreign``, left alone.
     """
     live = {_identity(o): o for o in found}
     plan = {"create": [], "replace": [], "delete": [], "unchanged": [], "foreign": []}
@@ -648,16 +655,16 @@ def _apply_plan(desired, found, in_set):
         current = live.get(key)
         if current is None:
             plan["create"].append(sent)
-            continue
-        meta = current.get("metadata") or {}
-        if (meta.get("labels") or {}).get(MANAGED_BY[0]) != MANAGED_BY[1]:
+        elif not _labelled(current, managed_by):
             plan["foreign"].append(_ref(obj))
-        elif (meta.get("annotations") or {}).get(APPLIED) != digest or not _contains(current, obj):
-            sent["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+        elif ((current.get("metadata") or {}).get("annotations") or {}).get(APPLIED) != digest or not _contains(
+            current, obj
+        ):
+            sent["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
             plan["replace"].append(sent)
         else:
             plan["unchanged"].append(_ref(obj))
-    plan["delete"] = [o for o in reversed(in_set) if _identity(o) not in wanted]
+    plan["delete"] = [o for o in reversed(in_set) if _identity(o) not in wanted and _labelled(o, managed_by)]
     return plan
 
 
@@ -666,13 +673,17 @@ def _items(proc):
     return out.get("items", [out] if out.get("kind") else [])
 
 
-def objects_applied(name, objects, set_name, set_label, kinds, kubeconfig="/etc/kubernetes/admin.conf"):
-    """The API holds `objects` (a set of ksha's, labelled ``set_label: set_name``) as rendered:
-    each is created, or replaced (``kubectl replace``, with its resourceVersion) when its
-    rendering changed or a field ksha sets was changed in the API; an object of the set that is
-    no longer rendered is deleted (listed by label among `kinds`). Decided by ``_apply_plan``
-    (pure). An object of a rendered name that is not ksha's fails the state, named, and nothing
-    is changed. ``test=True``: what would be created, replaced and deleted.
+VERBS = (("created", "create"), ("replaced", "replace"), ("deleted", "delete"))
+
+
+def objects_applied(name, objects, set_name, set_label, kinds, managed_by, kubeconfig="/etc/kubernetes/admin.conf"):
+    """The API holds `objects` (a set of ksha's, labelled ``set_label: set_name`` and
+    `managed_by`) as rendered: each is created, or replaced (``kubectl replace``, with its
+    resourceVersion) when its rendering changed or a field ksha sets was changed in the API; an
+    object of the set that is no longer rendered is deleted (listed by label among `kinds`).
+    Decided by ``_apply_plan`` (pure). An object of a rendered name that is not ksha's fails the
+    state, named, and nothing is changed. ``test=True``: what would be created, replaced and
+    deleted. A run that fails part way says what it had changed.
 
     name
         What the set is (free text).
@@ -680,35 +691,44 @@ def objects_applied(name, objects, set_name, set_label, kinds, kubeconfig="/etc/
         The objects, in creation order (the cluster model's ``network_objects``).
     kinds
         The resources the set's objects are of (``daemonsets.apps``, ...), for the deletion.
+    managed_by
+        ksha's label ({key: value}): an object without it is never replaced or deleted.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    got = _kubectl(kubeconfig, "get", "-f", "-", "--ignore-not-found", "-o", "json", stdin=json.dumps(
-        {"apiVersion": "v1", "kind": "List", "items": objects}))  # fmt: skip
-    if got.returncode != 0:
-        why = f"kubectl get (the {set_name} objects): {got.stderr.strip()}"
-        if __opts__["test"]:  # a cluster not made yet: the plan is to create them all
-            ret.update(result=None, changes={"created": [_ref(o) for o in objects]},
-                       comment=f"{why}; once the API answers, would create all {len(objects)}")  # fmt: skip
-        else:
-            ret.update(result=False, comment=why)
+    try:
+        return _objects_applied(ret, objects, set_name, set_label, kinds, managed_by, kubeconfig)
+    except subprocess.TimeoutExpired as err:
+        ret.update(result=False, comment=f"kubectl did not finish in {err.timeout} s: {' '.join(err.cmd[4:6])} ...")
         return ret
-    listed = _kubectl(kubeconfig, "get", ",".join(kinds), "--all-namespaces", "-l", f"{set_label}={set_name}",
-                      "-o", "json")  # fmt: skip
+
+
+def _objects_applied(ret, objects, set_name, set_label, kinds, managed_by, kubeconfig):
+    found = []
+    if objects:
+        got = _kubectl(kubeconfig, "get", "-f", "-", "--ignore-not-found", "-o", "json", stdin=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": objects}))  # fmt: skip
+        if got.returncode != 0:
+            why = f"kubectl get (the {set_name} objects): {got.stderr.strip()}"
+            if __opts__["test"]:  # a cluster not made yet: the plan is to create them all
+                ret.update(result=None, changes={"created": [_ref(o) for o in objects]},
+                           comment=f"{why}; once the API answers, would create all {len(objects)}")  # fmt: skip
+            else:
+                ret.update(result=False, comment=why)
+            return ret
+        found = _items(got)
+    selector = ",".join([f"{set_label}={set_name}", *(f"{k}={v}" for k, v in managed_by.items())])
+    listed = _kubectl(kubeconfig, "get", ",".join(kinds), "--all-namespaces", "-l", selector, "-o", "json")
     if listed.returncode != 0:
-        ret.update(result=False, comment=f"kubectl get -l {set_label}={set_name}: {listed.stderr.strip()}")
+        ret.update(result=False, comment=f"kubectl get -l {selector}: {listed.stderr.strip()}")
         return ret
-    plan = _apply_plan(objects, _items(got), _items(listed))
+    plan = _apply_plan(objects, found, _items(listed), managed_by)
     if plan["foreign"]:
+        label = ", ".join(f"{k}={v}" for k, v in managed_by.items())
         ret.update(result=False, comment=(
-            f"not ksha's (no label {MANAGED_BY[0]}={MANAGED_BY[1]}), so left alone: {', '.join(plan['foreign'])}; "
-            "delete them for ksha to create its own, or set ksha:network:plugin: none to keep yours. Nothing was "
-            "changed"))  # fmt: skip
+            f"not ksha's (no label {label}), so left alone: {', '.join(plan['foreign'])}; delete them for ksha to "
+            "create its own, or set ksha:network:plugin: none to keep yours. Nothing was changed"))  # fmt: skip
         return ret
-    changes = {
-        verb: [_ref(o) for o in plan[key]]
-        for verb, key in (("created", "create"), ("replaced", "replace"), ("deleted", "delete"))
-        if plan[key]
-    }
+    changes = {verb: [_ref(o) for o in plan[key]] for verb, key in VERBS if plan[key]}
     if not changes:
         ret["comment"] = f"the {len(objects)} {set_name} objects are as rendered"
         return ret
@@ -716,13 +736,16 @@ def objects_applied(name, objects, set_name, set_label, kinds, kubeconfig="/etc/
         ret.update(result=None, changes=changes, comment="would have " + ", ".join(
             f"{k} {len(v)}" for k, v in changes.items()))  # fmt: skip
         return ret
-    for verb, key in (("create", "create"), ("replace", "replace")):
+    for verb, key in VERBS[:2]:
         if plan[key]:
             # a stream of JSON objects, not a List: kubectl validates each by its own kind
-            done = _kubectl(kubeconfig, verb, "-f", "-", stdin="\n".join(json.dumps(o) for o in plan[key]))
+            done = _kubectl(kubeconfig, key, "-f", "-", stdin="\n".join(json.dumps(o) for o in plan[key]))
             if done.returncode != 0:
-                ret.update(result=False, comment=f"kubectl {verb}: {done.stderr.strip()}")
+                # what kubectl did before it failed ("<kind>/<name> created") is in its output
+                did = "; ".join(done.stdout.strip().splitlines()) or "nothing"
+                ret.update(result=False, comment=f"kubectl {key}: {done.stderr.strip()} (before that it did: {did})")
                 return ret
+            ret["changes"][verb] = changes[verb]
     for obj in plan["delete"]:
         meta = obj["metadata"]
         group = obj["apiVersion"].rpartition("/")[0]
@@ -731,5 +754,6 @@ def objects_applied(name, objects, set_name, set_label, kinds, kubeconfig="/etc/
         if done.returncode != 0:
             ret.update(result=False, comment=f"kubectl delete {_ref(obj)}: {done.stderr.strip()}")
             return ret
-    ret.update(changes=changes, comment="; ".join(f"{k} {len(v)}" for k, v in changes.items()))
+        ret["changes"].setdefault("deleted", []).append(_ref(obj))
+    ret["comment"] = "; ".join(f"{k} {len(v)}" for k, v in changes.items())
     return ret

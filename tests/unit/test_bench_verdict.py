@@ -270,3 +270,34 @@ def test_controlplane_runs_not_done_are_failed_runs():
     assert error.failures == ["error: orch.ksha failed"]
     line, code = verdict.controlplane_summary([error], 3)
     assert code == 1 and "failed_runs=3 FAILED" in line
+
+
+# --- bench/scale.py ---------------------------------------------------------------------------
+
+
+def scale_run(workers, cold, noop, failures=()):
+    return verdict.Run(f"workers={workers}", {"cold": cold, "noop": noop}, list(failures))
+
+
+@pytest.mark.parametrize(
+    "sizes, runs, goals, last, code",
+    [
+        ([3, 12], [scale_run(3, 60.0, 6.0), scale_run(12, 84.0, 9.0)],
+         "goals: cold(12)/cold(3) <= 1.5 met; no-op/cold <= 0.15 met",
+         "workers=3,12 orch_s=60.0,84.0 ratio=1.40 noop_over_cold=0.10,0.11 failed_runs=0", 0),
+        # the order of --workers does not turn the ratio upside down
+        ([12, 3], [scale_run(12, 120.0, 30.0), scale_run(3, 60.0, 30.0)],
+         "goals: cold(12)/cold(3) <= 1.5 NOT met; no-op/cold <= 0.15 NOT met",
+         "workers=12,3 orch_s=120.0,60.0 ratio=2.00 noop_over_cold=0.25,0.50 failed_runs=0", 0),
+        # a failed size: its figures inf, no goal met, FAILED, exit 1
+        ([3, 12], [scale_run(3, 60.0, 6.0), scale_run(12, 84.0, None, ["the no-op orch.ksha changed: x"])],
+         "goals: cold(12)/cold(3) <= 1.5 NOT met; no-op/cold <= 0.15 NOT met (a run failed: no goal is met)",
+         "workers=3,12 orch_s=60.0,inf ratio=inf noop_over_cold=0.10,inf failed_runs=1 FAILED", 1),
+        # a middle size failing fails the line, though the ends have figures
+        ([3, 6, 12], [scale_run(3, 60.0, 6.0), scale_run(6, None, None, ["raised"]), scale_run(12, 84.0, 9.0)],
+         "goals: cold(12)/cold(3) <= 1.5 NOT met; no-op/cold <= 0.15 NOT met (a run failed: no goal is met)",
+         "workers=3,6,12 orch_s=60.0,inf,84.0 ratio=1.40 noop_over_cold=0.10,inf,0.11 failed_runs=1 FAILED", 1),
+    ],
+)  # fmt: skip
+def test_scale_summary(sizes, runs, goals, last, code):
+    assert verdict.scale_summary(sizes, runs) == (goals, (last, code))

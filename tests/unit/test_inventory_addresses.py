@@ -111,6 +111,7 @@ def test_ipv4_vip_with_ipv6_lb_hosts_is_an_error(keepalived_ksha):
     for index, host in enumerate(keepalived_ksha["hosts"]):
         host["ip"] = f"fd00::{index + 1}"
     keepalived_ksha["kubernetes"].update(service_cidr="fd00:10::/108", pod_cidr="fd00:20::/56")  # IPv6 too
+    keepalived_ksha["network"] = {"plugin": "none"}  # calico's objects are IPv4's
     keepalived_ksha["loadbalancer"]["keepalived"] = {"prefixlen": 64}
     assert errors(keepalived_ksha) == [
         "ERROR ksha:loadbalancer:address: 192.168.0.253 is IPv4 but the ip of LB host(s) master1, master2, master3 "

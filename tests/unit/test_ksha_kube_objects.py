@@ -25,11 +25,13 @@ def configure_loader_modules():
     return {kube: {"__opts__": {"test": False}, "__grains__": {"id": "m1"}}}
 
 
-def cm(name, data="1", labels=True, **meta):
+def cm(name, data="1", labels=True, labels_only=None):
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": data},
-           "metadata": {"name": name, "namespace": "kube-system", **meta}}  # fmt: skip
+           "metadata": {"name": name, "namespace": "kube-system"}}  # fmt: skip
     if labels:
         obj["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "ksha", "ksha/manifest": "calico"}
+    if labels_only:
+        obj["metadata"]["labels"] = labels_only
     return obj
 
 
@@ -44,6 +46,8 @@ def live(obj, applied=None, rv="7", **extra):
 
 
 A, B, C = cm("a"), cm("b"), cm("c")
+MANAGED = {"app.kubernetes.io/managed-by": "ksha"}
+ONLY_IN_SET = cm("d", labels=False, labels_only={"ksha/manifest": "calico"})
 
 
 @pytest.mark.parametrize(
@@ -56,10 +60,12 @@ A, B, C = cm("a"), cm("b"), cm("c")
         ("no longer rendered: deleted, last first", [A], [live(A)], [live(A), live(B), live(C)],
          {"unchanged": ["a"], "delete": ["c", "b"]}),
         ("someone else's: foreign", [A], [live(cm("a", labels=False))], [], {"foreign": ["a"]}),
+        ("the set's label without ksha's: never deleted", [A], [live(A)], [live(A), live(ONLY_IN_SET)],
+         {"unchanged": ["a"]}),
     ],
 )  # fmt: skip
 def test_apply_plan(case, desired, found, in_set, want):
-    plan = kube._apply_plan(desired, found, in_set)
+    plan = kube._apply_plan(desired, found, in_set, MANAGED)
     names = {key: [o if isinstance(o, str) else o["metadata"]["name"] for o in plan[key]] for key in plan if plan[key]}
     names = {k: [n.rpartition("/")[2] for n in v] for k, v in names.items()}
     assert names == want
@@ -85,7 +91,9 @@ def api(standin_apiserver, tmp_path):
 
 
 def apply(conf, objects):
-    return kube.objects_applied("calico", objects, "calico", network.SET_LABEL, list(network.RESOURCES), conf)
+    return kube.objects_applied(
+        "calico", objects, "calico", network.SET_LABEL, list(network.RESOURCES), dict(network.MANAGED_BY), conf
+    )
 
 
 def test_the_calico_objects_are_applied_kept_and_pruned_through_the_real_kubectl(api):
@@ -127,6 +135,14 @@ def test_the_calico_objects_are_applied_kept_and_pruned_through_the_real_kubectl
     assert kubectl("get", "pdb", "-A", "-o", "name").stdout == ""
     assert json.loads(kubectl("get", "cm", "calico-config", "-n", "kube-system", "-o", "json").stdout)["data"][
         "veth_mtu"] == "1440"  # fmt: skip
+
+    # nothing rendered any more: the whole set goes, in the reverse order of its kinds (CRDs last)
+    emptied = apply(conf, [])
+    deleted = emptied["changes"]["deleted"]
+    assert sorted(deleted) == sorted(network.ref(o) for o in fewer), emptied
+    assert deleted[0] == "Deployment kube-system/calico-kube-controllers"
+    assert {r.split()[0] for r in deleted[-18:]} == {"CustomResourceDefinition"}
+    assert kubectl("get", "crd,daemonsets,clusterroles", "-A", "-o", "name").stdout == ""
 
 
 def test_an_object_that_is_not_ksha_s_is_refused_and_nothing_is_changed(api):

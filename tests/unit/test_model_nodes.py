@@ -91,6 +91,8 @@ def test_plan_batches_the_node_step_only_when_there_is_more_than_one_batch(examp
         assert step["id"] == "ksha-phase-nodes-joined"
         assert step["target"] == ALL and step["sls"] == ["ksha.containerd", "ksha.node"]
         assert [a["batch"] for a in step["args"] if "batch" in a] == ([batch] if batch else [])
+        # a batched step waits for each node's job (Salt's own window is 15 s)
+        assert [a["timeout"] for a in step["args"] if "timeout" in a] == ([900] if batch else [])
     masters_only = build(example_ksha, **{"nodes:masters_run_kubelet": False, "groups:kube-node": [], **SUMS})
     assert masters_only["nodes"]["hosts"] == []
     ids = [s["id"] for s in plan.build(masters_only, LIVE)["steps"]]

@@ -81,14 +81,22 @@ def test_the_model_renders_from_the_pillar_and_none_renders_nothing(example_ksha
 def test_the_check_names_the_object_and_the_field(case, breaks, found):
     objects = network.calico_objects(SETTINGS)
     breaks(objects)
-    [problem] = network.problems(objects, "v1.30.8")
-    assert problem.startswith(found), problem
+    [(key, problem)] = network.problems(objects, "v1.30.8")
+    assert key == "ksha:network" and problem.startswith(found), problem
 
 
-def test_a_version_kubernetes_validate_has_no_schemas_for_is_named():
-    [problem, *_] = network.problems(network.calico_objects(SETTINGS), "v1.99.0")
-    assert problem == ("CustomResourceDefinition bgpconfigurations.crd.projectcalico.org: kubernetes-validate does "
-                       "not support version 1.99; install a kubernetes-validate that has it")  # fmt: skip
+def test_a_version_kubernetes_validate_has_no_schemas_for_is_said_once_naming_the_version_key(example_ksha):
+    [(key, problem)] = network.problems(network.calico_objects(SETTINGS), "v1.99.0")
+    assert key == "ksha:kubernetes:version"
+    assert problem.startswith("kubernetes-validate 1.30.0 has no schemas of Kubernetes 1.99.0 (v1.99.0), so the "
+                              "network objects cannot be checked: install one that has them")  # fmt: skip
+
+
+def test_without_kubernetes_validate_the_preflight_says_how_to_install_it(example_ksha, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "kubernetes_validate", None)  # import fails
+    [finding] = network.findings(model.build(example_ksha))
+    assert (finding.level, finding.key) == ("ERROR", "ksha")
+    assert "kubernetes-validate is not importable" in finding.message and "pip install" in finding.message
 
 
 @pytest.mark.parametrize("release, schemas", [("v1.30.8", "1.30.0"), ("v1.30.0", "1.30.0"), ("1.31.2", "1.31.0")])
@@ -98,7 +106,9 @@ def test_schema_version(release, schemas):
 
 def test_the_preflight_reports_objects_the_schemas_refuse(example_ksha, monkeypatch):
     assert model.preflight_findings(example_ksha) == inventory.validate(example_ksha)
-    monkeypatch.setattr(network, "problems", lambda objects, version: [f"DaemonSet x: {len(objects)} {version}"])
+    monkeypatch.setattr(
+        network, "problems", lambda objects, version: [("ksha:network", f"DaemonSet x: {len(objects)} {version}")]
+    )
     [finding] = model.preflight_findings(example_ksha)
     assert (finding.level, finding.key) == ("ERROR", "ksha:network")
     assert finding.message.startswith("DaemonSet x: 31 v1.30.8 (checked offline against Kubernetes v1.30.8's schemas")
@@ -122,3 +132,37 @@ def test_the_validator_names_the_network_key(example_ksha, key, value, message):
     errors = [f for f in inventory.validate(edited(example_ksha, **{key: value})) if f.level == "ERROR"]
     assert [f.key for f in errors] == [f"ksha:{key}"]
     assert errors[0].message.startswith(message), errors[0].message
+
+
+def test_an_ipv6_pod_network_is_refused_for_calico_and_fine_without_a_plugin(example_ksha):
+    for index, host in enumerate(example_ksha["hosts"]):
+        host["ip"] = f"fd00:10::{index + 11}"
+    example_ksha["loadbalancer"]["address"] = "fd00:10::100"
+    example_ksha["kubernetes"].update(service_cidr="fd00:1::/112", pod_cidr="fd00:233::/56")
+    errors = [str(f) for f in inventory.validate(example_ksha) if f.level == "ERROR"]
+    assert errors == ["ERROR ksha:network:plugin: calico is rendered for an IPv4 pod network, and "
+                      "ksha:kubernetes:pod_cidr is IPv6 (fd00:233::/56): set ksha:network:plugin: none and bring "
+                      "your own network plugin"]  # fmt: skip
+    example_ksha["network"] = {"plugin": "none"}
+    assert not [f for f in inventory.validate(example_ksha) if f.level == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    "value, level, message",
+    [
+        (50, "ERROR", "50 is below 576, the least an IPv4 host must take"),
+        (576, None, None),
+        (0, None, None),
+    ],
+)
+def test_an_mtu_below_ipv4_s_minimum_is_refused(example_ksha, value, level, message):
+    found = [f for f in inventory.validate(edited(example_ksha, **{"network:calico:mtu": value}))
+             if f.key == "ksha:network:calico:mtu"]  # fmt: skip
+    assert [(f.level, f.message[: len(message)]) for f in found] == ([(level, message)] if level else [])
+
+
+def test_another_calico_series_is_a_warning(example_ksha):
+    found = [f for f in inventory.validate(edited(example_ksha, **{"network:calico:version": "v3.26.1"}))
+             if f.key == "ksha:network:calico:version"]  # fmt: skip
+    assert [f.level for f in found] == ["WARNING"]
+    assert found[0].message.startswith("v3.26.1: ksha renders the objects of calico v3.28.x")

@@ -2,8 +2,10 @@
 # vim: ft=sls
 ---
 # ksha.containerd: the container runtime on every node (ksha:nodes): containerd
-# with ksha's config.toml, runc and the CNI plugin binaries.
+# with ksha's config.toml, runc and the CNI plugin binaries; the node's kernel
+# modules and sysctls first (overlay for the snapshotter).
 include:
+  - ksha.node.kernel
   - .install
   - .config
   - .service

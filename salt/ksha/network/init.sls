@@ -17,6 +17,7 @@ ksha-network-{{ model.network.plugin }}-objects-applied:
     - set_name: {{ model.network.set }}
     - set_label: {{ model.network.set_label }}
     - kinds: {{ model.network.resources | json }}
+    - managed_by: {{ model.network.managed_by | json }}
     - kubeconfig: {{ me.kubeconfigs.admin.path }}
 {%- else %}
 ksha-network-nothing-for-this-host:
