@@ -118,10 +118,17 @@ def changed(changes) -> bool:
     )
 
 
-def orchestrate(lab) -> tuple[float, int, object]:
+def orchestrated(lab, what: str, run: verdict.Run) -> tuple[float, object]:
+    """One `salt-run state.orchestrate orch.ksha`: (wall seconds, its output), the output None
+    when it failed (the reason added to the run's failures)."""
     t0 = time.monotonic()
     rc, out = lab.salt_run_json("state.orchestrate", "orch.ksha", timeout=3600)
-    return time.monotonic() - t0, rc, out
+    seconds = time.monotonic() - t0
+    bad = failed_states(out)
+    if rc or bad:
+        run.failures.append(f"{what} orch.ksha exited {rc}, failed: {why(out) or ', '.join(bad[:5])}")
+        return seconds, None
+    return seconds, out
 
 
 def ready_nodes(lab) -> list[str]:
@@ -147,10 +154,8 @@ def one_size(workers: int) -> verdict.Run:
         if rc:
             run.failures.append(f"saltutil.sync_all exited {rc}")
             return run
-        cold, rc, out = orchestrate(lab)
-        bad = failed_states(out)
-        if rc or bad:
-            run.failures.append(f"cold orch.ksha exited {rc}, failed: {why(out) or ', '.join(bad[:5])}")
+        cold, out = orchestrated(lab, "cold", run)
+        if out is None:
             return run
         run.figures["cold"] = cold
         expected = sorted(lab.hosts)
@@ -160,10 +165,8 @@ def one_size(workers: int) -> verdict.Run:
         if ready_nodes(lab) != expected:
             run.failures.append(f"not every node Ready after the cold orchestration: {ready_nodes(lab)}")
             return run
-        noop, rc, out = orchestrate(lab)
-        bad = failed_states(out)
-        if rc or bad:
-            run.failures.append(f"no-op orch.ksha exited {rc}, failed: {why(out) or ', '.join(bad[:5])}")
+        noop, out = orchestrated(lab, "no-op", run)
+        if out is None:
             return run
         moved = changed_steps(out)
         if moved:
