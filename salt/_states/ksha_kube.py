@@ -703,24 +703,28 @@ def objects_applied(name, objects, set_name, set_label, kinds, managed_by, kubec
 
 
 def _objects_applied(ret, objects, set_name, set_label, kinds, managed_by, kubeconfig):
-    found = []
-    if objects:
-        got = _kubectl(kubeconfig, "get", "-f", "-", "--ignore-not-found", "-o", "json", stdin=json.dumps(
-            {"apiVersion": "v1", "kind": "List", "items": objects}))  # fmt: skip
-        if got.returncode != 0:
-            why = f"kubectl get (the {set_name} objects): {got.stderr.strip()}"
-            if __opts__["test"]:  # a cluster not made yet: the plan is to create them all
-                ret.update(result=None, changes={"created": [_ref(o) for o in objects]},
-                           comment=f"{why}; once the API answers, would create all {len(objects)}")  # fmt: skip
-            else:
-                ret.update(result=False, comment=why)
-            return ret
-        found = _items(got)
+    # the set as the API has it: one kubectl, a list per kind (the usual run needs no more)
     selector = ",".join([f"{set_label}={set_name}", *(f"{k}={v}" for k, v in managed_by.items())])
     listed = _kubectl(kubeconfig, "get", ",".join(kinds), "--all-namespaces", "-l", selector, "-o", "json")
     if listed.returncode != 0:
-        ret.update(result=False, comment=f"kubectl get -l {selector}: {listed.stderr.strip()}")
+        why = f"kubectl get -l {selector}: {listed.stderr.strip()}"
+        if __opts__["test"]:  # a cluster not made yet: the plan is to create them all
+            ret.update(result=None, changes={"created": [_ref(o) for o in objects]},
+                       comment=f"{why}; once the API answers, would create all {len(objects)}")  # fmt: skip
+        else:
+            ret.update(result=False, comment=why)
         return ret
+    found = _items(listed)
+    # a rendered object not in the set: absent, or someone else's of that name (get by name)
+    have = {_identity(o) for o in found}
+    missing = [o for o in objects if _identity(o) not in have]
+    if missing:
+        got = _kubectl(kubeconfig, "get", "-f", "-", "--ignore-not-found", "-o", "json", stdin=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": missing}))  # fmt: skip
+        if got.returncode != 0:
+            ret.update(result=False, comment=f"kubectl get (the {set_name} objects): {got.stderr.strip()}")
+            return ret
+        found += _items(got)
     plan = _apply_plan(objects, found, _items(listed), managed_by)
     if plan["foreign"]:
         label = ", ".join(f"{k}={v}" for k, v in managed_by.items())

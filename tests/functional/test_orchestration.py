@@ -192,32 +192,29 @@ def rank(state):
 
 def test_a_node_loads_its_kernel_modules_before_its_sysctls(salt_minion, synced, set_pillar, example_ksha):
     """ksha.node.kernel as rendered for a node (the lab cannot load modules: its pillar has none)."""
-    ipvs = ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]
-    for mode, modules in (("ipvs", ["overlay", "br_netfilter", *ipvs]), ("iptables", ["overlay", "br_netfilter"])):
-        example_ksha["kubernetes"]["kube_proxy"] = {"mode": mode}
-        set_pillar(example_ksha)
-        ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.containerd")
-        assert ret.returncode == 0, ret.stderr
+    # ipvs mode (the default); iptables mode's list: tests/unit/test_model_nodes.py
+    modules = ["overlay", "br_netfilter", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]
+    set_pillar(example_ksha)
+    ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.containerd")
+    assert ret.returncode == 0, ret.stderr
 
-        order = sorted(ret.data, key=lambda state_id: rank(ret.data[state_id]))
-        loaded = [i for i in order if i.startswith("ksha-node-kernel-module-")]
-        assert loaded == [f"ksha-node-kernel-module-{m}-loaded" for m in modules]
-        assert order.index(loaded[-1]) < order.index("ksha-containerd-running")  # before containerd starts
-        module = dict(a for arg in ret.data["ksha-node-kernel-module-br_netfilter-loaded"]["cmd"]
-                      if isinstance(arg, dict) for a in arg.items())  # fmt: skip
-        assert module["name"] == "modprobe br_netfilter" and module["unless"].startswith(
-            "test -d /sys/module/br_netfilter"
-        )
-        at_boot = ret.data["ksha-node-kernel-/etc/modules-load.d/ksha-node.conf-written"]["file"]
-        contents = next(a["contents"] for a in at_boot if isinstance(a, dict) and "contents" in a)
-        assert contents.split("\n") == ["# Managed by Salt (ksha.node)", *modules]
-        bridge = dict(a for arg in ret.data["ksha-node-sysctl-net.bridge.bridge-nf-call-iptables-set"]["cmd"]
-                      if isinstance(arg, dict) for a in arg.items())  # fmt: skip
-        assert bridge["name"] == "sysctl -q -w net.bridge.bridge-nf-call-iptables=1"
-        assert {"cmd": "ksha-node-kernel-module-br_netfilter-loaded"} in bridge["require"]
+    order = sorted(ret.data, key=lambda state_id: rank(ret.data[state_id]))
+    loaded = [i for i in order if i.startswith("ksha-node-kernel-module-")]
+    assert loaded == [f"ksha-node-kernel-module-{m}-loaded" for m in modules]
+    assert order.index(loaded[-1]) < order.index("ksha-containerd-running")  # before containerd starts
+    module = dict(a for arg in ret.data["ksha-node-kernel-module-br_netfilter-loaded"]["cmd"]
+                  if isinstance(arg, dict) for a in arg.items())  # fmt: skip
+    assert module["name"] == "modprobe br_netfilter" and module["unless"].startswith("test -d /sys/module/br_netfilter")
+    at_boot = ret.data["ksha-node-kernel-/etc/modules-load.d/ksha-node.conf-written"]["file"]
+    contents = next(a["contents"] for a in at_boot if isinstance(a, dict) and "contents" in a)
+    assert contents.split("\n") == ["# Managed by Salt (ksha.node)", *modules]
+    bridge = dict(a for arg in ret.data["ksha-node-sysctl-net.bridge.bridge-nf-call-iptables-set"]["cmd"]
+                  if isinstance(arg, dict) for a in arg.items())  # fmt: skip
+    assert bridge["name"] == "sysctl -q -w net.bridge.bridge-nf-call-iptables=1"
+    assert {"cmd": "ksha-node-kernel-module-br_netfilter-loaded"} in bridge["require"]
     # no module to load: ksha's file goes (where it carries the marker), no modprobe
     example_ksha["nodes"] = {"kernel_modules": []}
-    example_ksha["kubernetes"]["kube_proxy"] = {"mode": "iptables"}
+    example_ksha["kubernetes"]["kube_proxy"] = {"mode": "iptables"}  # no ipvs modules either
     set_pillar(example_ksha)
     ret = salt_minion.salt_call_cli(timeout=120).run("state.show_sls", "ksha.node.kernel")
     assert ret.returncode == 0, ret.stderr

@@ -440,3 +440,35 @@ def test_what_a_former_node_loses(example_ksha):
     assert m["nodes"]["api_host"] == "master1" and m["nodes"]["drain_timeout_s"] == 120
     assert m["nodes"]["leftovers"] == {"marked": [KUBELET_UNIT, "/etc/systemd/system/kube-proxy.service",
                                                   CONFIG_TOML], "owned": []}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "edits, modules",
+    [
+        ({}, ["overlay", "br_netfilter", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]),
+        ({"kubernetes:kube_proxy:mode": "iptables"}, ["overlay", "br_netfilter"]),
+        ({"nodes:kernel_modules": ["nf-conntrack", "overlay"], "kubernetes:kube_proxy:ipvs_modules": ["overlay"]},
+         ["nf-conntrack", "overlay"]),
+        ({"nodes:kernel_modules": [], "kubernetes:kube_proxy:mode": "iptables"}, []),
+    ],
+)  # fmt: skip
+def test_a_node_s_kernel_modules_and_sysctls(example_ksha, edits, modules):
+    kernel = model.node_kernel(model.settings(edited(example_ksha, **edits)))
+    assert [m["name"] for m in kernel["modules"]] == modules
+    assert kernel["files"][0] == {"path": "/etc/modules-load.d/ksha-node.conf", "lines": modules}
+    for module in kernel["modules"]:  # /sys/module has underscores; modules.builtin either
+        sysfs = module["name"].replace("-", "_")
+        assert module["loaded"].startswith(f"test -d /sys/module/{sysfs} || grep -qsE '/(")
+        assert module["load"] == f"modprobe {module['name']}"
+    assert kernel["files"][1]["lines"] == [
+        "net.bridge.bridge-nf-call-ip6tables = 1", "net.bridge.bridge-nf-call-iptables = 1", "net.ipv4.ip_forward = 1",
+    ]  # fmt: skip
+
+
+def test_a_sysctl_value_is_quoted_for_the_shell_and_compared_as_sysctl_shows_it(example_ksha):
+    kernel = model.node_kernel(model.settings(edited(example_ksha, **{"nodes:sysctl": {
+        "net.ipv4.ip_local_port_range": "32768   60999", "kernel.x": "a'b"}})))  # fmt: skip
+    ports = kernel["sysctl"]["net.ipv4.ip_local_port_range"]
+    assert ports["set"] == "sysctl -q -w 'net.ipv4.ip_local_port_range=32768 60999'"
+    assert ports["current"] == "test \"$(sysctl -n net.ipv4.ip_local_port_range | xargs)\" = '32768 60999'"
+    assert kernel["sysctl"]["kernel.x"]["set"] == "sysctl -q -w 'kernel.x=a'\"'\"'b'"
