@@ -51,21 +51,26 @@ class LabSalt:
 
     def _json(self, tool, *args, timeout=600):
         cmd = self.lab.salt_cmd(tool, "--out=json", *args)
+        started = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         try:
             data = json.loads(proc.stdout) if proc.stdout.strip() else None
         except json.JSONDecodeError:
             data = None
+        _trace(tool, args, time.monotonic() - started, data)
         return proc.returncode, data, proc
 
     def salt(self, targets, fun, *args, timeout=600):
         """`fun` on a comma-separated list of minions: {minion: return}."""
+        self.refresh_if_stale()
         rc, data, proc = self._json(
             "salt", "--static", f"--timeout={timeout}", "-L", targets, fun, *args, timeout=timeout + 30
         )
         return data or {}
 
     def run(self, fun, *args, timeout=600):
+        if (fun, *args[:1]) != ("state.orchestrate", "orch.ksha"):
+            self.refresh_if_stale()
         return self._json("salt-run", fun, *args, timeout=timeout)
 
     def orchestrate(self, *args, until=None):
@@ -76,7 +81,40 @@ class LabSalt:
         assert data is not None and isinstance(data["data"], dict), (data, proc.stderr[-2000:])
         states = next(iter(data["data"].values()))
         assert isinstance(states, dict), states  # a list is a render error
-        return rc, {key.split("_|-")[1]: value for key, value in states.items()}
+        states = {key.split("_|-")[1]: value for key, value in states.items()}
+        if (states.get("ksha-preflight-pillar-refreshed") or {}).get("result") is True:
+            _STALE_PILLAR.discard(generation(self.lab))  # its preflight refreshed every host's pillar
+        return rc, states
+
+    def refresh_if_stale(self):
+        """Every minion's pillar refreshed if the lab's pillar file changed since they last did:
+        before any call but orch.ksha, whose preflight refreshes them itself (an orchestration
+        right after a pillar edit, the most common case, needs no refresh of its own). Salt's
+        state runs compile a fresh pillar anyway, but other functions read the minion's pillar in
+        memory, and so do the CA host's signing policies (x509_v2 reads them in its peer job)."""
+        key = generation(self.lab)
+        if key in _STALE_PILLAR:
+            _STALE_PILLAR.discard(key)
+            out = self._json("salt", "--static", "--timeout=600", "-L", ",".join(self.lab.hosts),
+                             "saltutil.refresh_pillar", "wait=True")[1]  # fmt: skip
+            assert out and all(v is True for v in out.values()), out
+
+
+def _trace(tool, args, seconds, data):
+    """With KSHA_LAB_TRACE=FILE: one JSON line per salt / salt-run call (the test, the command,
+    its wall time and, for an orchestration, each step's duration), to see where the lab's
+    time goes."""
+    path = os.environ.get("KSHA_LAB_TRACE")
+    if not path:
+        return
+    line = {"test": os.environ.get("PYTEST_CURRENT_TEST", ""), "tool": tool, "args": [str(a)[:80] for a in args[:6]]}
+    line["s"], line["at"] = round(seconds, 2), round(time.time(), 1)
+    if args and args[0] == "state.orchestrate" and isinstance(data, dict) and isinstance(data.get("data"), dict):
+        states = next(iter(data["data"].values()), None)
+        if isinstance(states, dict):
+            line["steps"] = {k.split("_|-")[1]: round(v.get("duration", 0) / 1000, 2) for k, v in states.items()}
+    with open(path, "a") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def _lab_ready():
@@ -121,8 +159,11 @@ class LabPillar:
         self.reached = PHASES[0]
 
     def write(self, text):
-        self.path.write_text(text)
-        self.salt.salt(",".join(self.lab.hosts), "saltutil.refresh_pillar", "wait=True")
+        """The lab's pillar file; the minions refresh their pillars before the next salt call
+        (``LabSalt.refresh_if_stale``), unless it is orch.ksha, which refreshes them itself."""
+        if self.path.read_text() != text:
+            self.path.write_text(text)
+            _STALE_PILLAR.add(generation(self.lab))
 
     def edit(self, change):
         """``change(ksha)`` mutates a fresh copy of the original ``ksha`` dict, which is then written:
@@ -275,6 +316,8 @@ def orchestrate_ok(salt, *args, until=None):
     return states
 
 
+# The lab generations whose pillar file changed since their minions last refreshed their pillars.
+_STALE_PILLAR: set[str] = set()
 # The lab's generation (its master's pid: a new lab, a new master) -> the states of the
 # orchestration that converged it from bare hosts.
 _CONVERGED: dict[str, dict] = {}
