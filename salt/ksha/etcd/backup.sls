@@ -25,10 +25,23 @@ ksha-etcd-backup-script:
         # Managed by Salt (ksha.etcd.backup): one etcd snapshot, then keep the newest {{ backup.keep }}.
         set -eu
         dir={{ backup.dir }}
+        etcdctl() {
+          ETCDCTL_API=3 command etcdctl --endpoints={{ model.etcd.local_client_url }} \
+            --cacert={{ model.etcd.admin.cacert }} --cert={{ model.etcd.admin.cert }} --key={{ model.etcd.admin.key }} "$@"
+        }
+        # A run that meets this member restarting (a rolling restart) waits for it, up to
+        # {{ etcd.wait_healthy_s }} s (ksha:etcd:wait_healthy_s), rather than skip a period.
+        waited=0
+        until etcdctl endpoint health > /dev/null 2>&1; do
+          if [ "$waited" -ge {{ etcd.wait_healthy_s }} ]; then
+            echo "ksha-etcd-backup: etcd at {{ model.etcd.local_client_url }} not healthy after $waited s: no snapshot" >&2
+            exit 1
+          fi
+          sleep 1
+          waited=$((waited + 1))
+        done
         file="$dir/etcd-$(date -u +%Y%m%dT%H%M%S).db"
-        ETCDCTL_API=3 etcdctl --endpoints={{ model.etcd.local_client_url }} \
-          --cacert={{ model.etcd.admin.cacert }} --cert={{ model.etcd.admin.cert }} --key={{ model.etcd.admin.key }} \
-          snapshot save "$file.part" > /dev/null
+        etcdctl snapshot save "$file.part" > /dev/null
         chmod 600 "$file.part"
         mv "$file.part" "$file"
         ls -1t "$dir"/etcd-*.db | tail -n +{{ backup.keep + 1 }} | xargs -r rm -f --
@@ -42,7 +55,6 @@ ksha-etcd-backup-service-unit:
         [Unit]
         Description=etcd snapshot (ksha)
         After=etcd.service
-        Requisite=etcd.service
 
         [Service]
         Type=oneshot
