@@ -102,11 +102,13 @@ def settings(pillar_ksha: dict, os_family: str | None = None, defaults: dict | N
     return merge(merge(base, family), pillar_ksha or {})
 
 
-SECRET_KEYS = ("auth_pass",)
+# the VRRP password; the QingCloud API key (its ID too: the brief counts cloud keys as secrets)
+SECRET_KEYS = ("auth_pass", "access_key_id", "secret_access_key")
 
 
 def without_secrets(value: Any) -> Any:
-    """`value` with every secret (ksha:loadbalancer:keepalived:auth_pass) replaced by "***"."""
+    """`value` with every secret (ksha:loadbalancer:keepalived:auth_pass, the QingCloud API key
+    of ksha:loadbalancer:qingcloud) replaced by "***"."""
     if isinstance(value, dict):
         return {k: ("***" if k in SECRET_KEYS and v else without_secrets(v)) for k, v in value.items()}
     if isinstance(value, list):

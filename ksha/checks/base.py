@@ -14,6 +14,8 @@ KNOWN_GROUPS = ("kube-master", "kube-node", "etcd")
 LB_MODES = ("keepalived", "external", "qingcloud", "none")
 # Modes the validator knows but this version cannot deploy yet.
 LB_MODES_NOT_IMPLEMENTED = ("qingcloud",)
+# ksha:loadbalancer:qingcloud:balance_mode (QingCloud's "Poll" is roundrobin)
+QINGCLOUD_BALANCE_MODES = ("roundrobin", "leastconn", "source")
 # ksha:loadbalancer:external:check (see salt/_states/ksha_lb.py, reachable)
 EXTERNAL_CHECKS = ("answer", "listen", "ready")
 ETCD_SOURCES = ("package", "archive")
@@ -30,7 +32,7 @@ TOP_KEYS = (
     "kubesphere",
     "common",
 )
-HOST_KEYS = ("name", "ip", "addresses")
+HOST_KEYS = ("name", "ip", "addresses", "qingcloud_instance_id")
 
 # Whole-string patterns: always used with fullmatch (a trailing newline is no match).
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

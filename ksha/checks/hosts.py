@@ -6,7 +6,11 @@ of a host are checked here, each one's type first.
 
 from __future__ import annotations
 
+import re
+
 from ksha.checks.base import HOST_KEYS, Context, Report, ip_problem, is_rfc1123_label, parse_ip, show
+
+INSTANCE_ID = re.compile(r"i-[a-z0-9]+")
 
 
 def check(ctx: Context, report: Report) -> None:
@@ -20,6 +24,7 @@ def check(ctx: Context, report: Report) -> None:
         return
     by_name = ctx.hosts
     owner = ctx.addresses
+    instances: dict[str, str] = {}
     for index, host in enumerate(hosts):
         if not isinstance(host, dict):  # reported by the schema section
             continue
@@ -60,3 +65,18 @@ def check(ctx: Context, report: Report) -> None:
             if addr in owner and owner[addr] != label:
                 report.error(f"{key}:{suffix}", f"{label}: address {addr} is also used by {owner[addr]}")
             owner.setdefault(addr, label)
+
+        instance = host.get("qingcloud_instance_id")
+        if instance is not None:
+            if not isinstance(instance, str) or not INSTANCE_ID.fullmatch(instance):
+                report.error(
+                    f"{key}:qingcloud_instance_id",
+                    f"{label}: {show(instance)} is not a QingCloud instance ID (i-...); remove it to have ksha "
+                    "find the instance by the host's ip",
+                )
+            elif instance in instances:
+                report.error(
+                    f"{key}:qingcloud_instance_id", f"{label}: instance {instance} is also {instances[instance]}'s"
+                )
+            else:
+                instances[instance] = label

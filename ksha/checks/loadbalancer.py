@@ -34,10 +34,13 @@ def check(ctx: Context, report: Report) -> None:
                 "mode to 'keepalived' or 'external' and ksha:loadbalancer:address",
             )
         return
+    if mode == "qingcloud":
+        _qingcloud(ctx, report)
     if "address" not in lb:  # a wrong address: reported by the schema section
         return
     if lb["address"] is None:
-        report.error(f"{KEY}:address", f"missing: mode {mode!r} needs the LB address (the VIP)")
+        what = "the internal load balancer's private IP" if mode == "qingcloud" else "the LB address (the VIP)"
+        report.error(f"{KEY}:address", f"missing: mode {mode!r} needs {what}")
         return
     vip = parse_ip(lb["address"])
     owner = ctx.addresses.get(vip)
@@ -49,6 +52,11 @@ def check(ctx: Context, report: Report) -> None:
             )
         _keepalived(ctx, lb, vip, report)
         _console(lb, report)
+    elif owner and mode == "qingcloud":
+        report.error(
+            f"{KEY}:address",
+            f"{vip} is {owner}'s address; the internal load balancer needs a free address in the hosts' VxNet",
+        )
     elif owner:
         report.warning(
             f"{KEY}:address",
@@ -113,3 +121,55 @@ def _console(lb: dict, report: Report) -> None:
     console = lb.get("console") or {}
     if console.get("enabled") is True and "port" in console and console["port"] == lb.get("port"):
         report.error(f"{KEY}:console:port", "is the API's port (ksha:loadbalancer:port); use another")
+
+
+# ksha:loadbalancer:qingcloud:healthy_check_option's fields and QingCloud's ranges for them
+CHECK_OPTION = (("interval", 2, 60), ("timeout", 5, 300), ("failures", 2, 10), ("successes", 2, 10))
+
+
+def _qingcloud(ctx: Context, report: Report) -> None:
+    qc = ctx.section("loadbalancer", "qingcloud")
+    key = f"{KEY}:qingcloud"
+    if "zone" in qc and qc["zone"] is None:
+        report.error(f"{key}:zone", "missing: qingcloud mode needs the hosts' zone (e.g. pek3a)")
+    if "vxnet" in qc and qc["vxnet"] is None:
+        report.error(f"{key}:vxnet", "missing: the hosts' VxNet ID (vxnet-...), where the internal load balancer goes")
+    _qingcloud_key(ctx, qc, key, report)
+    option = qc.get("healthy_check_option")
+    if isinstance(option, str) and option.count("|") == 3:
+        for text, (what, low, high) in zip(option.split("|"), CHECK_OPTION, strict=True):
+            if text.isdigit() and not low <= int(text) <= high:
+                report.error(
+                    f"{key}:healthy_check_option",
+                    f"{show(option)}: the {what} must be from {low} to {high} (QingCloud's range)",
+                )
+                break
+    api = ctx.section("loadbalancer", "qingcloud", "api")
+    if api.get("protocol") == "http":
+        report.warning(
+            f"{key}:api:protocol",
+            "http: requests and answers cross the network unencrypted (the secret key is never sent: requests are "
+            "signed); use https unless the endpoint is on a network you trust",
+        )
+
+
+def _qingcloud_key(ctx: Context, qc: dict, key: str, report: Report) -> None:
+    """The API key: access_key_id and secret_access_key, or credentials_file; one way, not both."""
+    names = ("access_key_id", "secret_access_key")
+    if any(f"{key}:{name}" in ctx.bad for name in (*names, "credentials_file")):
+        return  # of the wrong type: reported by the schema section (never showing the value)
+    given = [name for name in names if qc.get(name) is not None]
+    if len(given) == 1:
+        missing = names[1] if given == [names[0]] else names[0]
+        report.error(f"{key}:{missing}", f"missing: {given[0]} is set, so is this (or use credentials_file alone)")
+    elif given and qc.get("credentials_file"):
+        report.error(
+            f"{key}:credentials_file",
+            "is set, and so are access_key_id and secret_access_key: keep one of the two ways to give the key",
+        )
+    elif not given and qc.get("credentials_file") is None:
+        report.error(
+            f"{key}:credentials_file",
+            "missing: qingcloud mode needs an API key: access_key_id and secret_access_key, or credentials_file "
+            "(a YAML file with both, on the Salt master)",
+        )

@@ -18,6 +18,7 @@ from ksha.checks.base import (
     ETCD_SOURCES,
     EXTERNAL_CHECKS,
     LB_MODES,
+    QINGCLOUD_BALANCE_MODES,
     TOP_KEYS,
     Context,
     Report,
@@ -46,6 +47,10 @@ LIMITS: dict[str, tuple[float, float]] = {
     "ksha:loadbalancer:haproxy:retries": (0, 10),
     "ksha:loadbalancer:console:port": (1, 65535),
     "ksha:loadbalancer:external:timeout": (0.1, 300),
+    "ksha:loadbalancer:qingcloud:rule_priority": (0, 100),
+    "ksha:loadbalancer:qingcloud:loadbalancer_type": (0, 5),
+    "ksha:loadbalancer:qingcloud:api:port": (1, 65535),
+    "ksha:loadbalancer:qingcloud:job_timeout_s": (10, 86_400),
     "ksha:etcd:client_port": (1, 65535),
     "ksha:etcd:peer_port": (1, 65535),
     "ksha:etcd:metrics_port": (1, 65535),
@@ -282,6 +287,44 @@ TYPES: dict[str, Spec] = {
     "ksha:loadbalancer:haproxy:stats_socket": Path(),
     "ksha:loadbalancer:console:enabled": Bool(),
     "ksha:loadbalancer:external:check": OneOf(EXTERNAL_CHECKS),
+    "ksha:loadbalancer:qingcloud:zone": Text(
+        "a zone", nullable=True, pattern=r"[a-z][a-z0-9-]{1,31}", text="{value} is not a QingCloud zone (e.g. pek3a)"
+    ),
+    "ksha:loadbalancer:qingcloud:vxnet": Text(
+        "a VxNet ID", nullable=True, pattern=r"vxnet-[a-z0-9]+", text="{value} is not a VxNet ID (vxnet-...)"
+    ),
+    "ksha:loadbalancer:qingcloud:eip": Text(
+        "an EIP ID", nullable=True, pattern=r"eip-[a-z0-9]+", text="{value} is not an EIP ID (eip-...)"
+    ),
+    "ksha:loadbalancer:qingcloud:security_group": Text(
+        "a security group ID",
+        nullable=True,
+        pattern=r"sg-[a-z0-9]+",
+        text="{value} is not a security group ID (sg-...)",
+    ),
+    "ksha:loadbalancer:qingcloud:balance_mode": OneOf(QINGCLOUD_BALANCE_MODES),
+    "ksha:loadbalancer:qingcloud:healthy_check_option": Text(
+        "interval|timeout|fall|rise",
+        pattern=r"\d{1,3}\|\d{1,3}\|\d{1,2}\|\d{1,2}",
+        text="{value} must be interval|timeout|fall|rise, e.g. 10|5|2|5",
+    ),
+    "ksha:loadbalancer:qingcloud:console_check": Text(
+        "a health check", pattern=r"tcp|http\|/[^|]*(\|[^|]+)?", text="{value} must be tcp, or http|/path"
+    ),
+    "ksha:loadbalancer:qingcloud:name_prefix": Text(
+        "a name prefix",
+        nullable=True,
+        pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}",
+        text="{value} must be letters, digits, '-', '_' or '.', at most 41 (the LBs' and rules' names start with it)",
+    ),
+    # never shown, not even the access key's ID
+    "ksha:loadbalancer:qingcloud:access_key_id": Secret("must be a string of 1 to 128 characters", 1, 128),
+    "ksha:loadbalancer:qingcloud:secret_access_key": Secret("must be a string of 1 to 128 characters", 1, 128),
+    "ksha:loadbalancer:qingcloud:credentials_file": Text(
+        "an absolute path", nullable=True, pattern=r"/.*", text="{value} must be an absolute path on the Salt master"
+    ),
+    "ksha:loadbalancer:qingcloud:api:host": NameOrAddress(),
+    "ksha:loadbalancer:qingcloud:api:protocol": OneOf(("https", "http")),
     "ksha:etcd:source": OneOf(ETCD_SOURCES),
     "ksha:etcd:pkgs": PACKAGES,
     "ksha:etcd:client_pkgs": PACKAGES,
