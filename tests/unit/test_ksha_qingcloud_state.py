@@ -1,0 +1,189 @@
+"""salt/_states/ksha_qingcloud.py, loadbalancers_present: the real qingcloud-sdk against the lab's
+QingCloud API emulator (lab/ksha_lab/qingcloud_api.py, signatures checked), on this machine."""
+
+import logging
+import socket
+
+import pytest
+
+from ksha import qingcloud
+from ksha_lab import qingcloud_api as api
+from tests.conftest import load_salt_module
+
+state = load_salt_module("states", "ksha_qingcloud")
+KEY, SECRET = "QYSTATETEST", "state-secret-never-shown"
+IP = {"master1": "127.0.0.1", "master2": "127.0.0.2", "master3": "127.0.0.3", "node1": "127.0.0.4"}
+GROUPS = {"kube-master": ["master1", "master2", "master3"], "k8s-cluster": list(IP)}
+
+
+def conf(eip=None, masters=("master1", "master2", "master3")):
+    return {
+        "cluster_name": "lab",
+        "hosts": [{"name": h, "ip": ip} for h, ip in IP.items()],
+        "loadbalancer": {"address": "127.0.0.100", "port": 6443, "console": {"port": 30880}, "qingcloud": {
+            "vxnet": "vxnet-lab", "eip": eip, "security_group": "sg-lab", "loadbalancer_type": 0,
+            "balance_mode": "roundrobin", "healthy_check_option": "10|5|2|5", "console_check": "tcp",
+            "name_prefix": None, "rule_priority": 1}},
+        "kubernetes": {"apiserver_port": 6443},
+        "kubesphere": {"console_port": 30880},
+    }, {**GROUPS, "kube-master": list(masters)}  # fmt: skip
+
+
+@pytest.fixture
+def cloud():
+    return api.Cloud(
+        zone="lab1", keys={KEY: SECRET},
+        instances={"i-m1": "127.0.0.1", "i-m2": "127.0.0.2", "i-m3": "127.0.0.3", "i-n1": "127.0.0.4"},
+        vxnets={"vxnet-lab": "127.0.0.0/8"}, eips={"eip-console": "198.51.100.7"},
+        security_groups={"sg-lab": {"name": "lab"}}, job_s=0.1, probe=lambda ip, port, check: False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def configure_loader_modules(cloud):
+    server = api.serve(cloud)
+    host, port = server.server_address
+    settings = {"zone": "lab1", "access_key_id": KEY, "secret_access_key": SECRET, "credentials_file": None,
+                "api": {"host": host, "port": port, "protocol": "http"}}  # fmt: skip
+    yield {state: {"__opts__": {"test": False}, "__pillar__": {"ksha": {"loadbalancer": {"qingcloud": settings}}}}}
+    server.shutdown()
+
+
+def present(c, groups, test=False):
+    state.__opts__["test"] = test
+    return state.loadbalancers_present(
+        "ksha-qingcloud", qingcloud.wanted(c, IP, groups), rules=qingcloud.wanted_rules(c), security_group="sg-lab",
+        prefix=qingcloud.name_prefix(c), job_timeout_s=10,
+    )  # fmt: skip
+
+
+def writes(cloud, since=0):
+    return [c["action"] for c in cloud.writes()[since:]]
+
+
+def test_from_nothing_to_both_load_balancers_then_a_rerun_writes_nothing(cloud):
+    c, groups = conf(eip="eip-console")
+    plan = present(c, groups, test=True)
+    assert plan["result"] is None and writes(cloud) == []
+    assert plan["changes"]["ksha-lab-apiserver"] == {"would call": [
+        "CreateLoadBalancer", "AddLoadBalancerListeners", "AddLoadBalancerBackends", "UpdateLoadBalancers"]}  # fmt: skip
+    assert plan["changes"]["sg-lab"] == {"would call": ["AddSecurityGroupRules", "ApplySecurityGroup"]}
+
+    ret = present(c, groups)
+    assert ret["result"] is True, ret["comment"]
+    assert ret["changes"]["ksha-lab-apiserver"]["calls"] == [
+        "CreateLoadBalancer", "AddLoadBalancerListeners", "AddLoadBalancerBackends", "UpdateLoadBalancers"]  # fmt: skip
+    shown = cloud.snapshot()
+    lbs = {lb["loadbalancer_name"]: lb for lb in shown["loadbalancers"].values()}
+    assert lbs["ksha-lab-apiserver"]["private_ips"] == ["127.0.0.100"] and lbs["ksha-lab-apiserver"]["is_applied"] == 1
+    assert [e["eip_id"] for e in lbs["ksha-lab-console"]["eips"]] == ["eip-console"]
+    backends = {(b["loadbalancer_id"], b["resource_id"], b["port"]) for b in shown["backends"].values()}
+    api_id, console_id = lbs["ksha-lab-apiserver"]["loadbalancer_id"], lbs["ksha-lab-console"]["loadbalancer_id"]
+    assert {(r, p) for i, r, p in backends if i == api_id} == {("i-m1", 6443), ("i-m2", 6443), ("i-m3", 6443)}
+    assert {(r, p) for i, r, p in backends if i == console_id} == {(i, 30880) for i in ("i-m1", "i-m2", "i-m3", "i-n1")}
+    rules = shown["security_groups"]["sg-lab"]["rules"].values()
+    assert (
+        sorted(r["val1"] for r in rules) == ["30880", "6443"] and shown["security_groups"]["sg-lab"]["is_applied"] == 1
+    )
+
+    before = len(cloud.writes())
+    again = present(c, groups)
+    assert (again["result"], again["changes"]) == (True, {}) and writes(cloud, before) == []
+    assert present(c, groups, test=True)["result"] is True
+
+
+def test_a_master_added_then_one_removed_changes_the_backends_with_one_update_each(cloud):
+    c, groups = conf(masters=("master1", "master2"))
+    assert present(c, groups)["result"] is True
+    c, groups = conf(masters=("master1", "master2", "master3"))
+    before = len(cloud.writes())
+    ret = present(c, groups)
+    assert ret["changes"]["ksha-lab-apiserver"]["calls"] == ["AddLoadBalancerBackends", "UpdateLoadBalancers"]
+    assert writes(cloud, before) == ["AddLoadBalancerBackends", "UpdateLoadBalancers"]
+    added = [call for call in cloud.calls if call["action"] == "AddLoadBalancerBackends"][-1]["params"]
+    assert [v for k, v in added.items() if k.endswith("resource_id")] == ["i-m3"]
+    c, groups = conf(masters=("master2", "master3"))
+    before = len(cloud.writes())
+    present(c, groups)
+    assert writes(cloud, before) == ["DeleteLoadBalancerBackends", "UpdateLoadBalancers"]
+    resources = {b["resource_id"] for b in cloud.snapshot()["backends"].values()}
+    assert resources == {"i-m2", "i-m3"}
+
+
+def test_busy_twice_then_ok_succeeds_and_a_failed_job_fails_with_its_id(cloud, monkeypatch):
+    monkeypatch.setattr(state.time, "sleep", lambda s: None)  # the backoff's, not the jobs' (they run on)
+    c, groups = conf()
+    cloud.inject(api.Fault("AddLoadBalancerListeners", ret_code=5100, times=2))
+    ret = present(c, groups)
+    assert ret["result"] is True, ret["comment"]
+    assert [x["ret_code"] for x in cloud.calls if x["action"] == "AddLoadBalancerListeners"] == [5100, 5100, 0]
+
+    c, groups = conf(masters=("master1",))
+    cloud.inject(api.Fault("UpdateLoadBalancers", job="failed"))
+    failed = present(c, groups)
+    job = [j for j in cloud.snapshot()["jobs"].values() if j["status"] == "failed"][0]
+    assert failed["result"] is False
+    assert failed["comment"].startswith(f"UpdateLoadBalancers: QingCloud's job {job['job_id']} failed"), failed[
+        "comment"
+    ]
+
+
+def test_a_refusal_that_is_not_busy_fails_at_once_with_qingcloud_s_code(cloud):
+    c, groups = conf()
+    cloud.inject(api.Fault("CreateLoadBalancer", ret_code=1100, message="InvalidParameter, [vxnet] is wrong"))
+    ret = present(c, groups)
+    assert ret["result"] is False
+    assert ret["comment"] == "CreateLoadBalancer: QingCloud answered ret_code 1100: InvalidParameter, [vxnet] is wrong"
+    assert [x["ret_code"] for x in cloud.calls if x["action"] == "CreateLoadBalancer"] == [1100]
+
+
+def test_a_wrong_secret_fails_naming_the_keys_and_never_shows_them(cloud, caplog):
+    state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]["secret_access_key"] = "not-the-secret"
+    c, groups = conf()
+    with caplog.at_level(logging.DEBUG):
+        ret = present(c, groups)
+    assert ret["result"] is False
+    assert "ret_code 1200" in ret["comment"] and "access_key_id and secret_access_key" in ret["comment"]
+    shown = repr(ret) + caplog.text + repr(cloud.calls)
+    assert "not-the-secret" not in shown and SECRET not in shown and KEY not in shown
+
+
+def test_the_key_from_a_credentials_file(cloud, tmp_path):
+    path = tmp_path / "qingcloud.yaml"
+    path.write_text(f"access_key_id: {KEY}\nsecret_access_key: {SECRET}\n")
+    settings = state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]
+    settings.update(access_key_id=None, secret_access_key=None, credentials_file=str(path))
+    c, groups = conf()
+    assert present(c, groups)["result"] is True
+    path.write_text("access_key_id: only\n")
+    ret = present(c, groups)
+    assert ret["result"] is False and ret["comment"].startswith("ksha:loadbalancer:qingcloud:credentials_file:")
+
+
+def test_a_host_with_no_instance_is_named(cloud):
+    del cloud.instances["i-m3"]
+    c, groups = conf()
+    ret = present(c, groups)
+    assert ret["result"] is False and ret["comment"].startswith("no QingCloud instance has the ip of master3")
+
+
+def test_an_lb_of_ksha_s_name_at_another_address_is_refused_and_left_alone(cloud):
+    c, groups = conf()
+    assert present(c, groups)["result"] is True
+    c["loadbalancer"]["address"] = "127.0.0.99"
+    before = len(cloud.writes())
+    ret = present(c, groups)
+    assert ret["result"] is False and "ksha:loadbalancer:address" in ret["comment"]
+    assert writes(cloud, before) == []
+
+
+def test_an_endpoint_that_does_not_answer_fails_naming_the_key(cloud):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]["api"]["port"] = port
+    c, groups = conf()
+    ret = present(c, groups)
+    assert ret["result"] is False
+    assert ret["comment"].startswith(f"DescribeInstances: cannot reach the QingCloud API at 127.0.0.1:{port}")
+    assert ret["comment"].endswith("check ksha:loadbalancer:qingcloud:api")
