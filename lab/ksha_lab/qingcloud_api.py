@@ -484,14 +484,20 @@ class Cloud:
             del self.backends[backend["loadbalancer_backend_id"]]
         del self.listeners[listener_id]
 
-    def do_DeleteLoadBalancerListeners(self, p: dict) -> dict:
-        ids = listed(p, "loadbalancer_listeners")
+    def _deletable(self, p: dict, name: str, table: dict) -> list[str]:
+        """The IDs of ``name.N`` to delete from `table`: each must exist, on a load balancer that
+        can be changed now (else nothing is deleted)."""
+        ids = listed(p, name)
         if not ids:
-            raise APIError(1100, "MissingParameter, [loadbalancer_listeners] is required")
-        for listener_id in ids:
-            if listener_id not in self.listeners:
-                raise APIError(2100, f"ResourceNotFound, resource [{listener_id}] not found")
-            self._changeable(self._lb(self.listeners[listener_id]["loadbalancer_id"]))
+            raise APIError(1100, f"MissingParameter, [{name}] is required")
+        for item_id in ids:
+            if item_id not in table:
+                raise APIError(2100, f"ResourceNotFound, resource [{item_id}] not found")
+            self._changeable(self._lb(table[item_id]["loadbalancer_id"]))
+        return ids
+
+    def do_DeleteLoadBalancerListeners(self, p: dict) -> dict:
+        ids = self._deletable(p, "loadbalancer_listeners", self.listeners)
         for listener_id in ids:
             lb = self._lb(self.listeners[listener_id]["loadbalancer_id"])
             self._drop_listener(listener_id)
@@ -552,13 +558,7 @@ class Cloud:
         return page(p, "loadbalancer_backend_set", [self._shown_backend(b) for b in found])
 
     def do_DeleteLoadBalancerBackends(self, p: dict) -> dict:
-        ids = listed(p, "loadbalancer_backends")
-        if not ids:
-            raise APIError(1100, "MissingParameter, [loadbalancer_backends] is required")
-        for backend_id in ids:
-            if backend_id not in self.backends:
-                raise APIError(2100, f"ResourceNotFound, resource [{backend_id}] not found")
-            self._changeable(self._lb(self.backends[backend_id]["loadbalancer_id"]))
+        ids = self._deletable(p, "loadbalancer_backends", self.backends)
         for backend_id in ids:
             self._changed(self._lb(self.backends.pop(backend_id)["loadbalancer_id"]))
         return {"loadbalancer_backends": ids}

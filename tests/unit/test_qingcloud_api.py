@@ -187,13 +187,20 @@ def test_the_sdk_s_own_retry_sees_busy_answered_once_then_ok(cloud):
         server.shutdown()
 
 
-def test_a_deleted_load_balancer_takes_its_listeners_and_backends_with_it(cloud, sdk):
+@pytest.fixture
+def with_listener(sdk):
+    """An active internal load balancer with a TCP listener on 6443: (its ID, the listener's)."""
     made = sdk.create_loadbalancer(vxnet="vxnet-lab")
     wait_job(sdk, made["job_id"])
     lb_id = made["loadbalancer_id"]
     (listener_id,) = sdk.add_listeners_to_loadbalancer(
         lb_id, [{"listener_port": 6443, "listener_protocol": "tcp", "backend_protocol": "tcp"}]
     )["loadbalancer_listeners"]
+    return lb_id, listener_id
+
+
+def test_a_deleted_load_balancer_takes_its_listeners_and_backends_with_it(cloud, sdk, with_listener):
+    lb_id, listener_id = with_listener
     sdk.add_backends_to_listener(listener_id, [{"resource_id": "i-master1", "port": 6443}])
     assert wait_job(sdk, sdk.delete_loadbalancers([lb_id])["job_id"])["status"] == "successful"
     assert sdk.describe_loadbalancers(loadbalancers=[lb_id])["loadbalancer_set"][0]["status"] == "deleted"
@@ -211,13 +218,8 @@ def test_security_group_rules_wait_for_an_apply_job(cloud, sdk):
     assert (shown["protocol"], shown["val1"], shown["val2"]) == ("tcp", "6443", "6443")
 
 
-def test_a_listener_modified_in_place_waits_for_an_update(cloud, sdk):
-    made = sdk.create_loadbalancer(vxnet="vxnet-lab")
-    wait_job(sdk, made["job_id"])
-    lb_id = made["loadbalancer_id"]
-    (listener_id,) = sdk.add_listeners_to_loadbalancer(
-        lb_id, [{"listener_port": 6443, "listener_protocol": "tcp", "backend_protocol": "tcp"}]
-    )["loadbalancer_listeners"]
+def test_a_listener_modified_in_place_waits_for_an_update(cloud, sdk, with_listener):
+    lb_id, listener_id = with_listener
     wait_job(sdk, sdk.update_loadbalancers([lb_id])["job_id"])
     changed = sdk.modify_loadbalancer_listener_attributes(
         listener_id, balance_mode="source", healthy_check_option="5|5|2|2"
