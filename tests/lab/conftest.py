@@ -69,8 +69,7 @@ class LabSalt:
         return data or {}
 
     def run(self, fun, *args, timeout=600):
-        if (fun, *args[:1]) != ("state.orchestrate", "orch.ksha"):
-            self.refresh_if_stale()
+        self.refresh_if_stale()
         return self._json("salt-run", fun, *args, timeout=timeout)
 
     def orchestrate(self, *args, until=None):
@@ -81,23 +80,20 @@ class LabSalt:
         assert data is not None and isinstance(data["data"], dict), (data, proc.stderr[-2000:])
         states = next(iter(data["data"].values()))
         assert isinstance(states, dict), states  # a list is a render error
-        states = {key.split("_|-")[1]: value for key, value in states.items()}
-        if (states.get("ksha-preflight-pillar-refreshed") or {}).get("result") is True:
-            _STALE_PILLAR.discard(generation(self.lab))  # its preflight refreshed every host's pillar
-        return rc, states
+        return rc, {key.split("_|-")[1]: value for key, value in states.items()}
 
     def refresh_if_stale(self):
-        """Every minion's pillar refreshed if the lab's pillar file changed since they last did:
-        before any call but orch.ksha, whose preflight refreshes them itself (an orchestration
-        right after a pillar edit, the most common case, needs no refresh of its own). Salt's
-        state runs compile a fresh pillar anyway, but other functions read the minion's pillar in
-        memory, and so do the CA host's signing policies (x509_v2 reads them in its peer job)."""
+        """Every minion's pillar refreshed if the lab's pillar file changed since they last did,
+        before any salt or salt-run call: functions read the minion's pillar in memory (so does
+        orch.ksha's plan, before its own preflight refreshes them, and the CA host's signing
+        policies, read by x509_v2 in its peer job). A test's edit and put-back with no call
+        between cost no refresh."""
         key = generation(self.lab)
         if key in _STALE_PILLAR:
-            _STALE_PILLAR.discard(key)
             out = self._json("salt", "--static", "--timeout=600", "-L", ",".join(self.lab.hosts),
                              "saltutil.refresh_pillar", "wait=True")[1]  # fmt: skip
             assert out and all(v is True for v in out.values()), out
+            _STALE_PILLAR.discard(key)
 
 
 def _trace(tool, args, seconds, data):
@@ -147,7 +143,8 @@ def lab_salt(lab):
 
 class LabPillar:
     """The lab's ksha pillar (``ksha.sls``) as a test changes it; the ``lab_pillar`` fixture puts
-    the original back after the test. Every minion's pillar is refreshed after each change."""
+    the original back after the test. Every minion's pillar is refreshed before the next salt call
+    after a change (``LabSalt.refresh_if_stale``)."""
 
     def __init__(self, lab, salt):
         self.lab, self.salt = lab, salt
@@ -160,7 +157,7 @@ class LabPillar:
 
     def write(self, text):
         """The lab's pillar file; the minions refresh their pillars before the next salt call
-        (``LabSalt.refresh_if_stale``), unless it is orch.ksha, which refreshes them itself."""
+        (``LabSalt.refresh_if_stale``)."""
         if self.path.read_text() != text:
             self.path.write_text(text)
             _STALE_PILLAR.add(generation(self.lab))
