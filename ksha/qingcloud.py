@@ -93,15 +93,19 @@ def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> l
     return [internal, external]
 
 
-def instances_by_ip(described: list[dict]) -> dict[str, str]:
-    """{private IP: instance ID} of DescribeInstances' ``instance_set`` (QingCloud has no filter
-    by IP: every instance is listed and matched here)."""
-    out = {}
+def instances_by_ip(described: list[dict], vxnet: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """({private IP: instance ID}, {IP: [instance IDs]} of the IPs more than one instance has) of
+    DescribeInstances' ``instance_set``, counting only addresses in the hosts' VxNet `vxnet`
+    (QingCloud has no filter by IP: every instance is listed and matched here; other VxNets,
+    VPCs, may reuse the same addresses)."""
+    seen: dict[str, list[str]] = {}
     for instance in described:
-        for vxnet in instance.get("vxnets") or []:
-            if vxnet.get("private_ip"):
-                out[vxnet["private_ip"]] = instance["instance_id"]
-    return out
+        for nic in instance.get("vxnets") or []:
+            if nic.get("vxnet_id") == vxnet and nic.get("private_ip"):
+                seen.setdefault(nic["private_ip"], []).append(instance["instance_id"])
+    return {ip: ids[0] for ip, ids in seen.items() if len(ids) == 1}, {
+        ip: ids for ip, ids in seen.items() if len(ids) > 1
+    }
 
 
 def with_instances(lbs: list[dict], by_ip: dict[str, str]) -> tuple[list[dict], list[str]]:
@@ -138,23 +142,23 @@ def create_params(lb: dict) -> dict:
 def refusal(want: dict, found: dict) -> str | None:
     """Why an existing load balancer of ksha's name cannot be made the wanted one in place, or None."""
     eips = sorted(e["eip_id"] for e in found.get("eips") or [])
-    if want["eips"] and eips != sorted(want["eips"]):
+    where = f"{found['loadbalancer_id']} ({want['name']})"
+    if eips != sorted(want["eips"]):
         return (
-            f"{found['loadbalancer_id']} ({want['name']}) has EIP(s) {', '.join(eips) or 'none'}, not "
-            f"{', '.join(want['eips'])}; set ksha:loadbalancer:qingcloud:eip to its EIP, or delete that load "
-            "balancer in QingCloud and run again"
+            f"{where} has EIP(s) {', '.join(eips) or 'none'}, not {', '.join(want['eips']) or 'none'}; set "
+            "ksha:loadbalancer:qingcloud:eip to match, or delete that load balancer in QingCloud and run again"
         )
     if want["vxnet"]:
-        vxnet = (found.get("vxnet") or {}).get("vxnet_id")
+        vxnet = found.get("vxnet_id")  # DescribeLoadBalancers' item: vxnet_id and private_ips
         ips = found.get("private_ips") or []
-        if vxnet and vxnet != want["vxnet"]:
+        if vxnet != want["vxnet"]:
             return (
-                f"{found['loadbalancer_id']} ({want['name']}) is in VxNet {vxnet}, not {want['vxnet']}; set "
+                f"{where} is in VxNet {vxnet or 'none'}, not {want['vxnet']}; set "
                 "ksha:loadbalancer:qingcloud:vxnet to it, or delete that load balancer in QingCloud and run again"
             )
         if ips and want["private_ip"] not in ips:
             return (
-                f"{found['loadbalancer_id']} ({want['name']}) has address {', '.join(ips)}, not "
+                f"{where} has address {', '.join(ips)}, not "
                 f"{want['private_ip']}; set ksha:loadbalancer:address to it, or delete that load balancer in "
                 "QingCloud and run again"
             )
@@ -188,14 +192,14 @@ def plan(want: dict, found: dict | None, found_listeners: list[dict]) -> dict:
     if why := refusal(want, found):
         out["refuse"] = why
         return out
-    by_port = {x["listener_port"]: x for x in want["listeners"]}
+    by_port = {int(x["listener_port"]): x for x in want["listeners"]}
     kept: dict[int, dict] = {}
-    for listener in sorted(found_listeners, key=lambda x: x["listener_port"]):
-        desired = by_port.get(listener["listener_port"])
+    for listener in sorted(found_listeners, key=lambda x: int(x["listener_port"])):
+        desired = by_port.get(int(listener["listener_port"]))
         if desired is None or any(str(listener.get(k)) != str(desired[k]) for k in IDENTITY):
             out["delete_listeners"].append(listener["loadbalancer_listener_id"])
             continue
-        kept[listener["listener_port"]] = listener
+        kept[int(listener["listener_port"])] = listener
         changed = {k: desired[k] for k in MODIFIABLE if str(listener.get(k)) != str(desired[k])}
         if changed:
             out["modify_listeners"].append((listener["loadbalancer_listener_id"], changed))
@@ -206,15 +210,15 @@ def plan(want: dict, found: dict | None, found_listeners: list[dict]) -> dict:
             if desired["backends"]:
                 out["add_backends"].append((port, [backend_params(b) for b in desired["backends"]]))
             continue
-        wanted_pairs = {(b["resource_id"], b["port"]) for b in desired["backends"]}
+        wanted_pairs = {(b["resource_id"], int(b["port"])) for b in desired["backends"]}
         have = {}
         for b in listener.get("backends") or []:
-            pair = (b["resource_id"], b["port"])
+            pair = (b["resource_id"], int(b["port"]))
             if pair not in wanted_pairs or pair in have:
                 out["delete_backends"].append(b["loadbalancer_backend_id"])
             else:
                 have[pair] = b
-        missing = [backend_params(b) for b in desired["backends"] if (b["resource_id"], b["port"]) not in have]
+        missing = [backend_params(b) for b in desired["backends"] if (b["resource_id"], int(b["port"])) not in have]
         if missing:
             out["add_backends"].append((port, missing))
     changes = ("delete_listeners", "modify_listeners", "add_listeners", "delete_backends", "add_backends")
@@ -259,11 +263,17 @@ def wanted_rules(conf: dict) -> list[dict]:
 RULE_MATCH = ("protocol", "action", "direction", "val1", "val2", "val3")
 
 
-def rules_plan(rules: list[dict], found: list[dict], is_applied: int, prefix: str) -> dict:
+def rule_names(conf: dict) -> list[str]:
+    """The names ksha gives its rules (whether wanted now or not): only these are ever removed."""
+    prefix = name_prefix(conf)
+    return [f"{prefix}-apiserver", f"{prefix}-console"]
+
+
+def rules_plan(rules: list[dict], found: list[dict], is_applied: int, names: list[str]) -> dict:
     """The security group calls: {add: [rule params], delete: [rule id], apply: bool}. A wanted
     rule is there when a rule of the group lets the same traffic in, whatever its name; a rule
-    of ksha's name (``prefix``-...) that no wanted rule matches is deleted; the group is applied
-    when anything changed or it is not applied (``is_applied`` 0)."""
+    named one of ksha's ``names`` (``rule_names``) that no wanted rule matches is deleted; the
+    group is applied when anything changed or it is not applied (``is_applied`` 0)."""
 
     def key(rule: dict) -> tuple:
         return tuple(str(rule.get(k) if rule.get(k) is not None else "") for k in RULE_MATCH)
@@ -274,6 +284,6 @@ def rules_plan(rules: list[dict], found: list[dict], is_applied: int, prefix: st
     delete = [
         r["security_group_rule_id"]
         for r in found
-        if str(r.get("security_group_rule_name") or "").startswith(f"{prefix}-") and key(r) not in wanted_keys
+        if r.get("security_group_rule_name") in names and key(r) not in wanted_keys
     ]
     return {"add": add, "delete": delete, "apply": bool(add or delete) or not is_applied}

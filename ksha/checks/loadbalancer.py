@@ -128,8 +128,10 @@ CHECK_OPTION = (("interval", 2, 60), ("timeout", 5, 300), ("failures", 2, 10), (
 
 
 def _qingcloud(ctx: Context, report: Report) -> None:
-    qc = ctx.section("loadbalancer", "qingcloud")
     key = f"{KEY}:qingcloud"
+    if key in ctx.bad:
+        return  # no mapping: reported by the schema section, nothing inside it checked
+    qc = ctx.section("loadbalancer", "qingcloud")
     if "zone" in qc and qc["zone"] is None:
         report.error(f"{key}:zone", "missing: qingcloud mode needs the hosts' zone (e.g. pek3a)")
     if "vxnet" in qc and qc["vxnet"] is None:
@@ -159,6 +161,12 @@ def _qingcloud_key(ctx: Context, qc: dict, key: str, report: Report) -> None:
     if any(f"{key}:{name}" in ctx.bad for name in (*names, "credentials_file")):
         return  # of the wrong type: reported by the schema section (never showing the value)
     given = [name for name in names if qc.get(name) is not None]
+    if given and not qc.get("credentials_file"):
+        report.warning(
+            f"{key}:secret_access_key",
+            "the API key is in the ksha pillar, which every minion it is given to receives; to keep it on the "
+            "Salt master only, put it in a file there and set credentials_file instead",
+        )
     if len(given) == 1:
         missing = names[1] if given == [names[0]] else names[0]
         report.error(f"{key}:{missing}", f"missing: {given[0]} is set, so is this (or use credentials_file alone)")

@@ -125,15 +125,16 @@ class Spec:
 
 
 class Mapping(Spec):
-    def __init__(self, text: str = "must be a mapping") -> None:
-        self.text = text
+    """A mapping. `secret`: the section holds secrets, so a wrong value is not shown."""
+
+    def __init__(self, text: str = "must be a mapping", secret: bool = False) -> None:
+        self.text, self.secret = text, secret
 
     def problem(self, key: str, value: Any) -> str | None:
         if isinstance(value, dict):
             return None
-        return f"{self.text}, got {show(value)}" + (
-            " (an empty section: remove it or write {})" if value is None else ""
-        )
+        got = f"a {type(value).__name__}" if self.secret and value is not None else show(value)
+        return f"{self.text}, got {got}" + (" (an empty section: remove it or write {})" if value is None else "")
 
 
 class ListOf(Spec):
@@ -287,6 +288,7 @@ TYPES: dict[str, Spec] = {
     "ksha:loadbalancer:haproxy:stats_socket": Path(),
     "ksha:loadbalancer:console:enabled": Bool(),
     "ksha:loadbalancer:external:check": OneOf(EXTERNAL_CHECKS),
+    "ksha:loadbalancer:qingcloud": Mapping("must be a mapping (zone, vxnet, the API key, ...)", secret=True),
     "ksha:loadbalancer:qingcloud:zone": Text(
         "a zone", nullable=True, pattern=r"[a-z][a-z0-9-]{1,31}", text="{value} is not a QingCloud zone (e.g. pek3a)"
     ),

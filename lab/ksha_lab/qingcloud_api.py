@@ -183,7 +183,8 @@ class Fault:
 @dataclass
 class Cloud:
     """One zone of one account's resources. ``instances``: {instance id: private IP} (the hosts
-    a backend may name), ``vxnets``: {vxnet id: its CIDR}, ``eips``: {eip id: address}."""
+    a backend may name; in the first VxNet) or {instance id: (vxnet id, private IP)},
+    ``vxnets``: {vxnet id: its CIDR}, ``eips``: {eip id: address}."""
 
     zone: str
     keys: dict[str, str]
@@ -203,6 +204,8 @@ class Cloud:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self):
+        first = next(iter(self.vxnets), "")
+        self.instances = {i: v if isinstance(v, tuple) else (first, v) for i, v in self.instances.items()}
         for sg in self.security_groups.values():
             sg.setdefault("rules", {})
             sg.setdefault("is_applied", 1)
@@ -335,7 +338,7 @@ class Cloud:
     def _shown_lb(self, lb: dict, verbose: bool) -> dict:
         shown = {k: v for k, v in lb.items() if not k.startswith("_")}
         shown["eips"] = [{"eip_id": e, "eip_name": "", "eip_addr": self.eips[e]} for e in lb["_eips"]]
-        shown["vxnet"] = {"vxnet_id": lb["_vxnet"], "private_ip": lb["_private_ip"]} if lb["_vxnet"] else {}
+        shown["vxnet_id"] = lb["_vxnet"] or ""  # as QingCloud's item has it: vxnet_id, private_ips
         shown["private_ips"] = [lb["_private_ip"]] if lb["_private_ip"] else []
         if verbose:
             shown["listeners"] = [self._shown_listener(x, False) for x in self._listeners_of(lb["loadbalancer_id"])]
@@ -511,7 +514,7 @@ class Cloud:
 
     def _shown_backend(self, backend: dict) -> dict:
         listener = self.listeners[backend["loadbalancer_listener_id"]]
-        address = self.instances.get(backend["resource_id"], "")
+        address = self.instances.get(backend["resource_id"], ("", ""))[1]
         up = bool(address) and self.probe(address, backend["port"], listener["healthy_check_method"])
         return {**backend, "status": "up" if up else "down"}
 
@@ -574,8 +577,8 @@ class Cloud:
     def do_DescribeInstances(self, p: dict) -> dict:
         wanted, word = listed(p, "instances"), p.get("search_word", "")
         found = [{"instance_id": i, "instance_name": i, "status": "running",
-                  "vxnets": [{"vxnet_id": next(iter(self.vxnets), ""), "private_ip": ip}]}
-                 for i, ip in self.instances.items()
+                  "vxnets": [{"vxnet_id": vxnet, "private_ip": ip}]}
+                 for i, (vxnet, ip) in self.instances.items()
                  if (not wanted or i in wanted) and (not word or word in i)]  # fmt: skip
         return page(p, "instance_set", found)
 

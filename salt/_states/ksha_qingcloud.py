@@ -129,6 +129,8 @@ def _call(conn, method, *args, **kwargs):
                 f"{action}: cannot reach the QingCloud API at {conn.host}:{conn.port} ({type(err).__name__}: "
                 f"{err}); check ksha:loadbalancer:qingcloud:api"
             ) from None
+        except Exception as err:  # noqa: BLE001 - the SDK's own refusals, a broken answer: named, no traceback
+            raise QingCloudError(f"{action}: qingcloud-sdk failed: {type(err).__name__}: {err}") from None
         if answer is None:
             raise QingCloudError(f"{action}: no answer from the QingCloud API (HTTP error or a refused parameter)")
         code = answer.get("ret_code")
@@ -182,9 +184,9 @@ def _listeners(conn, lb_id):
     ]
 
 
-def _carry_out(conn, lb_id, plan, timeout):
-    """The listener and backend calls of `plan`, then the update; the actions called."""
-    done = []
+def _carry_out(conn, lb_id, plan, timeout, done):
+    """The listener and backend calls of `plan`, then the update; each action called is appended
+    to `done` as it is made (a failure later leaves what was done in the state's changes)."""
     if plan["delete_listeners"]:
         _call(conn, "delete_loadbalancer_listeners", plan["delete_listeners"])
         done.append("DeleteLoadBalancerListeners")
@@ -204,26 +206,41 @@ def _carry_out(conn, lb_id, plan, timeout):
             done.append("AddLoadBalancerBackends")
     if plan["update"]:
         job = _call(conn, "update_loadbalancers", [lb_id])["job_id"]
-        _wait(conn, job, "UpdateLoadBalancers", timeout)
         done.append("UpdateLoadBalancers")
-    return done
+        _wait(conn, job, "UpdateLoadBalancers", timeout)
 
 
 def _instances(conn, lbs):
-    """The load balancers with every backend's instance; a host without one fails, naming it."""
+    """The load balancers with every backend's instance (found by the host's IP in the hosts'
+    VxNet where the pillar names none); a host without one, or with two, fails, naming it."""
     if all(b["resource_id"] for lb in lbs for x in lb["listeners"] for b in x["backends"]):
         return lbs
-    described = _call(conn, "describe_instances", status=["running", "stopped"], verbose=0, limit=100)["instance_set"]
-    filled, missing = qingcloud.with_instances(lbs, qingcloud.instances_by_ip(described))
+    described = []
+    while True:  # every page: QingCloud answers at most 100 a call
+        page = _call(conn, "describe_instances", status=["pending", "running", "stopped"], verbose=0,
+                     offset=len(described), limit=100)  # fmt: skip
+        described += page["instance_set"]
+        if not page["instance_set"] or len(described) >= page.get("total_count", 0):
+            break
+    vxnet = next(lb["vxnet"] for lb in lbs if lb["vxnet"])
+    by_ip, ambiguous = qingcloud.instances_by_ip(described, vxnet)
+    twice = sorted({b["host"] for lb in lbs for x in lb["listeners"] for b in x["backends"]
+                    if not b["resource_id"] and b["ip"] in ambiguous})  # fmt: skip
+    if twice:
+        raise QingCloudError(
+            f"more than one instance in {vxnet} has the ip of {', '.join(twice)}: set "
+            "ksha:hosts[].qingcloud_instance_id for each"
+        )
+    filled, missing = qingcloud.with_instances(lbs, by_ip)
     if missing:
         raise QingCloudError(
-            f"no QingCloud instance has the ip of {', '.join(missing)}: set ksha:hosts[].qingcloud_instance_id "
-            "for each, or check the hosts' ip against their instances' private IPs"
+            f"no QingCloud instance in {vxnet} has the ip of {', '.join(missing)}: set "
+            "ksha:hosts[].qingcloud_instance_id for each, or check the hosts' ip against their instances' private IPs"
         )
     return filled
 
 
-def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, prefix="ksha", job_timeout_s=600):
+def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, rule_names=(), job_timeout_s=600):
     """The QingCloud load balancers ``loadbalancers`` (``ksha.qingcloud.wanted``, from the cluster
     model) exist as described, applied, and the security group ``security_group`` lets ``rules``
     (``ksha.qingcloud.wanted_rules``) in.
@@ -234,9 +251,9 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
         The wanted load balancers: name, vxnet, private_ip, eips, listeners and their backends.
     rules
         The security group rules the LB ports need (none without a security group of ksha's).
-    prefix
-        ksha's name prefix: only listeners of ksha's load balancers and rules of this prefix are
-        ever removed.
+    rule_names
+        The names ksha gives its rules (``ksha.qingcloud.rule_names``): only rules of these names
+        are ever removed from the group.
     job_timeout_s
         How long to wait for each QingCloud job.
     """
@@ -262,35 +279,45 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
             done = []
             if plan["create"]:
                 made = _call(conn, "create_loadbalancer", **plan["create"])
-                _wait(conn, made["job_id"], "CreateLoadBalancer", job_timeout_s)
+                ret["changes"][want["name"]] = {"id": made["loadbalancer_id"], "calls": done}
                 done.append("CreateLoadBalancer")
+                _wait(conn, made["job_id"], "CreateLoadBalancer", job_timeout_s)
                 found = _found(conn, want["name"])
                 plan = qingcloud.plan(want, found, [])
-            done += _carry_out(conn, found["loadbalancer_id"], plan, job_timeout_s)
+            ret["changes"][want["name"]] = {"id": found["loadbalancer_id"], "calls": done}
+            _carry_out(conn, found["loadbalancer_id"], plan, job_timeout_s, done)
             if done:
-                ret["changes"][want["name"]] = {"id": found["loadbalancer_id"], "calls": done}
                 comments.append(f"{want['name']} ({found['loadbalancer_id']}): {', '.join(done)}")
+            else:
+                del ret["changes"][want["name"]]
         if security_group and rules:
             (group,) = _call(conn, "describe_security_groups", security_groups=[security_group])["security_group_set"]
             found_rules = _call(conn, "describe_security_group_rules", security_group, limit=100)[
                 "security_group_rule_set"
             ]
-            plan = qingcloud.rules_plan(rules, found_rules, group.get("is_applied", 1), prefix)
+            plan = qingcloud.rules_plan(rules, found_rules, group.get("is_applied", 1), list(rule_names))
             calls = (["DeleteSecurityGroupRules"] * bool(plan["delete"]) + ["AddSecurityGroupRules"] * bool(plan["add"])
                      + ["ApplySecurityGroup"] * plan["apply"])  # fmt: skip
             if test and calls:
                 would[security_group] = calls
             elif calls:
+                done = []
+                ret["changes"][security_group] = {"calls": done}
                 if plan["delete"]:
                     _call(conn, "delete_security_group_rules", plan["delete"])
+                    done.append("DeleteSecurityGroupRules")
                 if plan["add"]:
                     _call(conn, "add_security_group_rules", security_group, plan["add"])
+                    done.append("AddSecurityGroupRules")
                 job = _call(conn, "apply_security_group", security_group)["job_id"]
+                done.append("ApplySecurityGroup")
                 _wait(conn, job, "ApplySecurityGroup", job_timeout_s)
-                ret["changes"][security_group] = {"calls": calls}
-                comments.append(f"{security_group}: {', '.join(calls)}")
+                comments.append(f"{security_group}: {', '.join(done)}")
     except QingCloudError as err:
+        # what was called before the failure stays in the changes (they happened)
         ret.update(result=False, comment=str(err))
+        if test:
+            ret["changes"] = {}
         return ret
     if test:
         ret["result"] = None if would else True

@@ -10,13 +10,16 @@ from tests.conftest import edited
 
 NOT_YET = "ERROR ksha:loadbalancer:mode: 'qingcloud' is not supported by this version of ksha yet"
 SECRET = "qy-secret-never-shown"
+FILE = "/etc/salt/ksha/qingcloud.yaml"
 GOOD = {
     "loadbalancer:mode": "qingcloud",
     "loadbalancer:qingcloud:zone": "pek3a",
     "loadbalancer:qingcloud:vxnet": "vxnet-kube",
-    "loadbalancer:qingcloud:access_key_id": "QYKEYID",
-    "loadbalancer:qingcloud:secret_access_key": SECRET,
+    "loadbalancer:qingcloud:credentials_file": FILE,
 }
+KEY = {"loadbalancer:qingcloud:access_key_id": "QYKEYID", "loadbalancer:qingcloud:secret_access_key": SECRET}
+NO_FILE = {"loadbalancer:qingcloud:credentials_file": None}
+IN_PILLAR = "WARNING ksha:loadbalancer:qingcloud:secret_access_key: the API key is in the ksha pillar, which every"
 
 
 def findings(example, **edits):
@@ -39,20 +42,19 @@ CASES = [
      ["ERROR ksha:loadbalancer:qingcloud:vxnet: 'kube' is not a VxNet ID (vxnet-...)"]),
     ("an eip's address", {"loadbalancer:qingcloud:eip": "139.198.1.2"},
      ["ERROR ksha:loadbalancer:qingcloud:eip: '139.198.1.2' is not an EIP ID (eip-...)"]),
-    ("no key at all", {"loadbalancer:qingcloud:access_key_id": None, "loadbalancer:qingcloud:secret_access_key": None},
+    ("no key at all", NO_FILE,
      ["ERROR ksha:loadbalancer:qingcloud:credentials_file: missing: qingcloud mode needs an API key"]),
-    ("the key's ID alone", {"loadbalancer:qingcloud:secret_access_key": None},
-     ["ERROR ksha:loadbalancer:qingcloud:secret_access_key: missing: access_key_id is set"]),
-    ("a key file", {"loadbalancer:qingcloud:access_key_id": None, "loadbalancer:qingcloud:secret_access_key": None,
-                    "loadbalancer:qingcloud:credentials_file": "/etc/salt/ksha/qingcloud.yaml"}, []),
-    ("a key file and a key", {"loadbalancer:qingcloud:credentials_file": "/etc/salt/ksha/qingcloud.yaml"},
+    ("a key in the pillar", {**NO_FILE, **KEY}, [IN_PILLAR]),
+    ("the key's ID alone", {**NO_FILE, "loadbalancer:qingcloud:access_key_id": "QYKEYID"},
+     ["ERROR ksha:loadbalancer:qingcloud:secret_access_key: missing: access_key_id is set", IN_PILLAR]),
+    ("a key file and a key", KEY,
      ["ERROR ksha:loadbalancer:qingcloud:credentials_file: is set, and so are access_key_id and secret_access_key"]),
-    ("a relative key file", {"loadbalancer:qingcloud:access_key_id": None,
-                             "loadbalancer:qingcloud:secret_access_key": None,
-                             "loadbalancer:qingcloud:credentials_file": "qingcloud.yaml"},
+    ("a relative key file", {"loadbalancer:qingcloud:credentials_file": "qingcloud.yaml"},
      ["ERROR ksha:loadbalancer:qingcloud:credentials_file: 'qingcloud.yaml' must be an absolute path on the Salt"]),
-    ("a secret that is no string", {"loadbalancer:qingcloud:secret_access_key": 12345},
+    ("a secret that is no string", {**NO_FILE, **KEY, "loadbalancer:qingcloud:secret_access_key": 12345},
      ["ERROR ksha:loadbalancer:qingcloud:secret_access_key: must be a string of 1 to 128 characters"]),
+    ("a section that is no mapping", {"loadbalancer:qingcloud": f"access_key_id: QYKEYID secret_access_key: {SECRET}"},
+     ["ERROR ksha:loadbalancer:qingcloud: must be a mapping (zone, vxnet, the API key, ...), got a str"]),
     ("Poll", {"loadbalancer:qingcloud:balance_mode": "poll"},
      ["ERROR ksha:loadbalancer:qingcloud:balance_mode: 'poll' is not one of roundrobin, leastconn, source"]),
     ("a check interval out of QingCloud's range", {"loadbalancer:qingcloud:healthy_check_option": "1|5|2|5"},
@@ -95,7 +97,7 @@ def test_instance_ids_are_checked_and_unique(example_ksha):
 
 
 def test_the_key_is_not_in_the_model(example_ksha):
-    cluster = model.build(edited(example_ksha, **GOOD))
+    cluster = model.build(edited(example_ksha, **{**GOOD, **NO_FILE, **KEY}))
     qc = cluster["config"]["loadbalancer"]["qingcloud"]
     assert (qc["access_key_id"], qc["secret_access_key"], qc["zone"]) == ("***", "***", "pek3a")
     text = json.dumps(cluster, default=str)

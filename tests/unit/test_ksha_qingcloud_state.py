@@ -53,7 +53,7 @@ def present(c, groups, test=False):
     state.__opts__["test"] = test
     return state.loadbalancers_present(
         "ksha-qingcloud", qingcloud.wanted(c, IP, groups), rules=qingcloud.wanted_rules(c), security_group="sg-lab",
-        prefix=qingcloud.name_prefix(c), job_timeout_s=10,
+        rule_names=qingcloud.rule_names(c), job_timeout_s=10,
     )  # fmt: skip
 
 
@@ -126,6 +126,8 @@ def test_busy_twice_then_ok_succeeds_and_a_failed_job_fails_with_its_id(cloud, m
     assert failed["comment"].startswith(f"UpdateLoadBalancers: QingCloud's job {job['job_id']} failed"), failed[
         "comment"
     ]
+    # what was called before the failure is in the changes: it happened
+    assert failed["changes"]["ksha-lab-apiserver"]["calls"] == ["DeleteLoadBalancerBackends", "UpdateLoadBalancers"]
 
 
 def test_a_refusal_that_is_not_busy_fails_at_once_with_qingcloud_s_code(cloud):
@@ -164,7 +166,9 @@ def test_a_host_with_no_instance_is_named(cloud):
     del cloud.instances["i-m3"]
     c, groups = conf()
     ret = present(c, groups)
-    assert ret["result"] is False and ret["comment"].startswith("no QingCloud instance has the ip of master3")
+    assert ret["result"] is False and ret["comment"].startswith(
+        "no QingCloud instance in vxnet-lab has the ip of master3"
+    )
 
 
 def test_an_lb_of_ksha_s_name_at_another_address_is_refused_and_left_alone(cloud):
@@ -187,3 +191,15 @@ def test_an_endpoint_that_does_not_answer_fails_naming_the_key(cloud):
     assert ret["result"] is False
     assert ret["comment"].startswith(f"DescribeInstances: cannot reach the QingCloud API at 127.0.0.1:{port}")
     assert ret["comment"].endswith("check ksha:loadbalancer:qingcloud:api")
+
+
+def test_instances_are_matched_in_the_hosts_vxnet_only_and_an_address_twice_there_is_refused(cloud):
+    cloud.vxnets["vxnet-other"] = "127.0.0.0/8"
+    cloud.instances["i-other"] = ("vxnet-other", "127.0.0.2")  # a VPC reusing master2's address
+    c, groups = conf()
+    assert present(c, groups)["result"] is True
+    assert {b["resource_id"] for b in cloud.snapshot()["backends"].values()} == {"i-m1", "i-m2", "i-m3"}
+    cloud.instances["i-clone"] = ("vxnet-lab", "127.0.0.3")
+    ret = present(c, groups)
+    assert ret["result"] is False
+    assert ret["comment"].startswith("more than one instance in vxnet-lab has the ip of master3")

@@ -59,17 +59,23 @@ def test_instances_come_from_the_pillar_else_from_the_hosts_ips_and_a_host_found
     c = conf()
     c["hosts"][0]["qingcloud_instance_id"] = "i-pillar"
     lbs = qingcloud.wanted(c, IP, GROUPS)
-    by_ip = qingcloud.instances_by_ip(
-        [{"instance_id": "i-m2", "vxnets": [{"vxnet_id": "vxnet-k8s", "private_ip": "10.0.0.12"}]}]
-    )
+    described = [
+        {"instance_id": "i-m2", "vxnets": [{"vxnet_id": "vxnet-k8s", "private_ip": "10.0.0.12"}]},
+        # another VxNet (a VPC) reusing master3's address: not master3
+        {"instance_id": "i-elsewhere", "vxnets": [{"vxnet_id": "vxnet-other", "private_ip": "10.0.0.13"}]},
+    ]
+    by_ip, ambiguous = qingcloud.instances_by_ip(described, "vxnet-k8s")
+    assert ambiguous == {}
     filled, missing = qingcloud.with_instances(lbs, by_ip)
     assert [b["resource_id"] for b in filled[0]["listeners"][0]["backends"]] == ["i-pillar", "i-m2", None]
     assert missing == ["master3"]
+    twice = described + [{"instance_id": "i-clone", "vxnets": [{"vxnet_id": "vxnet-k8s", "private_ip": "10.0.0.12"}]}]
+    assert qingcloud.instances_by_ip(twice, "vxnet-k8s") == ({}, {"10.0.0.12": ["i-m2", "i-clone"]})
 
 
 def described(lb, *, applied=1, vxnet="vxnet-k8s", ip="10.0.0.100", eips=()):
     return {"loadbalancer_id": "lb-1", "loadbalancer_name": lb["name"], "status": "active", "is_applied": applied,
-            "vxnet": {"vxnet_id": vxnet} if vxnet else {}, "private_ips": [ip] if ip else [],
+            "vxnet_id": vxnet or "", "private_ips": [ip] if ip else [],
             "eips": [{"eip_id": e} for e in eips]}  # fmt: skip
 
 
@@ -119,6 +125,12 @@ LB = internal()
          {"refuse": "ksha:loadbalancer:qingcloud:vxnet"}, []),
         ("at another address: refused", described(LB, ip="10.0.0.99"), [listener_of(LB)],
          {"refuse": "ksha:loadbalancer:address"}, []),
+        ("a public one of the internal one's name: refused", described(LB, vxnet=None, ip=None, eips=["eip-9"]),
+         [], {"refuse": "ksha:loadbalancer:qingcloud:eip"}, []),
+        ("ports as strings: the same listener and backends", described(LB),
+         [listener_of(LB, listener_port="6443") | {"backends": [
+             {"loadbalancer_backend_id": f"lbb-{r}", "resource_id": r, "port": "6443"} for r in ("i-m1", "i-m2", "i-m3")]}],
+         {}, []),
     ],
 )  # fmt: skip
 def test_plan(case, found, listeners, expect, calls):
@@ -170,12 +182,15 @@ def test_the_rules_open_the_api_port_and_with_an_eip_the_console_port_in_ksha_s_
          rule("ksha-x-apiserver", 8443, "r3")], 1, {"add": [], "delete": ["r3"], "apply": True}),
         ("the operator's rule for another port is left", [rule("ksha-x-apiserver", 6443, "r1"),
          rule("ksha-x-console", 30880, "r2"), rule("db", 5432, "r4")], 1, {"add": [], "delete": [], "apply": False}),
+        ("a rule whose name only starts like ksha's is left", [rule("ksha-x-apiserver", 6443, "r1"),
+         rule("ksha-x-console", 30880, "r2"), rule("ksha-x-eu-console", 8443, "r5")], 1,
+         {"add": [], "delete": [], "apply": False}),
         ("a drop rule is not an accept", [rule("ksha-x-apiserver", 6443, "r1", action="drop"),
          rule("ksha-x-console", 30880, "r2")], 1, {"add": ["api"], "delete": ["r1"], "apply": True}),
     ],
 )  # fmt: skip
 def test_rules_plan(case, found, is_applied, expect):
     api_rule, console_rule = rule("ksha-x-apiserver", 6443), rule("ksha-x-console", 30880)
-    p = qingcloud.rules_plan([api_rule, console_rule], found, is_applied, "ksha-x")
+    p = qingcloud.rules_plan([api_rule, console_rule], found, is_applied, ["ksha-x-apiserver", "ksha-x-console"])
     names = {"api": api_rule, "console": console_rule}
     assert p == {**expect, "add": [names[n] for n in expect["add"]]}, case
