@@ -175,7 +175,7 @@ class Fault:
     action: str
     ret_code: int | None = None  # answer this code instead of acting
     times: int = 1
-    job: str | None = None  # "failed": the action's next job fails
+    job: str | None = None  # the action's next job ends so: "failed", "done with failure"
     job_s: float | None = None  # the action's next job takes this long
     message: str = ""
 
@@ -271,16 +271,16 @@ class Cloud:
         their outcome; its effect shows when it ends (a failed job's: what it undoes)."""
         now = self.clock()
         for job in self.jobs.values():
-            if job["status"] in ("successful", "failed"):
+            if job["status"] not in ("pending", "working"):
                 continue
             status = job["_outcome"] if now >= job["_ends"] else "working"
             if now < job["_started"] + (job["_ends"] - job["_started"]) / 2:
                 status = "pending"
             if status != job["status"]:
                 job["status"], job["status_time"] = status, iso(now)
-                if status in ("successful", "failed"):
+                if status not in ("pending", "working"):
                     job["_effect"](status == "successful")
-                if status == "failed":
+                if status not in ("pending", "working", "successful"):  # "failed", "done with failure"
                     job["error_codes"] = "5000"
 
     # --- load balancers ---

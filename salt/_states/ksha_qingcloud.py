@@ -6,9 +6,9 @@
 stale removed), the security group's rules for the LB ports; then ``UpdateLoadBalancers`` /
 ``ApplySecurityGroup`` when something changed or was never applied, waiting on the job.
 ``test=True`` lists the API actions it would call and calls none of them. A call QingCloud
-answers busy (ret_code 5000 or 5100: "retry later") is retried, a few times, backing off; any
-other error, or a job that fails, fails the state with QingCloud's code and message and the
-job's ID.
+answers busy (ret_code 5100: "retry later"; 5000, internal error, for a read) is retried, a few
+times, backing off; any other error, or a job that fails, fails the state with QingCloud's code
+and message and the job's ID.
 
 Where it runs: in the orchestration on the Salt master (docs/ARCHITECTURE.md, "QingCloud load
 balancers"), so the API key is read in one place: the master's pillar
@@ -41,8 +41,13 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "ksha_qingcloud"
 
-BUSY = (5000, 5100)  # QingCloud: internal error / server busy, "retry later"
+# QingCloud's "retry later" answers: 5100 server busy (the call was not carried out) is retried
+# for every action; 5000 internal error only for a read: a write it answers may have been done
+# (a CreateLoadBalancer retried could make two load balancers of one name)
+BUSY = 5100
+INTERNAL = 5000
 ATTEMPTS = 5
+RUNNING = ("pending", "working")  # a job's other statuses mean it ended
 # qingcloud-sdk's method -> QingCloud's action (what messages and test=True name)
 ACTIONS = {
     "describe_loadbalancers": "DescribeLoadBalancers",
@@ -136,7 +141,8 @@ def _call(conn, method, *args, **kwargs):
         code = answer.get("ret_code")
         if code == 0:
             return answer
-        if code in BUSY and attempt < ATTEMPTS:
+        retry = code == BUSY or (code == INTERNAL and method.startswith("describe_"))
+        if retry and attempt < ATTEMPTS:
             delay = min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             log.info("ksha_qingcloud: %s answered %s (busy), attempt %d of %d, again in %.1f s",
                      action, code, attempt, ATTEMPTS, delay)  # fmt: skip
@@ -155,9 +161,10 @@ def _wait(conn, job_id, action, timeout):
         (job,) = _call(conn, "describe_jobs", jobs=[job_id])["job_set"]
         if job["status"] == "successful":
             return
-        if job["status"] == "failed":
+        if job["status"] not in RUNNING:  # failed, or "done with failure" (QingCloud's SDKs know both)
             raise QingCloudError(
-                f"{action}: QingCloud's job {job_id} failed (error code {job.get('error_codes') or 'none given'})"
+                f"{action}: QingCloud's job {job_id} ended {job['status']} "
+                f"(error code {job.get('error_codes') or 'none given'})"
             )
         if time.monotonic() > deadline:
             raise QingCloudError(f"{action}: QingCloud's job {job_id} is still {job['status']} after {timeout} s")

@@ -123,7 +123,7 @@ def test_busy_twice_then_ok_succeeds_and_a_failed_job_fails_with_its_id(cloud, m
     failed = present(c, groups)
     job = [j for j in cloud.snapshot()["jobs"].values() if j["status"] == "failed"][0]
     assert failed["result"] is False
-    assert failed["comment"].startswith(f"UpdateLoadBalancers: QingCloud's job {job['job_id']} failed"), failed[
+    assert failed["comment"].startswith(f"UpdateLoadBalancers: QingCloud's job {job['job_id']} ended failed"), failed[
         "comment"
     ]
     # what was called before the failure is in the changes: it happened
@@ -203,3 +203,24 @@ def test_instances_are_matched_in_the_hosts_vxnet_only_and_an_address_twice_ther
     ret = present(c, groups)
     assert ret["result"] is False
     assert ret["comment"].startswith("more than one instance in vxnet-lab has the ip of master3")
+
+
+def test_an_internal_error_is_retried_for_a_read_but_not_for_a_create(cloud, monkeypatch):
+    monkeypatch.setattr(state.time, "sleep", lambda s: None)
+    c, groups = conf()
+    cloud.inject(api.Fault("DescribeLoadBalancers", ret_code=5000, times=1))
+    cloud.inject(api.Fault("CreateLoadBalancer", ret_code=5000, times=1))
+    ret = present(c, groups)
+    # the read again, then the create refused once and not retried: it may have been done
+    assert [x["ret_code"] for x in cloud.calls if x["action"] == "DescribeLoadBalancers"][:2] == [5000, 0]
+    assert [x["ret_code"] for x in cloud.calls if x["action"] == "CreateLoadBalancer"] == [5000]
+    assert ret["result"] is False and ret["comment"].startswith("CreateLoadBalancer: QingCloud answered ret_code 5000")
+    assert present(c, groups)["result"] is True  # the next run creates it
+
+
+def test_a_job_done_with_failure_fails_the_state_at_once(cloud):
+    c, groups = conf()
+    cloud.inject(api.Fault("CreateLoadBalancer", job="done with failure"))
+    ret = present(c, groups)
+    assert ret["result"] is False
+    assert "ended done with failure" in ret["comment"] and ret["comment"].startswith("CreateLoadBalancer: ")
