@@ -58,7 +58,9 @@ def _endpoints(endpoints):
 
 
 def _etcdctl(*args, endpoints=None, json_out=True, timeout=5, cert=None, key=None, cacert=None):
-    conf = settings()
+    # the model (this minion's pillar) only for what the caller did not give
+    given = endpoints and cacert and (cert is False or (cert and key))
+    conf = {} if given else settings()
     cmd = [
         ETCDCTL,
         f"--endpoints={_endpoints(endpoints)}",
@@ -92,8 +94,12 @@ def _fail(exc):
     return {"result": False, "comment": str(exc)}
 
 
-def members(endpoints=None):
+def members(endpoints=None, cacert=None, cert=None, key=None):
     """The member list: name, hex ID, peer and client URLs, learner flag; and the cluster ID.
+
+    ``endpoints`` and the admin certificate's ``cacert``, ``cert`` and ``key`` (paths) default to
+    the model's; given all four, the pillar is not read (``salt-run ksha.plan`` asks so, before
+    the minions' pillars are refreshed).
 
     CLI Example:
 
@@ -102,7 +108,7 @@ def members(endpoints=None):
         salt master1 ksha_etcd.members
     """
     try:
-        out = _etcdctl("member", "list", endpoints=endpoints)
+        out = _etcdctl("member", "list", endpoints=endpoints, cacert=cacert, cert=cert, key=key)
     except EtcdError as exc:
         return _fail(exc)
     return {

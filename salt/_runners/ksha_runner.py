@@ -215,7 +215,12 @@ def _live(cluster, timeout, etcd=True):
         }
         if not recorded or not etcd:
             return live
-        listed = client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list", timeout=timeout + 10)
+        # with the master's model (the recorded hosts' client URLs, the admin certificate), not
+        # the members' pillars in memory: the plan runs before the preflight refreshes those
+        port = cluster["config"]["etcd"]["client_port"]
+        ip_of = {h["name"]: h["ip"] for h in cluster["hosts"]}
+        query = {"endpoints": ",".join(model.url(ip_of[m], port) for m in sorted(recorded)), **cluster["etcd"]["admin"]}
+        listed = client.cmd(sorted(recorded), "ksha_etcd.members", kwarg=query, tgt_type="list", timeout=timeout + 10)
     answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
     live["current"] = [m["name"] or m["id"] for m in answer["members"]] if answer else None
     return live

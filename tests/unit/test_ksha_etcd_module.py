@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from unittest.mock import patch
 
 import pytest
 
@@ -199,6 +200,32 @@ def test_clients_without_a_certificate_of_the_etcd_ca_are_refused(healthy, etcd_
             break
         time.sleep(0.2)
     assert rejected and all(REFUSED[who] in line for line in rejected), "\n".join(lines[-20:])
+
+
+def test_members_asked_with_endpoints_and_the_admin_certificate_read_no_pillar(healthy, etcd_server, etcd_pki):
+    """salt-run ksha.plan asks so, with the master's model, before the preflight refreshes the
+    minions' pillars: a stale or invalid pillar on the member must not matter."""
+    files = {
+        "cacert": str(etcd_pki / "ca.crt"),
+        "cert": str(etcd_pki / "admin.crt"),
+        "key": str(etcd_pki / "admin.key"),
+    }
+
+    def no_model():
+        raise AssertionError("ksha_etcd.members read the pillar's model")
+
+    url = f"https://127.0.0.1:{etcd_server['client']}"
+    with patch.dict(ksha_etcd.__salt__, {"ksha.model": no_model}):
+        listed = ksha_etcd.members(endpoints=url, **files)
+        assert listed["result"] is True and [m["name"] for m in listed["members"]] == ["m1"]
+        # anything left out comes from the model, which this minion cannot give here
+        with pytest.raises(AssertionError, match="read the pillar"):
+            ksha_etcd.members(endpoints=url, cacert=files["cacert"], cert=files["cert"])
+    # the certificate is checked as before: a stranger's is refused by etcd
+    strange = ksha_etcd.members(
+        endpoints=url, cacert=files["cacert"], cert=str(etcd_pki / "stranger.crt"), key=str(etcd_pki / "stranger.key")
+    )
+    assert strange["result"] is False and strange["comment"]
 
 
 def test_errors_come_back_as_comments(configure_loader_modules):

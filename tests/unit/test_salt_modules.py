@@ -64,8 +64,8 @@ class Hosts:
     def __exit__(self, *exc):
         return False
 
-    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None):
-        self.calls.append((fun, tgt, arg))
+    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, kwarg=None):
+        self.calls.append((fun, tgt, kwarg or arg))
         if isinstance(fun, list):
             return {m: self.facts[m] for m in tgt if m in self.facts}
         assert fun == "ksha_etcd.members", fun
@@ -285,6 +285,15 @@ def test_plan_asks_etcd_for_its_members_only_for_the_etcd_phase_of_a_bootstrappe
     hosts.calls.clear()
     steps = dict(_plan())
     assert [fun for fun, *_ in hosts.calls][1] == "ksha_etcd.members"
+    # asked with the master's model (the recorded members' client URLs, the admin certificate),
+    # not the minion's pillar in memory, which the plan (before the preflight's refresh) cannot trust
+    cluster = model.build(fleet["master1"]["ksha"])
+    ip = {h["name"]: h["ip"] for h in cluster["hosts"]}
+    assert hosts.calls[1][1:] == (
+        ["master1", "master2", "master3"],
+        {"endpoints": ",".join(f"https://{ip[m]}:2379" for m in ["master1", "master2", "master3"]),
+         **cluster["etcd"]["admin"]},
+    )  # fmt: skip
     assert steps["ksha-phase-etcd-master3-joined"] == ["master3"]
 
 
