@@ -273,6 +273,15 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         },
         # the backup timer fires within this of its period
         "backup_accuracy_s": min(etcd["backup"]["period_minutes"] * 6, 30),
+        # ksha.etcd.backup's script and units, each carrying the marker; ksha.etcd.clean stops
+        # the timer and removes them on a host that is no member (the snapshots stay)
+        "backup_units": {"service": "ksha-etcd-backup.service", "timer": "ksha-etcd-backup.timer"},
+        "backup_files": {
+            "script": "/usr/local/sbin/ksha-etcd-backup",
+            "service": "/etc/systemd/system/ksha-etcd-backup.service",
+            "timer": "/etc/systemd/system/ksha-etcd-backup.timer",
+        },
+        "backup_marker": "Managed by Salt (ksha.etcd.backup)",
         "ca_host": etcd["pki"]["ca_host"] or (names[0] if names else None),
         # who gets etcd certificates: the members, and the masters (the apiserver's client certificate)
         "pki_hosts": names + [m for m in groups["kube-master"] if m not in names],

@@ -13,6 +13,11 @@ from tests.lab.test_control_plane import MASTERS, ROLLING, apiserver_process, do
 from tests.lab.test_etcd import PKI, changed_on, etcdctl
 
 KEYS = 10_000
+BACKUP_FILES = (
+    "/usr/local/sbin/ksha-etcd-backup",
+    "/etc/systemd/system/ksha-etcd-backup.service",
+    "/etc/systemd/system/ksha-etcd-backup.timer",
+)
 PREFIX = "/ksha/bulk/"
 
 
@@ -144,6 +149,10 @@ def test_three_to_five_and_back_to_three_keeps_every_key(members_lab, etcd_group
     for node in ("node1", "node2"):
         assert lab.exec(lab.hosts[node], "systemctl", "is-active", "etcd").stdout.strip() != "active"
         assert lab.exec(lab.hosts[node], "test", "-d", "/var/lib/etcd/member").returncode != 0  # moved aside
+        # no backup timer left behind to fire for a member that is gone
+        assert lab.exec(lab.hosts[node], "systemctl", "is-active", "ksha-etcd-backup.timer").stdout.strip() != "active"
+        for path in BACKUP_FILES:
+            assert not (lab.hosts[node].root / path.lstrip("/")).exists(), (node, path)
     rolled_over(lab, states, MASTERS)
 
 
@@ -220,6 +229,17 @@ def test_a_wiped_member_is_replaced_by_one_orchestration(members_lab):
 def test_quorum_loss_is_restored_from_the_latest_snapshot(members_lab):
     lab, salt = members_lab
     three = ["master1", "master2", "master3"]
+    # the backup timers (every minute in the lab) stopped, so that the snapshot below stays the latest
+    for name in three:
+        lab.exec(lab.hosts[name], "systemctl", "stop", "ksha-etcd-backup.timer", "ksha-etcd-backup.service", check=True)
+    try:
+        restored_from_the_latest_snapshot(lab, salt, three)
+    finally:
+        for name in three:
+            lab.exec(lab.hosts[name], "systemctl", "start", "ksha-etcd-backup.timer")
+
+
+def restored_from_the_latest_snapshot(lab, salt, three):
     backup = lab.exec(lab.hosts["master1"], "/usr/local/sbin/ksha-etcd-backup", check=True).stdout.strip()
     assert (
         etcdctl(lab, "master1", "put", "/ksha/after-snapshot", "lost", endpoints=endpoints(lab, three)).returncode == 0

@@ -8,6 +8,7 @@
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
 {%- set etcd = ksha.etcd %}
 {%- set backup = etcd.backup %}
+{%- set files = model.etcd.backup_files %}
 
 ksha-etcd-backup-directory-present:
   file.directory:
@@ -18,11 +19,11 @@ ksha-etcd-backup-directory-present:
 
 ksha-etcd-backup-script:
   file.managed:
-    - name: /usr/local/sbin/ksha-etcd-backup
+    - name: {{ files.script }}
     - mode: '0755'
     - contents: |
         #!/bin/sh
-        # Managed by Salt (ksha.etcd.backup): one etcd snapshot, then keep the newest {{ backup.keep }}.
+        # {{ model.etcd.backup_marker }}: one etcd snapshot, then keep the newest {{ backup.keep }}.
         set -eu
         dir={{ backup.dir }}
         etcdctl() {
@@ -49,22 +50,22 @@ ksha-etcd-backup-script:
 
 ksha-etcd-backup-service-unit:
   file.managed:
-    - name: /etc/systemd/system/ksha-etcd-backup.service
+    - name: {{ files.service }}
     - contents: |
-        # Managed by Salt (ksha.etcd.backup)
+        # {{ model.etcd.backup_marker }}
         [Unit]
         Description=etcd snapshot (ksha)
         After=etcd.service
 
         [Service]
         Type=oneshot
-        ExecStart=/usr/local/sbin/ksha-etcd-backup
+        ExecStart={{ files.script }}
 
 ksha-etcd-backup-timer-unit:
   file.managed:
-    - name: /etc/systemd/system/ksha-etcd-backup.timer
+    - name: {{ files.timer }}
     - contents: |
-        # Managed by Salt (ksha.etcd.backup)
+        # {{ model.etcd.backup_marker }}
         [Unit]
         Description=etcd snapshot every {{ backup.period_minutes }} minutes (ksha)
 
@@ -78,7 +79,7 @@ ksha-etcd-backup-timer-unit:
 
 ksha-etcd-backup-timer-running:
   service.running:
-    - name: ksha-etcd-backup.timer
+    - name: {{ model.etcd.backup_units.timer }}
     - enable: True
     - watch:
       - file: ksha-etcd-backup-timer-unit

@@ -3,8 +3,9 @@
 ---
 {#- ksha.etcd.clean: on a host that is not (or no longer) an etcd member,
     stop the etcd ksha set up and move its data aside, so it can never come
-    back with an old member's identity. Only a unit carrying ksha's marker is
-    touched; the data is kept (renamed), not deleted. #}
+    back with an old member's identity; stop its backup timer and remove the
+    timer, its service and script. Only a file carrying ksha's marker is
+    touched; the data is kept (renamed), not deleted, and so are the snapshots. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import ksha, model, me with context %}
 {%- set etcd = ksha.etcd %}
@@ -49,3 +50,33 @@ ksha-etcd-clean-unit-removed:
 ksha-etcd-clean-bootstrap-record-removed:
   grains.absent:
     - name: {{ model.etcd.bootstrap_grain }}
+
+{%- set backup = model.etcd.backup_files %}
+{%- set backup_timer = "grep -qsF '" ~ model.etcd.backup_marker ~ "' " ~ backup.timer %}
+
+ksha-etcd-clean-backup-timer-stopped:
+  service.dead:
+    - names:
+      - {{ model.etcd.backup_units.timer }}
+      - {{ model.etcd.backup_units.service }}
+    - enable: False
+    - onlyif: {{ backup_timer }}
+    - require:
+      - ksha_etcd: ksha-etcd-clean-no-longer-a-member
+{%- for kind in ("timer", "service", "script") %}
+
+ksha-etcd-clean-backup-{{ kind }}-removed:
+  file.absent:
+    - name: {{ backup[kind] }}
+    - onlyif: grep -qsF '{{ model.etcd.backup_marker }}' {{ backup[kind] }}
+    - require:
+      - service: ksha-etcd-clean-backup-timer-stopped
+{%- endfor %}
+
+ksha-etcd-clean-systemd-reloaded:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: ksha-etcd-clean-unit-removed
+      - file: ksha-etcd-clean-backup-timer-removed
+      - file: ksha-etcd-clean-backup-service-removed
