@@ -76,16 +76,23 @@ class LabSalt:
         """state.orchestrate orch.ksha (up to phase ``until``): (exit code, {state ID: state return})."""
         if until:
             args = (*args, f'pillar={{"ksha_until": "{until}"}}')
-        rc, data, proc = self.run("state.orchestrate", "orch.ksha", *args)
+        # no refresh before it: its preflight refreshes every minion's pillar before any state
+        # runs, and its plan reads none of them (the master compiles the pillars it plans from)
+        rc, data, proc = self._json("state.orchestrate", "orch.ksha", *args)
         assert data is not None and isinstance(data["data"], dict), (data, proc.stderr[-2000:])
         states = next(iter(data["data"].values()))
         assert isinstance(states, dict), states  # a list is a render error
-        return rc, {key.split("_|-")[1]: value for key, value in states.items()}
+        states = {key.split("_|-")[1]: value for key, value in states.items()}
+        refreshed = states.get(PILLAR_REFRESHED, {})
+        # every lab host's, not just those of a pillar that left one out of ksha:hosts
+        if refreshed.get("result") is True and set(self.lab.hosts) <= set(refreshed["changes"].get("ret") or {}):
+            _STALE_PILLAR.discard(generation(self.lab))
+        return rc, states
 
     def refresh_if_stale(self):
         """Every minion's pillar refreshed if the lab's pillar file changed since they last did,
-        before any salt or salt-run call: functions read the minion's pillar in memory (so does
-        orch.ksha's plan, before its own preflight refreshes them, and the CA host's signing
+        before any salt or salt-run call but orch.ksha (``orchestrate``: its preflight refreshes
+        them): functions read the minion's pillar in memory (so does the CA host's signing
         policies, read by x509_v2 in its peer job). A test's edit and put-back with no call
         between cost no refresh."""
         key = generation(self.lab)
@@ -313,6 +320,8 @@ def orchestrate_ok(salt, *args, until=None):
     return states
 
 
+# orch.ksha's preflight step that refreshes every minion's pillar (ksha/plan.py)
+PILLAR_REFRESHED = "ksha-preflight-pillar-refreshed"
 # The lab generations whose pillar file changed since their minions last refreshed their pillars.
 _STALE_PILLAR: set[str] = set()
 # The lab's generation (its master's pid: a new lab, a new master) -> the states of the
