@@ -201,12 +201,15 @@ class Lab:
         # for real, in each host's own network namespace.
         k8s.setdefault("kube_proxy", {})["ipvs_modules"] = []
         ksha.setdefault("nodes", {})["kernel_modules"] = []
+        # An etcd snapshot every minute (30 by default), so that a test sees the backup timer fire
+        # within the time its other checks take rather than waiting a period of its own.
+        ksha.setdefault("etcd", {})["backup"] = {"period_minutes": 1}
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
             "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB) and\n"
             "# ksha:kubernetes:archive and node_archive the lab's release tarballs of stand-ins\n"
-            "# (ksha_lab/standins/release.py), lab-only node timings, and no kernel modules to load\n"
-            "# (a container cannot load them).\n"
+            "# (ksha_lab/standins/release.py), lab-only node timings, no kernel modules to load\n"
+            "# (a container cannot load them) and an etcd snapshot every minute.\n"
         )
         (self.pillar_dir / "ksha.sls").write_text(header + importer.dump_yaml({"ksha": ksha}))
         importer.write_roster(roster, STATE / "roster")
@@ -419,8 +422,9 @@ class Lab:
         if not _wait_gone(pid, timeout):
             self.kill(host)
 
-    def kill(self, host: Host) -> None:
-        """Abrupt: SIGKILL to the container's init takes every process in it down at once."""
+    def kill(self, host: Host, wait: bool = True) -> int | None:
+        """Abrupt: SIGKILL to the container's init takes every process in it down at once.
+        Returns the nspawn process's pid; ``wait=False`` does not wait for it to go."""
         pid, init = self.nspawn_pid(host), self.init_pid(host)
         for target in (init, pid):
             if target:
@@ -428,8 +432,9 @@ class Lab:
                     os.kill(target, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if pid:
+        if pid and wait:
             _wait_gone(pid, 10)
+        return pid
 
     def wipe(self, host: Host) -> None:
         """A replaced machine: the host is killed and comes back empty (the base only) under the same
@@ -621,10 +626,14 @@ def down(log: Callable[[str], None] = _say) -> dict[str, float]:
             if lab.nspawn_pid(host):
                 os.kill(lab.nspawn_pid(host), signal.SIGTERM)
         deadline = time.monotonic() + DOWN_GRACE_S
+        killed = []
         for host in lab.hosts.values():
             pid = lab.nspawn_pid(host)
             if pid and not _wait_gone(pid, max(deadline - time.monotonic(), 0.1)):
-                lab.kill(host)
+                killed.append(lab.kill(host, wait=False))  # all at once, then wait for them
+        for pid in killed:
+            if pid:
+                _wait_gone(pid, 10)
     hosts_s = time.monotonic() - t0
     left = leftovers()
     for pid in left["processes"]:
