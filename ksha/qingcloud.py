@@ -33,6 +33,39 @@ def name_prefix(conf: dict) -> str:
     return conf["loadbalancer"]["qingcloud"]["name_prefix"] or f"ksha-{conf['cluster_name']}"
 
 
+def lb_names(conf: dict) -> dict[str, str]:
+    """The names of ksha's two load balancers (and of their listeners and rules): what ksha
+    creates, keeps and, once unwanted, deletes (QingCloud has no tag ksha could rely on for it)."""
+    prefix = name_prefix(conf)
+    return {"apiserver": f"{prefix}-apiserver", "console": f"{prefix}-console"}
+
+
+def unwanted(conf: dict) -> list[str]:
+    """ksha's load balancers the model does not want (``loadbalancers_absent`` deletes those it
+    finds): both when ksha:loadbalancer:mode is not qingcloud, the console's without an EIP."""
+    names = lb_names(conf)
+    if conf["loadbalancer"]["mode"] != "qingcloud":
+        return [names["apiserver"], names["console"]]
+    return [] if conf["loadbalancer"]["qingcloud"]["eip"] else [names["console"]]
+
+
+def deletion_refusal(found: dict, found_listeners: list[dict], names: list[str]) -> str | None:
+    """Why ksha does not delete the load balancer ``found`` of its name, or None: one with a
+    listener not named one of ksha's ``names`` (``lb_names``) carries someone else's traffic too."""
+    others = sorted(
+        x.get("loadbalancer_listener_name") or x["loadbalancer_listener_id"]
+        for x in found_listeners
+        if x.get("loadbalancer_listener_name") not in names
+    )
+    if not others:
+        return None
+    return (
+        f"{found['loadbalancer_id']} ({found['loadbalancer_name']}) is no longer wanted, but ksha does not delete it: "
+        f"it has listener(s) ksha did not make ({', '.join(others)}); remove them, or delete the load balancer "
+        "in QingCloud yourself"
+    )
+
+
 def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> list[dict]:
     """The load balancers of ksha:loadbalancer:qingcloud: the internal one (the API), and the
     external one (the console) when an EIP is set. Each backend names its host; its
@@ -40,7 +73,7 @@ def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> l
     the host's IP (``with_instances``)."""
     lb = conf["loadbalancer"]
     qc = lb["qingcloud"]
-    prefix = name_prefix(conf)
+    names = lb_names(conf)
     instance_of = {h["name"]: h.get("qingcloud_instance_id") for h in conf.get("hosts") or [] if isinstance(h, dict)}
 
     def backends(hosts: list[str], port: int) -> list[dict]:
@@ -48,7 +81,7 @@ def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> l
 
     common = {"security_group": qc["security_group"], "loadbalancer_type": qc["loadbalancer_type"]}
     internal = {
-        "name": f"{prefix}-apiserver",
+        "name": names["apiserver"],
         "key": "ksha:loadbalancer:qingcloud:vxnet",
         "vxnet": qc["vxnet"],
         "private_ip": lb["address"],
@@ -56,7 +89,7 @@ def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> l
         **common,
         "listeners": [
             {
-                "loadbalancer_listener_name": f"{prefix}-apiserver",
+                "loadbalancer_listener_name": names["apiserver"],
                 "listener_port": lb["port"],
                 "listener_protocol": "tcp",
                 "backend_protocol": "tcp",
@@ -71,7 +104,7 @@ def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> l
         return [internal]
     console_port = conf["kubesphere"]["console_port"]
     external = {
-        "name": f"{prefix}-console",
+        "name": names["console"],
         "key": "ksha:loadbalancer:qingcloud:eip",
         "vxnet": None,
         "private_ip": None,
@@ -79,7 +112,7 @@ def wanted(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> l
         **common,
         "listeners": [
             {
-                "loadbalancer_listener_name": f"{prefix}-console",
+                "loadbalancer_listener_name": names["console"],
                 "listener_port": lb["console"]["port"],
                 "listener_protocol": "http",
                 "backend_protocol": "http",
@@ -265,8 +298,7 @@ RULE_MATCH = ("protocol", "action", "direction", "val1", "val2", "val3")
 
 def rule_names(conf: dict) -> list[str]:
     """The names ksha gives its rules (whether wanted now or not): only these are ever removed."""
-    prefix = name_prefix(conf)
-    return [f"{prefix}-apiserver", f"{prefix}-console"]
+    return list(lb_names(conf).values())
 
 
 def rules_plan(rules: list[dict], found: list[dict], is_applied: int, names: list[str]) -> dict:

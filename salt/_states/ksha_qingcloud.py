@@ -59,6 +59,7 @@ ACTIONS = {
     "delete_loadbalancer_listeners": "DeleteLoadBalancerListeners",
     "add_backends_to_listener": "AddLoadBalancerBackends",
     "delete_loadbalancer_backends": "DeleteLoadBalancerBackends",
+    "delete_loadbalancers": "DeleteLoadBalancers",
     "describe_jobs": "DescribeJobs",
     "describe_instances": "DescribeInstances",
     "describe_security_groups": "DescribeSecurityGroups",
@@ -335,4 +336,70 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
         )
         return ret
     ret["comment"] = "; ".join(comments) or "the load balancers are as wanted and applied"
+    return ret
+
+
+def loadbalancers_absent(name, names, security_group=None, rule_names=(), job_timeout_s=600):
+    """ksha's load balancers ``names`` (``ksha.qingcloud.unwanted``: exact names, ksha's name rule)
+    do not exist, and no rule named one of ``rule_names`` is left in ``security_group`` (a switch
+    away from qingcloud mode; the console's load balancer once ``eip`` is unset).
+
+    A load balancer with a listener ksha did not make (``ksha.qingcloud.deletion_refusal``)
+    is refused, naming it: it carries someone else's traffic. ``test=True`` lists the calls.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    test = __opts__["test"]
+    try:
+        conn = _connect(_settings())
+        doomed = {}
+        for lb_name in names:
+            found = _found(conn, lb_name)
+            if found is None:
+                continue
+            why = qingcloud.deletion_refusal(found, _listeners(conn, found["loadbalancer_id"]), list(names))
+            if why:
+                raise QingCloudError(why)
+            doomed[lb_name] = found["loadbalancer_id"]
+        rules_plan = None
+        if security_group and rule_names:
+            (group,) = _call(conn, "describe_security_groups", security_groups=[security_group])["security_group_set"]
+            found_rules = _call(conn, "describe_security_group_rules", security_group, limit=100)[
+                "security_group_rule_set"
+            ]
+            rules_plan = qingcloud.rules_plan([], found_rules, group.get("is_applied", 1), list(rule_names))
+            if not rules_plan["delete"]:
+                rules_plan = None  # ksha's rules are gone: the group's own state is the operator's
+        if test:
+            would = {lb_name: {"would call": ["DeleteLoadBalancers"], "id": lb_id} for lb_name, lb_id in doomed.items()}
+            if rules_plan:
+                would[security_group] = {"would call": ["DeleteSecurityGroupRules", "ApplySecurityGroup"]}
+            ret["changes"] = would
+            ret["result"] = None if would else True
+            ret["comment"] = (
+                "; ".join(f"{k}: would call {', '.join(v['would call'])}" for k, v in would.items())
+                or "none of ksha's load balancers to delete"
+            )
+            return ret
+        if doomed:
+            job = _call(conn, "delete_loadbalancers", list(doomed.values()))["job_id"]
+            ret["changes"]["deleted"] = dict(doomed)
+            _wait(conn, job, "DeleteLoadBalancers", job_timeout_s)
+        if rules_plan:
+            _call(conn, "delete_security_group_rules", rules_plan["delete"])
+            ret["changes"][security_group] = {"calls": ["DeleteSecurityGroupRules"]}
+            job = _call(conn, "apply_security_group", security_group)["job_id"]
+            ret["changes"][security_group]["calls"].append("ApplySecurityGroup")
+            _wait(conn, job, "ApplySecurityGroup", job_timeout_s)
+    except QingCloudError as err:
+        ret.update(result=False, comment=str(err))
+        if test:
+            ret["changes"] = {}
+        return ret
+    deleted = ", ".join(f"{k} ({v})" for k, v in (ret["changes"].get("deleted") or {}).items())
+    ret["comment"] = (
+        "; ".join(
+            x for x in (f"deleted {deleted}" if deleted else "", "ksha's rules removed" if rules_plan else "") if x
+        )
+        or "none of ksha's load balancers to delete"
+    )
     return ret

@@ -20,7 +20,7 @@ def conf(eip=None, masters=("master1", "master2", "master3")):
     return {
         "cluster_name": "lab",
         "hosts": [{"name": h, "ip": ip} for h, ip in IP.items()],
-        "loadbalancer": {"address": "127.0.0.100", "port": 6443, "console": {"port": 30880}, "qingcloud": {
+        "loadbalancer": {"mode": "qingcloud", "address": "127.0.0.100", "port": 6443, "console": {"port": 30880}, "qingcloud": {
             "vxnet": "vxnet-lab", "eip": eip, "security_group": "sg-lab", "loadbalancer_type": 0,
             "balance_mode": "roundrobin", "healthy_check_option": "10|5|2|5", "console_check": "tcp",
             "name_prefix": None, "rule_priority": 1}},
@@ -224,3 +224,93 @@ def test_a_job_done_with_failure_fails_the_state_at_once(cloud):
     ret = present(c, groups)
     assert ret["result"] is False
     assert "ended done with failure" in ret["comment"] and ret["comment"].startswith("CreateLoadBalancer: ")
+
+
+def absent(c, test=False):
+    state.__opts__["test"] = test
+    return state.loadbalancers_absent(
+        "ksha-qingcloud-unwanted", qingcloud.unwanted(c), security_group="sg-lab",
+        rule_names=qingcloud.rule_names(c) if c["loadbalancer"]["mode"] != "qingcloud" else (), job_timeout_s=10,
+    )  # fmt: skip
+
+
+def operator():
+    """qingcloud-sdk as the operator would use it, on the emulator: what ksha did not make."""
+    from qingcloud.iaas.connection import APIConnection
+
+    api_at = state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]["api"]
+    return APIConnection(KEY, SECRET, "lab1", host=api_at["host"], port=api_at["port"], protocol="http", retry_time=1)
+
+
+def live_lbs(cloud):
+    return sorted(lb["loadbalancer_name"] for lb in cloud.snapshot()["loadbalancers"].values()
+                  if lb["status"] not in ("deleted", "ceased"))  # fmt: skip
+
+
+def test_switching_away_deletes_ksha_s_load_balancers_and_rules_and_nothing_else(cloud):
+    c, groups = conf(eip="eip-console")
+    assert present(c, groups)["result"] is True
+    theirs = operator()
+    assert theirs.create_loadbalancer(vxnet="vxnet-lab", loadbalancer_name="their-lb", private_ip="127.0.0.50")[
+        "ret_code"
+    ] == 0  # fmt: skip
+    rule = {"security_group_rule_name": "their-ssh", "protocol": "tcp", "priority": 1, "action": "accept",
+            "direction": 0, "val1": "22", "val2": "22"}  # fmt: skip
+    assert theirs.add_security_group_rules("sg-lab", [rule])["ret_code"] == 0
+    c["loadbalancer"]["mode"] = "keepalived"
+
+    before = len(cloud.writes())
+    plan = absent(c, test=True)
+    assert plan["result"] is None and writes(cloud, before) == []
+    assert {k: v["would call"] for k, v in plan["changes"].items()} == {
+        "ksha-lab-apiserver": ["DeleteLoadBalancers"], "ksha-lab-console": ["DeleteLoadBalancers"],
+        "sg-lab": ["DeleteSecurityGroupRules", "ApplySecurityGroup"],
+    }  # fmt: skip
+
+    ret = absent(c)
+    assert ret["result"] is True, ret["comment"]
+    assert writes(cloud, before) == ["DeleteLoadBalancers", "DeleteSecurityGroupRules", "ApplySecurityGroup"]
+    assert live_lbs(cloud) == ["their-lb"]
+    rules = cloud.snapshot()["security_groups"]["sg-lab"]["rules"].values()
+    assert [r["security_group_rule_name"] for r in rules] == ["their-ssh"]
+    # again: nothing of ksha's is left, nothing is written
+    before = len(cloud.writes())
+    again = absent(c)
+    assert (again["result"], again["changes"], writes(cloud, before)) == (True, {}, [])
+    assert again["comment"] == "none of ksha's load balancers to delete"
+
+
+def test_the_console_s_load_balancer_goes_once_the_eip_is_unset(cloud):
+    c, groups = conf(eip="eip-console")
+    assert present(c, groups)["result"] is True
+    c["loadbalancer"]["qingcloud"]["eip"] = None
+    assert qingcloud.unwanted(c) == ["ksha-lab-console"]
+    ret = absent(c)
+    assert ret["result"] is True and ret["changes"] == {"deleted": {"ksha-lab-console": ret["changes"]["deleted"][
+        "ksha-lab-console"]}}  # fmt: skip
+    assert live_lbs(cloud) == ["ksha-lab-apiserver"]
+    # the console's rule goes with the rules the present state keeps (wanted_rules)
+    before = len(cloud.writes())
+    assert present(c, groups)["result"] is True
+    assert writes(cloud, before) == ["DeleteSecurityGroupRules", "ApplySecurityGroup"]
+
+
+def test_a_load_balancer_carrying_a_listener_ksha_did_not_make_is_not_deleted(cloud):
+    c, groups = conf()
+    assert present(c, groups)["result"] is True
+    [lb_id] = [
+        i for i, lb in cloud.snapshot()["loadbalancers"].items() if lb["loadbalancer_name"] == "ksha-lab-apiserver"
+    ]
+    listener = {"listener_port": 8080, "listener_protocol": "tcp", "backend_protocol": "tcp",
+                "loadbalancer_listener_name": "their-app"}  # fmt: skip
+    assert operator().add_listeners_to_loadbalancer(lb_id, [listener])["ret_code"] == 0
+    c["loadbalancer"]["mode"] = "keepalived"
+    before = len(cloud.writes())
+    for test in (True, False):
+        ret = absent(c, test=test)
+        assert ret["result"] is False and ret["changes"] == {}
+        assert ret["comment"] == (
+            f"{lb_id} (ksha-lab-apiserver) is no longer wanted, but ksha does not delete it: it has listener(s) "
+            "ksha did not make (their-app); remove them, or delete the load balancer in QingCloud yourself"
+        )
+    assert writes(cloud, before) == [] and "ksha-lab-apiserver" in live_lbs(cloud)

@@ -194,3 +194,46 @@ def test_rules_plan(case, found, is_applied, expect):
     p = qingcloud.rules_plan([api_rule, console_rule], found, is_applied, ["ksha-x-apiserver", "ksha-x-console"])
     names = {"api": api_rule, "console": console_rule}
     assert p == {**expect, "add": [names[n] for n in expect["add"]]}, case
+
+
+@pytest.mark.parametrize(
+    "mode, qc, expected",
+    [
+        ("qingcloud", {"eip": "eip-console"}, []),
+        ("qingcloud", {}, ["ksha-kubesphere-console"]),  # no EIP: no console LB
+        ("keepalived", {"eip": "eip-console"}, ["ksha-kubesphere-apiserver", "ksha-kubesphere-console"]),
+        ("external", {"name_prefix": "prod"}, ["prod-apiserver", "prod-console"]),
+        ("none", {}, ["ksha-kubesphere-apiserver", "ksha-kubesphere-console"]),
+    ],
+)
+def test_unwanted_names_ksha_s_load_balancers_the_model_does_not_want(mode, qc, expected):
+    c = conf(**qc)
+    c["loadbalancer"]["mode"] = mode
+    assert qingcloud.unwanted(c) == expected
+
+
+DOOMED = {"loadbalancer_id": "lb-1", "loadbalancer_name": "ksha-kubesphere-apiserver"}
+NAMES = ["ksha-kubesphere-apiserver", "ksha-kubesphere-console"]
+
+
+@pytest.mark.parametrize(
+    "listeners, refused",
+    [
+        ([], None),
+        ([{"loadbalancer_listener_id": "lbl-1", "loadbalancer_listener_name": "ksha-kubesphere-apiserver"}], None),
+        # a listener of another name, or none: someone else's; each named (by ID when it has no name)
+        ([{"loadbalancer_listener_id": "lbl-1", "loadbalancer_listener_name": "ksha-kubesphere-apiserver"},
+          {"loadbalancer_listener_id": "lbl-2", "loadbalancer_listener_name": "app"},
+          {"loadbalancer_listener_id": "lbl-3", "loadbalancer_listener_name": ""}], "(app, lbl-3)"),
+        # a prefix alone is not ksha's name
+        ([{"loadbalancer_listener_id": "lbl-4", "loadbalancer_listener_name": "ksha-kubesphere-apiserver-2"}],
+         "(ksha-kubesphere-apiserver-2)"),
+    ],
+)  # fmt: skip
+def test_a_load_balancer_with_a_listener_of_another_name_is_not_deleted(listeners, refused):
+    why = qingcloud.deletion_refusal(DOOMED, listeners, NAMES)
+    if refused is None:
+        assert why is None
+    else:
+        assert why.startswith("lb-1 (ksha-kubesphere-apiserver) is no longer wanted, but ksha does not delete it")
+        assert f"listener(s) ksha did not make {refused}" in why
