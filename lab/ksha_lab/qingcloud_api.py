@@ -30,9 +30,13 @@ qingcloud-sdk 1.2.16 calls it:
 - **Every call is logged** (``calls``; ``GET /_emulator/calls``): action, parameters (the
   signature and access key left out), ret_code, so tests count the write calls.
 
+- **What is applied** is kept apart from what is configured: a load balancer's listeners and
+  backends as of its last successful UpdateLoadBalancers (as of its creation: none), which is
+  what QingCloud's load balancer serves. ``on_applied`` is called with all of it whenever it
+  changes; the lab's data plane (``qingcloud_dataplane``) makes a real haproxy serve it.
+
 What it does not do: billing, quotas, EIP allocation, users, regions; zones other than the
-configured one are refused (2100). The data plane (a real haproxy doing what the API state
-says) is not part of this module.
+configured one are refused (2100).
 """
 
 from __future__ import annotations
@@ -195,7 +199,12 @@ class Cloud:
     job_s: float = 1.0
     clock: Callable[[], float] = time.time
     probe: Callable[[str, int, str], bool] | None = None
+    # called with ``applied`` (under the lock) whenever what a load balancer serves changes
+    on_applied: Callable[[dict[str, dict]], None] | None = None
     lbs: dict[str, dict] = field(default_factory=dict)
+    # {load balancer id: what it serves} (``served``): its listeners and backends as of its last
+    # successful UpdateLoadBalancers
+    applied: dict[str, dict] = field(default_factory=dict)
     listeners: dict[str, dict] = field(default_factory=dict)
     backends: dict[str, dict] = field(default_factory=dict)
     jobs: dict[str, dict] = field(default_factory=dict)
@@ -332,6 +341,8 @@ class Cloud:
             lb.update(status="active" if ok else "ceased", transition_status="", status_time=iso(self.clock()))
             if vxnet and not lb["_private_ip"]:
                 lb["_private_ip"] = str(next(ipaddress.ip_network(self.vxnets[vxnet]).hosts()))
+            if ok:
+                self._apply({lb_id: self.served(lb)})
 
         return {"loadbalancer_id": lb_id, "job_id": self._job("CreateLoadBalancer", [lb_id], created)}
 
@@ -370,6 +381,8 @@ class Cloud:
                 lb.update(status="deleted", transition_status="", status_time=iso(self.clock()), _eips=[])
                 for listener in self._listeners_of(lb["loadbalancer_id"]):
                     self._drop_listener(listener["loadbalancer_listener_id"])
+            if ok:
+                self._apply(dict.fromkeys((lb["loadbalancer_id"] for lb in lbs), None))
 
         return {"job_id": self._job("DeleteLoadBalancers", ids, deleted)}
 
@@ -382,14 +395,44 @@ class Cloud:
             self._changeable(lb)
             lb["transition_status"] = "updating"
         applying = {lb["loadbalancer_id"]: lb.get("_changes", 0) for lb in lbs}
+        serving = {lb["loadbalancer_id"]: self.served(lb) for lb in lbs}  # what the job applies
 
         def updated(ok):
             for lb in lbs:
                 lb["transition_status"] = ""
                 # changes made while the job ran are not applied by it, nor any by a failed job
                 lb["is_applied"] = int(ok and lb.get("_changes", 0) == applying[lb["loadbalancer_id"]])
+            if ok:
+                self._apply(serving)
 
         return {"job_id": self._job("UpdateLoadBalancers", ids, updated)}
+
+    def served(self, lb: dict) -> dict:
+        """What load balancer `lb` serves once applied: its addresses (the private IP in its
+        VxNet, or its EIPs' addresses) and its listeners, each with its backends' addresses."""
+        listeners = []
+        for x in sorted(self._listeners_of(lb["loadbalancer_id"]), key=lambda x: x["listener_port"]):
+            backends = [
+                {"name": b["loadbalancer_backend_id"], "address": self.instances[b["resource_id"]][1],
+                 "port": b["port"], "weight": b["weight"]}
+                for b in sorted(self._backends_of(x["loadbalancer_listener_id"]), key=lambda b: b["create_time"])
+                if b["resource_id"] in self.instances
+            ]  # fmt: skip
+            keys = ("loadbalancer_listener_id", "listener_port", "listener_protocol", "balance_mode",
+                    "healthy_check_method", "healthy_check_option")  # fmt: skip
+            listeners.append({**{k: x[k] for k in keys}, "backends": backends})
+        addresses = [self.eips[e] for e in lb["_eips"]] or ([lb["_private_ip"]] if lb["_private_ip"] else [])
+        return {"loadbalancer_id": lb["loadbalancer_id"], "addresses": addresses, "listeners": listeners}
+
+    def _apply(self, changed: dict[str, dict | None]) -> None:
+        """What the load balancers of `changed` serve now (None: nothing, deleted)."""
+        for lb_id, serving in changed.items():
+            if serving is None:
+                self.applied.pop(lb_id, None)
+            else:
+                self.applied[lb_id] = copy.deepcopy(serving)
+        if self.on_applied:
+            self.on_applied(copy.deepcopy(self.applied))
 
     def _changed(self, lb: dict) -> None:
         lb["is_applied"] = 0

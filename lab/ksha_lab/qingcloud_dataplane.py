@@ -1,0 +1,128 @@
+"""The QingCloud emulator's data plane (lab only): a real haproxy serving what the emulator's load
+balancers have applied (``qingcloud_api.Cloud.applied``), as QingCloud's load balancers, which
+are haproxy too, serve theirs.
+
+What it is: the stand-in for QingCloud's load balancer instances, which cannot run here. Each
+load balancer listens on its addresses (the internal one's private IP in its VxNet, the
+external one's EIP address), one haproxy proxy per listener: TCP or HTTP as the listener says,
+its balance mode, its health check (``healthy_check_method``: ``tcp`` or ``http|/path``;
+``healthy_check_option`` ``inter|timeout|fall|rise`` in seconds and counts), each backend an
+instance's private IP and port. Only what an UpdateLoadBalancers job applied is served: a
+listener or backend added without one is not, as on QingCloud.
+
+``render`` is pure (tested with ``haproxy -c``); ``DataPlane`` writes the file, checks it with
+``haproxy -c``, makes the addresses exist (``add_address``: the lab puts them on its bridge; on
+loopback, 127.0.0.0/8 needs none) and starts haproxy, or reloads it (a new process taking over
+from the old one, ``-sf``), or stops it when nothing is served.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+MARKER = "# ksha lab: the QingCloud emulator's data plane (lab/ksha_lab/qingcloud_dataplane.py)"
+
+
+def _check(method: str, option: str) -> tuple[list[str], str]:
+    """(the proxy's check lines, the server's check arguments) of a listener's health check."""
+    inter, timeout, fall, rise = (int(x) for x in option.split("|"))
+    lines = [f"timeout check {timeout}s"]
+    if method.startswith("http|"):
+        parts = method.split("|")
+        host = f" hdr Host {parts[2]}" if len(parts) > 2 and parts[2] else ""
+        lines += ["option httpchk", f"http-check send meth GET uri {parts[1]}{host}"]
+    return lines, f"check inter {inter}s fall {fall} rise {rise}"
+
+
+def render(applied: dict[str, dict]) -> str:
+    """haproxy.cfg for every load balancer's applied listeners (``Cloud.applied``); a listener
+    with no backend answers nothing (haproxy has no server to send to)."""
+    out = [
+        MARKER,
+        "global",
+        "    maxconn 2000",
+        "",
+        "defaults",
+        "    timeout connect 2s",
+        "    timeout client 1h",
+        "    timeout server 1h",
+        "",
+    ]
+    for lb_id in sorted(applied):
+        lb = applied[lb_id]
+        for x in lb["listeners"]:
+            mode = "tcp" if x["listener_protocol"] == "tcp" else "http"
+            checks, server_check = _check(x["healthy_check_method"], x["healthy_check_option"])
+            out.append(f"listen {lb_id}-{x['listener_port']}")
+            out += [f"    bind {address}:{x['listener_port']}" for address in lb["addresses"]]
+            out += [f"    mode {mode}", f"    balance {x['balance_mode']}"]
+            out += [f"    {line}" for line in checks]
+            out += [
+                f"    server {b['name']} {b['address']}:{b['port']} weight {b['weight']} {server_check}"
+                for b in x["backends"]
+            ]
+            out.append("")
+    return "\n".join(out)
+
+
+def listens(applied: dict[str, dict]) -> bool:
+    return any(lb["listeners"] and lb["addresses"] for lb in applied.values())
+
+
+class DataPlane:
+    """``Cloud(on_applied=DataPlane(dir))``: haproxy serving the applied load balancers."""
+
+    def __init__(self, workdir: Path, haproxy: str = "haproxy", add_address: Callable[[str], None] | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cfg, self.pidfile = self.workdir / "haproxy.cfg", self.workdir / "haproxy.pid"
+        self.haproxy, self.add_address = haproxy, add_address
+        self.addresses: set[str] = set()
+        self.lock = threading.Lock()
+        self.errors: list[str] = []  # a config haproxy refused: kept, the last good one served
+
+    def __call__(self, applied: dict[str, dict]) -> None:
+        with self.lock:
+            for address in sorted({a for lb in applied.values() for a in lb["addresses"]} - self.addresses):
+                if self.add_address:
+                    self.add_address(address)
+                self.addresses.add(address)
+            if not listens(applied):
+                self.stop()
+                return
+            candidate = self.workdir / "haproxy.cfg.new"
+            candidate.write_text(render(applied))
+            checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
+            if checked.returncode != 0:
+                self.errors.append(checked.stderr.strip() or checked.stdout.strip())
+                return
+            candidate.replace(self.cfg)
+            old = self.pid()
+            cmd = [self.haproxy, "-D", "-f", str(self.cfg), "-p", str(self.pidfile)]
+            if old:
+                cmd += ["-sf", str(old)]
+            started = subprocess.run(cmd, capture_output=True, text=True)
+            if started.returncode != 0:
+                self.errors.append(started.stderr.strip())
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+        self.pidfile.unlink(missing_ok=True)
