@@ -220,10 +220,21 @@ def _live(cluster, timeout, etcd=True):
         port = cluster["config"]["etcd"]["client_port"]
         ip_of = {h["name"]: h["ip"] for h in cluster["hosts"]}
         query = {"endpoints": ",".join(model.url(ip_of[m], port) for m in sorted(recorded)), **cluster["etcd"]["admin"]}
-        listed = client.cmd(sorted(recorded), "ksha_etcd.members", kwarg=query, tgt_type="list", timeout=timeout + 10)
-    answer = next((v for v in listed.values() if isinstance(v, dict) and v.get("result")), None)
+        answer = _member_list(client.cmd(sorted(recorded), "ksha_etcd.members", kwarg=query, tgt_type="list",
+                                         timeout=timeout + 10))  # fmt: skip
+        if answer is None:
+            # then as the members themselves would ask: their modules may predate ksha's (a first
+            # run after an upgrade, before the preflight syncs them), or the pillar may change the
+            # port or the certificates' directory the running members still use
+            answer = _member_list(client.cmd(sorted(recorded), "ksha_etcd.members", tgt_type="list",
+                                             timeout=timeout + 10))  # fmt: skip
     live["current"] = [m["name"] or m["id"] for m in answer["members"]] if answer else None
     return live
+
+
+def _member_list(listed):
+    """The first answer of ``ksha_etcd.members`` that holds the member list, or None."""
+    return next((v for v in (listed or {}).values() if isinstance(v, dict) and v.get("result")), None)
 
 
 def _show(result, text):
