@@ -248,6 +248,11 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         for m in groups["etcd"]
     ]
     names = [m["name"] for m in members]
+    backup_files = {
+        "script": "/usr/local/sbin/ksha-etcd-backup",
+        "service": "/etc/systemd/system/ksha-etcd-backup.service",
+        "timer": "/etc/systemd/system/ksha-etcd-backup.timer",
+    }
     return {
         "members": members,
         "names": names,
@@ -276,11 +281,7 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         # ksha.etcd.backup's script and units, each carrying the marker; ksha.etcd.clean stops
         # the timer and removes them on a host that is no member (the snapshots stay)
         "backup_units": {"service": "ksha-etcd-backup.service", "timer": "ksha-etcd-backup.timer"},
-        "backup_files": {
-            "script": "/usr/local/sbin/ksha-etcd-backup",
-            "service": "/etc/systemd/system/ksha-etcd-backup.service",
-            "timer": "/etc/systemd/system/ksha-etcd-backup.timer",
-        },
+        "backup_files": backup_files,
         "backup_marker": "Managed by Salt (ksha.etcd.backup)",
         "ca_host": etcd["pki"]["ca_host"] or (names[0] if names else None),
         # who gets etcd certificates: the members, and the masters (the apiserver's client certificate)
@@ -298,7 +299,9 @@ def _etcd(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str,
         "start_timeout_s": 120,
         # the grain that records a bootstrapped cluster (ksha.etcd.healthy sets it; the plan reads it)
         "bootstrap_grain": "ksha_etcd_cluster_id",
-        "leftovers": {"marked": [ETCD_UNIT_FILE], "owned": []},
+        # (and the backup timer, carrying the backup's marker: a member cleaned before ksha.etcd.clean
+        # removed the timer still has one firing)
+        "leftovers": {"marked": [ETCD_UNIT_FILE, backup_files["timer"]], "owned": []},
         "cert_dirs": [pki_dir, conf["kubernetes"]["pki"]["dir"]],
         "admin": {
             "cacert": f"{pki_dir}/ca.crt",

@@ -171,7 +171,7 @@ def file_probe(model: dict) -> list[str]:
     paths = [p for c in components for kind in ("marked", "owned") for p in c["leftovers"][kind]]
     cas = model["kubernetes"]["cas"]
     paths += [model["etcd"]["ca"]["key"], *(ca["key"] for ca in cas.values()), cas["kubernetes"]["installed"]]
-    marks = [c["marker"] for c in components] + [model["nodes"]["containerd"]["marker"]]
+    marks = [c["marker"] for c in components] + [model["nodes"]["containerd"]["marker"], model["etcd"]["backup_marker"]]
     markers = [arg for mark in marks for arg in ("-e", mark)]
     # LC_ALL=C: files_found reads grep's "No such file or directory", whatever the host's locale
     return ["env", "LC_ALL=C", "grep", "-cHF", *markers, "--", *paths]

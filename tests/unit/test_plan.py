@@ -411,8 +411,10 @@ def test_the_probe_asks_for_every_file_a_clean_state_removes_and_every_marker(cl
     nodes = cluster["nodes"]
     for path in (*nodes["unit_files"].values(), nodes["containerd"]["config_file"]):
         assert path in files
-    assert argv[4:14] == ["-e", lb["marker"], "-e", etcd["marker"], "-e", cluster["kubernetes"]["marker"],
-                          "-e", nodes["marker"], "-e", nodes["containerd"]["marker"]]  # fmt: skip
+    assert argv[4:16] == ["-e", lb["marker"], "-e", etcd["marker"], "-e", cluster["kubernetes"]["marker"],
+                          "-e", nodes["marker"], "-e", nodes["containerd"]["marker"], "-e", etcd["backup_marker"]]  # fmt: skip
+    # a former member cleaned before ksha.etcd.clean removed the backup timer: its timer counts
+    assert etcd["backup_files"]["timer"] in files and etcd["backup_files"]["timer"] in etcd["leftovers"]["marked"]
 
 
 def test_clean_steps_only_where_something_is_left(cluster):
@@ -432,6 +434,10 @@ def test_clean_steps_only_where_something_is_left(cluster):
     live["files"]["node3"] = {"/etc/systemd/system/kube-apiserver.service": 0}
     steps = {s["id"]: s["target"] for s in plan.build(cluster, live)["steps"]}
     assert steps["ksha-phase-control-plane-other-hosts-cleaned"] == ["node2"]
+    # a former member cleaned by an older ksha: no etcd unit, its backup timer (ksha's) still there
+    live["files"]["node3"] = {cluster["etcd"]["backup_files"]["timer"]: 1}
+    steps = {s["id"]: s["target"] for s in plan.build(cluster, live)["steps"]}
+    assert steps["ksha-phase-etcd-other-hosts-cleaned"] == ["node1", "node2", "node3"]
 
 
 KEY = "/etc/ksha/kubernetes-ca/ca.key"

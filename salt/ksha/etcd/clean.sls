@@ -52,17 +52,17 @@ ksha-etcd-clean-bootstrap-record-removed:
     - name: {{ model.etcd.bootstrap_grain }}
 
 {%- set backup = model.etcd.backup_files %}
-{%- set backup_timer = "grep -qsF '" ~ model.etcd.backup_marker ~ "' " ~ backup.timer %}
+{%- set units = model.etcd.backup_units %}
+{%- for kind in ("timer", "service") %}
 
-ksha-etcd-clean-backup-timer-stopped:
+ksha-etcd-clean-backup-{{ kind }}-stopped:
   service.dead:
-    - names:
-      - {{ model.etcd.backup_units.timer }}
-      - {{ model.etcd.backup_units.service }}
+    - name: {{ units[kind] }}
     - enable: False
-    - onlyif: {{ backup_timer }}
+    - onlyif: grep -qsF '{{ model.etcd.backup_marker }}' {{ backup[kind] }}
     - require:
       - ksha_etcd: ksha-etcd-clean-no-longer-a-member
+{%- endfor %}
 {%- for kind in ("timer", "service", "script") %}
 
 ksha-etcd-clean-backup-{{ kind }}-removed:
@@ -71,6 +71,7 @@ ksha-etcd-clean-backup-{{ kind }}-removed:
     - onlyif: grep -qsF '{{ model.etcd.backup_marker }}' {{ backup[kind] }}
     - require:
       - service: ksha-etcd-clean-backup-timer-stopped
+      - service: ksha-etcd-clean-backup-service-stopped
 {%- endfor %}
 
 ksha-etcd-clean-systemd-reloaded:
@@ -80,3 +81,14 @@ ksha-etcd-clean-systemd-reloaded:
       - file: ksha-etcd-clean-unit-removed
       - file: ksha-etcd-clean-backup-timer-removed
       - file: ksha-etcd-clean-backup-service-removed
+
+{#- a backup run stopped above (or one that waited in vain for the member) ends failed: its
+    failed state would outlive its unit and leave the host degraded #}
+ksha-etcd-clean-backup-failed-state-reset:
+  cmd.run:
+    - name: systemctl reset-failed {{ units.service }} {{ units.timer }} 2>/dev/null || true
+    - onchanges:
+      - file: ksha-etcd-clean-backup-timer-removed
+      - file: ksha-etcd-clean-backup-service-removed
+    - require:
+      - cmd: ksha-etcd-clean-systemd-reloaded
