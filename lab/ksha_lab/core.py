@@ -203,7 +203,7 @@ class Lab:
         ksha.setdefault("nodes", {})["kernel_modules"] = []
         # An etcd snapshot every minute (30 by default), so that a test sees the backup timer fire
         # within the time its other checks take rather than waiting a period of its own.
-        ksha.setdefault("etcd", {})["backup"] = {"period_minutes": 1}
+        ksha.setdefault("etcd", {}).setdefault("backup", {})["period_minutes"] = 1
         header = (
             f"# The lab's pillar, imported by ksha from {seed / 'hosts.ini'} and common.yaml,\n"
             "# with ksha:loadbalancer:mode set to keepalived (the lab has no cloud LB) and\n"

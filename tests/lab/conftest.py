@@ -84,9 +84,10 @@ class LabSalt:
         states = next(iter(data["data"].values()))
         assert isinstance(states, dict), states  # a list is a render error
         states = {key.split("_|-")[1]: value for key, value in states.items()}
-        refreshed = states.get(PILLAR_REFRESHED, {})
-        # every lab host's, not just those of a pillar that left one out of ksha:hosts
-        if refreshed.get("result") is True and set(self.lab.hosts) <= set(refreshed["changes"].get("ret") or {}):
+        refreshed = (states.get(PILLAR_REFRESHED) or {}).get("changes", {}).get("ret") or {}
+        # every lab host's refresh done (not just those of a pillar that left one out of ksha:hosts;
+        # refresh_pillar answers False when it timed out)
+        if all(refreshed.get(h) is True for h in self.lab.hosts):
             _STALE_PILLAR.discard(generation(self.lab))
         return rc, states
 
