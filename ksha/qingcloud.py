@@ -49,9 +49,36 @@ def unwanted(conf: dict) -> list[str]:
     return [] if conf["loadbalancer"]["qingcloud"]["eip"] else [names["console"]]
 
 
-def deletion_refusal(found: dict, found_listeners: list[dict], names: list[str]) -> str | None:
-    """Why ksha does not delete the load balancer ``found`` of its name, or None: one with a
-    listener not named one of ksha's ``names`` (``lb_names``) carries someone else's traffic too."""
+def absent(conf: dict) -> dict:
+    """What ``loadbalancers_absent`` is given (computed here, once): the load balancers to delete
+    (``unwanted``), the rule names to remove from the security group (all of ksha's on a switch
+    away from qingcloud mode; none while in it: ``wanted_rules`` keeps those), the group, and
+    ``loadbalancer.address`` (a load balancer there still carries the API: never deleted)."""
+    lb = conf["loadbalancer"]
+    qc = lb["qingcloud"]
+    away = lb["mode"] != "qingcloud"
+    return {
+        "names": unwanted(conf),
+        "security_group": qc["security_group"],
+        "rule_names": rule_names(conf) if away and qc["security_group"] else [],
+        "address": lb.get("address"),
+    }
+
+
+def deletion_refusal(
+    found: dict, found_listeners: list[dict], names: list[str], address: str | None = None
+) -> str | None:
+    """Why ksha does not delete the load balancer ``found`` of its name, or None: one at
+    ``address`` (ksha:loadbalancer:address: say, external mode pointed at the load balancer ksha
+    made) still carries the API; one with a listener not named one of ksha's ``names``
+    (``lb_names``) carries someone else's traffic too."""
+    where = [*(found.get("private_ips") or []), *(e.get("eip_addr") for e in found.get("eips") or [])]
+    if address and address in where:
+        return (
+            f"{found['loadbalancer_id']} ({found['loadbalancer_name']}) is at ksha:loadbalancer:address ({address}), "
+            "which the cluster still uses: ksha does not delete it; set ksha:loadbalancer:address to the new "
+            "load balancer's address, or keep ksha:loadbalancer:mode qingcloud"
+        )
     others = sorted(
         x.get("loadbalancer_listener_name") or x["loadbalancer_listener_id"]
         for x in found_listeners

@@ -339,13 +339,14 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
     return ret
 
 
-def loadbalancers_absent(name, names, security_group=None, rule_names=(), job_timeout_s=600):
-    """ksha's load balancers ``names`` (``ksha.qingcloud.unwanted``: exact names, ksha's name rule)
-    do not exist, and no rule named one of ``rule_names`` is left in ``security_group`` (a switch
-    away from qingcloud mode; the console's load balancer once ``eip`` is unset).
+def loadbalancers_absent(name, names, security_group=None, rule_names=(), address=None, job_timeout_s=600):
+    """ksha's load balancers ``names`` do not exist, and no rule named one of ``rule_names`` is
+    left in ``security_group`` (a switch away from qingcloud mode; the console's load balancer
+    once ``eip`` is unset). The arguments are ``ksha.qingcloud.absent``'s, from the model.
 
-    A load balancer with a listener ksha did not make (``ksha.qingcloud.deletion_refusal``)
-    is refused, naming it: it carries someone else's traffic. ``test=True`` lists the calls.
+    A load balancer at ``address`` (ksha:loadbalancer:address), or with a listener ksha did not
+    make, is refused, naming it (``ksha.qingcloud.deletion_refusal``), and nothing is deleted.
+    ``test=True`` lists the calls.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     test = __opts__["test"]
@@ -356,7 +357,7 @@ def loadbalancers_absent(name, names, security_group=None, rule_names=(), job_ti
             found = _found(conn, lb_name)
             if found is None:
                 continue
-            why = qingcloud.deletion_refusal(found, _listeners(conn, found["loadbalancer_id"]), list(names))
+            why = qingcloud.deletion_refusal(found, _listeners(conn, found["loadbalancer_id"]), list(names), address)
             if why:
                 raise QingCloudError(why)
             doomed[lb_name] = found["loadbalancer_id"]

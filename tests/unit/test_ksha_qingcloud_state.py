@@ -228,10 +228,7 @@ def test_a_job_done_with_failure_fails_the_state_at_once(cloud):
 
 def absent(c, test=False):
     state.__opts__["test"] = test
-    return state.loadbalancers_absent(
-        "ksha-qingcloud-unwanted", qingcloud.unwanted(c), security_group="sg-lab",
-        rule_names=qingcloud.rule_names(c) if c["loadbalancer"]["mode"] != "qingcloud" else (), job_timeout_s=10,
-    )  # fmt: skip
+    return state.loadbalancers_absent("ksha-qingcloud-unwanted", **qingcloud.absent(c), job_timeout_s=10)
 
 
 def operator():
@@ -257,7 +254,7 @@ def test_switching_away_deletes_ksha_s_load_balancers_and_rules_and_nothing_else
     rule = {"security_group_rule_name": "their-ssh", "protocol": "tcp", "priority": 1, "action": "accept",
             "direction": 0, "val1": "22", "val2": "22"}  # fmt: skip
     assert theirs.add_security_group_rules("sg-lab", [rule])["ret_code"] == 0
-    c["loadbalancer"]["mode"] = "keepalived"
+    c["loadbalancer"].update(mode="keepalived", address="127.0.0.200")  # the keepalived VIP now
 
     before = len(cloud.writes())
     plan = absent(c, test=True)
@@ -304,7 +301,7 @@ def test_a_load_balancer_carrying_a_listener_ksha_did_not_make_is_not_deleted(cl
     listener = {"listener_port": 8080, "listener_protocol": "tcp", "backend_protocol": "tcp",
                 "loadbalancer_listener_name": "their-app"}  # fmt: skip
     assert operator().add_listeners_to_loadbalancer(lb_id, [listener])["ret_code"] == 0
-    c["loadbalancer"]["mode"] = "keepalived"
+    c["loadbalancer"].update(mode="keepalived", address="127.0.0.200")
     before = len(cloud.writes())
     for test in (True, False):
         ret = absent(c, test=test)
@@ -314,3 +311,16 @@ def test_a_load_balancer_carrying_a_listener_ksha_did_not_make_is_not_deleted(cl
             "ksha did not make (their-app); remove them, or delete the load balancer in QingCloud yourself"
         )
     assert writes(cloud, before) == [] and "ksha-lab-apiserver" in live_lbs(cloud)
+
+
+def test_switching_to_external_mode_at_the_address_of_ksha_s_load_balancer_deletes_nothing(cloud):
+    """External mode pointed at the load balancer ksha made (an operator taking it over): it still
+    carries the API, so it is refused, naming the key, and nothing is deleted."""
+    c, groups = conf()
+    assert present(c, groups)["result"] is True
+    c["loadbalancer"]["mode"] = "external"
+    before = len(cloud.writes())
+    ret = absent(c)
+    assert ret["result"] is False and writes(cloud, before) == []
+    assert "is at ksha:loadbalancer:address (127.0.0.100), which the cluster still uses" in ret["comment"]
+    assert "ksha-lab-apiserver" in live_lbs(cloud)

@@ -237,3 +237,25 @@ def test_a_load_balancer_with_a_listener_of_another_name_is_not_deleted(listener
     else:
         assert why.startswith("lb-1 (ksha-kubesphere-apiserver) is no longer wanted, but ksha does not delete it")
         assert f"listener(s) ksha did not make {refused}" in why
+
+
+def test_what_the_absent_state_is_given_comes_from_the_model():
+    c = conf(eip=None)
+    c["loadbalancer"]["mode"] = "qingcloud"
+    # in qingcloud mode without an EIP: the console's LB only; its rule goes with wanted_rules
+    assert qingcloud.absent(c) == {"names": ["ksha-kubesphere-console"], "security_group": "sg-k8s",
+                                   "rule_names": [], "address": "10.0.0.100"}  # fmt: skip
+    c["loadbalancer"]["mode"] = "keepalived"
+    assert qingcloud.absent(c)["rule_names"] == ["ksha-kubesphere-apiserver", "ksha-kubesphere-console"]
+    c["loadbalancer"]["qingcloud"]["security_group"] = None
+    assert qingcloud.absent(c)["rule_names"] == []
+
+
+def test_a_load_balancer_at_the_cluster_s_lb_address_is_not_deleted():
+    found = {**DOOMED, "private_ips": ["10.0.0.100"], "eips": []}
+    assert "is at ksha:loadbalancer:address (10.0.0.100)" in qingcloud.deletion_refusal(found, [], NAMES, "10.0.0.100")
+    assert qingcloud.deletion_refusal(found, [], NAMES, "10.0.0.200") is None
+    public = {**DOOMED, "private_ips": [], "eips": [{"eip_id": "eip-1", "eip_addr": "198.51.100.7"}]}
+    assert qingcloud.deletion_refusal(public, [], NAMES, "198.51.100.7").startswith(
+        "lb-1 (ksha-kubesphere-apiserver) is at"
+    )
