@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,6 +88,14 @@ class DataPlane:
         self.errors: list[str] = []  # a config haproxy refused: kept, the last good one served
 
     def __call__(self, applied: dict[str, dict]) -> None:
+        """Serve `applied` (the emulator calls this under its lock, from a request): a failure is
+        kept in ``errors`` (the last good config goes on being served), never raised into it."""
+        try:
+            self._serve(applied)
+        except Exception as err:  # noqa: BLE001 - an address, haproxy missing: kept, shown by tests
+            self.errors.append(f"{type(err).__name__}: {err}")
+
+    def _serve(self, applied: dict[str, dict]) -> None:
         with self.lock:
             for address in sorted({a for lb in applied.values() for a in lb["addresses"]} - self.addresses):
                 if self.add_address:
@@ -111,18 +120,22 @@ class DataPlane:
                 self.errors.append(started.stderr.strip())
 
     def pid(self) -> int | None:
+        """The running haproxy's pid (the pidfile's, if that process is haproxy with our config)."""
         try:
             pid = int(self.pidfile.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if b"haproxy" in cmdline and str(self.cfg).encode() in cmdline else None
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """haproxy stopped, waited for (up to `timeout` s, then killed)."""
         pid = self.pid()
         if pid:
             os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
