@@ -496,6 +496,15 @@ class Lab:
         raise LabError(f"minions did not answer within {timeout:.0f} s: {', '.join(missing)}")
 
 
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited and only waits for its parent to reap it (a process the lab
+    started in another process, the test session's, is reaped only when that one does)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -503,11 +512,13 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        # Reap it if it is our child.
+        # Reap it if it is our child; another process's exited child is gone for us.
         try:
-            os.waitpid(pid, os.WNOHANG)
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
         except ChildProcessError:
-            pass
+            if _zombie(pid):
+                return True
         time.sleep(0.1)
     return False
 

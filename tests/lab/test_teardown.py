@@ -24,6 +24,7 @@ def test_down_twice_leaves_no_process_mount_or_bridge(lab):
     for _ in range(2):
         run = subprocess.run([str(KSHA_LAB), "down"], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
+        print((run.stderr + run.stdout).strip().splitlines()[-1:])  # "lab: down in X s (hosts Y s)"
         assert core.leftovers() == {"processes": [], "mounts": [], "bridges": [], "links": []}
         assert not core.STATE.exists()
     assert subprocess.run(["pgrep", "-x", "systemd-nspawn"], capture_output=True).returncode == 1
