@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from ksha import qingcloud
+from ksha import qingcloud_client as client
 from ksha_lab import qingcloud_api as api
 from tests.conftest import load_salt_module
 
@@ -111,7 +112,7 @@ def test_a_master_added_then_one_removed_changes_the_backends_with_one_update_ea
 
 
 def test_busy_twice_then_ok_succeeds_and_a_failed_job_fails_with_its_id(cloud, monkeypatch):
-    monkeypatch.setattr(state.time, "sleep", lambda s: None)  # the backoff's, not the jobs' (they run on)
+    monkeypatch.setattr(client.time, "sleep", lambda s: None)  # the backoff's, not the jobs' (they run on)
     c, groups = conf()
     cloud.inject(api.Fault("AddLoadBalancerListeners", ret_code=5100, times=2))
     ret = present(c, groups)
@@ -144,6 +145,23 @@ def test_a_wrong_secret_fails_naming_the_keys_and_never_shows_them(cloud, caplog
     c, groups = conf()
     with caplog.at_level(logging.DEBUG):
         ret = present(c, groups)
+    assert ret["result"] is False
+    assert "ret_code 1200" in ret["comment"] and "access_key_id and secret_access_key" in ret["comment"]
+    shown = repr(ret) + caplog.text + repr(cloud.calls)
+    assert "not-the-secret" not in shown and SECRET not in shown and KEY not in shown
+
+
+def test_the_preflight_check_reads_only_and_fails_a_wrong_key_naming_the_keys(cloud, caplog):
+    for test in (False, True):  # read-only: the same under test=True
+        state.__opts__["test"] = test
+        ret = state.api_answers("ksha-preflight-qingcloud-api-answers")
+        assert ret["result"] is True and ret["changes"] == {}, ret
+        assert "answers ksha's key in zone lab1" in ret["comment"]
+    assert writes(cloud) == [] and [c["action"] for c in cloud.calls] == ["DescribeLoadBalancers"] * 2
+    state.__opts__["test"] = False
+    state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]["secret_access_key"] = "not-the-secret"
+    with caplog.at_level(logging.DEBUG):
+        ret = state.api_answers("ksha-preflight-qingcloud-api-answers")
     assert ret["result"] is False
     assert "ret_code 1200" in ret["comment"] and "access_key_id and secret_access_key" in ret["comment"]
     shown = repr(ret) + caplog.text + repr(cloud.calls)
@@ -206,7 +224,7 @@ def test_instances_are_matched_in_the_hosts_vxnet_only_and_an_address_twice_ther
 
 
 def test_an_internal_error_is_retried_for_a_read_but_not_for_a_create(cloud, monkeypatch):
-    monkeypatch.setattr(state.time, "sleep", lambda s: None)
+    monkeypatch.setattr(client.time, "sleep", lambda s: None)
     c, groups = conf()
     cloud.inject(api.Fault("DescribeLoadBalancers", ret_code=5000, times=1))
     cloud.inject(api.Fault("CreateLoadBalancer", ret_code=5000, times=1))
