@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from ksha import inventory, network, release
+from ksha import inventory, network, qingcloud, release
 from ksha.inventory import host_names, load_defaults, merge
 
 OSFAMILY_FILE = Path(__file__).resolve().parent / "formula" / "osfamilymap.yaml"  # -> salt/ksha/
@@ -154,6 +154,31 @@ def _api(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> dic
     }
 
 
+def _qingcloud(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) -> dict:
+    """The QingCloud steps' arguments (``ksha.qingcloud``): ``present``, the load balancers and
+    security group rules to keep (qingcloud mode); ``absent``, ksha's load balancers to delete
+    (the console's without an EIP; both after a switch away from qingcloud mode, which needs the
+    zone and the key still set: without them ksha cannot ask, and deletes nothing); ``api``:
+    whether the preflight checks the API answers ksha's key (either of the two is planned).
+    None of it holds the key: the states read it on the master."""
+    qc = conf["loadbalancer"]["qingcloud"]
+    on = conf["loadbalancer"]["mode"] == "qingcloud"
+    keyed = bool(qc["credentials_file"] or (qc["access_key_id"] and qc["secret_access_key"]))
+    askable = on or (bool(qc["zone"]) and keyed)
+    gone = qingcloud.absent(conf)
+    present = None
+    if on:
+        present = {
+            "loadbalancers": qingcloud.wanted(conf, ip_of, groups),
+            "rules": qingcloud.wanted_rules(conf),
+            "security_group": qc["security_group"],
+            "rule_names": qingcloud.rule_names(conf),
+            "job_timeout_s": qc["job_timeout_s"],
+        }
+    absent = {**gone, "job_timeout_s": qc["job_timeout_s"]} if askable and gone["names"] else None
+    return {"api": bool(present or absent), "present": present, "absent": absent}
+
+
 def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str, list[str]]) -> dict:
     lb = conf["loadbalancer"]
     mode = lb["mode"]
@@ -183,8 +208,11 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         "hosts": running,
         # every other host: a former LB host has ksha's haproxy/keepalived removed
         "clean": [h for h in hosts if h not in running],
-        # external mode: every host checks it reaches the LB before anything changes
-        "external_check": list(hosts) if mode == "external" else [],
+        # external mode: every host checks it reaches the LB before anything changes; qingcloud
+        # mode: once ksha's load balancers are there, before the LB domain points at them
+        "external_check": list(hosts) if mode in ("external", "qingcloud") else [],
+        # what the orchestration's master-side QingCloud steps are given (ksha_qingcloud)
+        "qingcloud": _qingcloud(conf, ip_of, groups),
         "backends": [{"name": h, "ip": ip_of[h], "port": apiserver_port} for h in groups["kube-master"]],
         "console_backends": [
             {"name": h, "ip": ip_of[h], "port": conf["kubesphere"]["console_port"]} for h in groups["k8s-cluster"]

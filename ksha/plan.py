@@ -261,6 +261,12 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
     )
     if model is None:
         return {"until": until, "steps": steps.steps}
+    if model["loadbalancer"]["qingcloud"]["api"] and "lb" in enabled:
+        steps.add(
+            "ksha-preflight-qingcloud-api-answers",
+            "ksha_qingcloud.api_answers",
+            "QingCloud's API answers ksha's key (read-only, on the master, before any host is touched)",
+        )
     release_problem = model["kubernetes"]["archive"]["problem"]
     if "control-plane" in enabled and model["kubernetes"]["masters"] and release_problem:
         steps.fail("ksha-preflight-kubernetes-release-checksum-set", release_problem)
@@ -307,11 +313,29 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
         function="saltutil.refresh_pillar",
         extra={"kwarg": {"wait": True}},
     )
-    if lb["external_check"]:
+    if lb["mode"] == "external":
         steps.add(
             "ksha-preflight-lb-address-reachable-from-every-host",
             "salt.state",
             "external mode: every host reaches the LB before the LB domain is pointed at it",
+            target=lb["external_check"],
+            sls=["ksha.loadbalancer.external"],
+        )
+    found = (live or {}).get("files")
+    qingcloud = lb["qingcloud"]
+    if "lb" in enabled and qingcloud["present"]:
+        # before ksha.common points the LB domain at the load balancer: it exists and answers first
+        _lb_clean_step(steps, lb, found)
+        steps.add(
+            "ksha-phase-lb-qingcloud-loadbalancers-present",
+            "ksha_qingcloud.loadbalancers_present",
+            "QingCloud's load balancers, listeners, backends and rules as the model has them, applied (on the master)",
+            extra=qingcloud["present"],
+        )
+        steps.add(
+            "ksha-phase-lb-reached-from-every-host",
+            "salt.state",
+            "every host reaches the load balancer before the LB domain is pointed at it",
             target=lb["external_check"],
             sls=["ksha.loadbalancer.external"],
         )
@@ -323,17 +347,9 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
             target=everyone,
             sls=["ksha.common"],
         )
-    found = (live or {}).get("files")
     if "lb" in enabled:
-        lb_clean = with_leftovers(lb["clean"], lb["leftovers"], found)
-        if lb_clean:
-            steps.add(
-                "ksha-phase-lb-other-hosts-cleaned",
-                "salt.state",
-                "ksha's haproxy/keepalived removed where the host is not an LB host (first: no two VIP holders)",
-                target=lb_clean,
-                sls=["ksha.loadbalancer.clean"],
-            )
+        if not qingcloud["present"]:
+            _lb_clean_step(steps, lb, found)
         if lb["hosts"]:
             steps.add(
                 "ksha-phase-lb-keepalived-haproxy-applied",
@@ -341,6 +357,14 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
                 "haproxy + keepalived holding the VIP on the LB hosts",
                 target=lb["hosts"],
                 sls=["ksha.loadbalancer"],
+            )
+        if qingcloud["absent"]:
+            # last: the hosts use the LB the pillar names now
+            steps.add(
+                "ksha-phase-lb-qingcloud-unwanted-absent",
+                "ksha_qingcloud.loadbalancers_absent",
+                "ksha's QingCloud load balancers the pillar no longer wants deleted, ksha's rules with them (on the master)",
+                extra=qingcloud["absent"],
             )
     if "etcd" in enabled and etcd["names"]:
         if live is None or "recorded" not in live:
@@ -361,6 +385,18 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
     if "nodes" in enabled and not steps.refused:
         _node_steps(steps, model, found)
     return {"until": until, "steps": steps.steps}
+
+
+def _lb_clean_step(steps: Steps, lb: dict, found: dict | None) -> None:
+    lb_clean = with_leftovers(lb["clean"], lb["leftovers"], found)
+    if lb_clean:
+        steps.add(
+            "ksha-phase-lb-other-hosts-cleaned",
+            "salt.state",
+            "ksha's haproxy/keepalived removed where the host is not an LB host (first: no two VIP holders)",
+            target=lb_clean,
+            sls=["ksha.loadbalancer.clean"],
+        )
 
 
 def _node_steps(steps: Steps, model: dict, found: dict | None) -> None:

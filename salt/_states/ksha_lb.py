@@ -20,8 +20,13 @@ def __virtual__():
     return __virtualname__
 
 
-def reachable(name, port=6443, expect="answer", domain=None, cafile=None, timeout=3):
+def reachable(name, port=6443, expect="answer", domain=None, cafile=None, timeout=3, made_by_this_run=False):
     """This host reaches the load balancer at ``name`` (its address) on ``port``.
+
+    made_by_this_run
+        The load balancer is made by an earlier step of the same orchestration (qingcloud
+        mode): under ``test=True``, which made nothing, not reaching it is what the run would
+        change (``result: None``), not a failure.
 
     expect
         ``answer``: the address answers on the port, with a connection or a
@@ -37,6 +42,13 @@ def reachable(name, port=6443, expect="answer", domain=None, cafile=None, timeou
             - name: 192.168.0.253
             - port: 6443
     """
+    ret = _reachable(name, port, expect, domain, cafile, timeout)
+    if ret["result"] is False and made_by_this_run and __opts__["test"]:
+        ret.update(result=None, comment=f"{ret['comment']} (test=True: this run's QingCloud step makes it first)")
+    return ret
+
+
+def _reachable(name, port, expect, domain, cafile, timeout):
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     if expect not in EXPECT:
         ret["comment"] = f"expect: {expect!r} is not one of {', '.join(EXPECT)} (ksha:loadbalancer:external:check)"

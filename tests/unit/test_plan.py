@@ -528,3 +528,103 @@ def test_a_mirror_url_is_never_shown_in_the_refusal(example_ksha):
     example_ksha["kubernetes"]["archive"] = {"url": "https://user:s3cret@mirror.example/k.tar.gz", "sha256": None}
     [_, refusal] = plan.build(model.build(example_ksha), {"recorded": {}, "current": None, "ca_keys": []})["steps"]
     assert "s3cret" not in refusal["why"] and "mirror.example" not in refusal["why"]
+
+
+QC = {"zone": "pek3a", "vxnet": "vxnet-hosts", "credentials_file": "/etc/salt/ksha-qingcloud.yaml"}
+PRE = [
+    "ksha-preflight-inventory-valid",
+    "ksha-preflight-qingcloud-api-answers",
+    "ksha-preflight-every-host-minion-responds",
+    "ksha-preflight-custom-modules-synced",
+    "ksha-preflight-custom-states-synced",
+    "ksha-preflight-pillar-refreshed",
+]
+PRE_PLAIN = [s for s in PRE if "qingcloud" not in s]
+# (case, ksha:loadbalancer, until, the steps up to the LB phase's end)
+QINGCLOUD_STEPS = [
+    (
+        "qingcloud mode: the load balancer made and reached before the LB domain points at it; the console's "
+        "(no eip) deleted if there",
+        {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": QC},
+        "lb",
+        [
+            *PRE,
+            "ksha-phase-lb-other-hosts-cleaned",
+            "ksha-phase-lb-qingcloud-loadbalancers-present",
+            "ksha-phase-lb-reached-from-every-host",
+            "ksha-phase-common-applied",
+            "ksha-phase-lb-qingcloud-unwanted-absent",
+        ],
+    ),
+    (
+        "qingcloud mode with an eip: nothing of ksha's to delete",
+        {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": {**QC, "eip": "eip-1"}},
+        "lb",
+        [
+            *PRE,
+            "ksha-phase-lb-other-hosts-cleaned",
+            "ksha-phase-lb-qingcloud-loadbalancers-present",
+            "ksha-phase-lb-reached-from-every-host",
+            "ksha-phase-common-applied",
+        ],
+    ),
+    (
+        "switched away to keepalived, the key still set: ksha's load balancers deleted once the hosts use the VIP",
+        {"mode": "keepalived", "address": "192.168.0.100", "qingcloud": QC},
+        "lb",
+        [
+            *PRE,
+            "ksha-phase-common-applied",
+            "ksha-phase-lb-other-hosts-cleaned",
+            "ksha-phase-lb-keepalived-haproxy-applied",
+            "ksha-phase-lb-qingcloud-unwanted-absent",
+        ],
+    ),
+    (
+        "keepalived without a QingCloud key: the API is never asked",
+        {"mode": "keepalived", "address": "192.168.0.100", "qingcloud": {**QC, "credentials_file": None}},
+        "lb",
+        [
+            *PRE_PLAIN,
+            "ksha-phase-common-applied",
+            "ksha-phase-lb-other-hosts-cleaned",
+            "ksha-phase-lb-keepalived-haproxy-applied",
+        ],
+    ),
+    (
+        "qingcloud mode, a run that stops before the LB phase asks no API",
+        {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": QC},
+        "common",
+        [*PRE_PLAIN, "ksha-phase-common-applied"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case, lb, until, expected", QINGCLOUD_STEPS, ids=[c[0] for c in QINGCLOUD_STEPS])
+def test_qingcloud_steps(example_ksha, case, lb, until, expected):
+    example_ksha["loadbalancer"] = lb
+    result = plan.build(model.build(example_ksha), {"recorded": {}, "current": None, "ca_keys": []}, until)
+    assert ids(result) == expected
+
+
+def test_the_qingcloud_steps_run_on_the_master_with_the_model_s_arguments_and_no_key(example_ksha):
+    example_ksha["loadbalancer"] = {
+        "mode": "qingcloud", "address": "192.168.0.250",
+        "qingcloud": {**QC, "credentials_file": None, "access_key_id": "QYKEYID", "secret_access_key": "s3cret"},
+    }  # fmt: skip
+    cluster = model.build(example_ksha)
+    steps = {s["id"]: s for s in plan.build(cluster, {"recorded": {}, "current": None, "ca_keys": []}, "lb")["steps"]}
+    present = steps["ksha-phase-lb-qingcloud-loadbalancers-present"]
+    assert present["target"] == [] and present["state"] == "ksha_qingcloud.loadbalancers_present"
+    args = {k: v for arg in present["args"] for k, v in arg.items()}
+    assert args["loadbalancers"] == cluster["loadbalancer"]["qingcloud"]["present"]["loadbalancers"]
+    [internal] = args["loadbalancers"]
+    assert internal["private_ip"] == "192.168.0.250" and internal["vxnet"] == "vxnet-hosts"
+    backends = internal["listeners"][0]["backends"]
+    assert [(b["host"], b["port"]) for b in backends] == [(m, 6443) for m in M]
+    assert args["require"] == [{"salt": "ksha-phase-lb-other-hosts-cleaned"}] and args["failhard"] is True
+    reach = steps["ksha-phase-lb-reached-from-every-host"]
+    assert reach["sls"] == ["ksha.loadbalancer.external"] and reach["target"] == [h["name"] for h in cluster["hosts"]]
+    absent = {k: v for arg in steps["ksha-phase-lb-qingcloud-unwanted-absent"]["args"] for k, v in arg.items()}
+    assert absent["names"] == ["ksha-kubesphere-console"] and absent["address"] == "192.168.0.250"
+    assert "QYKEYID" not in repr(steps) and "s3cret" not in repr(steps)

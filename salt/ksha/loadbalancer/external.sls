@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 ---
-{#- ksha.loadbalancer.external: the LB exists already (a cloud LB); ksha
-    installs nothing, ksha.common pointed the LB domain at its address, and
-    this checks that the host reaches it (ksha:loadbalancer:external:check). #}
+{#- ksha.loadbalancer.external: the LB exists (a cloud LB: the operator's in
+    external mode, ksha's QingCloud load balancers in qingcloud mode, made by
+    the step before); ksha installs nothing on the host, and this checks that
+    the host reaches it (ksha:loadbalancer:external:check). #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import ksha with context %}
+{%- from tplroot ~ "/map.jinja" import ksha, model with context %}
 {%- set lb = ksha.loadbalancer %}
 
 ksha-loadbalancer-external-address-reachable:
@@ -15,3 +16,4 @@ ksha-loadbalancer-external-address-reachable:
     - domain: {{ lb.domain }}
     - expect: {{ lb.external.check }}
     - timeout: {{ lb.external.timeout }}
+    - made_by_this_run: {{ model.loadbalancer.qingcloud.present is not none }}
