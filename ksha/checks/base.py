@@ -12,8 +12,6 @@ from typing import Any
 
 KNOWN_GROUPS = ("kube-master", "kube-node", "etcd")
 LB_MODES = ("keepalived", "external", "qingcloud", "none")
-# Modes the validator knows but this version cannot deploy yet.
-LB_MODES_NOT_IMPLEMENTED = ("qingcloud",)
 # ksha:loadbalancer:qingcloud:balance_mode (QingCloud's "Poll" is roundrobin)
 QINGCLOUD_BALANCE_MODES = ("roundrobin", "leastconn", "source")
 # ksha:loadbalancer:external:check (see salt/_states/ksha_lb.py, reachable)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ksha.checks.base import LB_MODES_NOT_IMPLEMENTED, Context, Report, names, parse_ip, show
+from ksha.checks.base import Context, Report, names, parse_ip, show
 
 KEY = "ksha:loadbalancer"
 
@@ -19,12 +19,6 @@ def check(ctx: Context, report: Report) -> None:
     mode = lb.get("mode")
     if mode is None:  # a wrong section or mode: reported by the schema section
         return
-    if mode in LB_MODES_NOT_IMPLEMENTED:
-        report.error(
-            f"{KEY}:mode",
-            f"{mode!r} is not supported by this version of ksha yet; use 'external' "
-            "with an LB you created, or 'keepalived'",
-        )
     if mode == "none":
         masters = ctx.groups["kube-master"]
         if len(masters) > 1:

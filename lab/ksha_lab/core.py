@@ -605,7 +605,9 @@ def leftovers() -> dict[str, list]:
         except OSError:
             continue
         text = b" ".join(cmdline)
-        if str(STATE).encode() in text and any(p in text for p in (b"systemd-nspawn", b"salt-master", b"http.server")):
+        # the hosts, the master, the release server, the QingCloud emulator's haproxy (qingcloud_lab)
+        lab_made = (b"systemd-nspawn", b"salt-master", b"http.server", b"haproxy")
+        if str(STATE).encode() in text and any(p in text for p in lab_made):
             procs.append(int(proc.name))
     mounts = [
         line.split()[1]

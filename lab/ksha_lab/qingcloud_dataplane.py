@@ -78,11 +78,17 @@ def listens(applied: dict[str, dict]) -> bool:
 class DataPlane:
     """``Cloud(on_applied=DataPlane(dir))``: haproxy serving the applied load balancers."""
 
-    def __init__(self, workdir: Path, haproxy: str = "haproxy", add_address: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        haproxy: str = "haproxy",
+        add_address: Callable[[str], None] | None = None,
+        remove_address: Callable[[str], None] | None = None,
+    ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cfg, self.pidfile = self.workdir / "haproxy.cfg", self.workdir / "haproxy.pid"
-        self.haproxy, self.add_address = haproxy, add_address
+        self.haproxy, self.add_address, self.remove_address = haproxy, add_address, remove_address
         self.addresses: set[str] = set()
         self.lock = threading.Lock()
         self.errors: list[str] = []  # a config haproxy refused: kept, the last good one served
@@ -97,27 +103,37 @@ class DataPlane:
 
     def _serve(self, applied: dict[str, dict]) -> None:
         with self.lock:
-            for address in sorted({a for lb in applied.values() for a in lb["addresses"]} - self.addresses):
+            wanted = {a for lb in applied.values() for a in lb["addresses"]}
+            for address in sorted(wanted - self.addresses):
                 if self.add_address:
                     self.add_address(address)
                 self.addresses.add(address)
-            if not listens(applied):
-                self.stop()
-                return
-            candidate = self.workdir / "haproxy.cfg.new"
-            candidate.write_text(render(applied))
-            checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
-            if checked.returncode != 0:
-                self.errors.append(checked.stderr.strip() or checked.stdout.strip())
-                return
-            candidate.replace(self.cfg)
-            old = self.pid()
-            cmd = [self.haproxy, "-D", "-f", str(self.cfg), "-p", str(self.pidfile)]
-            if old:
-                cmd += ["-sf", str(old)]
-            started = subprocess.run(cmd, capture_output=True, text=True)
-            if started.returncode != 0:
-                self.errors.append(started.stderr.strip())
+            try:
+                self._haproxy(applied)
+            finally:  # a deleted load balancer's address goes, once haproxy no longer binds it
+                for address in sorted(self.addresses - wanted):
+                    if self.remove_address:
+                        self.remove_address(address)
+                    self.addresses.discard(address)
+
+    def _haproxy(self, applied: dict[str, dict]) -> None:
+        if not listens(applied):
+            self.stop()
+            return
+        candidate = self.workdir / "haproxy.cfg.new"
+        candidate.write_text(render(applied))
+        checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
+        if checked.returncode != 0:
+            self.errors.append(checked.stderr.strip() or checked.stdout.strip())
+            return
+        candidate.replace(self.cfg)
+        old = self.pid()
+        cmd = [self.haproxy, "-D", "-f", str(self.cfg), "-p", str(self.pidfile)]
+        if old:
+            cmd += ["-sf", str(old)]
+        started = subprocess.run(cmd, capture_output=True, text=True)
+        if started.returncode != 0:
+            self.errors.append(started.stderr.strip())
 
     def pid(self) -> int | None:
         """The running haproxy's pid (the pidfile's, if that process is haproxy with our config)."""

@@ -5,7 +5,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from ksha_lab import core
+from ksha_lab import core, qingcloud_lab
 
 KSHA_LAB = Path(sys.executable).parent / "ksha-lab"
 
@@ -21,6 +21,14 @@ def served(url):
 def test_down_twice_leaves_no_process_mount_or_bridge(lab):
     release = lab.release_url("v1.30.8")
     assert served(release)  # the lab's Kubernetes release, on the bridge
+    # a QingCloud data plane's haproxy a dead test session left (qingcloud_lab: its config is
+    # under the lab's state)
+    work = qingcloud_lab.workdir() / "dataplane"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "haproxy.cfg").write_text(f"listen left\n    bind {lab.master_ip}:39999\n    mode tcp\n")
+    subprocess.run(["haproxy", "-D", "-f", str(work / "haproxy.cfg")], check=True)
+    left = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in core.leftovers()["processes"]]
+    assert any(cmd.startswith(b"haproxy") for cmd in left), left
     for _ in range(2):
         run = subprocess.run([str(KSHA_LAB), "down"], capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr

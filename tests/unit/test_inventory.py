@@ -272,11 +272,10 @@ def test_keepalived_vip_must_not_be_a_host_address(example_ksha):
     ]
 
 
-def test_qingcloud_mode_is_recognised_but_not_supported_yet(example_ksha):
+def test_qingcloud_mode_names_what_it_needs(example_ksha):
     example_ksha["loadbalancer"]["mode"] = "qingcloud"
-    first, *missing = errors(example_ksha)
-    assert first.startswith("ERROR ksha:loadbalancer:mode: 'qingcloud' is not supported by this version of ksha yet")
-    # and what the mode needs is named (tests/unit/test_inventory_qingcloud.py)
+    missing = errors(example_ksha)
+    # each key the mode needs is named (tests/unit/test_inventory_qingcloud.py)
     assert [e.split(": ")[0] for e in missing] == [
         f"ERROR ksha:loadbalancer:qingcloud:{key}" for key in ("zone", "vxnet", "credentials_file")
     ]

@@ -8,7 +8,6 @@ import pytest
 from ksha import inventory, model
 from tests.conftest import edited
 
-NOT_YET = "ERROR ksha:loadbalancer:mode: 'qingcloud' is not supported by this version of ksha yet"
 SECRET = "qy-secret-never-shown"
 FILE = "/etc/salt/ksha/qingcloud.yaml"
 GOOD = {
@@ -24,10 +23,7 @@ IN_PILLAR = "WARNING ksha:loadbalancer:qingcloud:secret_access_key: the API key 
 
 def findings(example, **edits):
     found = [str(f) for f in inventory.validate(edited(example, **{**GOOD, **edits}))]
-    assert any(f.startswith(NOT_YET) for f in found), found  # until orch.ksha carries the mode out
-    return [
-        f for f in found if not f.startswith(NOT_YET) and ("ksha:loadbalancer" in f or "qingcloud_instance_id" in f)
-    ]
+    return [f for f in found if "ksha:loadbalancer" in f or "qingcloud_instance_id" in f]
 
 
 # (case, pillar edits over GOOD, the findings, each as the start of "LEVEL key: message")
