@@ -175,7 +175,7 @@ def _qingcloud(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) 
             "rule_names": qingcloud.rule_names(conf),
             "job_timeout_s": qc["job_timeout_s"],
         }
-    absent = {**gone, "job_timeout_s": qc["job_timeout_s"]} if askable and gone["names"] else None
+    absent = {**gone, "job_timeout_s": qc["job_timeout_s"]} if askable and gone["loadbalancers"] else None
     return {"api": bool(present or absent), "present": present, "absent": absent}
 
 

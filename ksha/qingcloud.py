@@ -51,14 +51,14 @@ def unwanted(conf: dict) -> list[str]:
 
 def absent(conf: dict) -> dict:
     """What ``loadbalancers_absent`` is given (computed here, once): the load balancers to delete
-    (``unwanted``), the rule names to remove from the security group (all of ksha's on a switch
+    (``unwanted``; not ``names``, which Salt's state compiler takes for its own), the rule names to remove from the security group (all of ksha's on a switch
     away from qingcloud mode; none while in it: ``wanted_rules`` keeps those), the group, and
     ``loadbalancer.address`` (a load balancer there still carries the API: never deleted)."""
     lb = conf["loadbalancer"]
     qc = lb["qingcloud"]
     away = lb["mode"] != "qingcloud"
     return {
-        "names": unwanted(conf),
+        "loadbalancers": unwanted(conf),
         "security_group": qc["security_group"],
         "rule_names": rule_names(conf) if away and qc["security_group"] else [],
         "address": lb.get("address"),
@@ -346,3 +346,35 @@ def rules_plan(rules: list[dict], found: list[dict], is_applied: int, names: lis
         if r.get("security_group_rule_name") in names and key(r) not in wanted_keys
     ]
     return {"add": add, "delete": delete, "apply": bool(add or delete) or not is_applied}
+
+
+def status_rows(names: list[str], found: dict[str, dict | None]) -> tuple[list[str], bool]:
+    """``ksha.status``'s lines for ksha's load balancers ``names`` (``lb_names`` the model wants)
+    as QingCloud describes them, and whether that is a problem. ``found``: {name: None (no such
+    load balancer) or {"lb": DescribeLoadBalancers' item, "listeners": DescribeLoadBalancerListeners
+    verbose items (each with its ``backends`` and their ``status``: up, down, abnormal)}}.
+    A problem: a load balancer missing, not active, or not applied (``is_applied`` 0: a change
+    never took effect). A backend down is shown, as haproxy's are in keepalived mode, and is
+    not one (the load balancer sends nothing to it)."""
+    lines, problem = [], False
+    for name in names:
+        item = found.get(name)
+        if item is None:
+            lines.append(f"  {name}: MISSING (orch.ksha makes it)")
+            problem = True
+            continue
+        lb = item["lb"]
+        applied = "applied" if lb.get("is_applied", 1) else "NOT APPLIED (a change never took effect)"
+        status = lb.get("status", "?")
+        problem = problem or status != "active" or not lb.get("is_applied", 1)
+        where = ", ".join([*(lb.get("private_ips") or []), *(e.get("eip_addr", "") for e in lb.get("eips") or [])])
+        lines.append(
+            f"  {name} {lb['loadbalancer_id']} at {where or '-'}: {status if status == 'active' else status.upper()}, {applied}"
+        )
+        for x in sorted(item["listeners"], key=lambda x: int(x["listener_port"])):
+            backends = ", ".join(
+                f"{b.get('loadbalancer_backend_name') or b['resource_id']} {b.get('status', '?')}"
+                for b in sorted(x.get("backends") or [], key=lambda b: b.get("loadbalancer_backend_name") or "")
+            )
+            lines.append(f"    listener {x['listener_port']}/{x['listener_protocol']}: {backends or 'no backend'}")
+    return lines, problem

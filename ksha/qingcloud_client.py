@@ -82,6 +82,8 @@ def credentials(qc):
 
 
 def connect(qc):
+    if APIConnection is None:
+        raise QingCloudError("qingcloud-sdk is not installed in the Salt master's Python (pip install qingcloud-sdk)")
     key, secret = credentials(qc)
     api = qc.get("api") or {}
     # one attempt per call: the retries of busy answers are ours (call), counted and logged

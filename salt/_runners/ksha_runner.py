@@ -20,7 +20,7 @@ import salt.pillar
 import salt.utils.minions
 
 try:
-    from ksha import importer, inventory, model
+    from ksha import importer, inventory, model, qingcloud, qingcloud_client
     from ksha import plan as planner
 
     HAS_KSHA = True
@@ -506,6 +506,21 @@ def control_plane_rows(masters, days, renew_at, ready=None):
     return lines, problem
 
 
+def _qingcloud_view(conf, names):
+    """{name: {"lb": item, "listeners": [...]} or None} of ksha's QingCloud load balancers
+    ``names``, as the API describes them, and an error (a QingCloudError's message: it names
+    the key, never shows it) or None."""
+    try:
+        conn = qingcloud_client.connect(conf["loadbalancer"]["qingcloud"])
+        found = {}
+        for name in names:
+            lb = qingcloud_client.found(conn, name)
+            found[name] = lb and {"lb": lb, "listeners": qingcloud_client.listeners(conn, lb["loadbalancer_id"])}
+        return found, None
+    except qingcloud_client.QingCloudError as err:
+        return {}, str(err)
+
+
 def _size(n):
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -522,8 +537,9 @@ def status(output="table", timeout=5):
         ``retcode`` (so ``salt-run ksha.status output=data`` exits 1 when a minion
         is down, the VIP is not on exactly one host, etcd is unhealthy, a master did not
         answer, lacks one of its Kubernetes certificates or its apiserver is not ready, the
-        controller-manager or scheduler has no leader, or a node of the pillar is not Ready in the
-        API).
+        controller-manager or scheduler has no leader, a node of the pillar is not Ready in the
+        API, or in qingcloud mode one of ksha's load balancers is missing, not active or not
+        applied, or QingCloud's API does not answer).
 
     CLI Example:
 
@@ -558,6 +574,13 @@ def status(output="table", timeout=5):
     etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
     masters = cluster["kubernetes"]["masters"]
     kube_days, apiservers_ready, leases, api_nodes = _control_plane_view(masters, timeout)
+    qc_lines, qc_problem, qc_found = [], False, {}
+    if lb["mode"] == "qingcloud":
+        wanted = [x["name"] for x in lb["qingcloud"]["present"]["loadbalancers"]]
+        qc_found, qc_error = _qingcloud_view(model.settings(ksha), wanted)
+        qc_lines, qc_problem = (
+            qingcloud.status_rows(wanted, qc_found) if qc_error is None else ([f"  {qc_error}"], True)
+        )
     renew_at = cluster["config"]["kubernetes"]["pki"]["days_remaining"]
     control_plane, control_plane_problem = control_plane_rows(masters, kube_days, renew_at, apiservers_ready)
     if masters:
@@ -572,6 +595,7 @@ def status(output="table", timeout=5):
         or (keepalived and len(holders) != 1)
         or bool(members and not (etcd_health or {}).get("healthy"))
         or control_plane_problem
+        or qc_problem
     )
     __context__["retcode"] = 1 if unhealthy else 0
     if output == "data":
@@ -585,6 +609,7 @@ def status(output="table", timeout=5):
             "etcd": {"health": etcd_health, "members": etcd_rows, "cert_days_left": cert_days},
             "control_plane": {"cert_days_left": kube_days, "apiserver_ready": apiservers_ready, "leases": leases},
             "nodes": api_nodes,
+            "qingcloud": qc_found,
         }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [
@@ -604,6 +629,9 @@ def status(output="table", timeout=5):
             for b in backends
         )
         lines.append(f"apiserver backends (haproxy on {holders[0] if holders else '-'}): {states or 'none seen'}")
+    if qc_lines:
+        lines.append("QingCloud load balancers (as QingCloud reports them):")
+        lines += qc_lines
     if members:
         lines.append("")
         if etcd_health is None:

@@ -192,8 +192,8 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
     return ret
 
 
-def loadbalancers_absent(name, names, security_group=None, rule_names=(), address=None, job_timeout_s=600):
-    """ksha's load balancers ``names`` do not exist, and no rule named one of ``rule_names`` is
+def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=(), address=None, job_timeout_s=600):
+    """ksha's load balancers ``loadbalancers`` (their names) do not exist, and no rule named one of ``rule_names`` is
     left in ``security_group`` (a switch away from qingcloud mode; the console's load balancer
     once ``eip`` is unset). The arguments are ``ksha.qingcloud.absent``'s, from the model.
 
@@ -206,12 +206,12 @@ def loadbalancers_absent(name, names, security_group=None, rule_names=(), addres
     try:
         conn = client.connect(_settings())
         doomed = {}
-        for lb_name in names:
+        for lb_name in loadbalancers:
             found = client.found(conn, lb_name)
             if found is None:
                 continue
             why = qingcloud.deletion_refusal(
-                found, client.listeners(conn, found["loadbalancer_id"]), list(names), address
+                found, client.listeners(conn, found["loadbalancer_id"]), list(loadbalancers), address
             )
             if why:
                 raise QingCloudError(why)

@@ -16,6 +16,7 @@ import yaml
 
 from ksha_lab import core, qingcloud_lab
 from ksha_lab.qingcloud_api import Fault
+from ksha_lab.standins import apiservers as standin
 from tests.lab.conftest import converged_again, converged_lab, failed_states, wait_for
 from tests.lab.test_loadbalancer import DOMAIN, MASTERS, request, vip_holders
 
@@ -24,6 +25,7 @@ from tests.lab.test_loadbalancer import DOMAIN, MASTERS, request, vip_holders
 def cloud_lab(_lab_session):
     """The shared cluster as the test before left it, and the QingCloud emulator on the bridge."""
     lab, salt, _ = converged_lab(as_left=True)
+    standin.share_ca(lab, [lab.hosts[n] for n in MASTERS])  # what request() verifies the apiservers with
     cloud = qingcloud_lab.LabCloud(lab)
     yield lab, salt, cloud
     cloud.stop()
@@ -121,6 +123,22 @@ def test_switching_to_qingcloud_makes_the_load_balancers_then_back_to_keepalived
     assert states["ksha-phase-lb-qingcloud-loadbalancers-present"]["comment"] == (
         "the load balancers are as wanted and applied"
     )
+
+    # ksha.status: the load balancers as QingCloud reports them (the emulator measures backend
+    # health: the masters' apiservers answer, of the nodes only node1 serves a console)
+    rc, status, proc = salt.run("ksha.status", "output=data")
+    assert rc == 0 and status["healthy"] is True, (proc.stdout[-3000:], proc.stderr[-2000:])
+    shown = status["qingcloud"]
+    assert sorted(shown) == ["ksha-kubesphere-apiserver", "ksha-kubesphere-console"]
+    assert all(x["lb"]["status"] == "active" and x["lb"]["is_applied"] == 1 for x in shown.values())
+
+    def health(name):
+        [listener] = shown[name]["listeners"]
+        return {b["loadbalancer_backend_name"]: b["status"] for b in listener["backends"]}
+
+    assert health("ksha-kubesphere-apiserver") == dict.fromkeys(MASTERS, "up")
+    assert health("ksha-kubesphere-console") == {h: "up" if h == "node1" else "down" for h in lab.hosts}
+    assert cloud.secret not in proc.stdout + proc.stderr and cloud.key_id not in proc.stdout + proc.stderr
 
     # back to the seed's keepalived LB, the key kept: ksha's load balancers and rules go once the
     # hosts use the VIP, and the data plane lets their addresses go

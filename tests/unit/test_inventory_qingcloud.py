@@ -2,8 +2,11 @@
 fix), and that the key is never shown."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ksha import inventory, model
 from tests.conftest import edited
@@ -98,3 +101,19 @@ def test_the_key_is_not_in_the_model(example_ksha):
     assert (qc["access_key_id"], qc["secret_access_key"], qc["zone"]) == ("***", "***", "pek3a")
     text = json.dumps(cluster, default=str)
     assert SECRET not in text and "QYKEYID" not in text
+
+
+def readme_examples():
+    """The README's ``ksha:`` pillar examples (its yaml blocks that start so)."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(ksha:\n.*?)```", text, re.S)
+    return [yaml.safe_load(b)["ksha"] for b in blocks]
+
+
+def test_the_readme_s_load_balancer_examples_are_valid_and_one_is_qingcloud(example_ksha):
+    examples = readme_examples()
+    assert sorted(e["loadbalancer"]["mode"] for e in examples) == ["keepalived", "qingcloud"]
+    for example in examples:
+        pillar = {**example_ksha, **example}
+        assert [str(f) for f in inventory.validate(pillar) if f.level == "ERROR"] == [], example
+        assert model.build(pillar)["loadbalancer"]["mode"] == example["loadbalancer"]["mode"]

@@ -626,5 +626,21 @@ def test_the_qingcloud_steps_run_on_the_master_with_the_model_s_arguments_and_no
     reach = steps["ksha-phase-lb-reached-from-every-host"]
     assert reach["sls"] == ["ksha.loadbalancer.external"] and reach["target"] == [h["name"] for h in cluster["hosts"]]
     absent = {k: v for arg in steps["ksha-phase-lb-qingcloud-unwanted-absent"]["args"] for k, v in arg.items()}
-    assert absent["names"] == ["ksha-kubesphere-console"] and absent["address"] == "192.168.0.250"
+    assert absent["loadbalancers"] == ["ksha-kubesphere-console"] and absent["address"] == "192.168.0.250"
     assert "QYKEYID" not in repr(steps) and "s3cret" not in repr(steps)
+
+
+def test_no_step_argument_is_one_salt_s_state_compiler_takes_for_its_own(example_ksha):
+    """A state argument named as one of Salt's state keywords (``names``, ``fun``, ``state``,
+    ``order`` ...) is taken by the state compiler, not given to the state: only the requisite and
+    failhard the plan means to give it may be among them."""
+    import salt.state
+
+    reserved = (salt.state.STATE_INTERNAL_KEYWORDS | {"names"}) - {"failhard", "require"}
+    example_ksha["loadbalancer"] = {"mode": "keepalived", "address": "192.168.0.100", "qingcloud": QC}
+    steps = []
+    for lb in (example_ksha["loadbalancer"], {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": QC}):
+        example_ksha["loadbalancer"] = lb
+        steps += plan.build(model.build(example_ksha), {"recorded": {}, "current": None, "ca_keys": []})["steps"]
+    taken = {(s["id"], k) for s in steps for arg in s["args"] for k in arg if k in reserved}
+    assert taken == set()

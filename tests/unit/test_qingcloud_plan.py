@@ -243,7 +243,7 @@ def test_what_the_absent_state_is_given_comes_from_the_model():
     c = conf(eip=None)
     c["loadbalancer"]["mode"] = "qingcloud"
     # in qingcloud mode without an EIP: the console's LB only; its rule goes with wanted_rules
-    assert qingcloud.absent(c) == {"names": ["ksha-kubesphere-console"], "security_group": "sg-k8s",
+    assert qingcloud.absent(c) == {"loadbalancers": ["ksha-kubesphere-console"], "security_group": "sg-k8s",
                                    "rule_names": [], "address": "10.0.0.100"}  # fmt: skip
     c["loadbalancer"]["mode"] = "keepalived"
     assert qingcloud.absent(c)["rule_names"] == ["ksha-kubesphere-apiserver", "ksha-kubesphere-console"]
@@ -259,3 +259,43 @@ def test_a_load_balancer_at_the_cluster_s_lb_address_is_not_deleted():
     assert qingcloud.deletion_refusal(public, [], NAMES, "198.51.100.7").startswith(
         "lb-1 (ksha-kubesphere-apiserver) is at"
     )
+
+
+def _described(status="active", applied=1, backends=(("master1", "up"), ("master2", "down"))):
+    return {
+        "lb": {"loadbalancer_id": "lb-1", "status": status, "is_applied": applied, "private_ips": ["10.0.0.9"],
+               "eips": []},
+        "listeners": [{"listener_port": 6443, "listener_protocol": "tcp", "backends": [
+            {"loadbalancer_backend_name": n, "resource_id": f"i-{n}", "status": s} for n, s in backends]}],
+    }  # fmt: skip
+
+
+# (case, found, the lines, a problem)
+STATUS = [
+    (
+        "active and applied, a backend down: shown, no problem",
+        {"ksha-k-apiserver": _described()},
+        ["  ksha-k-apiserver lb-1 at 10.0.0.9: active, applied",
+         "    listener 6443/tcp: master1 up, master2 down"],
+        False,
+    ),
+    (
+        "a change never applied",
+        {"ksha-k-apiserver": _described(applied=0)},
+        ["  ksha-k-apiserver lb-1 at 10.0.0.9: active, NOT APPLIED (a change never took effect)",
+         "    listener 6443/tcp: master1 up, master2 down"],
+        True,
+    ),
+    (
+        "still being made",
+        {"ksha-k-apiserver": _described(status="pending", backends=())},
+        ["  ksha-k-apiserver lb-1 at 10.0.0.9: PENDING, applied", "    listener 6443/tcp: no backend"],
+        True,
+    ),
+    ("missing", {"ksha-k-apiserver": None}, ["  ksha-k-apiserver: MISSING (orch.ksha makes it)"], True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, found, lines, problem", STATUS, ids=[c[0] for c in STATUS])
+def test_status_rows(case, found, lines, problem):
+    assert qingcloud.status_rows(["ksha-k-apiserver"], found) == (lines, problem)
