@@ -158,8 +158,9 @@ def _qingcloud_key(ctx: Context, qc: dict, key: str, report: Report) -> None:
     if given and not qc.get("credentials_file"):
         report.warning(
             f"{key}:secret_access_key",
-            "the API key is in the ksha pillar, which every minion it is given to receives; to keep it on the "
-            "Salt master only, put it in a file there and set credentials_file instead",
+            "the API key is in the ksha pillar, which every minion it is given to receives (and the master's "
+            "minion data cache stores on disk); to keep it in one file on the Salt master, put it there and set "
+            "credentials_file instead",
         )
     if len(given) == 1:
         missing = names[1] if given == [names[0]] else names[0]
