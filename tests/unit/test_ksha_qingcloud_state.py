@@ -342,3 +342,20 @@ def test_switching_to_external_mode_at_the_address_of_ksha_s_load_balancer_delet
     assert ret["result"] is False and writes(cloud, before) == []
     assert "is at ksha:loadbalancer:address (127.0.0.100), which the cluster still uses" in ret["comment"]
     assert "ksha-lab-apiserver" in live_lbs(cloud)
+
+
+def test_the_status_runner_reads_ksha_s_load_balancers_and_names_the_key_when_the_api_fails(cloud):
+    runner = load_salt_module("runners", "ksha_runner")
+    c, groups = conf(eip="eip-console")
+    present(c, groups)
+    settings = state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]
+    names = list(qingcloud.lb_names(c).values())
+    found, error = runner._qingcloud_view({"loadbalancer": {"qingcloud": settings}}, names)
+    assert error is None and sorted(found) == sorted(names)
+    lines, problem = qingcloud.status_rows(names, found)
+    assert problem is False and lines[0].endswith(": active, applied"), lines
+    assert "listener 6443/tcp: master1 down, master2 down, master3 down" in lines[1]  # the probe says down
+    wrong = {**settings, "secret_access_key": "not-the-secret"}
+    found, error = runner._qingcloud_view({"loadbalancer": {"qingcloud": wrong}}, names)
+    assert found == {} and "ret_code 1200" in error and "access_key_id and secret_access_key" in error
+    assert "not-the-secret" not in error and SECRET not in error
