@@ -192,6 +192,13 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         "fall": lb["haproxy"]["check_fall"],
         "rise": lb["haproxy"]["check_rise"],
     }
+    # qingcloud mode: ksha sets QingCloud's checks (inter|timeout|fall|rise, seconds and counts):
+    # a stopped apiserver is seen down within fall checks, each up to inter + timeout apart, and
+    # a started one up within rise checks inter apart, plus one inter for the check in flight
+    cloud_up = cloud_down = 0
+    if mode == "qingcloud":
+        inter, timeout, fall, rise = (int(x) for x in lb["qingcloud"]["healthy_check_option"].split("|"))
+        cloud_down, cloud_up = fall * (inter + timeout) + inter, (rise + 1) * inter
     # the files ksha manages on an LB host; ksha.loadbalancer.clean removes the configs only
     # where they carry the marker, and ksha's own files
     files = {
@@ -227,12 +234,14 @@ def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: d
         # keepalived mode: at most how long haproxy takes to see a ready apiserver UP again (a DOWN
         # server is checked every downinter, then rise checks every fastinter); a rolling restart
         # on a master that is no LB host waits this long before the next master may go down
-        "settle_s": (check["downinter"] + check["rise"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
+        "settle_s": (check["downinter"] + check["rise"] * check["fastinter"]) / 1000
+        if mode == "keepalived"
+        else cloud_up,
         # keepalived mode: how long the rolling restart waits between stopping an apiserver and
         # starting it, so that every haproxy has seen it DOWN: its next check comes within inter,
         # then fall - 1 more fastinter apart (inter + (fall - 1) x fastinter), plus one fastinter
         # of margin. Seen DOWN, it gets no request until rise checks of /readyz pass.
-        "down_s": (check["inter"] + check["fall"] * check["fastinter"]) / 1000 if mode == "keepalived" else 0,
+        "down_s": (check["inter"] + check["fall"] * check["fastinter"]) / 1000 if mode == "keepalived" else cloud_down,
         # the check script runs every second, is given a second, two failures take the VIP away
         # and two successes give it back
         "vrrp_script": {"interval": 1, "timeout": 1, "fall": 2, "rise": 2},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 
 import yaml
@@ -81,16 +82,35 @@ def credentials(qc):
     return str(qc["access_key_id"]), str(qc["secret_access_key"])
 
 
-def connect(qc):
+def connect(qc, timeout=None):
+    """A connection of qingcloud-sdk with the key of ``qc`` (ksha:loadbalancer:qingcloud's
+    settings); ``timeout``: the socket timeout in seconds (the SDK's default: 60)."""
     if APIConnection is None:
         raise QingCloudError("qingcloud-sdk is not installed in the Salt master's Python (pip install qingcloud-sdk)")
     key, secret = credentials(qc)
     api = qc.get("api") or {}
     # one attempt per call: the retries of busy answers are ours (call), counted and logged
-    return APIConnection(
+    extra = {"http_socket_timeout": timeout} if timeout else {}
+    conn = APIConnection(
         key, secret, qc["zone"], host=api.get("host", "api.qingcloud.com"), port=api.get("port", 443),
-        protocol=api.get("protocol", "https"), retry_time=1,
+        protocol=api.get("protocol", "https"), retry_time=1, **extra,
     )  # fmt: skip
+    # what a wrong key's answer (1200) names: where the key came from
+    conn.ksha_key_source = (
+        f"ksha:loadbalancer:qingcloud:credentials_file ({qc['credentials_file']})"
+        if qc.get("credentials_file")
+        else "ksha:loadbalancer:qingcloud's access_key_id and secret_access_key"
+    )
+    return conn
+
+
+def _scrubbed(conn, text):
+    """`text` without the key (an SDK error may carry the request: its URL has the key's ID and
+    the signature)."""
+    for secret in (getattr(conn, "qy_access_key_id", None), getattr(conn, "qy_secret_access_key", None)):
+        if secret:
+            text = text.replace(str(secret), "***")
+    return re.sub(r"signature=[^&\s]*", "signature=***", text)
 
 
 def call(conn, method, *args, **kwargs):
@@ -102,10 +122,12 @@ def call(conn, method, *args, **kwargs):
         except OSError as err:  # the endpoint unreachable, a timeout, TLS (ksha:loadbalancer:qingcloud:api)
             raise QingCloudError(
                 f"{action}: cannot reach the QingCloud API at {conn.host}:{conn.port} ({type(err).__name__}: "
-                f"{err}); check ksha:loadbalancer:qingcloud:api"
+                f"{_scrubbed(conn, str(err))}); check ksha:loadbalancer:qingcloud:api"
             ) from None
         except Exception as err:  # noqa: BLE001 - the SDK's own refusals, a broken answer: named, no traceback
-            raise QingCloudError(f"{action}: qingcloud-sdk failed: {type(err).__name__}: {err}") from None
+            raise QingCloudError(
+                f"{action}: qingcloud-sdk failed: {type(err).__name__}: {_scrubbed(conn, str(err))}"
+            ) from None
         if answer is None:
             raise QingCloudError(f"{action}: no answer from the QingCloud API (HTTP error or a refused parameter)")
         code = answer.get("ret_code")
@@ -118,8 +140,10 @@ def call(conn, method, *args, **kwargs):
                      action, code, attempt, ATTEMPTS, delay)  # fmt: skip
             time.sleep(delay)
             continue
-        hint = " (check ksha:loadbalancer:qingcloud's access_key_id and secret_access_key)" if code == 1200 else ""
-        raise QingCloudError(f"{action}: QingCloud answered ret_code {code}: {answer.get('message')}{hint}")
+        source = getattr(conn, "ksha_key_source", "ksha:loadbalancer:qingcloud's access_key_id and secret_access_key")
+        hint = f" (check {source})" if code == 1200 else ""
+        message = _scrubbed(conn, str(answer.get("message")))
+        raise QingCloudError(f"{action}: QingCloud answered ret_code {code}: {message}{hint}")
     raise AssertionError("unreachable")
 
 
@@ -137,16 +161,35 @@ def wait(conn, job_id, action, timeout):
                 f"(error code {job.get('error_codes') or 'none given'})"
             )
         if time.monotonic() > deadline:
-            raise QingCloudError(f"{action}: QingCloud's job {job_id} is still {job['status']} after {timeout} s")
+            raise QingCloudError(
+                f"{action}: QingCloud's job {job_id} is still {job['status']} after {timeout} s "
+                "(ksha:loadbalancer:qingcloud:job_timeout_s)"
+            )
         time.sleep(delay)
         delay = min(delay * 1.5, 3.0)
 
 
+def security_group(conn, group_id):
+    """DescribeSecurityGroups' item of `group_id`; a group QingCloud does not know is named."""
+    groups = call(conn, "describe_security_groups", security_groups=[group_id])["security_group_set"]
+    if len(groups) != 1:
+        raise QingCloudError(
+            f"DescribeSecurityGroups: QingCloud has no security group {group_id} in this zone; check "
+            "ksha:loadbalancer:qingcloud:security_group"
+        )
+    return groups[0]
+
+
 def found(conn, name):
     """The load balancer named `name` (not deleted), or None."""
-    lbs = call(conn, "describe_loadbalancers", search_word=name, status=["pending", "active", "stopped"],
-                verbose=0, limit=100)["loadbalancer_set"]  # fmt: skip
+    lbs = call(conn, "describe_loadbalancers", search_word=name,
+               status=["pending", "active", "stopped", "suspended"], verbose=0, limit=100)["loadbalancer_set"]  # fmt: skip
     exact = [lb for lb in lbs if lb["loadbalancer_name"] == name]
+    if any(lb["status"] == "suspended" for lb in exact):
+        raise QingCloudError(
+            f"{name} ({', '.join(lb['loadbalancer_id'] for lb in exact)}) is suspended (QingCloud suspends the "
+            "resources of an account in arrears): resume it in QingCloud, then run again"
+        )
     if len(exact) > 1:
         raise QingCloudError(
             f"{len(exact)} load balancers are named {name} ({', '.join(lb['loadbalancer_id'] for lb in exact)}): "

@@ -108,24 +108,25 @@ class DataPlane:
                 if self.add_address:
                     self.add_address(address)
                 self.addresses.add(address)
-            try:
-                self._haproxy(applied)
-            finally:  # a deleted load balancer's address goes, once haproxy no longer binds it
-                for address in sorted(self.addresses - wanted):
-                    if self.remove_address:
-                        self.remove_address(address)
-                    self.addresses.discard(address)
+            if not self._haproxy(applied):
+                return  # the haproxy serving still binds what it served: its addresses stay
+            for address in sorted(self.addresses - wanted):  # a deleted load balancer's address
+                if self.remove_address:
+                    self.remove_address(address)
+                self.addresses.discard(address)
 
-    def _haproxy(self, applied: dict[str, dict]) -> None:
+    def _haproxy(self, applied: dict[str, dict]) -> bool:
+        """haproxy serving `applied` (started, reloaded or stopped); False when it could not be:
+        the haproxy running serves what it served."""
         if not listens(applied):
             self.stop()
-            return
+            return True
         candidate = self.workdir / "haproxy.cfg.new"
         candidate.write_text(render(applied))
         checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
         if checked.returncode != 0:
             self.errors.append(checked.stderr.strip() or checked.stdout.strip())
-            return
+            return False
         candidate.replace(self.cfg)
         old = self.pid()
         cmd = [self.haproxy, "-D", "-f", str(self.cfg), "-p", str(self.pidfile)]
@@ -134,6 +135,8 @@ class DataPlane:
         started = subprocess.run(cmd, capture_output=True, text=True)
         if started.returncode != 0:
             self.errors.append(started.stderr.strip())
+            return False
+        return True
 
     def pid(self) -> int | None:
         """The running haproxy's pid (the pidfile's, if that process is haproxy with our config)."""

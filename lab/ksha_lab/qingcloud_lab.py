@@ -16,6 +16,7 @@ finds a haproxy left by a test session that died (its config is under the lab's 
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class LabCloud:
         work.mkdir(parents=True, exist_ok=True)
         self.credentials_file = work / "credentials.yaml"
         self.credentials_file.touch(mode=0o600)
+        os.chmod(self.credentials_file, 0o600)  # a file an earlier start left keeps its mode otherwise
         self.credentials_file.write_text(
             yaml.safe_dump({"access_key_id": self.key_id, "secret_access_key": self.secret})
         )

@@ -506,12 +506,12 @@ def control_plane_rows(masters, days, renew_at, ready=None):
     return lines, problem
 
 
-def _qingcloud_view(conf, names):
+def _qingcloud_view(conf, names, timeout=None):
     """{name: {"lb": item, "listeners": [...]} or None} of ksha's QingCloud load balancers
     ``names``, as the API describes them, and an error (a QingCloudError's message: it names
     the key, never shows it) or None."""
     try:
-        conn = qingcloud_client.connect(conf["loadbalancer"]["qingcloud"])
+        conn = qingcloud_client.connect(conf["loadbalancer"]["qingcloud"], timeout=timeout)
         found = {}
         for name in names:
             lb = qingcloud_client.found(conn, name)
@@ -574,10 +574,10 @@ def status(output="table", timeout=5):
     etcd_health, etcd_rows, cert_days = _etcd_view(members, ip_of, cluster["etcd"]["server_cert"], timeout)
     masters = cluster["kubernetes"]["masters"]
     kube_days, apiservers_ready, leases, api_nodes = _control_plane_view(masters, timeout)
-    qc_lines, qc_problem, qc_found = [], False, {}
+    qc_lines, qc_problem, qc_found, qc_error = [], False, {}, None
     if lb["mode"] == "qingcloud":
         wanted = [x["name"] for x in lb["qingcloud"]["present"]["loadbalancers"]]
-        qc_found, qc_error = _qingcloud_view(model.settings(ksha), wanted)
+        qc_found, qc_error = _qingcloud_view(model.settings(ksha), wanted, timeout)
         qc_lines, qc_problem = (
             qingcloud.status_rows(wanted, qc_found) if qc_error is None else ([f"  {qc_error}"], True)
         )
@@ -610,6 +610,7 @@ def status(output="table", timeout=5):
             "control_plane": {"cert_days_left": kube_days, "apiserver_ready": apiservers_ready, "leases": leases},
             "nodes": api_nodes,
             "qingcloud": qc_found,
+            "qingcloud_error": qc_error,
         }
     header = ("HOST", "ADDRESS", "ROLES", "MINION", "VIP")
     table = [header] + [

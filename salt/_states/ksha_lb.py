@@ -44,7 +44,10 @@ def reachable(name, port=6443, expect="answer", domain=None, cafile=None, timeou
     """
     ret = _reachable(name, port, expect, domain, cafile, timeout)
     if ret["result"] is False and made_by_this_run and __opts__["test"]:
-        ret.update(result=None, comment=f"{ret['comment']} (test=True: this run's QingCloud step makes it first)")
+        ret.update(
+            result=None,
+            comment=f"{ret['comment']} (test=True: the QingCloud step before makes it; unless it does, the run fails here)",
+        )
     return ret
 
 

@@ -150,9 +150,7 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
             else:
                 del ret["changes"][want["name"]]
         if security_group and rules:
-            (group,) = client.call(conn, "describe_security_groups", security_groups=[security_group])[
-                "security_group_set"
-            ]
+            group = client.security_group(conn, security_group)
             found_rules = client.call(conn, "describe_security_group_rules", security_group, limit=100)[
                 "security_group_rule_set"
             ]
@@ -218,9 +216,7 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
             doomed[lb_name] = found["loadbalancer_id"]
         rules_plan = None
         if security_group and rule_names:
-            (group,) = client.call(conn, "describe_security_groups", security_groups=[security_group])[
-                "security_group_set"
-            ]
+            group = client.security_group(conn, security_group)
             found_rules = client.call(conn, "describe_security_group_rules", security_group, limit=100)[
                 "security_group_rule_set"
             ]

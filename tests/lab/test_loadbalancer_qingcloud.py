@@ -59,7 +59,7 @@ def test_a_wrong_key_stops_the_run_at_preflight_before_any_host_is_touched(cloud
     check = states["ksha-preflight-qingcloud-api-answers"]
     assert check["result"] is False
     assert "ret_code 1200" in check["comment"]
-    assert "ksha:loadbalancer:qingcloud's access_key_id and secret_access_key" in check["comment"]
+    assert f"check ksha:loadbalancer:qingcloud:credentials_file ({wrong})" in check["comment"]
     # only the validation ran before it; nothing after it did
     assert [k for k, s in states.items() if s["result"] is True] == ["ksha-preflight-inventory-valid"]
     assert writes(cloud) == []

@@ -172,3 +172,17 @@ def test_reachable_state_names_the_pillar_keys_when_silent(lb_state, silent_port
     )
     ret = lb_state.reachable("127.0.0.1", expect="ping")
     assert ret["result"] is False and "ksha:loadbalancer:external:check" in ret["comment"]
+
+
+@pytest.mark.parametrize(
+    "test, made_by_this_run, result",
+    [(True, True, None), (True, False, False), (False, True, False), (False, False, False)],
+)
+def test_an_lb_this_run_makes_is_what_would_change_under_test_only(
+    lb_state, silent_port, test, made_by_this_run, result
+):
+    lb_state.__opts__["test"] = test
+    ret = lb_state.reachable("127.0.0.1", port=silent_port, timeout=0.5, made_by_this_run=made_by_this_run)
+    assert ret["result"] is result
+    assert ret["comment"].startswith(f"LB 127.0.0.1:{silent_port} does not answer from this host (timed out)")
+    assert ("the QingCloud step before makes it" in ret["comment"]) is (result is None)

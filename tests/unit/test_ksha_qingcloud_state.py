@@ -359,3 +359,31 @@ def test_the_status_runner_reads_ksha_s_load_balancers_and_names_the_key_when_th
     found, error = runner._qingcloud_view({"loadbalancer": {"qingcloud": wrong}}, names)
     assert found == {} and "ret_code 1200" in error and "access_key_id and secret_access_key" in error
     assert "not-the-secret" not in error and SECRET not in error
+
+
+def test_a_wrong_key_from_a_file_names_the_file_and_a_missing_group_names_its_key(cloud, tmp_path):
+    path = tmp_path / "qingcloud.yaml"
+    path.write_text(f"access_key_id: {KEY}\nsecret_access_key: not-the-secret\n")
+    settings = state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]
+    settings.update(access_key_id=None, secret_access_key=None, credentials_file=str(path))
+    ret = state.api_answers("ksha-preflight-qingcloud-api-answers")
+    assert ret["result"] is False
+    assert ret["comment"].endswith(f"(check ksha:loadbalancer:qingcloud:credentials_file ({path}))")
+    path.write_text(f"access_key_id: {KEY}\nsecret_access_key: {SECRET}\n")
+    c, groups = conf()
+    state.__opts__["test"] = False
+    ret = state.loadbalancers_present(
+        "ksha-qingcloud", qingcloud.wanted(c, IP, groups), rules=qingcloud.wanted_rules(c), security_group="sg-gone",
+        rule_names=qingcloud.rule_names(c), job_timeout_s=10,
+    )  # fmt: skip
+    assert ret["result"] is False
+    assert ret["comment"] == (
+        "DescribeSecurityGroups: QingCloud has no security group sg-gone in this zone; check "
+        "ksha:loadbalancer:qingcloud:security_group"
+    )
+
+
+def test_an_sdk_error_carrying_the_request_shows_neither_the_key_nor_the_signature():
+    conn = type("Conn", (), {"qy_access_key_id": KEY, "qy_secret_access_key": SECRET})()
+    text = f"bad URL /iaas/?access_key_id={KEY}&action=X&signature=abc%2Bdef%3D&x={SECRET}"
+    assert client._scrubbed(conn, text) == "bad URL /iaas/?access_key_id=***&action=X&signature=***&x=***"

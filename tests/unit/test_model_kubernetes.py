@@ -285,6 +285,25 @@ def test_how_long_haproxy_takes_to_see_a_restarted_apiserver_up(example_ksha):
     assert model.build(example_ksha)["loadbalancer"]["down_s"] == 0
 
 
+@pytest.mark.parametrize(
+    "option, down_s, settle_s",
+    [
+        ("10|5|2|5", 2 * (10 + 5) + 10, (5 + 1) * 10),  # QingCloud's default: 40 s down, 60 s up
+        ("2|5|2|2", 2 * (2 + 5) + 2, (2 + 1) * 2),  # the lab's
+    ],
+)
+def test_how_long_qingcloud_takes_to_see_an_apiserver_down_and_up(example_ksha, option, down_s, settle_s):
+    """qingcloud mode: ksha sets the load balancer's checks, so the rolling restart waits for them."""
+    qc = variant(
+        example_ksha,
+        **{"loadbalancer:mode": "qingcloud", "loadbalancer:address": "192.168.0.250",
+           "loadbalancer:qingcloud": {"zone": "pek3a", "vxnet": "vxnet-a", "healthy_check_option": option,
+                                    "credentials_file": "/etc/salt/qc.yaml"}},
+    )  # fmt: skip
+    lb = model.build(qc)["loadbalancer"]
+    assert (lb["down_s"], lb["settle_s"]) == (down_s, settle_s)
+
+
 def test_masters_outside_etcd_get_etcdctl_for_the_rolling_lock(example_ksha):
     m = model.build(variant(example_ksha, **{"groups:etcd": ["master1", "master2", "node1"]}))
     assert m["kubernetes"]["etcdctl_hosts"] == ["master3"]

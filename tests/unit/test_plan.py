@@ -543,16 +543,16 @@ PRE_PLAIN = [s for s in PRE if "qingcloud" not in s]
 # (case, ksha:loadbalancer, until, the steps up to the LB phase's end)
 QINGCLOUD_STEPS = [
     (
-        "qingcloud mode: the load balancer made and reached before the LB domain points at it; the console's "
-        "(no eip) deleted if there",
+        "qingcloud mode: the load balancer made and reached before the LB domain points at it, a former "
+        "keepalived LB cleaned after; the console's (no eip) deleted if there",
         {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": QC},
         "lb",
         [
             *PRE,
-            "ksha-phase-lb-other-hosts-cleaned",
             "ksha-phase-lb-qingcloud-loadbalancers-present",
             "ksha-phase-lb-reached-from-every-host",
             "ksha-phase-common-applied",
+            "ksha-phase-lb-other-hosts-cleaned",
             "ksha-phase-lb-qingcloud-unwanted-absent",
         ],
     ),
@@ -562,10 +562,10 @@ QINGCLOUD_STEPS = [
         "lb",
         [
             *PRE,
-            "ksha-phase-lb-other-hosts-cleaned",
             "ksha-phase-lb-qingcloud-loadbalancers-present",
             "ksha-phase-lb-reached-from-every-host",
             "ksha-phase-common-applied",
+            "ksha-phase-lb-other-hosts-cleaned",
         ],
     ),
     (
@@ -592,10 +592,22 @@ QINGCLOUD_STEPS = [
         ],
     ),
     (
-        "qingcloud mode, a run that stops before the LB phase asks no API",
+        "qingcloud mode, a run that stops after common: the LB domain points only at a load balancer made and "
+        "reached; nothing deleted",
         {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": QC},
         "common",
-        [*PRE_PLAIN, "ksha-phase-common-applied"],
+        [
+            *PRE,
+            "ksha-phase-lb-qingcloud-loadbalancers-present",
+            "ksha-phase-lb-reached-from-every-host",
+            "ksha-phase-common-applied",
+        ],
+    ),
+    (
+        "qingcloud mode, a run that stops at the preflight asks no API",
+        {"mode": "qingcloud", "address": "192.168.0.250", "qingcloud": QC},
+        "preflight",
+        PRE_PLAIN,
     ),
 ]
 
@@ -622,9 +634,10 @@ def test_the_qingcloud_steps_run_on_the_master_with_the_model_s_arguments_and_no
     assert internal["private_ip"] == "192.168.0.250" and internal["vxnet"] == "vxnet-hosts"
     backends = internal["listeners"][0]["backends"]
     assert [(b["host"], b["port"]) for b in backends] == [(m, 6443) for m in M]
-    assert args["require"] == [{"salt": "ksha-phase-lb-other-hosts-cleaned"}] and args["failhard"] is True
+    assert args["require"] == [{"salt": "ksha-preflight-pillar-refreshed"}] and args["failhard"] is True
     reach = steps["ksha-phase-lb-reached-from-every-host"]
     assert reach["sls"] == ["ksha.loadbalancer.external"] and reach["target"] == [h["name"] for h in cluster["hosts"]]
+    assert reach["pillar"] == {"ksha_lb_made_by_this_run": True}
     absent = {k: v for arg in steps["ksha-phase-lb-qingcloud-unwanted-absent"]["args"] for k, v in arg.items()}
     assert absent["loadbalancers"] == ["ksha-kubesphere-console"] and absent["address"] == "192.168.0.250"
     assert "QYKEYID" not in repr(steps) and "s3cret" not in repr(steps)
