@@ -27,6 +27,11 @@ except ImportError:  # pragma: no cover
 
 __virtualname__ = "ksha_qingcloud"
 
+NOTHING_TO_DELETE = (
+    "none of ksha's load balancers to delete (after a switch away from qingcloud mode, the zone and key of "
+    "ksha:loadbalancer:qingcloud may go now: while they are set, every orch.ksha asks QingCloud)"
+)
+
 
 def __virtual__():
     if not HAS_KSHA:
@@ -231,7 +236,7 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
             ret["result"] = None if would else True
             ret["comment"] = (
                 "; ".join(f"{k}: would call {', '.join(v['would call'])}" for k, v in would.items())
-                or "none of ksha's load balancers to delete"
+                or NOTHING_TO_DELETE
             )
             return ret
         if doomed:
@@ -254,7 +259,7 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
         "; ".join(
             x for x in (f"deleted {deleted}" if deleted else "", "ksha's rules removed" if rules_plan else "") if x
         )
-        or "none of ksha's load balancers to delete"
+        or NOTHING_TO_DELETE
     )
     return ret
 

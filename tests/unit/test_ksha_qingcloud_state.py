@@ -292,7 +292,7 @@ def test_switching_away_deletes_ksha_s_load_balancers_and_rules_and_nothing_else
     before = len(cloud.writes())
     again = absent(c)
     assert (again["result"], again["changes"], writes(cloud, before)) == (True, {}, [])
-    assert again["comment"] == "none of ksha's load balancers to delete"
+    assert again["comment"] == state.NOTHING_TO_DELETE
 
 
 def test_the_console_s_load_balancer_goes_once_the_eip_is_unset(cloud):
