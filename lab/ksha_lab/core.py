@@ -340,6 +340,7 @@ class Lab:
     def boot(self, host: Host) -> int:
         if self.init_pid(host):
             return self.init_pid(host)
+        self._veth_gone(host)
         log = open(host.dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [
@@ -357,7 +358,12 @@ class Lab:
             if pid:
                 return pid
             if proc.poll() is not None:
-                raise LabError(f"{host.name}: systemd-nspawn exited {proc.returncode}; see {host.dir / 'console.log'}")
+                # its last words: the lab's state (console.log with it) is gone once the lab is down
+                said = (host.dir / "console.log").read_text(errors="replace").strip().splitlines()[-5:]
+                raise LabError(
+                    f"{host.name}: systemd-nspawn exited {proc.returncode}; {host.dir / 'console.log'} ends: "
+                    + " | ".join(said)
+                )
             time.sleep(0.1)
         raise LabError(f"{host.name}: container init did not start in 30 s")
 
@@ -435,6 +441,19 @@ class Lab:
         if pid and wait:
             _wait_gone(pid, 10)
         return pid
+
+    @staticmethod
+    def _veth_gone(host: Host, timeout: float = 10.0) -> None:
+        """The host end of the veth of a killed container of this name gone (the kernel removes it
+        once the container's network namespace is, a moment after its processes: ``kill`` returns
+        before that), deleted if it outlives `timeout`: systemd-nspawn cannot start a container
+        while it is there ("Failed to add new veth interfaces ...: File exists", exit 1)."""
+        link = Path(f"/sys/class/net/{host.veth}")
+        deadline = time.monotonic() + timeout
+        while link.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if link.exists():
+            run(["ip", "link", "delete", host.veth], check=False)
 
     def wipe(self, host: Host) -> None:
         """A replaced machine: the host is killed and comes back empty (the base only) under the same

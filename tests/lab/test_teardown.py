@@ -25,7 +25,8 @@ def test_down_twice_leaves_no_process_mount_or_bridge(lab):
     # under the lab's state)
     work = qingcloud_lab.workdir() / "dataplane"
     work.mkdir(parents=True, exist_ok=True)
-    (work / "haproxy.cfg").write_text(f"listen left\n    bind {lab.master_ip}:39999\n    mode tcp\n")
+    timeouts = "    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n"
+    (work / "haproxy.cfg").write_text(f"listen left\n    bind {lab.master_ip}:39999\n    mode tcp\n{timeouts}")
     subprocess.run(["haproxy", "-D", "-f", str(work / "haproxy.cfg")], check=True)
     left = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in core.leftovers()["processes"]]
     assert any(cmd.startswith(b"haproxy") for cmd in left), left
