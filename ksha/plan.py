@@ -270,7 +270,9 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
         steps.add(
             "ksha-preflight-qingcloud-api-answers",
             "ksha_qingcloud.api_answers",
-            "QingCloud's API answers ksha's key (read-only, on the master, before any host is touched)",
+            "QingCloud's API answers ksha's key, and what the LB phase would delete may go (read-only, on the "
+            "master, before any host is touched)",
+            extra={"unwanted": qc_absent["loadbalancers"], "address": qc_absent["address"]} if qc_absent else None,
         )
     release_problem = model["kubernetes"]["archive"]["problem"]
     if "control-plane" in enabled and model["kubernetes"]["masters"] and release_problem:

@@ -195,6 +195,23 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
     return ret
 
 
+def _doomed(conn, loadbalancers, address):
+    """{name: ID} of ksha's load balancers ``loadbalancers`` that exist, to delete; one that
+    ``ksha.qingcloud.deletion_refusal`` refuses raises, naming it (nothing is deleted)."""
+    doomed = {}
+    for lb_name in loadbalancers:
+        found = client.found(conn, lb_name)
+        if found is None:
+            continue
+        why = qingcloud.deletion_refusal(
+            found, client.listeners(conn, found["loadbalancer_id"]), list(loadbalancers), address
+        )
+        if why:
+            raise QingCloudError(why)
+        doomed[lb_name] = found["loadbalancer_id"]
+    return doomed
+
+
 def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=(), address=None, job_timeout_s=600):
     """ksha's load balancers ``loadbalancers`` (their names) do not exist, and no rule named one of ``rule_names`` is
     left in ``security_group`` (a switch away from qingcloud mode; the console's load balancer
@@ -208,17 +225,7 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
     test = __opts__["test"]
     try:
         conn = client.connect(_settings())
-        doomed = {}
-        for lb_name in loadbalancers:
-            found = client.found(conn, lb_name)
-            if found is None:
-                continue
-            why = qingcloud.deletion_refusal(
-                found, client.listeners(conn, found["loadbalancer_id"]), list(loadbalancers), address
-            )
-            if why:
-                raise QingCloudError(why)
-            doomed[lb_name] = found["loadbalancer_id"]
+        doomed = _doomed(conn, loadbalancers, address)
         rules_plan = None
         if security_group and rule_names:
             group = client.security_group(conn, security_group)
@@ -264,23 +271,27 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
     return ret
 
 
-def api_answers(name):
+def api_answers(name, unwanted=(), address=None):
     """QingCloud's API answers with ksha's key (a signed DescribeLoadBalancers): the orchestration's
     preflight, before any host is touched, so that a wrong key or endpoint stops the run there,
-    naming the pillar key. Read-only: it runs under ``test=True`` too.
+    naming the pillar key; and ksha's load balancers the run would delete (``unwanted``, the LB
+    phase's ``loadbalancers_absent``) may be deleted: one it would refuse (at ``address``, or
+    carrying a listener ksha did not make) fails the run here, not after the hosts changed.
+    Read-only: it runs under ``test=True`` too.
 
     name
         A label (the orchestration step's).
+    unwanted, address
+        ``ksha.qingcloud.absent``'s ``loadbalancers`` and ``address``.
     """
     qc = _settings()
     try:
         conn = client.connect(qc)
         client.call(conn, "describe_loadbalancers", verbose=0, limit=1)
+        doomed = _doomed(conn, unwanted, address) if unwanted else {}
     except QingCloudError as err:
         return {"name": name, "result": False, "changes": {}, "comment": str(err)}
-    return {
-        "name": name,
-        "result": True,
-        "changes": {},
-        "comment": f"QingCloud's API at {conn.host}:{conn.port} answers ksha's key in zone {qc.get('zone')}",
-    }
+    comment = f"QingCloud's API at {conn.host}:{conn.port} answers ksha's key in zone {qc.get('zone')}"
+    if doomed:
+        comment += "; the LB phase deletes " + ", ".join(f"{k} ({v})" for k, v in doomed.items())
+    return {"name": name, "result": True, "changes": {}, "comment": comment}

@@ -344,6 +344,33 @@ def test_switching_to_external_mode_at_the_address_of_ksha_s_load_balancer_delet
     assert "ksha-lab-apiserver" in live_lbs(cloud)
 
 
+def test_the_preflight_refuses_a_deletion_the_lb_phase_would_refuse_and_names_what_it_would_delete(cloud):
+    """The same refusal, before any host is touched: the preflight is given what the LB phase
+    would delete (the plan's step arguments)."""
+    c, groups = conf(eip="eip-console")
+    assert present(c, groups)["result"] is True
+    before = len(cloud.calls)
+    c["loadbalancer"]["mode"] = "external"
+    gone = qingcloud.absent(c)
+    for test in (False, True):
+        state.__opts__["test"] = test
+        ret = state.api_answers("preflight", unwanted=gone["loadbalancers"], address=gone["address"])
+        assert ret["result"] is False and ret["changes"] == {}
+        assert "is at ksha:loadbalancer:address (127.0.0.100), which the cluster still uses" in ret["comment"]
+        assert "remove ksha:loadbalancer:qingcloud's zone and key" in ret["comment"]
+    # back to keepalived at another address: both may go, and the preflight says so
+    c["loadbalancer"].update(mode="keepalived", address="127.0.0.200")
+    gone = qingcloud.absent(c)
+    ret = state.api_answers("preflight", unwanted=gone["loadbalancers"], address=gone["address"])
+    assert ret["result"] is True
+    ids = {lb["loadbalancer_name"]: i for i, lb in cloud.snapshot()["loadbalancers"].items()}
+    assert ret["comment"].endswith(
+        f"; the LB phase deletes ksha-lab-apiserver ({ids['ksha-lab-apiserver']}), "
+        f"ksha-lab-console ({ids['ksha-lab-console']})"
+    )
+    assert all(x["action"].startswith("Describe") for x in cloud.calls[before:])  # read-only
+
+
 def test_the_status_runner_reads_ksha_s_load_balancers_and_names_the_key_when_the_api_fails(cloud):
     runner = load_salt_module("runners", "ksha_runner")
     c, groups = conf(eip="eip-console")

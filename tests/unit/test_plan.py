@@ -640,6 +640,9 @@ def test_the_qingcloud_steps_run_on_the_master_with_the_model_s_arguments_and_no
     assert reach["pillar"] == {"ksha_lb_made_by_this_run": True}
     absent = {k: v for arg in steps["ksha-phase-lb-qingcloud-unwanted-absent"]["args"] for k, v in arg.items()}
     assert absent["loadbalancers"] == ["ksha-kubesphere-console"] and absent["address"] == "192.168.0.250"
+    # the preflight is given what the LB phase would delete, to refuse it before any host is touched
+    pre = {k: v for arg in steps["ksha-preflight-qingcloud-api-answers"]["args"] for k, v in arg.items()}
+    assert (pre["unwanted"], pre["address"]) == (absent["loadbalancers"], absent["address"])
     assert "QYKEYID" not in repr(steps) and "s3cret" not in repr(steps)
 
 
