@@ -166,6 +166,9 @@ def _qingcloud(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) 
     keyed = bool(qc["credentials_file"] or (qc["access_key_id"] and qc["secret_access_key"]))
     askable = on or (bool(qc["zone"]) and keyed)
     gone = qingcloud.absent(conf)
+    # the client's settings but the key (the states read that from the master's pillar, or the
+    # file credentials_file names): defaults merged here, once
+    connection = {"zone": qc["zone"], "api": dict(qc["api"]), "credentials_file": qc["credentials_file"]}
     present = None
     if on:
         present = {
@@ -174,9 +177,14 @@ def _qingcloud(conf: dict, ip_of: dict[str, str], groups: dict[str, list[str]]) 
             "security_group": qc["security_group"],
             "rule_names": qingcloud.rule_names(conf),
             "job_timeout_s": qc["job_timeout_s"],
+            "connection": connection,
         }
-    absent = {**gone, "job_timeout_s": qc["job_timeout_s"]} if askable and gone["loadbalancers"] else None
-    return {"api": bool(present or absent), "present": present, "absent": absent}
+    absent = (
+        {**gone, "job_timeout_s": qc["job_timeout_s"], "connection": connection}
+        if askable and gone["loadbalancers"]
+        else None
+    )
+    return {"api": bool(present or absent), "present": present, "absent": absent, "connection": connection}
 
 
 def _loadbalancer(conf: dict, hosts: list[str], ip_of: dict[str, str], groups: dict[str, list[str]]) -> dict:

@@ -272,7 +272,10 @@ def build(model: dict | None, live: dict | None = None, until: str | None = None
             "ksha_qingcloud.api_answers",
             "QingCloud's API answers ksha's key, and what the LB phase would delete may go (read-only, on the "
             "master, before any host is touched)",
-            extra={"unwanted": qc_absent["loadbalancers"], "address": qc_absent["address"]} if qc_absent else None,
+            extra={
+                "connection": qingcloud["connection"],
+                **({"unwanted": qc_absent["loadbalancers"], "address": qc_absent["address"]} if qc_absent else {}),
+            },
         )
     release_problem = model["kubernetes"]["archive"]["problem"]
     if "control-plane" in enabled and model["kubernetes"]["masters"] and release_problem:

@@ -44,8 +44,24 @@ def __virtual__():
     return __virtualname__
 
 
-def _settings():
-    return ((__pillar__.get("ksha") or {}).get("loadbalancer") or {}).get("qingcloud") or {}
+def _settings(connection=None):
+    """ksha:loadbalancer:qingcloud's settings for the client: ``connection`` (the model's: zone,
+    api, credentials_file, defaults merged; the plan passes it), with the key from this
+    pillar when no ``credentials_file`` holds it; without ``connection``, this pillar's section
+    as it is. The orchestration's pillar is compiled for the master's own minion ID (``<id>_master``):
+    a key in the pillar reaches these states only when the pillar top gives ``ksha`` to it too."""
+    mine = ((__pillar__.get("ksha") or {}).get("loadbalancer") or {}).get("qingcloud") or {}
+    if connection is None:
+        return mine
+    settings = dict(connection)
+    if not settings.get("credentials_file"):
+        if not mine.get("access_key_id") or not mine.get("secret_access_key"):
+            raise QingCloudError(
+                "ksha:loadbalancer:qingcloud: no API key in the pillar the orchestration compiles for "
+                f"{__opts__.get('id')}: give it the ksha pillar in the pillar top (as '*' does), or set credentials_file"
+            )
+        settings.update(access_key_id=mine["access_key_id"], secret_access_key=mine["secret_access_key"])
+    return settings
 
 
 def _carry_out(conn, lb_id, plan, timeout, done):
@@ -104,7 +120,9 @@ def _instances(conn, lbs):
     return filled
 
 
-def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, rule_names=(), job_timeout_s=600):
+def loadbalancers_present(
+    name, loadbalancers, rules=None, security_group=None, rule_names=(), job_timeout_s=600, connection=None
+):
     """The QingCloud load balancers ``loadbalancers`` (``ksha.qingcloud.wanted``, from the cluster
     model) exist as described, applied, and the security group ``security_group`` lets ``rules``
     (``ksha.qingcloud.wanted_rules``) in.
@@ -120,12 +138,13 @@ def loadbalancers_present(name, loadbalancers, rules=None, security_group=None, 
         are ever removed from the group.
     job_timeout_s
         How long to wait for each QingCloud job.
+    connection
+        The model's zone, api and credentials_file (``_settings``).
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     test = __opts__["test"]
-    qc = _settings()
     try:
-        conn = client.connect(qc)
+        conn = client.connect(_settings(connection))
         lbs = _instances(conn, loadbalancers)
         would, comments = {}, []
         for want in lbs:
@@ -212,7 +231,9 @@ def _doomed(conn, loadbalancers, address):
     return doomed
 
 
-def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=(), address=None, job_timeout_s=600):
+def loadbalancers_absent(
+    name, loadbalancers, security_group=None, rule_names=(), address=None, job_timeout_s=600, connection=None
+):
     """ksha's load balancers ``loadbalancers`` (their names) do not exist, and no rule named one of ``rule_names`` is
     left in ``security_group`` (a switch away from qingcloud mode; the console's load balancer
     once ``eip`` is unset). The arguments are ``ksha.qingcloud.absent``'s, from the model.
@@ -224,7 +245,7 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     test = __opts__["test"]
     try:
-        conn = client.connect(_settings())
+        conn = client.connect(_settings(connection))
         doomed = _doomed(conn, loadbalancers, address)
         rules_plan = None
         if security_group and rule_names:
@@ -271,7 +292,7 @@ def loadbalancers_absent(name, loadbalancers, security_group=None, rule_names=()
     return ret
 
 
-def api_answers(name, unwanted=(), address=None):
+def api_answers(name, unwanted=(), address=None, connection=None):
     """QingCloud's API answers with ksha's key (a signed DescribeLoadBalancers): the orchestration's
     preflight, before any host is touched, so that a wrong key or endpoint stops the run there,
     naming the pillar key; and ksha's load balancers the run would delete (``unwanted``, the LB
@@ -284,8 +305,8 @@ def api_answers(name, unwanted=(), address=None):
     unwanted, address
         ``ksha.qingcloud.absent``'s ``loadbalancers`` and ``address``.
     """
-    qc = _settings()
     try:
+        qc = _settings(connection)
         conn = client.connect(qc)
         client.call(conn, "describe_loadbalancers", verbose=0, limit=1)
         doomed = _doomed(conn, unwanted, address) if unwanted else {}

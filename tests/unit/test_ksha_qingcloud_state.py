@@ -414,3 +414,22 @@ def test_an_sdk_error_carrying_the_request_shows_neither_the_key_nor_the_signatu
     conn = type("Conn", (), {"qy_access_key_id": KEY, "qy_secret_access_key": SECRET})()
     text = f"bad URL /iaas/?access_key_id={KEY}&action=X&signature=abc%2Bdef%3D&x={SECRET}"
     assert client._scrubbed(conn, text) == "bad URL /iaas/?access_key_id=***&action=X&signature=***&x=***"
+
+
+def test_the_model_s_connection_settings_with_the_key_from_the_file_or_the_master_s_pillar(cloud, tmp_path):
+    """The plan passes the model's zone, api and credentials_file; the key comes from that file, or
+    from the pillar the orchestration compiles for the master's own ID."""
+    mine = state.__pillar__["ksha"]["loadbalancer"]["qingcloud"]
+    connection = {"zone": "lab1", "api": dict(mine["api"]), "credentials_file": None}
+    assert state.api_answers("preflight", connection=connection)["result"] is True  # the key in the pillar
+    path = tmp_path / "qingcloud.yaml"
+    path.write_text(f"access_key_id: {KEY}\nsecret_access_key: {SECRET}\n")
+    state.__pillar__.clear()  # the master's own pillar without ksha: the file is enough
+    assert state.api_answers("preflight", connection={**connection, "credentials_file": str(path)})["result"] is True
+    state.__opts__["id"] = "saltmaster_master"
+    ret = state.api_answers("preflight", connection=connection)
+    assert ret["result"] is False
+    assert ret["comment"] == (
+        "ksha:loadbalancer:qingcloud: no API key in the pillar the orchestration compiles for saltmaster_master: "
+        "give it the ksha pillar in the pillar top (as '*' does), or set credentials_file"
+    )
