@@ -47,7 +47,7 @@ class LabCloud:
     """The emulator serving on the lab's bridge (``api``: the pillar's ``api`` mapping), with its
     data plane."""
 
-    def __init__(self, lab: core.Lab, job_s: float = 0.5):
+    def __init__(self, lab: core.Lab, job_s: float = 0.2):
         net = ipaddress.ip_network(lab.subnet)
         self.eip_address = str(net.network_address + EIP_OFFSET)
         self.internal_address = str(net.network_address + INTERNAL_OFFSET)
