@@ -405,7 +405,8 @@ def _lb_clean_step(steps: Steps, lb: dict, found: dict | None) -> None:
         steps.add(
             "ksha-phase-lb-other-hosts-cleaned",
             "salt.state",
-            "ksha's haproxy/keepalived removed where the host is not an LB host (first: no two VIP holders)",
+            "ksha's haproxy/keepalived removed where the host is not an LB host (before the LB hosts' own: no two "
+            "VIP holders)",
             target=lb_clean,
             sls=["ksha.loadbalancer.clean"],
         )

@@ -77,8 +77,8 @@ def deletion_refusal(
         return (
             f"{found['loadbalancer_id']} ({found['loadbalancer_name']}) is at ksha:loadbalancer:address ({address}), "
             "which the cluster still uses: ksha does not delete it; set ksha:loadbalancer:address to the new "
-            "load balancer's address, or keep ksha:loadbalancer:mode qingcloud (or, to keep using it as an "
-            "external LB ksha no longer keeps, remove ksha:loadbalancer:qingcloud's zone and key)"
+            "load balancer's address, or keep ksha:loadbalancer:mode qingcloud (in external mode, to keep using "
+            "it as an LB ksha no longer keeps: remove ksha:loadbalancer:qingcloud's zone and key)"
         )
     others = sorted(
         x.get("loadbalancer_listener_name") or x["loadbalancer_listener_id"]

@@ -265,7 +265,10 @@ def running_with_current_config(name, watched, binary=None, rolling=True, timeou
     k8s, lb = model["kubernetes"], model["loadbalancer"]
     masters = [b["name"] for b in lb["backends"]]
     others = [m for m in masters if m != me]
-    unit_restart_s = k8s["apiserver"]["stop_timeout_s"] + lb["down_s"] + k8s["apiserver"]["start_timeout_s"]
+    # its unit's stop and start, the LB's checks seeing it down, then up (qingcloud mode: a minute or more)
+    unit_restart_s = (
+        k8s["apiserver"]["stop_timeout_s"] + lb["down_s"] + k8s["apiserver"]["start_timeout_s"] + lb["settle_s"]
+    )
     budget = _restart_budget(len(masters), timeout, unit_restart_s)
     lock, why = _lock(model["me"]["flags"][k8s["apiserver"]["unit"]], k8s["apiserver"]["lock"], budget)
     if lock is None:

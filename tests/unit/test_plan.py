@@ -643,6 +643,11 @@ def test_the_qingcloud_steps_run_on_the_master_with_the_model_s_arguments_and_no
     # the preflight is given what the LB phase would delete, to refuse it before any host is touched
     pre = {k: v for arg in steps["ksha-preflight-qingcloud-api-answers"]["args"] for k, v in arg.items()}
     assert (pre["unwanted"], pre["address"]) == (absent["loadbalancers"], absent["address"])
+    # each of the three gets the model's connection settings (the state reads only the key itself)
+    connection = cluster["loadbalancer"]["qingcloud"]["connection"]
+    assert connection == {"zone": "pek3a", "api": {"host": "api.qingcloud.com", "port": 443, "protocol": "https"},
+                          "credentials_file": None}  # fmt: skip
+    assert pre["connection"] == args["connection"] == absent["connection"] == connection
     assert "QYKEYID" not in repr(steps) and "s3cret" not in repr(steps)
 
 
