@@ -5,7 +5,8 @@ ksha's load balancers by name. Used on the Salt master by the state module ``ksh
 ``ksha.qingcloud`` (pure).
 
 Every error is a ``QingCloudError`` whose message names the action, QingCloud's code and message
-and the pillar key to look at, never a parameter's value: the key never shows.
+and the pillar key to look at; the key never shows: an SDK error's or QingCloud's text is
+scrubbed of the key and of the request's signature (``_scrubbed``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """ksha_lb states: checks of the load balancer from a host.
 
 ``reachable`` is read-only: it changes nothing, so under ``test=True`` it
-runs the same check and reports its real result.
+runs the same check and reports its real result, but for a load balancer the same
+orchestration makes first (``made_by_this_run``): not there yet is what would change.
 """
 
 __virtualname__ = "ksha_lb"
