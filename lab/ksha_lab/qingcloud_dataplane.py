@@ -147,14 +147,37 @@ class DataPlane:
             return None
         return pid if b"haproxy" in cmdline and str(self.cfg).encode() in cmdline else None
 
+    def processes(self) -> list[int]:
+        """Every haproxy of this data plane: the one serving, and those a reload (``-sf``) left
+        finishing their connections (a client's kept-alive connection keeps one alive)."""
+        mine = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(self.haproxy.encode()) or b"/haproxy\0" in cmdline[:64]:
+                if str(self.cfg).encode() in cmdline:
+                    mine.append(int(proc.name))
+        return mine
+
     def stop(self, timeout: float = 5.0) -> None:
-        """haproxy stopped, waited for (up to `timeout` s, then killed)."""
-        pid = self.pid()
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        """Every haproxy of this data plane stopped (SIGTERM: listeners and connections closed at
+        once, so a client's kept-alive connection ends now rather than hanging on an address that
+        is gone), waited for up to `timeout` s, then killed."""
+        pids = self.processes()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in pids:
             if Path(f"/proc/{pid}").exists():
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.pidfile.unlink(missing_ok=True)

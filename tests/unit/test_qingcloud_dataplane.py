@@ -2,11 +2,14 @@
 haproxy (this machine's, as in the lab), on loopback addresses; what it serves is what the
 emulator's UpdateLoadBalancers jobs applied, made by ksha's own state through qingcloud-sdk."""
 
+import os
+import signal
 import socket
 import socketserver
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +182,28 @@ def test_a_deleted_load_balancer_serves_nothing(served):
     assert gone["result"] is True and list(gone["changes"]["deleted"]) == ["ksha-lab-apiserver"], gone
     assert until(lambda: plane.pid() is None)
     assert through_lb(lb_port, tries=2) == {None}
+
+
+def test_stop_ends_every_haproxy_of_the_data_plane_the_one_a_reload_left_too(tmp_path):
+    """A reload (-sf) leaves the old haproxy serving the connections it holds (a client's kept-alive
+    one keeps it alive); stopping the data plane, as a deleted load balancer does, ends them all,
+    so such a client sees its connection end rather than hang on an address that is gone."""
+    plane = dataplane.DataPlane(tmp_path / "dataplane")
+    timeouts = "    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n"
+    other = []
+    for port in (free_port(), free_port()):  # two processes with this data plane's config: old, new
+        plane.cfg.write_text(f"listen lb\n    bind 127.0.0.1:{port}\n    mode tcp\n{timeouts}")
+        subprocess.run(["haproxy", "-D", "-f", str(plane.cfg), "-p", str(plane.pidfile)], check=True)
+    unrelated = tmp_path / "other.cfg"  # another haproxy: not the data plane's
+    unrelated.write_text(f"listen x\n    bind 127.0.0.1:{free_port()}\n    mode tcp\n{timeouts}")
+    other_pid = tmp_path / "other.pid"
+    subprocess.run(["haproxy", "-D", "-f", str(unrelated), "-p", str(other_pid)], check=True)
+    other.append(int(other_pid.read_text().split()[0]))
+    try:
+        assert until(lambda: len(plane.processes()) == 2)
+        plane.stop()
+        assert plane.processes() == []
+        assert Path(f"/proc/{other[0]}").exists()  # only the data plane's own
+    finally:
+        for pid in other + plane.processes():
+            os.kill(pid, signal.SIGKILL)
